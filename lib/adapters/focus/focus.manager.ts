@@ -1,0 +1,109 @@
+import { Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
+import { PersistenceError } from '../../errors/persistence.error';
+import { notFound } from '../../persistence.messages';
+import { assertValidId } from '../../storage/file-name.codec';
+import { ownCopy } from '../revive.util';
+import { CreateFocusChainInput, Focus, FocusChain, PushFocusInput } from './focus.model';
+
+/** Focus chains in memory; every change replaces the chain object. */
+@Injectable()
+export class FocusManager {
+  private chains = new Map<string, FocusChain>();
+
+  createChain(init: CreateFocusChainInput = {}): FocusChain {
+    const id = init.id ?? randomUUID();
+    assertValidId(id);
+    if (this.chains.has(id)) {
+      throw new PersistenceError(
+        PersistenceErrorCode.InvalidId,
+        `Focus chain "${id}" already exists. Push onto it, or use another id.`,
+        { itemId: id },
+      );
+    }
+    const now = new Date();
+    const chain: FocusChain = Object.freeze({
+      id,
+      ...(init.name === undefined ? {} : { name: init.name }),
+      items: Object.freeze([]),
+      createdAt: now,
+      updatedAt: now,
+      metadata: ownCopy(init.metadata),
+    });
+    this.chains.set(id, chain);
+    return chain;
+  }
+
+  pushFocus(chainId: string, input: PushFocusInput): Focus {
+    const chain = this.require(chainId);
+    const now = new Date();
+    const focus: Focus = Object.freeze({
+      id: input.id ?? randomUUID(),
+      type: input.type,
+      target: input.target,
+      context: ownCopy(input.context),
+      createdAt: now,
+    });
+    this.chains.set(
+      chainId,
+      Object.freeze({ ...chain, items: Object.freeze([...chain.items, focus]), updatedAt: now }),
+    );
+    return focus;
+  }
+
+  /** Removes and returns the current (last) focus; `undefined` when the chain is empty. */
+  popFocus(chainId: string): Focus | undefined {
+    const chain = this.require(chainId);
+    const current = chain.items.at(-1);
+    if (current) {
+      this.chains.set(
+        chainId,
+        Object.freeze({
+          ...chain,
+          items: Object.freeze(chain.items.slice(0, -1)),
+          updatedAt: new Date(),
+        }),
+      );
+    }
+    return current;
+  }
+
+  /** The current (last) focus of a chain. */
+  currentFocus(chainId: string): Focus | undefined {
+    return this.require(chainId).items.at(-1);
+  }
+
+  getChain(id: string): FocusChain | undefined {
+    return this.chains.get(id);
+  }
+
+  /** Removes a chain; returns whether it existed. */
+  deleteChain(id: string): boolean {
+    return this.chains.delete(id);
+  }
+
+  listChains(): FocusChain[] {
+    return [...this.chains.values()];
+  }
+
+  /** @internal Used by the adapter. */
+  entries(): ReadonlyMap<string, FocusChain> {
+    return new Map(this.chains);
+  }
+
+  /** @internal Used by the adapter. */
+  replaceAll(chains: Map<string, FocusChain>): void {
+    this.chains = chains;
+  }
+
+  private require(id: string): FocusChain {
+    const chain = this.chains.get(id);
+    if (!chain) {
+      throw new PersistenceError(PersistenceErrorCode.NotFound, notFound('Focus chain', id), {
+        itemId: id,
+      });
+    }
+    return chain;
+  }
+}

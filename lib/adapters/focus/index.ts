@@ -1,0 +1,3 @@
+export * from './focus.adapter';
+export * from './focus.manager';
+export * from './focus.model';

@@ -1,0 +1,3 @@
+export * from './focus';
+export * from './memory';
+export * from './session';

@@ -1,0 +1,3 @@
+export * from './conversation.model';
+export * from './memory.adapter';
+export * from './memory.manager';

@@ -1,0 +1,3 @@
+export * from './session.adapter';
+export * from './session.manager';
+export * from './session.model';

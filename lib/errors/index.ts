@@ -1,0 +1,2 @@
+export * from './persistence-error-code.enum';
+export * from './persistence.error';

@@ -1,0 +1,31 @@
+/**
+ * Stable codes carried by every {@link PersistenceError}. Match on these, not on messages.
+ */
+export enum PersistenceErrorCode {
+  /** An option passed to `PersistenceModule.forRoot()` is invalid. */
+  InvalidOptions = 'PERSISTENCE_INVALID_OPTIONS',
+  /** Auto-save is on but `ScheduleModule.forRoot()` is not imported. */
+  SchedulerMissing = 'PERSISTENCE_SCHEDULER_MISSING',
+  /** An adapter is malformed, cannot be resolved, or its name clashes with another. */
+  InvalidAdapter = 'PERSISTENCE_INVALID_ADAPTER',
+  /** An item id cannot be stored (empty, too long, not a string). */
+  InvalidId = 'PERSISTENCE_INVALID_ID',
+  /** A manager was asked for an item that does not exist. */
+  NotFound = 'PERSISTENCE_NOT_FOUND',
+  /** An item could not be turned into bytes. */
+  SerializeFailed = 'PERSISTENCE_SERIALIZE_FAILED',
+  /** A stored file could not be parsed; it was moved to `.quarantine/`. */
+  CorruptFile = 'PERSISTENCE_CORRUPT_FILE',
+  /** The file system refused a read, write, rename or delete. */
+  IoFailed = 'PERSISTENCE_IO_FAILED',
+  /** A save finished with some items not written; their previous files were kept. */
+  SaveIncomplete = 'PERSISTENCE_SAVE_INCOMPLETE',
+  /** An adapter's `snapshot()` or `restore()` threw. */
+  AdapterFailed = 'PERSISTENCE_ADAPTER_FAILED',
+  /** `backup()` was given a destination it must not write to. */
+  InvalidBackupDestination = 'PERSISTENCE_INVALID_BACKUP_DESTINATION',
+  /** `restore()` was given a source that is not a complete, valid backup. */
+  InvalidBackup = 'PERSISTENCE_INVALID_BACKUP',
+  /** The store was used after the application closed. */
+  StoreClosed = 'PERSISTENCE_STORE_CLOSED',
+}

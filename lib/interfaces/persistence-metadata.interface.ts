@@ -1,0 +1,69 @@
+import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
+
+/** Payload of `persistence.saved` and of `onSave` callbacks. */
+export interface SaveMetadata {
+  /** Absolute path of the store folder. */
+  path: string;
+  /** Format the items were written in. */
+  format: string;
+  /** Bytes of all item files written by this save. */
+  size: number;
+  /** When the save started (the moment the state was taken). */
+  timestamp: Date;
+  /** Number of items in the saved state, across all adapters. */
+  items: number;
+  /** Items per adapter name. */
+  adapters: Record<string, number>;
+  /** Item files removed because their items were deleted in memory. */
+  deleted: number;
+  /** Wall-clock duration of the save. */
+  durationMs: number;
+}
+
+/** Payload of `persistence.loaded` and of `onLoad` callbacks. */
+export interface LoadMetadata {
+  /** Absolute path of the store folder. */
+  path: string;
+  /** The store's configured format (files of any built-in format are read). */
+  format: string;
+  /** Bytes read. */
+  size: number;
+  /** When the load started. */
+  timestamp: Date;
+  /** Number of items loaded, across all adapters. */
+  items: number;
+  /** Items per adapter name. */
+  adapters: Record<string, number>;
+  /** Files that could not be read and were quarantined (each also emitted an error). */
+  skipped: number;
+  /** Wall-clock duration of the load. */
+  durationMs: number;
+}
+
+/** Payload of `persistence.error` and of `onError` callbacks. */
+export interface PersistenceErrorEvent {
+  error: PersistenceError;
+  operation: PersistenceOperation;
+  adapter?: string;
+  itemId?: string;
+  path?: string;
+}
+
+/** Metadata returned by `backup()`. */
+export interface BackupMetadata {
+  /** Absolute path of the backup folder. */
+  path: string;
+  /** Files copied. */
+  files: number;
+  /** Bytes copied. */
+  size: number;
+  timestamp: Date;
+  durationMs: number;
+}
+
+/** Metadata returned by `restore()`: the backup that was swapped in, and the load that followed. */
+export interface RestoreMetadata {
+  source: string;
+  files: number;
+  load: LoadMetadata;
+}

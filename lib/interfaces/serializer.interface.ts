@@ -1,0 +1,23 @@
+/** Names of the built-in formats. */
+export type BuiltInFormat = 'json' | 'json-compact' | 'json-gzip';
+
+/** What {@link detectFormat} can tell from a file's bytes. */
+export type DetectedFormat = 'json' | 'json-gzip' | 'binary';
+
+/**
+ * Turns one item file's content into bytes and back. Implement it for a format of your own and pass
+ * the instance as the `format` option or to `PersistenceStore.setSerializer()`.
+ *
+ * `deserialize()` must throw on bytes it cannot read: the store then quarantines the file.
+ */
+export interface Serializer {
+  /** Name reported in `SaveMetadata.format`, e.g. `'msgpack'`. */
+  readonly format: string;
+  /** File extension including the dot, e.g. `'.msgpack'`. Must not be `.tmp`. */
+  readonly extension: string;
+  serialize(value: unknown): Buffer | Promise<Buffer>;
+  deserialize(data: Buffer): unknown | Promise<unknown>;
+}
+
+/** DI token and interface share a name, as Nest's own pluggable parts do. */
+export const Serializer = Symbol('Serializer');

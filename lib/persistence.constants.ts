@@ -1,0 +1,17 @@
+/** Name of the auto-save interval in `SchedulerRegistry`. */
+export const PERSISTENCE_AUTO_SAVE_INTERVAL = 'nestjs-persistence:auto-save';
+
+/** Folder under the store path where unreadable files are moved, never deleted. */
+export const QUARANTINE_DIR = '.quarantine';
+
+/** Version written into every item file's envelope. */
+export const ITEM_FILE_VERSION = 1;
+
+/** Version written into a backup's manifest. */
+export const BACKUP_MANIFEST_VERSION = 1;
+
+/** File name of a backup's manifest. */
+export const BACKUP_MANIFEST_FILE = 'persistence-backup.json';
+
+/** Logger context. */
+export const PERSISTENCE_LOGGER_CONTEXT = 'Persistence';

@@ -1,0 +1,81 @@
+/* Every user-facing message in one place: what happened, then what to do. */
+
+export const invalidOption = (option: string, got: unknown, fix: string): string =>
+  `PersistenceModule option "${option}" is invalid (got ${describe(got)}). ${fix}`;
+
+export const schedulerMissing = (): string =>
+  'Auto-save needs @nestjs/schedule: import ScheduleModule.forRoot() in your AppModule, ' +
+  'or pass autoSave: false to PersistenceModule.forRoot().';
+
+export const eventEmitterMissing = (): string =>
+  'EventEmitter2 is not available, so persistence.saved/loaded/error events are not emitted. ' +
+  'Import EventEmitterModule.forRoot() to receive them with @OnEvent().';
+
+export const invalidAdapter = (what: string, problem: string): string =>
+  `Persistence adapter ${what} ${problem}`;
+
+export const adapterUnresolvable = (name: string): string =>
+  `Persistence adapter ${name} could not be created. Register it as a provider in the module that ` +
+  'owns its dependencies (the store finds it there), or pass an instance in "adapters".';
+
+export const duplicateAdapter = (name: string): string =>
+  `Two persistence adapters are named "${name}"; each needs its own folder. Rename one of them.`;
+
+export const invalidId = (id: unknown, problem: string): string =>
+  `Item id ${describe(id)} cannot be stored: ${problem}.`;
+
+export const notFound = (kind: string, id: string): string =>
+  `${kind} "${id}" does not exist. Create it first, or check the id.`;
+
+export const serializeFailed = (adapter: string, id: string, reason: string): string =>
+  `Could not serialize item "${id}" of "${adapter}": ${reason}. Its previous file was kept; ` +
+  'make the item JSON-serializable (no cycles, no BigInt).';
+
+export const corruptFile = (path: string, reason: string, quarantinedTo?: string): string =>
+  `Could not read ${path}: ${reason}.` +
+  (quarantinedTo
+    ? ` It was moved to ${quarantinedTo}; the other items loaded.`
+    : ' The other items loaded.');
+
+export const ioFailed = (action: string, path: string, reason: string): string =>
+  `Could not ${action} ${path}: ${reason}. Check that the folder exists, is writable and has free space.`;
+
+export const saveIncomplete = (failed: number, total: number): string =>
+  `Save finished with ${failed} of ${total} items not written; their previous files were kept. ` +
+  'See the persistence.error events for each item.';
+
+export const adapterFailed = (adapter: string, method: string, reason: string): string =>
+  `Adapter "${adapter}" threw in ${method}(): ${reason}.`;
+
+export const storeClosed = (operation: string): string =>
+  `Cannot ${operation}: the application has shut down and the store is closed.`;
+
+export const backupDestinationInside = (destination: string, store: string): string =>
+  `Backup destination ${destination} is inside the store folder ${store}. Choose a folder outside it.`;
+
+export const backupDestinationHoldsStore = (destination: string, store: string): string =>
+  `Backup destination ${destination} contains the store folder ${store}. Choose a folder outside it.`;
+
+export const backupDestinationNotEmpty = (destination: string): string =>
+  `Backup destination ${destination} already holds files. Choose a new or empty folder; ` +
+  'backups never overwrite.';
+
+export const backupSourceInvalid = (source: string, problem: string): string =>
+  `Cannot restore from ${source}: ${problem}. The store was not changed.`;
+
+export const describe = (value: unknown): string => {
+  if (typeof value === 'string') {
+    return value.length > 60 ? JSON.stringify(`${value.slice(0, 57)}...`) : JSON.stringify(value);
+  }
+  if (typeof value === 'function') {
+    return (value as { name?: string }).name || 'a function';
+  }
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+};
+
+export const reasonOf = (error: unknown): string =>
+  error instanceof Error ? error.message : String(error);

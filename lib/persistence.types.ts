@@ -1,0 +1,13 @@
+import { ConfigurableModuleAsyncOptions } from '@nestjs/common';
+import { PersistenceModuleOptions } from './interfaces/persistence-module-options.interface';
+
+/** Implement it for `forRootAsync({ useClass })` / `useExisting`. */
+export interface PersistenceOptionsFactory {
+  createPersistenceOptions(): PersistenceModuleOptions | Promise<PersistenceModuleOptions>;
+}
+
+/** Options of `PersistenceModule.forRootAsync()`. */
+export type PersistenceModuleAsyncOptions = ConfigurableModuleAsyncOptions<
+  PersistenceModuleOptions,
+  'createPersistenceOptions'
+> & { isGlobal?: boolean };

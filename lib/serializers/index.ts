@@ -1,0 +1,4 @@
+export * from './detect-format';
+export * from './json-gzip.serializer';
+export * from './json.serializer';
+export * from './serializer.factory';

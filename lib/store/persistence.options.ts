@@ -1,0 +1,105 @@
+import { isAbsolute, resolve } from 'node:path';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError } from '../errors/persistence.error';
+import {
+  PersistenceModuleOptions,
+  ResolvedPersistenceOptions,
+} from '../interfaces/persistence-module-options.interface';
+import { invalidOption } from '../persistence.messages';
+import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
+
+/** Defaults of every option, in one place. */
+export const DEFAULT_OPTIONS = {
+  path: './data',
+  format: 'json',
+  autoSave: { interval: 300_000, maxBackoffTicks: 8 },
+  loadOnBoot: true,
+  saveOnShutdown: true,
+  builtInAdapters: true,
+  ioConcurrency: 16,
+} as const;
+
+function fail(option: string, got: unknown, fix: string): never {
+  throw new PersistenceError(PersistenceErrorCode.InvalidOptions, invalidOption(option, got, fix), {
+    operation: 'init',
+  });
+}
+
+/** Throws unless `ms` can be an auto-save interval. */
+export function assertInterval(option: string, ms: unknown): asserts ms is number {
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > 2_147_483_647) {
+    fail(option, ms, 'Use a whole number of milliseconds from 1 to 2147483647 (about 24.8 days).');
+  }
+}
+
+/** Merges the defaults into the user's options and checks every value; throws on the first bad one. */
+export function resolveOptions(
+  options: PersistenceModuleOptions | undefined,
+): ResolvedPersistenceOptions {
+  const given = options ?? {};
+  if (typeof given !== 'object') {
+    fail('options', given, 'Pass an object to PersistenceModule.forRoot().');
+  }
+  const path = given.path ?? DEFAULT_OPTIONS.path;
+  if (typeof path !== 'string' || path.trim() === '' || path.includes('\0')) {
+    fail('path', path, 'Use a folder path such as "./data" or "/var/lib/my-app/state".');
+  }
+  const format = given.format ?? DEFAULT_OPTIONS.format;
+  if (typeof format === 'string' ? !BUILT_IN_FORMATS.includes(format) : !isSerializer(format)) {
+    fail(
+      'format',
+      format,
+      `Use one of ${BUILT_IN_FORMATS.map((f) => `'${f}'`).join(', ')}, or an object implementing Serializer (format, extension, serialize, deserialize).`,
+    );
+  }
+  if (typeof format !== 'string') {
+    assertCustomExtension(format.extension);
+  }
+  let autoSave: ResolvedPersistenceOptions['autoSave'] = false;
+  if (given.autoSave !== false) {
+    const auto = given.autoSave ?? DEFAULT_OPTIONS.autoSave;
+    if (typeof auto !== 'object' || auto === null) {
+      fail('autoSave', auto, 'Use { interval: milliseconds } or false.');
+    }
+    assertInterval('autoSave.interval', auto.interval);
+    const maxBackoffTicks = auto.maxBackoffTicks ?? DEFAULT_OPTIONS.autoSave.maxBackoffTicks;
+    if (!Number.isInteger(maxBackoffTicks) || maxBackoffTicks < 0) {
+      fail('autoSave.maxBackoffTicks', maxBackoffTicks, 'Use a whole number, 0 or more.');
+    }
+    autoSave = { interval: auto.interval, maxBackoffTicks };
+  }
+  const flags = ['loadOnBoot', 'saveOnShutdown', 'builtInAdapters'] as const;
+  for (const flag of flags) {
+    if (given[flag] !== undefined && typeof given[flag] !== 'boolean') {
+      fail(flag, given[flag], 'Use true or false.');
+    }
+  }
+  const adapters = given.adapters ?? [];
+  if (!Array.isArray(adapters)) {
+    fail('adapters', adapters, 'Use an array of adapter classes or instances.');
+  }
+  const ioConcurrency = given.ioConcurrency ?? DEFAULT_OPTIONS.ioConcurrency;
+  if (!Number.isInteger(ioConcurrency) || ioConcurrency < 1 || ioConcurrency > 1024) {
+    fail('ioConcurrency', ioConcurrency, 'Use a whole number from 1 to 1024.');
+  }
+  return {
+    path: isAbsolute(path) ? path : resolve(process.cwd(), path),
+    format,
+    autoSave,
+    loadOnBoot: given.loadOnBoot ?? DEFAULT_OPTIONS.loadOnBoot,
+    saveOnShutdown: given.saveOnShutdown ?? DEFAULT_OPTIONS.saveOnShutdown,
+    builtInAdapters: given.builtInAdapters ?? DEFAULT_OPTIONS.builtInAdapters,
+    adapters,
+    ioConcurrency,
+  };
+}
+
+function assertCustomExtension(extension: string): void {
+  if (!/^\.[A-Za-z0-9][A-Za-z0-9.]{0,15}$/.test(extension) || extension.endsWith('.tmp')) {
+    fail(
+      'format.extension',
+      extension,
+      'A custom serializer needs an extension such as ".msgpack": a dot, then letters, digits and dots (not ".tmp").',
+    );
+  }
+}
