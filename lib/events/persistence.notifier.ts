@@ -23,7 +23,25 @@ export class PersistenceNotifier {
     [PersistenceEvents.Error]: new Set<Listener<PersistenceErrorEvent>>(),
   };
 
+  /** Emitter events held back until `@OnEvent` listeners are wired (see {@link holdEmitterUntil}). */
+  private held: Array<[PersistenceEvents, unknown]> | undefined;
+
   constructor(private readonly emitter: EventEmitter2 | undefined) {}
+
+  /**
+   * `@nestjs/event-emitter` wires `@OnEvent` handlers at application bootstrap, after the store has
+   * loaded: events of the boot load wait until `ready` settles, then go out in order. Callbacks are
+   * not held.
+   */
+  holdEmitterUntil(ready: Promise<unknown>): void {
+    this.held ??= [];
+    const release = (): void => {
+      const held = this.held ?? [];
+      this.held = undefined;
+      for (const [event, payload] of held) this.emit(event, payload);
+    };
+    ready.then(release, release);
+  }
 
   on(event: PersistenceEvents.Saved, listener: Listener<SaveMetadata>): () => void;
   on(event: PersistenceEvents.Loaded, listener: Listener<LoadMetadata>): () => void;
@@ -53,6 +71,14 @@ export class PersistenceNotifier {
     for (const listener of this.listeners[event] as Set<Listener<T>>) {
       this.guard(event, () => listener(payload));
     }
+    if (this.held) {
+      this.held.push([event, payload]);
+    } else {
+      this.emit(event, payload);
+    }
+  }
+
+  private emit(event: PersistenceEvents, payload: unknown): void {
     if (this.emitter) {
       this.guard(event, () => this.emitter?.emit(event, payload));
     }

@@ -3,11 +3,12 @@ import {
   Inject,
   Injectable,
   Logger,
+  OnApplicationBootstrap,
   OnModuleInit,
   Optional,
 } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { EventEmitter2 } from '@nestjs/event-emitter';
+import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { resolve } from 'node:path';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
@@ -57,7 +58,9 @@ import { SnapshotWriter } from './snapshot.writer';
  * happen. One operation runs at a time; `saveAll()` calls that arrive during a save share one more.
  */
 @Injectable()
-export class PersistenceStore implements OnModuleInit, BeforeApplicationShutdown {
+export class PersistenceStore
+  implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown
+{
   private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
@@ -70,6 +73,7 @@ export class PersistenceStore implements OnModuleInit, BeforeApplicationShutdown
   private lastSaveTime: Date | null = null;
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
+  private releaseBootEvents?: () => void;
 
   constructor(
     @Inject(PERSISTENCE_MODULE_OPTIONS) private readonly rawOptions: PersistenceModuleOptions,
@@ -122,6 +126,7 @@ export class PersistenceStore implements OnModuleInit, BeforeApplicationShutdown
       throw this.wrapIo('init', 'prepare', this.options.path, error);
     }
     this.state = 'ready';
+    this.holdBootEvents();
     if (this.options.loadOnBoot) {
       // A failed load never stops the application: it starts with what could be read.
       await this.loadAll().catch(() => undefined);
@@ -129,6 +134,11 @@ export class PersistenceStore implements OnModuleInit, BeforeApplicationShutdown
     if (this.options.autoSave !== false) {
       this.enableAutoSave(this.options.autoSave.interval);
     }
+  }
+
+  /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
+  onApplicationBootstrap(): void {
+    this.releaseBootEvents?.();
   }
 
   /**
@@ -383,6 +393,30 @@ export class PersistenceStore implements OnModuleInit, BeforeApplicationShutdown
       }
     }
     this.state = 'closed';
+  }
+
+  /**
+   * Holds the boot load's emitter events until the event-emitter module has wired `@OnEvent`
+   * handlers: its readiness watcher where it has one, else the end of this module's bootstrap hook.
+   */
+  private holdBootEvents(): void {
+    let watcher: EventEmitterReadinessWatcher | undefined;
+    try {
+      if (typeof EventEmitterReadinessWatcher === 'function') {
+        watcher = this.moduleRef.get(EventEmitterReadinessWatcher, { strict: false });
+      }
+    } catch {
+      watcher = undefined;
+    }
+    if (watcher) {
+      this.notifier.holdEmitterUntil(watcher.waitUntilReady());
+    } else {
+      this.notifier.holdEmitterUntil(
+        new Promise<void>((resolve) => {
+          this.releaseBootEvents = () => setImmediate(resolve);
+        }),
+      );
+    }
   }
 
   private assertOpen(operation: string): void {
