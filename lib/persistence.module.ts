@@ -1,4 +1,4 @@
-import { Module } from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
 import { FocusAdapter } from './adapters/focus/focus.adapter';
 import { FocusManager } from './adapters/focus/focus.manager';
 import { MemoryAdapter } from './adapters/memory/memory.adapter';
@@ -6,7 +6,10 @@ import { MemoryManager } from './adapters/memory/memory.manager';
 import { SessionAdapter } from './adapters/session/session.adapter';
 import { SessionManager } from './adapters/session/session.manager';
 import { PersistenceAdapter } from './interfaces/persistence-adapter.interface';
-import { ConfigurablePersistenceModule } from './persistence.module-definition';
+import {
+  ConfigurablePersistenceModule,
+  PERSISTENCE_OPTIONS_TYPE,
+} from './persistence.module-definition';
 import { PersistenceStore } from './store/persistence.store';
 
 /**
@@ -50,4 +53,9 @@ import { PersistenceStore } from './store/persistence.store';
     PersistenceAdapter,
   ],
 })
-export class PersistenceModule extends ConfigurablePersistenceModule {}
+export class PersistenceModule extends ConfigurablePersistenceModule {
+  /** Every option has a default, so `forRoot()` alone persists to `./data`. */
+  static override forRoot(options: typeof PERSISTENCE_OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+}
