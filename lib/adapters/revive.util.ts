@@ -39,6 +39,8 @@ export function deepFreeze<T>(value: T): T {
 }
 
 /** A private, frozen copy of caller-owned data (metadata, context). */
-export function ownCopy(value: Record<string, unknown> | undefined): Readonly<Record<string, unknown>> {
+export function ownCopy(
+  value: Record<string, unknown> | undefined,
+): Readonly<Record<string, unknown>> {
   return deepFreeze(structuredClone(value ?? {}));
 }

@@ -1,7 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { BACKUP_MANIFEST_FILE, BACKUP_MANIFEST_VERSION, QUARANTINE_DIR } from '../persistence.constants';
+import {
+  BACKUP_MANIFEST_FILE,
+  BACKUP_MANIFEST_VERSION,
+  QUARANTINE_DIR,
+} from '../persistence.constants';
 import { atomicWrite, fsyncDirectory, isTempFileName } from './atomic-write';
 import { DIR_MODE, FileSystemStorage, parseItemFileName } from './file-system.storage';
 
@@ -41,7 +45,10 @@ export async function writeBackup(
 ): Promise<{ files: number; size: number }> {
   const parent = dirname(destination);
   await mkdir(parent, { recursive: true, mode: DIR_MODE });
-  const staging = join(parent, `.${basename(destination)}.backup-${randomBytes(6).toString('hex')}`);
+  const staging = join(
+    parent,
+    `.${basename(destination)}.backup-${randomBytes(6).toString('hex')}`,
+  );
   await mkdir(staging, { mode: DIR_MODE });
   try {
     const manifest: BackupManifest = {
@@ -79,14 +86,17 @@ export async function writeBackup(
   }
 }
 
-/** Throws unless `destination` is missing or an empty folder. */
-export async function assertEmptyDestination(destination: string): Promise<boolean> {
+/**
+ * False when `destination` holds something (a file, or a folder with entries). A path that cannot
+ * exist (a parent is a file) counts as free: writing the backup then fails with the real reason.
+ */
+export async function isFreeDestination(destination: string): Promise<boolean> {
   try {
     const stat = await lstat(destination);
-    if (!stat.isDirectory()) return false;
-    return (await readdir(destination)).length === 0;
+    return stat.isDirectory() && (await readdir(destination)).length === 0;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return true;
     throw error;
   }
 }

@@ -32,10 +32,14 @@ export async function resolveAdapters(
         try {
           adapter = await moduleRef.create(ref);
         } catch (error) {
-          throw new PersistenceError(PersistenceErrorCode.InvalidAdapter, adapterUnresolvable(ref.name), {
-            operation: 'init',
-            cause: error,
-          });
+          throw new PersistenceError(
+            PersistenceErrorCode.InvalidAdapter,
+            adapterUnresolvable(ref.name),
+            {
+              operation: 'init',
+              cause: error,
+            },
+          );
         }
       }
     }
@@ -58,7 +62,10 @@ function assertAdapter(value: unknown, label: string): PersistenceAdapter {
     typeof adapter.restore !== 'function'
   ) {
     throw invalid(
-      invalidAdapter(label, 'does not implement PersistenceAdapter: it needs name, snapshot() and restore().'),
+      invalidAdapter(
+        label,
+        'does not implement PersistenceAdapter: it needs name, snapshot() and restore().',
+      ),
     );
   }
   if (typeof adapter.name !== 'string' || !ADAPTER_NAME.test(adapter.name)) {

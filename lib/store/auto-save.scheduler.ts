@@ -1,6 +1,9 @@
 import { Logger } from '@nestjs/common';
 import type { SchedulerRegistry } from '@nestjs/schedule';
-import { PERSISTENCE_AUTO_SAVE_INTERVAL, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import {
+  PERSISTENCE_AUTO_SAVE_INTERVAL,
+  PERSISTENCE_LOGGER_CONTEXT,
+} from '../persistence.constants';
 
 /**
  * The auto-save interval, kept in the application's `SchedulerRegistry` under

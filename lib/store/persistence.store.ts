@@ -36,7 +36,7 @@ import { PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { createSerializer } from '../serializers/serializer.factory';
 import {
-  assertEmptyDestination,
+  isFreeDestination,
   BackupProblem,
   readBackup,
   recoverRestores,
@@ -107,11 +107,17 @@ export class PersistenceStore
     const builtIn = this.options.builtInAdapters
       ? [this.sessionAdapter, this.memoryAdapter, this.focusAdapter]
       : [];
-    this.adapterList.push(...(await resolveAdapters(this.moduleRef, builtIn, this.options.adapters)));
+    this.adapterList.push(
+      ...(await resolveAdapters(this.moduleRef, builtIn, this.options.adapters)),
+    );
     if (this.options.autoSave !== false && !this.schedulerRegistry) {
-      throw new PersistenceError(PersistenceErrorCode.SchedulerMissing, messages.schedulerMissing(), {
-        operation: 'init',
-      });
+      throw new PersistenceError(
+        PersistenceErrorCode.SchedulerMissing,
+        messages.schedulerMissing(),
+        {
+          operation: 'init',
+        },
+      );
     }
     this.storage = new FileSystemStorage(this.options.path, this.options.ioConcurrency);
     try {
@@ -180,13 +186,11 @@ export class PersistenceStore
   /** Deletes every saved item of every adapter (quarantined files stay). In-memory state is kept. */
   clear(): Promise<void> {
     this.assertOpen('clear');
-    return this.queue.run(async () => {
-      try {
-        await this.storage.clear(this.adapterList.map((a) => a.name));
-      } catch (error) {
-        throw this.fail(this.wrapIo('clear', 'clear', this.options.path, error));
-      }
-    });
+    return this.queue.run(() =>
+      this.io('clear', 'clear', this.options.path, () =>
+        this.storage.clear(this.adapterList.map((a) => a.name)),
+      ),
+    );
   }
 
   /**
@@ -205,7 +209,7 @@ export class PersistenceStore
         problem = messages.backupDestinationInside(target, store);
       } else if (isSameOrInside(store, target)) {
         problem = messages.backupDestinationHoldsStore(target, store);
-      } else if (!(await assertEmptyDestination(target).catch(() => false))) {
+      } else if (!(await this.io('backup', 'inspect', target, () => isFreeDestination(target)))) {
         problem = messages.backupDestinationNotEmpty(target);
       }
       if (problem) {
@@ -216,21 +220,19 @@ export class PersistenceStore
           }),
         );
       }
-      try {
-        const written = await writeBackup(
+      const written = await this.io('backup', 'write the backup', target, () =>
+        writeBackup(
           this.storage,
           this.adapterList.map((a) => a.name),
           target,
-        );
-        return {
-          path: target,
-          ...written,
-          timestamp: new Date(),
-          durationMs: performance.now() - started,
-        };
-      } catch (error) {
-        throw this.fail(this.wrapIo('backup', 'write the backup', target, error));
-      }
+        ),
+      );
+      return {
+        path: target,
+        ...written,
+        timestamp: new Date(),
+        durationMs: performance.now() - started,
+      };
     });
   }
 
@@ -272,11 +274,9 @@ export class PersistenceStore
       } catch (error) {
         throw invalid(messages.reasonOf(error), error);
       }
-      try {
-        await swapInBackup(this.storage, collections, files);
-      } catch (error) {
-        throw this.fail(this.wrapIo('restore', 'swap in the backup', this.options.path, error));
-      }
+      await this.io('restore', 'swap in the backup', this.options.path, () =>
+        swapInBackup(this.storage, collections, files),
+      );
       const load = await this.runLoad('restore');
       return { source: from, files: files.length, load };
     });
@@ -287,7 +287,10 @@ export class PersistenceStore
     this.assertOpen('enable auto-save');
     assertInterval('interval', intervalMs);
     if (!this.schedulerRegistry) {
-      throw new PersistenceError(PersistenceErrorCode.SchedulerMissing, messages.schedulerMissing());
+      throw new PersistenceError(
+        PersistenceErrorCode.SchedulerMissing,
+        messages.schedulerMissing(),
+      );
     }
     this.autoSave ??= new AutoSaveScheduler(
       this.schedulerRegistry,
@@ -428,6 +431,20 @@ export class PersistenceStore
         PersistenceErrorCode.StoreClosed,
         `Cannot ${operation} before the module has initialised: call app.init() first.`,
       );
+    }
+  }
+
+  /** Runs file-system work; a failure is reported and rethrown as a PersistenceError. */
+  private async io<T>(
+    operation: PersistenceOperation,
+    action: string,
+    path: string,
+    work: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      throw this.fail(this.wrapIo(operation, action, path, error), operation);
     }
   }
 

@@ -21,7 +21,10 @@ export class SnapshotReader {
     private readonly report: (error: PersistenceError) => void,
   ) {}
 
-  async load(adapters: readonly PersistenceAdapter[], serializer: Serializer): Promise<LoadMetadata> {
+  async load(
+    adapters: readonly PersistenceAdapter[],
+    serializer: Serializer,
+  ): Promise<LoadMetadata> {
     const started = performance.now();
     const meta: LoadMetadata = {
       path: this.storage.root,
@@ -71,26 +74,37 @@ export class SnapshotReader {
       files = await this.storage.list(collection, serializer.extension);
     } catch (error) {
       const dir = this.storage.collectionPath(collection);
-      throw new PersistenceError(PersistenceErrorCode.IoFailed, ioFailed('read', dir, reasonOf(error)), {
-        operation: 'load',
-        adapter: collection,
-        path: dir,
-        cause: error,
-      });
+      throw new PersistenceError(
+        PersistenceErrorCode.IoFailed,
+        ioFailed('read', dir, reasonOf(error)),
+        {
+          operation: 'load',
+          adapter: collection,
+          path: dir,
+          cause: error,
+        },
+      );
     }
     // Where one item has files in two formats (a crash between writing the new one and removing the
     // old one), the file in the current format is the newer.
-    files.sort((a, b) => Number(a.extension === serializer.extension) - Number(b.extension === serializer.extension));
+    files.sort(
+      (a, b) =>
+        Number(a.extension === serializer.extension) - Number(b.extension === serializer.extension),
+    );
     const decoded = await mapLimit(files, this.ioConcurrency, async (file) => {
       const data = await this.storage.read(file.path).catch((error: unknown) => error as Error);
       if (!Buffer.isBuffer(data)) {
         this.report(
-          new PersistenceError(PersistenceErrorCode.IoFailed, ioFailed('read', file.path, data.message), {
-            operation: 'load',
-            adapter: collection,
-            path: file.path,
-            cause: data,
-          }),
+          new PersistenceError(
+            PersistenceErrorCode.IoFailed,
+            ioFailed('read', file.path, data.message),
+            {
+              operation: 'load',
+              adapter: collection,
+              path: file.path,
+              cause: data,
+            },
+          ),
         );
         meta.skipped++;
         return undefined;
@@ -127,7 +141,13 @@ export class SnapshotReader {
       new PersistenceError(
         PersistenceErrorCode.CorruptFile,
         corruptFile(file.path, reasonOf(cause), movedTo),
-        { operation: 'load', adapter: collection, itemId: decodeStem(file.stem) ?? file.stem, path: file.path, cause },
+        {
+          operation: 'load',
+          adapter: collection,
+          itemId: decodeStem(file.stem) ?? file.stem,
+          path: file.path,
+          cause,
+        },
       ),
     );
   }

@@ -27,7 +27,10 @@ export class SnapshotWriter {
     private readonly report: (error: PersistenceError) => void,
   ) {}
 
-  async save(adapters: readonly PersistenceAdapter[], serializer: Serializer): Promise<SaveMetadata> {
+  async save(
+    adapters: readonly PersistenceAdapter[],
+    serializer: Serializer,
+  ): Promise<SaveMetadata> {
     const started = performance.now();
     const timestamp = new Date();
     const snapshots: Array<[PersistenceAdapter, ReadonlyMap<string, unknown>]> = [];

@@ -41,7 +41,9 @@ export class SessionManager {
   update(id: string, patch: UpdateSessionInput): Session {
     const current = this.sessions.get(id);
     if (!current) {
-      throw new PersistenceError(PersistenceErrorCode.NotFound, notFound('Session', id), { itemId: id });
+      throw new PersistenceError(PersistenceErrorCode.NotFound, notFound('Session', id), {
+        itemId: id,
+      });
     }
     const next: Session = Object.freeze({
       ...current,
