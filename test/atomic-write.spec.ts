@@ -56,7 +56,10 @@ describe('atomic writes', () => {
       first.get(SessionManager).create({ id: 'kept' });
       await first.close();
       // What a process killed between write and rename leaves behind.
-      await writeFile(join(dir, 'sessions', '.kept.json.0123456789ab.tmp'), '{"id":"kept","v":1,"da');
+      await writeFile(
+        join(dir, 'sessions', '.kept.json.0123456789ab.tmp'),
+        '{"id":"kept","v":1,"da',
+      );
       await writeFile(join(dir, '.stray.0123456789ab.tmp'), 'x');
       app = await createApp({ path: dir });
       expect(await readdir(join(dir, 'sessions'))).toEqual(['kept.json']);

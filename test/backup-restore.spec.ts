@@ -55,7 +55,9 @@ describe('backup and restore', () => {
     expect((await readdir(join(root, 'backup-1'))).sort()).toEqual(
       ['conversations', 'focus', 'persistence-backup.json', 'sessions'].sort(),
     );
-    const manifest = JSON.parse(await readFile(join(root, 'backup-1', 'persistence-backup.json'), 'utf8'));
+    const manifest = JSON.parse(
+      await readFile(join(root, 'backup-1', 'persistence-backup.json'), 'utf8'),
+    );
     expect(manifest.files).toHaveLength(4);
     expect(manifest.files[0]).toEqual({
       path: expect.any(String),
@@ -71,7 +73,9 @@ describe('backup and restore', () => {
     const restored = await store.restore(join(root, 'backup-1'));
     expect(restored).toMatchObject({ files: 4, load: { items: 4, skipped: 0 } });
     expect(dumpState(app)).toEqual(saved);
-    expect(await readdir(join(dir, 'sessions'))).toEqual(expect.arrayContaining(['sess-1.json', 'sess-2.json']));
+    expect(await readdir(join(dir, 'sessions'))).toEqual(
+      expect.arrayContaining(['sess-1.json', 'sess-2.json']),
+    );
     expect(await readdir(join(dir, 'sessions'))).not.toContain('after-backup.json');
     expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]);
   });
@@ -83,7 +87,11 @@ describe('backup and restore', () => {
 
   it.each([
     ['the store itself', (r: string) => join(r, 'store'), /is inside the store folder/],
-    ['a folder inside the store', (r: string) => join(r, 'store', 'sessions', 'bk'), /is inside the store folder/],
+    [
+      'a folder inside the store',
+      (r: string) => join(r, 'store', 'sessions', 'bk'),
+      /is inside the store folder/,
+    ],
     ['a folder that contains the store', (r: string) => r, /contains the store folder/],
   ])('refuses to back up into %s', async (_label, destination, message) => {
     const before = await tree(dir);
@@ -136,13 +144,41 @@ describe('backup and restore', () => {
     });
 
     const attempts: Array<[string, (b: string) => Promise<unknown>, RegExp]> = [
-      ['a corrupt item file', (b) => writeFile(join(b, 'sessions', 'sess-1.json'), '{"id":'), /listed in the manifest|checksum/],
-      ['an unknown folder', (b) => mkdir(join(b, 'strangers')), /"strangers", which is not a folder/],
+      [
+        'a corrupt item file',
+        (b) => writeFile(join(b, 'sessions', 'sess-1.json'), '{"id":'),
+        /listed in the manifest|checksum/,
+      ],
+      [
+        'an unknown folder',
+        (b) => mkdir(join(b, 'strangers')),
+        /"strangers", which is not a folder/,
+      ],
       ['a stray file at the top', (b) => writeFile(join(b, 'notes.txt'), 'x'), /"notes.txt"/],
-      ['a missing file', (b) => rename(join(b, 'focus', 'chain-1.json'), join(root, 'moved.json')), /listed in the manifest but missing/],
-      ['an extra file', (b) => writeFile(join(b, 'sessions', 'extra.json'), JSON.stringify({ id: 'extra', v: 1, data: {} })), /not listed in the manifest/],
-      ['a symlink', (b) => symlink('/etc/passwd', join(b, 'sessions', 'link.json')), /"sessions\/link.json" is not an item file/],
-      ['a broken manifest', (b) => writeFile(join(b, 'persistence-backup.json'), '{'), /not valid JSON/],
+      [
+        'a missing file',
+        (b) => rename(join(b, 'focus', 'chain-1.json'), join(root, 'moved.json')),
+        /listed in the manifest but missing/,
+      ],
+      [
+        'an extra file',
+        (b) =>
+          writeFile(
+            join(b, 'sessions', 'extra.json'),
+            JSON.stringify({ id: 'extra', v: 1, data: {} }),
+          ),
+        /not listed in the manifest/,
+      ],
+      [
+        'a symlink',
+        (b) => symlink('/etc/passwd', join(b, 'sessions', 'link.json')),
+        /"sessions\/link.json" is not an item file/,
+      ],
+      [
+        'a broken manifest',
+        (b) => writeFile(join(b, 'persistence-backup.json'), '{'),
+        /not valid JSON/,
+      ],
     ];
 
     it.each(attempts)('with %s', async (_label, damage, message) => {
@@ -172,7 +208,11 @@ describe('backup and restore', () => {
 
     it.each([
       ['a source that does not exist', (r: string) => join(r, 'nope'), /does not exist/],
-      ['a file', (r: string) => join(r, 'store', 'sessions', 'sess-1.json'), /store folder|not a folder/],
+      [
+        'a file',
+        (r: string) => join(r, 'store', 'sessions', 'sess-1.json'),
+        /store folder|not a folder/,
+      ],
       ['the store itself', (r: string) => join(r, 'store'), /store folder/],
     ])('from %s', async (_label, source, message) => {
       const before = await tree(dir);

@@ -46,7 +46,9 @@ describe('item ids to file names', () => {
   });
 
   it('rejects empty and non-string ids with InvalidId', () => {
-    expect(() => encodeId('')).toThrow(expect.objectContaining({ code: PersistenceErrorCode.InvalidId }));
+    expect(() => encodeId('')).toThrow(
+      expect.objectContaining({ code: PersistenceErrorCode.InvalidId }),
+    );
     expect(() => encodeId(42 as never)).toThrow(
       expect.objectContaining({ code: PersistenceErrorCode.InvalidId }),
     );

@@ -55,7 +55,13 @@ describe('graceful degradation', () => {
       await store.loadAll();
       // The boot load already moved the file aside; this second load sees a clean folder.
       expect(loads[0]).toMatchObject({ items: 4, skipped: 0 });
-      expect(app.get(SessionManager).list().map((s) => s.id).sort()).toEqual(['sess-1', 'sess-2']);
+      expect(
+        app
+          .get(SessionManager)
+          .list()
+          .map((s) => s.id)
+          .sort(),
+      ).toEqual(['sess-1', 'sess-2']);
       const quarantined = await readdir(join(dir, QUARANTINE_DIR, 'sessions'));
       expect(quarantined).toHaveLength(1);
       expect(quarantined[0].endsWith(`-${name}`)).toBe(true);

@@ -44,7 +44,11 @@ describe('built-in managers', () => {
       expect(created.createdAt).toBeInstanceOf(Date);
       expect(sessions.get(created.id)).toBe(created);
       const updated = sessions.update(created.id, { status: 'paused' });
-      expect(updated).toMatchObject({ id: created.id, status: 'paused', metadata: { user: 'ann' } });
+      expect(updated).toMatchObject({
+        id: created.id,
+        status: 'paused',
+        metadata: { user: 'ann' },
+      });
       expect(updated.updatedAt.getTime()).toBeGreaterThanOrEqual(created.updatedAt.getTime());
       expect(sessions.list()).toEqual([updated]);
       expect(sessions.delete(created.id)).toBe(true);
@@ -74,13 +78,18 @@ describe('built-in managers', () => {
         expect.objectContaining({ code: PersistenceErrorCode.InvalidId }),
       );
       expect(() => sessions.update('ghost', { status: 'x' })).toThrow(
-        expect.objectContaining({ code: PersistenceErrorCode.NotFound, message: 'Session "ghost" does not exist. Create it first, or check the id.' }),
+        expect.objectContaining({
+          code: PersistenceErrorCode.NotFound,
+          message: 'Session "ghost" does not exist. Create it first, or check the id.',
+        }),
       );
     });
 
     it('round-trips every field, with dates as Dates', async () => {
       const app = await open();
-      const before = app.get(SessionManager).create({ id: 'rt', status: 'custom-status', metadata: { a: [1, { b: null }] } });
+      const before = app
+        .get(SessionManager)
+        .create({ id: 'rt', status: 'custom-status', metadata: { a: [1, { b: null }] } });
       const after = (await reopen(app)).get(SessionManager).get('rt');
       expect(after).toEqual(before);
       expect(after?.createdAt).toBeInstanceOf(Date);
@@ -94,7 +103,9 @@ describe('built-in managers', () => {
       const conversation = memory.createConversation({ title: 'Chat', sessionId: 's1' });
       expect(conversation.id).toMatch(UUID);
       const roles = ['system', 'user', 'assistant', 'tool'] as const;
-      const messages = roles.map((role, i) => memory.addMessage(conversation.id, { role, content: `m${i}`, metadata: { i } }));
+      const messages = roles.map((role, i) =>
+        memory.addMessage(conversation.id, { role, content: `m${i}`, metadata: { i } }),
+      );
       expect(messages[0].id).toMatch(UUID);
       const stored = memory.getConversation(conversation.id);
       expect(stored?.messages).toEqual(messages);
@@ -110,7 +121,9 @@ describe('built-in managers', () => {
         expect.objectContaining({ code: PersistenceErrorCode.NotFound }),
       );
       memory.createConversation({ id: 'c' });
-      expect(() => memory.addMessage('c', { role: 'robot' as never, content: 'x' })).toThrow(/not one of user, assistant, system, tool/);
+      expect(() => memory.addMessage('c', { role: 'robot' as never, content: 'x' })).toThrow(
+        /not one of user, assistant, system, tool/,
+      );
     });
 
     it('round-trips a conversation of 200 messages exactly', async () => {
@@ -118,7 +131,10 @@ describe('built-in managers', () => {
       const memory = app.get(MemoryManager);
       memory.createConversation({ id: 'long' });
       for (let i = 0; i < 200; i++) {
-        memory.addMessage('long', { role: i % 2 ? 'assistant' : 'user', content: `message ${i} "quoted" \n ünïcödé` });
+        memory.addMessage('long', {
+          role: i % 2 ? 'assistant' : 'user',
+          content: `message ${i} "quoted" \n ünïcödé`,
+        });
       }
       const before = memory.getConversation('long');
       const after = (await reopen(app)).get(MemoryManager).getConversation('long');
@@ -168,6 +184,12 @@ describe('built-in managers', () => {
     await expect(readdir(join(dir, '..', '..', 'escape'))).rejects.toThrow(/ENOENT/);
     expect(await readdir(join(dir, 'sessions'))).toHaveLength(ids.length);
     const next = await reopen(app);
-    expect(next.get(SessionManager).list().map((s) => s.id).sort()).toEqual([...ids].sort());
+    expect(
+      next
+        .get(SessionManager)
+        .list()
+        .map((s) => s.id)
+        .sort(),
+    ).toEqual([...ids].sort());
   });
 });

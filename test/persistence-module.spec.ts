@@ -39,26 +39,52 @@ describe('PersistenceModule', () => {
 
   describe('options are validated at start-up', () => {
     const cases: Array<[string, PersistenceModuleOptions, RegExp]> = [
-      ['format', { format: 'yaml' as never }, /option "format" is invalid.*'json', 'json-compact', 'json-gzip'/],
-      ['autoSave.interval', { autoSave: { interval: 0 } }, /option "autoSave.interval" is invalid \(got 0\).*whole number of milliseconds/],
+      [
+        'format',
+        { format: 'yaml' as never },
+        /option "format" is invalid.*'json', 'json-compact', 'json-gzip'/,
+      ],
+      [
+        'autoSave.interval',
+        { autoSave: { interval: 0 } },
+        /option "autoSave.interval" is invalid \(got 0\).*whole number of milliseconds/,
+      ],
       ['autoSave.interval', { autoSave: { interval: -5 } }, /"autoSave.interval" is invalid/],
       ['autoSave.interval', { autoSave: { interval: 1.5 } }, /"autoSave.interval" is invalid/],
-      ['autoSave', { autoSave: 'often' as never }, /option "autoSave" is invalid.*\{ interval: milliseconds \} or false/],
+      [
+        'autoSave',
+        { autoSave: 'often' as never },
+        /option "autoSave" is invalid.*\{ interval: milliseconds \} or false/,
+      ],
       ['path', { path: '' }, /option "path" is invalid/],
-      ['loadOnBoot', { loadOnBoot: 'yes' as never }, /option "loadOnBoot" is invalid.*true or false/],
+      [
+        'loadOnBoot',
+        { loadOnBoot: 'yes' as never },
+        /option "loadOnBoot" is invalid.*true or false/,
+      ],
       ['ioConcurrency', { ioConcurrency: 0 }, /option "ioConcurrency" is invalid/],
       ['adapters', { adapters: {} as never }, /option "adapters" is invalid/],
       [
         'format.extension',
-        { format: { format: 'x', extension: 'x', serialize: () => Buffer.from(''), deserialize: () => 1 } },
+        {
+          format: {
+            format: 'x',
+            extension: 'x',
+            serialize: () => Buffer.from(''),
+            deserialize: () => 1,
+          },
+        },
         /option "format.extension" is invalid/,
       ],
     ];
-    it.each(cases)('a bad "%s" fails app.init() with an error naming the option and the fix', async (_name, options, message) => {
-      const error = await createApp({ path: dir, ...options }).catch((e: unknown) => e);
-      expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidOptions });
-      expect((error as Error).message).toMatch(message);
-    });
+    it.each(cases)(
+      'a bad "%s" fails app.init() with an error naming the option and the fix',
+      async (_name, options, message) => {
+        const error = await createApp({ path: dir, ...options }).catch((e: unknown) => e);
+        expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidOptions });
+        expect((error as Error).message).toMatch(message);
+      },
+    );
 
     it('auto-save without ScheduleModule fails init and says what to import', async () => {
       await expect(
@@ -98,7 +124,10 @@ describe('PersistenceModule', () => {
   describe('forRootAsync', () => {
     it('takes options from a factory with injected ConfigService', async () => {
       const app = await boot([
-        ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ STATE_DIR: dir, STATE_FORMAT: 'json-compact' })] }),
+        ConfigModule.forRoot({
+          ignoreEnvFile: true,
+          load: [() => ({ STATE_DIR: dir, STATE_FORMAT: 'json-compact' })],
+        }),
         EventEmitterModule.forRoot(),
         ScheduleModule.forRoot(),
         PersistenceModule.forRootAsync({
@@ -216,8 +245,17 @@ describe('PersistenceModule', () => {
   describe('lifecycle', () => {
     it('has loaded the saved state before any onApplicationBootstrap hook of the application', async () => {
       await mkdir(join(dir, 'sessions'), { recursive: true });
-      const data = { id: 'restored', status: 'active', createdAt: new Date().toISOString(), updatedAt: new Date().toISOString(), metadata: {} };
-      await writeFile(join(dir, 'sessions', 'restored.json'), JSON.stringify({ id: 'restored', v: 1, data }));
+      const data = {
+        id: 'restored',
+        status: 'active',
+        createdAt: new Date().toISOString(),
+        updatedAt: new Date().toISOString(),
+        metadata: {},
+      };
+      await writeFile(
+        join(dir, 'sessions', 'restored.json'),
+        JSON.stringify({ id: 'restored', v: 1, data }),
+      );
       const seen: string[][] = [];
       @Injectable()
       class Early implements OnApplicationBootstrap {

@@ -21,20 +21,22 @@ const value = { id: 'x', text: 'héllo "world"', n: [1, 2, 3], nested: { ok: tru
 
 describe('serializers', () => {
   it('json writes indented JSON and reads it back', async () => {
-    const bytes = await new JsonSerializer().serialize(value);
+    const bytes = new JsonSerializer().serialize(value);
     expect(bytes.toString()).toContain('\n  "id": "x"');
     expect(new JsonSerializer().deserialize(bytes)).toEqual(value);
   });
 
   it('json-compact writes JSON without white space', async () => {
-    const bytes = await new CompactJsonSerializer().serialize(value);
+    const bytes = new CompactJsonSerializer().serialize(value);
     expect(bytes.toString()).toBe(JSON.stringify(value));
     expect(new CompactJsonSerializer().deserialize(bytes)).toEqual(value);
     expect(new CompactJsonSerializer().format).toBe('json-compact');
   });
 
   it('json-gzip writes real gzip that inflates to the JSON, and is smaller on repetitive data', async () => {
-    const big = { messages: Array.from({ length: 200 }, (_, i) => ({ i, text: 'the same words again' })) };
+    const big = {
+      messages: Array.from({ length: 200 }, (_, i) => ({ i, text: 'the same words again' })),
+    };
     const serializer = new JsonGzipSerializer();
     const bytes = await serializer.serialize(big);
     expect(bytes[0]).toBe(0x1f);
@@ -46,15 +48,17 @@ describe('serializers', () => {
 
   it('rejects bytes it cannot read', async () => {
     expect(() => new JsonSerializer().deserialize(Buffer.from('{oops'))).toThrow();
-    await expect(new JsonGzipSerializer().deserialize(Buffer.from([0x1f, 0x8b, 0, 1]))).rejects.toThrow();
+    await expect(
+      new JsonGzipSerializer().deserialize(Buffer.from([0x1f, 0x8b, 0, 1])),
+    ).rejects.toThrow();
   });
 });
 
 describe('detectFormat', () => {
   it('tells gzip, JSON (indented or compact) and anything else', async () => {
     expect(detectFormat(await new JsonGzipSerializer().serialize(value))).toBe('json-gzip');
-    expect(detectFormat(await new JsonSerializer().serialize(value))).toBe('json');
-    expect(detectFormat(await new CompactJsonSerializer().serialize(value))).toBe('json');
+    expect(detectFormat(new JsonSerializer().serialize(value))).toBe('json');
+    expect(detectFormat(new CompactJsonSerializer().serialize(value))).toBe('json');
     expect(detectFormat(Buffer.from('  [1, 2]\n'))).toBe('json');
     expect(detectFormat(Buffer.from('{"truncated": '))).toBe('binary');
     expect(detectFormat(Buffer.from([0x00, 0xff, 0x10]))).toBe('binary');
@@ -79,19 +83,22 @@ describe('formats in the store', () => {
     return app;
   };
 
-  it.each(['json', 'json-compact', 'json-gzip'] as const)('round-trips the whole state in %s', async (format) => {
-    const first = await open({ format });
-    seedState(first);
-    const meta = await first.get(PersistenceStore).saveAll();
-    expect(meta.format).toBe(format);
-    const extension = format === 'json-gzip' ? '.json.gz' : '.json';
-    expect(await readdir(join(dir, 'conversations'))).toEqual([`conv-1${extension}`]);
-    const raw = await readFile(join(dir, 'conversations', `conv-1${extension}`));
-    expect(detectFormat(raw)).toBe(format === 'json-gzip' ? 'json-gzip' : 'json');
-    const expected = dumpState(first);
-    const second = await open({ format });
-    expect(dumpState(second)).toEqual(expected);
-  });
+  it.each(['json', 'json-compact', 'json-gzip'] as const)(
+    'round-trips the whole state in %s',
+    async (format) => {
+      const first = await open({ format });
+      seedState(first);
+      const meta = await first.get(PersistenceStore).saveAll();
+      expect(meta.format).toBe(format);
+      const extension = format === 'json-gzip' ? '.json.gz' : '.json';
+      expect(await readdir(join(dir, 'conversations'))).toEqual([`conv-1${extension}`]);
+      const raw = await readFile(join(dir, 'conversations', `conv-1${extension}`));
+      expect(detectFormat(raw)).toBe(format === 'json-gzip' ? 'json-gzip' : 'json');
+      const expected = dumpState(first);
+      const second = await open({ format });
+      expect(dumpState(second)).toEqual(expected);
+    },
+  );
 
   it('loads files of the old format after a switch and rewrites them in the new one', async () => {
     const first = await open({ format: 'json' });
@@ -102,7 +109,10 @@ describe('formats in the store', () => {
     const second = await open({ format: 'json-gzip' });
     expect(dumpState(second)).toEqual(expected);
     await second.get(PersistenceStore).saveAll();
-    expect((await readdir(join(dir, 'sessions'))).sort()).toEqual(['sess-1.json.gz', 'sess-2.json.gz']);
+    expect((await readdir(join(dir, 'sessions'))).sort()).toEqual([
+      'sess-1.json.gz',
+      'sess-2.json.gz',
+    ]);
 
     const third = await open({ format: 'json-compact' });
     expect(dumpState(third)).toEqual(expected);
@@ -129,7 +139,7 @@ describe('formats in the store', () => {
       format: 'base64-json',
       extension: '.b64',
       serialize: (v) => Buffer.from(Buffer.from(JSON.stringify(v)).toString('base64')),
-      deserialize: (data) => JSON.parse(Buffer.from(data.toString(), 'base64').toString()),
+      deserialize: (data): unknown => JSON.parse(Buffer.from(data.toString(), 'base64').toString()),
     };
     const first = await open({ format: 'json' });
     first.get(SessionManager).create({ id: 'old' });
@@ -144,6 +154,12 @@ describe('formats in the store', () => {
     expect(detectFormat(await readFile(join(dir, 'sessions', 'new.b64')))).toBe('binary');
 
     const third = await open({ format: base64 });
-    expect(third.get(SessionManager).list().map((s) => s.id).sort()).toEqual(['new', 'old']);
+    expect(
+      third
+        .get(SessionManager)
+        .list()
+        .map((s) => s.id)
+        .sort(),
+    ).toEqual(['new', 'old']);
   });
 });

@@ -79,9 +79,12 @@ describe('PersistenceStore', () => {
       expect(await readdir(join(dir, 'conversations'))).toEqual(['conv-1.json']);
       expect(await readdir(join(dir, 'focus'))).toEqual(['chain-1.json']);
       const sizes = await Promise.all(
-        ['sessions/sess-1.json', 'sessions/sess-2.json', 'conversations/conv-1.json', 'focus/chain-1.json'].map(
-          async (f) => (await stat(join(dir, f))).size,
-        ),
+        [
+          'sessions/sess-1.json',
+          'sessions/sess-2.json',
+          'conversations/conv-1.json',
+          'focus/chain-1.json',
+        ].map(async (f) => (await stat(join(dir, f))).size),
       );
       expect(meta.size).toBe(sizes.reduce((a, b) => a + b, 0));
       const expected = dumpState(first);
@@ -91,7 +94,12 @@ describe('PersistenceStore', () => {
       const second = await open();
       expect(dumpState(second)).toEqual(expected);
       const conversation = second.get(MemoryManager).getConversation('conv-1');
-      expect(conversation?.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'tool']);
+      expect(conversation?.messages.map((m) => m.role)).toEqual([
+        'system',
+        'user',
+        'assistant',
+        'tool',
+      ]);
       expect(conversation?.createdAt).toBeInstanceOf(Date);
       expect(second.get(FocusManager).currentFocus('chain-1')?.target).toBe('bootstrap');
     });
@@ -101,7 +109,11 @@ describe('PersistenceStore', () => {
       app.get(SessionManager).create({ id: 'abc', metadata: { n: 1 } });
       await app.get(PersistenceStore).saveAll();
       const file = JSON.parse(await readFile(join(dir, 'sessions', 'abc.json'), 'utf8'));
-      expect(file).toMatchObject({ id: 'abc', v: 1, data: { id: 'abc', status: 'active', metadata: { n: 1 } } });
+      expect(file).toMatchObject({
+        id: 'abc',
+        v: 1,
+        data: { id: 'abc', status: 'active', metadata: { n: 1 } },
+      });
       expect(typeof file.data.createdAt).toBe('string');
     });
 
@@ -292,7 +304,11 @@ describe('PersistenceStore', () => {
     });
 
     it('fails init with a clear error for duplicate or unsafe adapter names', async () => {
-      const adapter = (name: string) => ({ name, snapshot: () => new Map(), restore: () => undefined });
+      const adapter = (name: string) => ({
+        name,
+        snapshot: () => new Map(),
+        restore: () => undefined,
+      });
       await expect(open({ adapters: [adapter('sessions')] })).rejects.toMatchObject({
         code: PersistenceErrorCode.InvalidAdapter,
         message: expect.stringContaining('Two persistence adapters are named "sessions"'),
@@ -333,7 +349,9 @@ describe('PersistenceStore', () => {
       store.onError((e) => errors.push(e));
       fail = true;
       app.get(SessionManager).delete('sess-1');
-      await expect(store.saveAll()).rejects.toMatchObject({ code: PersistenceErrorCode.AdapterFailed });
+      await expect(store.saveAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.AdapterFailed,
+      });
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ operation: 'save', adapter: 'flaky' });
       expect(await readFile(join(dir, 'flaky', 'a.json'))).toEqual(before);
@@ -354,7 +372,9 @@ describe('PersistenceStore', () => {
       sessions.update('good', { status: 'completed' });
       const errors: PersistenceErrorEvent[] = [];
       store.onError((e) => errors.push(e));
-      await expect(store.saveAll()).rejects.toMatchObject({ code: PersistenceErrorCode.SaveIncomplete });
+      await expect(store.saveAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.SaveIncomplete,
+      });
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ adapter: 'sessions', itemId: 'bad', operation: 'save' });
       expect(errors[0].error.code).toBe(PersistenceErrorCode.SerializeFailed);

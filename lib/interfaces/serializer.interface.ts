@@ -16,7 +16,8 @@ export interface Serializer {
   /** File extension including the dot, e.g. `'.msgpack'`. Must not be `.tmp`. */
   readonly extension: string;
   serialize(value: unknown): Buffer | Promise<Buffer>;
-  deserialize(data: Buffer): unknown | Promise<unknown>;
+  /** May return a promise (an async format such as gzip). */
+  deserialize(data: Buffer): unknown;
 }
 
 /** DI token and interface share a name, as Nest's own pluggable parts do. */
