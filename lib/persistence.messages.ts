@@ -11,6 +11,10 @@ export const eventEmitterMissing = (): string =>
   'EventEmitter2 is not available, so persistence.saved/loaded/error events are not emitted. ' +
   'Import EventEmitterModule.forRoot() to receive them with @OnEvent().';
 
+export const writableByOthers = (path: string): string =>
+  `The store folder ${path} can be written by other users, who could plant or change state files. ` +
+  'Restrict it, e.g. chmod 700.';
+
 export const invalidAdapter = (what: string, problem: string): string =>
   `Persistence adapter ${what} ${problem}`;
 
@@ -36,6 +40,10 @@ export const corruptFile = (path: string, reason: string, quarantinedTo?: string
   (quarantinedTo
     ? ` It was moved to ${quarantinedTo}; the other items loaded.`
     : ' The other items loaded.');
+
+export const decryptionFailed = (path: string, reason: string): string =>
+  `Could not decrypt ${path}: ${reason}. The file was left in place and will not be removed; ` +
+  'check encryption.keys.';
 
 export const ioFailed = (action: string, path: string, reason: string): string =>
   `Could not ${action} ${path}: ${reason}. Check that the folder exists, is writable and has free space.`;

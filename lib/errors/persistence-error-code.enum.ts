@@ -16,6 +16,11 @@ export enum PersistenceErrorCode {
   SerializeFailed = 'PERSISTENCE_SERIALIZE_FAILED',
   /** A stored file could not be parsed; it was moved to `.quarantine/`. */
   CorruptFile = 'PERSISTENCE_CORRUPT_FILE',
+  /**
+   * An encrypted file could not be decrypted with the configured keys (wrong or missing key, altered
+   * or swapped file). It is left in place, never quarantined or removed.
+   */
+  DecryptionFailed = 'PERSISTENCE_DECRYPTION_FAILED',
   /** The file system refused a read, write, rename or delete. */
   IoFailed = 'PERSISTENCE_IO_FAILED',
   /** A save finished with some items not written; their previous files were kept. */

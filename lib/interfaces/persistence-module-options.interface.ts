@@ -16,6 +16,37 @@ export interface AutoSaveOptions {
   maxBackoffTicks?: number;
 }
 
+/** A 256-bit key: a 32-byte Buffer, or a string of 64 hex digits or of base64 for 32 bytes. */
+export type EncryptionKey = Buffer | Uint8Array | string;
+
+/**
+ * Encryption at rest with AES-256-GCM. Give either one `key`, or a keyring: `keys` by id and the
+ * id of the `current` key that new files are written with. Files written with another key of the
+ * ring are still read, and re-encrypted with the current key at the next save.
+ */
+export interface EncryptionOptions {
+  /** The one key (its id is `'default'`). */
+  key?: EncryptionKey;
+  /** Every key that may still be needed to read files, by id (1-64 chars of `[A-Za-z0-9._-]`). */
+  keys?: Record<string, EncryptionKey>;
+  /** Id of the key in `keys` that new files are encrypted with. */
+  current?: string;
+}
+
+/** Size limits for reading files (protection against huge files and gzip bombs). */
+export interface PersistenceLimits {
+  /**
+   * Largest item file read, in bytes; a larger one is not read into memory and is reported.
+   * @default 67108864 (64 MiB)
+   */
+  maxFileBytes?: number;
+  /**
+   * Largest size a gzip file may inflate to, in bytes; a larger one is rejected as a gzip bomb.
+   * @default 268435456 (256 MiB)
+   */
+  maxInflatedBytes?: number;
+}
+
 /** Options of `PersistenceModule.forRoot()` and of the factory in `forRootAsync()`. */
 export interface PersistenceModuleOptions {
   /**
@@ -63,6 +94,28 @@ export interface PersistenceModuleOptions {
    * @default 16
    */
   ioConcurrency?: number;
+  /**
+   * Encrypt every item file at rest (AES-256-GCM). Keys never reach a log or an event; read them
+   * from the environment through `forRootAsync()`.
+   * @default undefined (files are plain JSON)
+   */
+  encryption?: EncryptionOptions;
+  /**
+   * Size limits applied when reading files.
+   * @default { maxFileBytes: 67108864, maxInflatedBytes: 268435456 }
+   */
+  limits?: PersistenceLimits;
+  /**
+   * Permission bits of the files the store writes.
+   * @default 0o600
+   */
+  fileMode?: number;
+  /**
+   * Permission bits of the folders the store creates. A store folder writable by other users is
+   * reported with a warning at start-up.
+   * @default 0o700
+   */
+  dirMode?: number;
 }
 
 /** Options after defaults were merged in: what the store works with. */
@@ -75,4 +128,8 @@ export interface ResolvedPersistenceOptions {
   builtInAdapters: boolean;
   adapters: PersistenceAdapterRef[];
   ioConcurrency: number;
+  encryption: EncryptionOptions | undefined;
+  limits: Required<PersistenceLimits>;
+  fileMode: number;
+  dirMode: number;
 }

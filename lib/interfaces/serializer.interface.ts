@@ -2,7 +2,7 @@
 export type BuiltInFormat = 'json' | 'json-compact' | 'json-gzip';
 
 /** What {@link detectFormat} can tell from a file's bytes. */
-export type DetectedFormat = 'json' | 'json-gzip' | 'binary';
+export type DetectedFormat = 'json' | 'json-gzip' | 'encrypted' | 'binary';
 
 /**
  * Turns one item file's content into bytes and back. Implement it for a format of your own and pass

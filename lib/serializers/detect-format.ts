@@ -1,3 +1,4 @@
+import { isEncrypted } from '../encryption/item.cipher';
 import { DetectedFormat } from '../interfaces/serializer.interface';
 
 const GZIP_MAGIC_0 = 0x1f;
@@ -9,10 +10,14 @@ export function isGzip(data: Uint8Array): boolean {
 }
 
 /**
- * Tells a file's format from its bytes: `'json-gzip'` for the gzip magic, `'json'` for valid JSON
- * (indented or compact: the two are one format to a reader), `'binary'` for anything else.
+ * Tells a file's format from its bytes: `'encrypted'` for the store's encryption header, `'json-gzip'`
+ * for the gzip magic, `'json'` for valid JSON (indented or compact: one format to a reader),
+ * `'binary'` for anything else.
  */
 export function detectFormat(data: Uint8Array): DetectedFormat {
+  if (isEncrypted(data)) {
+    return 'encrypted';
+  }
   if (isGzip(data)) {
     return 'json-gzip';
   }

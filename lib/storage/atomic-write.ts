@@ -39,8 +39,10 @@ export async function atomicWrite(
     dir,
     `.${basename(target).slice(0, 100)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`,
   );
-  const handle = await open(temp, 'wx', options.mode ?? FILE_MODE);
+  const mode = options.mode ?? FILE_MODE;
+  const handle = await open(temp, 'wx', mode);
   try {
+    await handle.chmod(mode); // exactly `mode`, whatever the process umask
     await handle.writeFile(data);
     await handle.sync();
   } catch (error) {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   BACKUP_MANIFEST_FILE,
@@ -7,7 +7,8 @@ import {
   QUARANTINE_DIR,
 } from '../persistence.constants';
 import { atomicWrite, fsyncDirectory, isTempFileName } from './atomic-write';
-import { DIR_MODE, FileSystemStorage, parseItemFileName } from './file-system.storage';
+import { FileSystemStorage, parseItemFileName } from './file-system.storage';
+import { readRegularFile, UnsafeFileError } from './safe-read';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
 export interface BackupFile {
@@ -42,14 +43,16 @@ export async function writeBackup(
   storage: FileSystemStorage,
   collections: readonly string[],
   destination: string,
+  extraExtension: string | undefined,
 ): Promise<{ files: number; size: number }> {
+  const { dirMode, fileMode } = storage.settings;
   const parent = dirname(destination);
-  await mkdir(parent, { recursive: true, mode: DIR_MODE });
+  await mkdir(parent, { recursive: true, mode: dirMode });
   const staging = join(
     parent,
     `.${basename(destination)}.backup-${randomBytes(6).toString('hex')}`,
   );
-  await mkdir(staging, { mode: DIR_MODE });
+  await mkdir(staging, { mode: dirMode });
   try {
     const manifest: BackupManifest = {
       version: BACKUP_MANIFEST_VERSION,
@@ -60,10 +63,10 @@ export async function writeBackup(
     let size = 0;
     for (const collection of collections) {
       const dir = join(staging, collection);
-      await mkdir(dir, { mode: DIR_MODE });
-      for (const file of await storage.list(collection)) {
+      await mkdir(dir, { mode: dirMode });
+      for (const file of await storage.list(collection, extraExtension)) {
         const data = await storage.read(file.path);
-        await atomicWrite(join(dir, file.fileName), data, { syncDirectory: false });
+        await atomicWrite(join(dir, file.fileName), data, { syncDirectory: false, mode: fileMode });
         manifest.files.push({
           path: `${collection}/${file.fileName}`,
           size: data.length,
@@ -76,6 +79,7 @@ export async function writeBackup(
     await atomicWrite(
       join(staging, BACKUP_MANIFEST_FILE),
       Buffer.from(JSON.stringify(manifest, null, 2)),
+      { mode: fileMode },
     );
     await rename(staging, destination);
     await fsyncDirectory(parent);
@@ -111,7 +115,14 @@ export async function readBackup(
   source: string,
   collections: readonly string[],
   extraExtension: string | undefined,
+  maxFileBytes: number,
 ): Promise<BackupFile[]> {
+  const read = (path: string, label: string): Promise<Buffer> =>
+    readRegularFile(path, maxFileBytes, { singleLink: true }).catch((error: unknown) => {
+      throw new BackupProblem(
+        `"${label}" cannot be restored: ${error instanceof UnsafeFileError ? error.message : String(error)}`,
+      );
+    });
   const rootStat = await lstat(source).catch((error: NodeJS.ErrnoException) => {
     throw new BackupProblem(error.code === 'ENOENT' ? 'it does not exist' : error.message);
   });
@@ -123,7 +134,7 @@ export async function readBackup(
   let manifest: BackupManifest | undefined;
   for (const entry of await readdir(source, { withFileTypes: true })) {
     if (entry.name === BACKUP_MANIFEST_FILE && entry.isFile()) {
-      manifest = parseManifest(await readFile(join(source, entry.name)));
+      manifest = parseManifest(await read(join(source, entry.name), entry.name));
       continue;
     }
     if (entry.name === QUARANTINE_DIR && entry.isDirectory()) continue;
@@ -142,7 +153,7 @@ export async function readBackup(
         collection: entry.name,
         fileName: item.name,
         ...parsed,
-        data: await readFile(join(dir, item.name)),
+        data: await read(join(dir, item.name), `${entry.name}/${item.name}`),
       });
     }
   }
@@ -205,17 +216,22 @@ export async function swapInBackup(
   const work = join(storage.root, `${RESTORE_PREFIX}${randomBytes(6).toString('hex')}`);
   const staged = join(work, 'new');
   try {
-    await mkdir(staged, { recursive: true, mode: DIR_MODE });
+    await mkdir(staged, { recursive: true, mode: storage.settings.dirMode });
     for (const collection of collections) {
       const dir = join(staged, collection);
-      await mkdir(dir, { mode: DIR_MODE });
+      await mkdir(dir, { mode: storage.settings.dirMode });
       for (const file of files.filter((f) => f.collection === collection)) {
-        await atomicWrite(join(dir, file.fileName), file.data, { syncDirectory: false });
+        await atomicWrite(join(dir, file.fileName), file.data, {
+          syncDirectory: false,
+          mode: storage.settings.fileMode,
+        });
       }
       await fsyncDirectory(dir);
     }
     await fsyncDirectory(staged);
-    await atomicWrite(join(work, COMMIT_MARKER), Buffer.from(new Date().toISOString()));
+    await atomicWrite(join(work, COMMIT_MARKER), Buffer.from(new Date().toISOString()), {
+      mode: storage.settings.fileMode,
+    });
     await fsyncDirectory(storage.root);
   } catch (error) {
     await rm(work, { recursive: true, force: true }).catch(() => undefined);
@@ -256,7 +272,7 @@ export async function recoverRestores(root: string): Promise<string[]> {
 async function finishRestore(root: string, work: string): Promise<void> {
   const staged = join(work, 'new');
   const old = join(work, 'old');
-  await mkdir(old, { recursive: true, mode: DIR_MODE });
+  await mkdir(old, { recursive: true, mode: 0o700 });
   const remaining = await readdir(staged).catch(() => [] as string[]);
   for (const collection of remaining.filter((n) => !isTempFileName(n))) {
     const live = join(root, collection);

@@ -1,16 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { Dirent } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QUARANTINE_DIR } from '../persistence.constants';
 import { atomicWrite, fsyncDirectory, isTempFileName } from './atomic-write';
+import { ENCRYPTED_SUFFIX } from './item-file.codec';
 import { mapLimit } from './map-limit.util';
+import { readRegularFile } from './safe-read';
 
-/** Folder permissions of the store. */
+/** Default folder permissions of the store. */
 export const DIR_MODE = 0o700;
 
-/** Extensions of the built-in formats, longest first so `.json.gz` wins over `.json`. */
+/** Extensions of the built-in formats. */
 const BUILT_IN_EXTENSIONS = ['.json.gz', '.json'];
+
+/** How the store's folder is laid out and protected. */
+export interface StorageSettings {
+  root: string;
+  ioConcurrency: number;
+  fileMode: number;
+  dirMode: number;
+  maxFileBytes: number;
+}
 
 /** One item file found on disk. */
 export interface ItemFile {
@@ -28,17 +39,19 @@ export interface FileToWrite {
 }
 
 /**
- * Splits an item file name into stem and extension (the custom one first, then `.json.gz`, `.json`);
- * `undefined` for names that are not item files (hidden, temporary, or another extension).
+ * Splits an item file name into stem and extension: the built-in ones and `extraExtension` (a custom
+ * serializer's), each also with `.enc` when encrypted, longest first. `undefined` for names that are
+ * not item files (hidden, temporary, or another extension).
  */
 export function parseItemFileName(
   name: string,
   extraExtension?: string,
 ): { stem: string; extension: string } | undefined {
   if (name.startsWith('.')) return undefined;
-  const extensions = extraExtension
-    ? [extraExtension, ...BUILT_IN_EXTENSIONS].sort((a, b) => b.length - a.length)
-    : BUILT_IN_EXTENSIONS;
+  const plain = extraExtension ? [extraExtension, ...BUILT_IN_EXTENSIONS] : BUILT_IN_EXTENSIONS;
+  const extensions = [...plain, ...plain.map((ext) => ext + ENCRYPTED_SUFFIX)].sort(
+    (a, b) => b.length - a.length,
+  );
   const extension = extensions.find((ext) => name.endsWith(ext));
   if (!extension || name.length === extension.length) return undefined;
   return { stem: name.slice(0, -extension.length), extension };
@@ -55,18 +68,26 @@ export class FileSystemStorage {
   /** Unreadable files that could not be quarantined: never removed by a save. */
   private readonly pinned = new Set<string>();
 
-  constructor(
-    readonly root: string,
-    private readonly ioConcurrency: number,
-  ) {}
+  readonly root: string;
+  private readonly ioConcurrency: number;
+
+  constructor(readonly settings: StorageSettings) {
+    this.root = settings.root;
+    this.ioConcurrency = settings.ioConcurrency;
+  }
 
   collectionPath(collection: string): string {
     return join(this.root, collection);
   }
 
+  /** True when users other than the owner may write into the store folder. */
+  async isWritableByOthers(): Promise<boolean> {
+    return ((await stat(this.root)).mode & 0o022) !== 0;
+  }
+
   /** Creates the root folder. Returns the leftover temporary files it removed. */
   async prepare(collections: readonly string[]): Promise<string[]> {
-    await mkdir(this.root, { recursive: true, mode: DIR_MODE });
+    await mkdir(this.root, { recursive: true, mode: this.settings.dirMode });
     const removed: string[] = [];
     for (const dir of [this.root, ...collections.map((c) => this.collectionPath(c))]) {
       for (const entry of await this.entries(dir)) {
@@ -98,16 +119,20 @@ export class FileSystemStorage {
     this.pinned.add(path);
   }
 
+  /** Reads an item file: a regular file only, never through a link, never over the size limit. */
   read(path: string): Promise<Buffer> {
-    return readFile(path);
+    return readRegularFile(path, this.settings.maxFileBytes);
   }
 
   /** Writes files into a collection's folder atomically, then makes the folder durable once. */
   async write(collection: string, files: readonly FileToWrite[]): Promise<void> {
     const dir = this.collectionPath(collection);
-    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    await mkdir(dir, { recursive: true, mode: this.settings.dirMode });
     await mapLimit(files, this.ioConcurrency, (file) =>
-      atomicWrite(join(dir, file.fileName), file.data, { syncDirectory: false }),
+      atomicWrite(join(dir, file.fileName), file.data, {
+        syncDirectory: false,
+        mode: this.settings.fileMode,
+      }),
     );
     await fsyncDirectory(dir);
   }
@@ -131,7 +156,7 @@ export class FileSystemStorage {
    */
   async quarantine(collection: string, file: ItemFile): Promise<string> {
     const dir = join(this.root, QUARANTINE_DIR, collection);
-    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    await mkdir(dir, { recursive: true, mode: this.settings.dirMode });
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const target = join(dir, `${stamp}-${randomBytes(4).toString('hex')}-${file.fileName}`);
     await rename(file.path, target);

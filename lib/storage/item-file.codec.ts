@@ -1,7 +1,8 @@
+import { DecryptionError, isEncrypted, ItemCipher } from '../encryption/item.cipher';
 import { Serializer } from '../interfaces/serializer.interface';
 import { ITEM_FILE_VERSION } from '../persistence.constants';
-import { JsonGzipSerializer } from '../serializers/json-gzip.serializer';
 import { isGzip } from '../serializers/detect-format';
+import { JsonGzipSerializer } from '../serializers/json-gzip.serializer';
 import { JsonSerializer } from '../serializers/json.serializer';
 import { encodeId } from './file-name.codec';
 
@@ -15,58 +16,126 @@ export interface ItemEnvelope {
   data: unknown;
 }
 
-const gzip = new JsonGzipSerializer();
+/** Suffix of encrypted files, after the serializer's extension: `.json.enc`, `.json.gz.enc`. */
+export const ENCRYPTED_SUFFIX = '.enc';
 
-/** Bytes and file name of one item in the given format. */
-export async function encodeItem(
-  serializer: Serializer,
-  id: string,
-  data: unknown,
-): Promise<{ stem: string; fileName: string; data: Buffer }> {
-  const stem = encodeId(id);
-  const envelope: ItemEnvelope = { id, v: ITEM_FILE_VERSION, data };
-  const bytes = await serializer.serialize(envelope);
-  if (!Buffer.isBuffer(bytes)) {
-    throw new TypeError(`serializer "${serializer.format}" returned ${typeof bytes}, not a Buffer`);
+/** Why a file could not be read. `locked`: encrypted and not readable with the keys at hand. */
+export class ItemDecodeError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'corrupt' | 'locked',
+  ) {
+    super(message);
   }
-  return { stem, fileName: stem + serializer.extension, data: bytes };
 }
 
 /**
- * Reads one item file: a custom serializer's own extension goes to it; otherwise the format is told
- * from the bytes (gzip or JSON). Throws with a readable reason when the file is not a valid item file,
- * including when the id inside does not belong to the file's name.
+ * Item envelope ↔ file bytes: serializer, then (optionally) encryption bound to adapter and file name.
+ * Reading tells each file's format from its bytes, so files of any built-in format, encrypted or not,
+ * are read whatever the current format.
  */
-export async function decodeItem(
-  serializer: Serializer,
-  file: { stem: string; extension: string },
-  bytes: Buffer,
-): Promise<ItemEnvelope> {
-  if (bytes.length === 0) {
-    throw new Error('the file is empty');
+export class ItemFileCodec {
+  private readonly gzip: JsonGzipSerializer;
+
+  constructor(
+    readonly serializer: Serializer,
+    private readonly cipher: ItemCipher | undefined,
+    maxInflatedBytes: number,
+  ) {
+    this.gzip = new JsonGzipSerializer(maxInflatedBytes);
   }
-  let parsed: unknown;
-  if (file.extension === serializer.extension && !isBuiltIn(serializer)) {
-    parsed = await serializer.deserialize(bytes);
-  } else if (isGzip(bytes)) {
-    parsed = await gzip.deserialize(bytes);
-  } else {
-    parsed = JSON.parse(bytes.toString('utf8'));
+
+  /** Extension of the files this codec writes. */
+  get extension(): string {
+    return this.serializer.extension + (this.cipher ? ENCRYPTED_SUFFIX : '');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new Error('the file does not hold an item envelope object');
+
+  async encode(
+    adapter: string,
+    id: string,
+    data: unknown,
+  ): Promise<{ stem: string; fileName: string; data: Buffer }> {
+    const stem = encodeId(id);
+    const envelope: ItemEnvelope = { id, v: ITEM_FILE_VERSION, data };
+    let bytes = await this.serializer.serialize(envelope);
+    if (!Buffer.isBuffer(bytes)) {
+      throw new TypeError(
+        `serializer "${this.serializer.format}" returned ${typeof bytes}, not a Buffer`,
+      );
+    }
+    if (this.cipher) {
+      bytes = this.cipher.encrypt(bytes, adapter, stem);
+    }
+    return { stem, fileName: stem + this.extension, data: bytes };
   }
-  const envelope = parsed as Partial<ItemEnvelope>;
-  if (typeof envelope.id !== 'string' || !('data' in envelope)) {
-    throw new Error('the envelope has no "id" or no "data"');
+
+  /**
+   * Reads one item file. Throws `ItemDecodeError`: `locked` when it is encrypted and cannot be
+   * decrypted with the keys at hand (a right key may still read it), `corrupt` for anything else,
+   * including an id inside that does not belong to the file's name.
+   */
+  async decode(
+    adapter: string,
+    file: { stem: string; extension: string },
+    bytes: Buffer,
+  ): Promise<ItemEnvelope> {
+    try {
+      return await this.decodeOrThrow(adapter, file, bytes);
+    } catch (error) {
+      if (error instanceof ItemDecodeError) throw error;
+      const kind = error instanceof DecryptionError ? 'locked' : 'corrupt';
+      throw new ItemDecodeError(error instanceof Error ? error.message : String(error), kind);
+    }
   }
-  if (typeof envelope.v !== 'number' || envelope.v > ITEM_FILE_VERSION) {
-    throw new Error(`envelope version ${String(envelope.v)} is not supported by this release`);
+
+  private async decodeOrThrow(
+    adapter: string,
+    file: { stem: string; extension: string },
+    bytes: Buffer,
+  ): Promise<ItemEnvelope> {
+    if (bytes.length === 0) {
+      throw new Error('the file is empty');
+    }
+    let extension = file.extension;
+    if (isEncrypted(bytes)) {
+      if (!this.cipher) {
+        throw new DecryptionError(
+          `it is encrypted (key "${ItemCipher.keyIdOf(bytes)}") and no encryption option is set`,
+        );
+      }
+      bytes = this.cipher.decrypt(bytes, adapter, file.stem);
+      extension = extension.endsWith(ENCRYPTED_SUFFIX)
+        ? extension.slice(0, -ENCRYPTED_SUFFIX.length)
+        : extension;
+    }
+    let parsed: unknown;
+    if (extension === this.serializer.extension && !isBuiltIn(this.serializer)) {
+      parsed = await this.serializer.deserialize(bytes);
+    } else if (isGzip(bytes)) {
+      parsed = await this.gzip.deserialize(bytes);
+    } else {
+      parsed = JSON.parse(bytes.toString('utf8'));
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new Error('the file does not hold an item envelope object');
+    }
+    const envelope = parsed as Partial<ItemEnvelope>;
+    if (
+      typeof envelope.id !== 'string' ||
+      !Object.prototype.hasOwnProperty.call(envelope, 'data')
+    ) {
+      throw new Error('the envelope has no "id" or no "data"');
+    }
+    if (typeof envelope.v !== 'number' || envelope.v > ITEM_FILE_VERSION) {
+      throw new Error(`envelope version ${String(envelope.v)} is not supported by this release`);
+    }
+    if (envelope.id === '' || encodeId(envelope.id) !== file.stem) {
+      throw new Error(
+        `the id inside (${JSON.stringify(envelope.id)}) does not match the file name`,
+      );
+    }
+    return envelope as ItemEnvelope;
   }
-  if (encodeId(envelope.id) !== file.stem) {
-    throw new Error(`the id inside (${JSON.stringify(envelope.id)}) does not match the file name`);
-  }
-  return envelope as ItemEnvelope;
 }
 
 function isBuiltIn(serializer: Serializer): boolean {

@@ -6,7 +6,9 @@ import {
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
 import { invalidOption } from '../persistence.messages';
+import { ItemCipher } from '../encryption/item.cipher';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
+import { isSameOrInside } from '../storage/path.util';
 
 /** Defaults of every option, in one place. */
 export const DEFAULT_OPTIONS = {
@@ -17,6 +19,9 @@ export const DEFAULT_OPTIONS = {
   saveOnShutdown: true,
   builtInAdapters: true,
   ioConcurrency: 16,
+  limits: { maxFileBytes: 64 * 1024 * 1024, maxInflatedBytes: 256 * 1024 * 1024 },
+  fileMode: 0o600,
+  dirMode: 0o700,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -43,6 +48,13 @@ export function resolveOptions(
   const path = given.path ?? DEFAULT_OPTIONS.path;
   if (typeof path !== 'string' || path.trim() === '' || path.includes('\0')) {
     fail('path', path, 'Use a folder path such as "./data" or "/var/lib/my-app/state".');
+  }
+  if (!isAbsolute(path) && !isSameOrInside(resolve(process.cwd(), path), process.cwd())) {
+    fail(
+      'path',
+      path,
+      'A relative path must stay inside the working directory; give an absolute path to store elsewhere.',
+    );
   }
   const format = given.format ?? DEFAULT_OPTIONS.format;
   if (typeof format === 'string' ? !BUILT_IN_FORMATS.includes(format) : !isSerializer(format)) {
@@ -82,6 +94,32 @@ export function resolveOptions(
   if (!Number.isInteger(ioConcurrency) || ioConcurrency < 1 || ioConcurrency > 1024) {
     fail('ioConcurrency', ioConcurrency, 'Use a whole number from 1 to 1024.');
   }
+  const limits = { ...DEFAULT_OPTIONS.limits, ...(given.limits ?? {}) };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      fail(`limits.${name}`, value, 'Use a whole number of bytes, 1 or more.');
+    }
+  }
+  const fileMode = given.fileMode ?? DEFAULT_OPTIONS.fileMode;
+  const dirMode = given.dirMode ?? DEFAULT_OPTIONS.dirMode;
+  for (const [name, mode, owner] of [
+    ['fileMode', fileMode, 0o600],
+    ['dirMode', dirMode, 0o700],
+  ] as const) {
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o777 || (mode & owner) !== owner) {
+      fail(
+        name,
+        mode,
+        `Use permission bits such as 0o${owner.toString(8)}; the owner needs ${name === 'fileMode' ? 'read and write' : 'read, write and search'}.`,
+      );
+    }
+  }
+  if (given.encryption !== undefined) {
+    if (typeof given.encryption !== 'object' || given.encryption === null) {
+      fail('encryption', '<hidden>', 'Give { key } or { keys: { [id]: key }, current: id }.');
+    }
+    ItemCipher.create(given.encryption, (option, fix) => fail(option, '<hidden>', fix));
+  }
   return {
     path: isAbsolute(path) ? path : resolve(process.cwd(), path),
     format,
@@ -91,6 +129,10 @@ export function resolveOptions(
     builtInAdapters: given.builtInAdapters ?? DEFAULT_OPTIONS.builtInAdapters,
     adapters,
     ioConcurrency,
+    encryption: given.encryption,
+    limits,
+    fileMode,
+    dirMode,
   };
 }
 

@@ -44,7 +44,8 @@ import {
   writeBackup,
 } from '../storage/backup.storage';
 import { FileSystemStorage } from '../storage/file-system.storage';
-import { decodeItem } from '../storage/item-file.codec';
+import { ItemFileCodec } from '../storage/item-file.codec';
+import { ItemCipher } from '../encryption/item.cipher';
 import { isSameOrInside } from '../storage/path.util';
 import { resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
@@ -67,7 +68,8 @@ export class PersistenceStore
   private readonly adapterList: PersistenceAdapter[] = [];
   private options!: ResolvedPersistenceOptions;
   private storage!: FileSystemStorage;
-  private serializer!: Serializer;
+  private codec!: ItemFileCodec;
+  private cipher?: ItemCipher;
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
   private lastSaveTime: Date | null = null;
@@ -103,7 +105,12 @@ export class PersistenceStore
   /** Validates the options, prepares the folder, recovers, loads, and starts auto-save. */
   async onModuleInit(): Promise<void> {
     this.options = resolveOptions(this.rawOptions);
-    this.serializer = createSerializer(this.options.format);
+    if (this.options.encryption) {
+      this.cipher = ItemCipher.create(this.options.encryption, () => {
+        throw new Error('unreachable: validated by resolveOptions');
+      });
+    }
+    this.setCodec(createSerializer(this.options.format));
     const builtIn = this.options.builtInAdapters
       ? [this.sessionAdapter, this.memoryAdapter, this.focusAdapter]
       : [];
@@ -119,7 +126,13 @@ export class PersistenceStore
         },
       );
     }
-    this.storage = new FileSystemStorage(this.options.path, this.options.ioConcurrency);
+    this.storage = new FileSystemStorage({
+      root: this.options.path,
+      ioConcurrency: this.options.ioConcurrency,
+      fileMode: this.options.fileMode,
+      dirMode: this.options.dirMode,
+      maxFileBytes: this.options.limits.maxFileBytes,
+    });
     try {
       for (const done of await recoverRestores(this.options.path)) {
         this.logger.warn(`Recovery: ${done}.`);
@@ -127,6 +140,9 @@ export class PersistenceStore
       const removed = await this.storage.prepare(this.adapterList.map((a) => a.name));
       if (removed.length > 0) {
         this.logger.log(`Recovery: removed ${removed.length} leftover temporary file(s).`);
+      }
+      if (await this.storage.isWritableByOthers()) {
+        this.logger.warn(messages.writableByOthers(this.options.path));
       }
     } catch (error) {
       throw this.wrapIo('init', 'prepare', this.options.path, error);
@@ -225,6 +241,7 @@ export class PersistenceStore
           this.storage,
           this.adapterList.map((a) => a.name),
           target,
+          this.codec.serializer.extension,
         ),
       );
       return {
@@ -260,10 +277,15 @@ export class PersistenceStore
       const byName = new Map(this.adapterList.map((a) => [a.name, a]));
       let files;
       try {
-        files = await readBackup(from, collections, this.serializer.extension);
+        files = await readBackup(
+          from,
+          collections,
+          this.codec.serializer.extension,
+          this.options.limits.maxFileBytes,
+        );
         for (const file of files) {
           try {
-            const envelope = await decodeItem(this.serializer, file, file.data);
+            const envelope = await this.codec.decode(file.collection, file, file.data);
             byName.get(file.collection)?.revive?.(envelope.data, envelope.id);
           } catch (error) {
             throw new BackupProblem(
@@ -321,12 +343,12 @@ export class PersistenceStore
    */
   setSerializer(format: BuiltInFormat | Serializer): void {
     const resolved = resolveOptions({ ...this.rawOptions, format, adapters: [] }).format;
-    this.serializer = createSerializer(resolved);
+    this.setCodec(createSerializer(resolved));
   }
 
   /** The serializer used for the next save. */
   getSerializer(): Serializer {
-    return this.serializer;
+    return this.codec.serializer;
   }
 
   /** Calls `callback` after every successful save. Returns a function that unsubscribes. */
@@ -344,10 +366,14 @@ export class PersistenceStore
     return this.notifier.on(PersistenceEvents.Error, callback);
   }
 
+  private setCodec(serializer: Serializer): void {
+    this.codec = new ItemFileCodec(serializer, this.cipher, this.options.limits.maxInflatedBytes);
+  }
+
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
     const writer = new SnapshotWriter(this.storage, (error) => this.fail(error, operation));
     try {
-      const meta = await writer.save(this.adapterList, this.serializer);
+      const meta = await writer.save(this.adapterList, this.codec);
       this.lastSaveTime = meta.timestamp;
       this.notifier.saved(meta);
       return meta;
@@ -367,7 +393,7 @@ export class PersistenceStore
       this.fail(error, operation),
     );
     try {
-      const meta = await reader.load(this.adapterList, this.serializer);
+      const meta = await reader.load(this.adapterList, this.codec);
       this.notifier.loaded(meta);
       return meta;
     } catch (error) {

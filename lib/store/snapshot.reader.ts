@@ -2,17 +2,28 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
-import { Serializer } from '../interfaces/serializer.interface';
-import { adapterFailed, corruptFile, ioFailed, reasonOf } from '../persistence.messages';
-import { FileSystemStorage, ItemFile } from '../storage/file-system.storage';
+import {
+  adapterFailed,
+  corruptFile,
+  decryptionFailed,
+  ioFailed,
+  reasonOf,
+} from '../persistence.messages';
 import { decodeStem } from '../storage/file-name.codec';
-import { decodeItem } from '../storage/item-file.codec';
+import { FileSystemStorage, ItemFile } from '../storage/file-system.storage';
+import { ItemDecodeError, ItemFileCodec } from '../storage/item-file.codec';
 import { mapLimit } from '../storage/map-limit.util';
+import { UnsafeFileError } from '../storage/safe-read';
 
 /**
- * Reads every adapter's files, then restores the adapters. A file that cannot be read or parsed is
- * reported, moved to `.quarantine/`, and the rest loads. The adapters are restored only once every
- * folder was read, so an unreadable folder leaves the in-memory state as it was.
+ * Reads every adapter's files, then restores the adapters. What happens to a file that cannot be
+ * loaded depends on why:
+ *   - not a valid item (bad bytes, bad envelope, rejected by `revive()`, over the size limit):
+ *     moved to `.quarantine/`, reported, the rest loads;
+ *   - encrypted and not readable with the keys at hand, or refused by the file system: left in place
+ *     and pinned (no save removes it), reported, the rest loads.
+ * The adapters are restored only once every folder was read, so an unreadable folder leaves the
+ * in-memory state as it was.
  */
 export class SnapshotReader {
   constructor(
@@ -21,14 +32,11 @@ export class SnapshotReader {
     private readonly report: (error: PersistenceError) => void,
   ) {}
 
-  async load(
-    adapters: readonly PersistenceAdapter[],
-    serializer: Serializer,
-  ): Promise<LoadMetadata> {
+  async load(adapters: readonly PersistenceAdapter[], codec: ItemFileCodec): Promise<LoadMetadata> {
     const started = performance.now();
     const meta: LoadMetadata = {
       path: this.storage.root,
-      format: serializer.format,
+      format: codec.serializer.format,
       size: 0,
       timestamp: new Date(),
       items: 0,
@@ -38,7 +46,7 @@ export class SnapshotReader {
     };
     const states: Array<[PersistenceAdapter, Map<string, unknown>]> = [];
     for (const adapter of adapters) {
-      const items = await this.readCollection(adapter, serializer, meta);
+      const items = await this.readCollection(adapter, codec, meta);
       states.push([adapter, items]);
       meta.items += items.size;
       meta.adapters[adapter.name] = items.size;
@@ -65,52 +73,30 @@ export class SnapshotReader {
 
   private async readCollection(
     adapter: PersistenceAdapter,
-    serializer: Serializer,
+    codec: ItemFileCodec,
     meta: LoadMetadata,
   ): Promise<Map<string, unknown>> {
     const collection = adapter.name;
     let files: ItemFile[];
     try {
-      files = await this.storage.list(collection, serializer.extension);
+      files = await this.storage.list(collection, codec.serializer.extension);
     } catch (error) {
       const dir = this.storage.collectionPath(collection);
       throw new PersistenceError(
         PersistenceErrorCode.IoFailed,
         ioFailed('read', dir, reasonOf(error)),
-        {
-          operation: 'load',
-          adapter: collection,
-          path: dir,
-          cause: error,
-        },
+        { operation: 'load', adapter: collection, path: dir, cause: error },
       );
     }
     // Where one item has files in two formats (a crash between writing the new one and removing the
-    // old one), the file in the current format is the newer.
+    // old one), the file in the current format is the newer: read it last so it wins.
     files.sort(
-      (a, b) =>
-        Number(a.extension === serializer.extension) - Number(b.extension === serializer.extension),
+      (a, b) => Number(a.extension === codec.extension) - Number(b.extension === codec.extension),
     );
     const decoded = await mapLimit(files, this.ioConcurrency, async (file) => {
-      const data = await this.storage.read(file.path).catch((error: unknown) => error as Error);
-      if (!Buffer.isBuffer(data)) {
-        this.report(
-          new PersistenceError(
-            PersistenceErrorCode.IoFailed,
-            ioFailed('read', file.path, data.message),
-            {
-              operation: 'load',
-              adapter: collection,
-              path: file.path,
-              cause: data,
-            },
-          ),
-        );
-        meta.skipped++;
-        return undefined;
-      }
       try {
-        const envelope = await decodeItem(serializer, file, data);
+        const data = await this.storage.read(file.path);
+        const envelope = await codec.decode(collection, file, data);
         if (adapter.revive) {
           envelope.data = adapter.revive(envelope.data, envelope.id);
         }
@@ -118,7 +104,7 @@ export class SnapshotReader {
         return envelope;
       } catch (error) {
         meta.skipped++;
-        await this.quarantine(collection, file, error);
+        await this.setAside(collection, file, error);
         return undefined;
       }
     });
@@ -129,26 +115,52 @@ export class SnapshotReader {
     return items;
   }
 
-  private async quarantine(collection: string, file: ItemFile, cause: unknown): Promise<void> {
+  private async setAside(collection: string, file: ItemFile, cause: unknown): Promise<void> {
+    const context = {
+      operation: 'load' as const,
+      adapter: collection,
+      itemId: decodeStem(file.stem) ?? file.stem,
+      path: file.path,
+      cause,
+    };
+    const invalid =
+      cause instanceof UnsafeFileError ||
+      (cause instanceof ItemDecodeError && cause.kind === 'corrupt') ||
+      !(cause instanceof ItemDecodeError || isSystemError(cause));
+    if (!invalid) {
+      this.storage.pin(file.path);
+      this.report(
+        cause instanceof ItemDecodeError
+          ? new PersistenceError(
+              PersistenceErrorCode.DecryptionFailed,
+              decryptionFailed(file.path, cause.message),
+              context,
+            )
+          : new PersistenceError(
+              PersistenceErrorCode.IoFailed,
+              ioFailed('read', file.path, reasonOf(cause)),
+              context,
+            ),
+      );
+      return;
+    }
     let movedTo: string | undefined;
     try {
       movedTo = await this.storage.quarantine(collection, file);
     } catch {
-      // Left where it is; pinned so that no save removes it.
-      this.storage.pin(file.path);
+      this.storage.pin(file.path); // left where it is: no save may remove it
     }
     this.report(
       new PersistenceError(
         PersistenceErrorCode.CorruptFile,
         corruptFile(file.path, reasonOf(cause), movedTo),
-        {
-          operation: 'load',
-          adapter: collection,
-          itemId: decodeStem(file.stem) ?? file.stem,
-          path: file.path,
-          cause,
-        },
+        context,
       ),
     );
   }
+}
+
+/** An error from the file system (it has an errno code such as EACCES or EIO). */
+function isSystemError(error: unknown): boolean {
+  return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string';
 }

@@ -2,7 +2,6 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { SaveMetadata } from '../interfaces/persistence-metadata.interface';
-import { Serializer } from '../interfaces/serializer.interface';
 import {
   adapterFailed,
   ioFailed,
@@ -12,7 +11,7 @@ import {
 } from '../persistence.messages';
 import { FileSystemStorage, FileToWrite } from '../storage/file-system.storage';
 import { encodeId } from '../storage/file-name.codec';
-import { encodeItem } from '../storage/item-file.codec';
+import { ItemFileCodec } from '../storage/item-file.codec';
 
 /**
  * Writes the adapters' state: every snapshot is taken first (one moment for all adapters), then each
@@ -27,10 +26,7 @@ export class SnapshotWriter {
     private readonly report: (error: PersistenceError) => void,
   ) {}
 
-  async save(
-    adapters: readonly PersistenceAdapter[],
-    serializer: Serializer,
-  ): Promise<SaveMetadata> {
+  async save(adapters: readonly PersistenceAdapter[], codec: ItemFileCodec): Promise<SaveMetadata> {
     const started = performance.now();
     const timestamp = new Date();
     const snapshots: Array<[PersistenceAdapter, ReadonlyMap<string, unknown>]> = [];
@@ -47,7 +43,7 @@ export class SnapshotWriter {
     }
     const meta: SaveMetadata = {
       path: this.storage.root,
-      format: serializer.format,
+      format: codec.serializer.format,
       size: 0,
       timestamp,
       items: 0,
@@ -57,7 +53,7 @@ export class SnapshotWriter {
     };
     let failed = 0;
     for (const [adapter, items] of snapshots) {
-      const result = await this.saveCollection(adapter.name, items, serializer);
+      const result = await this.saveCollection(adapter.name, items, codec);
       meta.size += result.size;
       meta.items += result.written;
       meta.adapters[adapter.name] = result.written;
@@ -78,7 +74,7 @@ export class SnapshotWriter {
   private async saveCollection(
     collection: string,
     items: ReadonlyMap<string, unknown>,
-    serializer: Serializer,
+    codec: ItemFileCodec,
   ): Promise<{ written: number; failed: number; deleted: number; size: number }> {
     const dir = this.storage.collectionPath(collection);
     const files: FileToWrite[] = [];
@@ -93,7 +89,7 @@ export class SnapshotWriter {
         await yieldToEventLoop();
       }
       try {
-        const encoded = await encodeItem(serializer, id, value);
+        const encoded = await codec.encode(collection, id, value);
         files.push(encoded);
         written.add(encoded.fileName);
         writtenStems.add(encoded.stem);
@@ -118,7 +114,7 @@ export class SnapshotWriter {
       }
     }
     try {
-      const existing = await this.storage.list(collection, serializer.extension);
+      const existing = await this.storage.list(collection, codec.serializer.extension);
       await this.storage.write(collection, files);
       const stale = existing.filter(
         (file) => !written.has(file.fileName) && !keptStems.has(file.stem),
