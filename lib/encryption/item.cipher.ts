@@ -69,7 +69,7 @@ export class ItemCipher {
       }
       const parsed = parseKey(options.key);
       if (typeof parsed === 'string') problem('encryption.key', `Invalid key: ${parsed}.`);
-      keys.set(DEFAULT_KEY_ID, parsed as Buffer);
+      keys.set(DEFAULT_KEY_ID, parsed);
       return new ItemCipher(keys, DEFAULT_KEY_ID);
     }
     if (typeof options.keys !== 'object' || options.keys === null) {
@@ -84,7 +84,7 @@ export class ItemCipher {
       }
       const parsed = parseKey(key);
       if (typeof parsed === 'string') problem(`encryption.keys.${id}`, `Invalid key: ${parsed}.`);
-      keys.set(id, parsed as Buffer);
+      keys.set(id, parsed);
     }
     if (typeof options.current !== 'string' || !keys.has(options.current)) {
       problem(
