@@ -177,7 +177,7 @@ describe('built-in managers', () => {
 
   it('ids that are not safe file names round-trip and stay inside the store folder', async () => {
     const app = await open();
-    const ids = ['../../escape', 'a/b', 'CON', '.', 'émoji 🎉', 'x'.repeat(5000)];
+    const ids = ['../../escape', 'a/b', 'CON', '.', 'émoji 🎉', 'x'.repeat(5000), 'Case', 'case'];
     for (const id of ids) app.get(SessionManager).create({ id });
     await app.get(PersistenceStore).saveAll();
     expect((await readdir(dir)).sort()).toEqual(['conversations', 'focus', 'sessions']);
