@@ -1,0 +1,253 @@
+import { INestApplication } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  detectFormat,
+  MemoryManager,
+  PersistenceErrorCode,
+  PersistenceErrorEvent,
+  PersistenceModuleOptions,
+  PersistenceStore,
+  QUARANTINE_DIR,
+  SessionManager,
+} from 'nestjs-persistence';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
+import { dumpState, seedState } from './fixtures/state';
+import { makeTempDir, removeDir } from './fixtures/temp-dir';
+
+const KEY_A = randomBytes(32);
+const KEY_B_HEX = randomBytes(32).toString('hex');
+const KEY_C_B64 = randomBytes(32).toString('base64');
+
+describe('encryption at rest', () => {
+  let dir: string;
+  const apps: INestApplication[] = [];
+  let logger: RecordingLogger;
+  let errors: PersistenceErrorEvent[];
+  const open = async (options: PersistenceModuleOptions): Promise<INestApplication> => {
+    const app = await createApp({ path: dir, saveOnShutdown: false, ...options }, { logger });
+    app.get(PersistenceStore).onError((e) => errors.push(e));
+    apps.push(app);
+    return app;
+  };
+  beforeEach(async () => {
+    dir = await makeTempDir();
+    logger = new RecordingLogger();
+    errors = [];
+  });
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await removeDir(dir);
+  });
+
+  it.each(['json', 'json-gzip'] as const)(
+    'round-trips the state in %s, with no plaintext on disk',
+    async (format) => {
+      const first = await open({ format, encryption: { key: KEY_A } });
+      seedState(first);
+      await first.get(PersistenceStore).saveAll();
+      const expected = dumpState(first);
+      const extension = format === 'json' ? '.json.enc' : '.json.gz.enc';
+      expect(await readdir(join(dir, 'conversations'))).toEqual([`conv-1${extension}`]);
+      const raw = await readFile(join(dir, 'conversations', `conv-1${extension}`));
+      expect(detectFormat(raw)).toBe('encrypted');
+      expect(raw.includes('Hello')).toBe(false);
+      expect(raw.includes('Be brief')).toBe(false);
+      const second = await open({ format, encryption: { key: KEY_A } });
+      expect(dumpState(second)).toEqual(expected);
+    },
+  );
+
+  it('uses a fresh IV per file: the same item saved twice gives different bytes', async () => {
+    const app = await open({ encryption: { key: KEY_A } });
+    app.get(SessionManager).create({ id: 's' });
+    await app.get(PersistenceStore).saveAll();
+    const one = await readFile(join(dir, 'sessions', 's.json.enc'));
+    await app.get(PersistenceStore).saveAll();
+    const two = await readFile(join(dir, 'sessions', 's.json.enc'));
+    expect(one.equals(two)).toBe(false);
+  });
+
+  it('encrypts a plain store at the next save once a key is configured', async () => {
+    const plain = await open({});
+    seedState(plain);
+    await plain.get(PersistenceStore).saveAll();
+    const expected = dumpState(plain);
+    const encrypted = await open({ encryption: { key: KEY_A } });
+    expect(dumpState(encrypted)).toEqual(expected);
+    await encrypted.get(PersistenceStore).saveAll();
+    expect((await readdir(join(dir, 'sessions'))).sort()).toEqual([
+      'sess-1.json.enc',
+      'sess-2.json.enc',
+    ]);
+  });
+
+  it('a wrong key gives a clear error, quarantines nothing, and no save removes the file', async () => {
+    const first = await open({ encryption: { key: KEY_A } });
+    first.get(SessionManager).create({ id: 'secret' });
+    await first.get(PersistenceStore).saveAll();
+    const bytes = await readFile(join(dir, 'sessions', 'secret.json.enc'));
+
+    const wrong = await open({ encryption: { key: KEY_B_HEX } });
+    expect(wrong.get(SessionManager).list()).toEqual([]);
+    await wrong.get(PersistenceStore).loadAll();
+    expect(errors.at(-1)).toMatchObject({
+      adapter: 'sessions',
+      itemId: 'secret',
+      operation: 'load',
+    });
+    expect(errors.at(-1)?.error.code).toBe(PersistenceErrorCode.DecryptionFailed);
+    expect(errors.at(-1)?.error.message).toMatch(
+      /does not authenticate with key "default".*left in place/,
+    );
+    wrong.get(SessionManager).create({ id: 'other' });
+    await wrong.get(PersistenceStore).saveAll();
+    expect(await readFile(join(dir, 'sessions', 'secret.json.enc'))).toEqual(bytes);
+    await expect(readdir(join(dir, QUARANTINE_DIR))).rejects.toThrow(/ENOENT/);
+
+    const right = await open({ encryption: { key: KEY_A } });
+    expect(right.get(SessionManager).get('secret')).toBeDefined();
+  });
+
+  it('a tampered byte is detected and the file kept', async () => {
+    const app = await open({ encryption: { key: KEY_A } });
+    app.get(SessionManager).create({ id: 's' });
+    await app.get(PersistenceStore).saveAll();
+    const path = join(dir, 'sessions', 's.json.enc');
+    const bytes = await readFile(path);
+    bytes[bytes.length - 20] ^= 0x01;
+    await writeFile(path, bytes);
+    await app.get(PersistenceStore).loadAll();
+    expect(errors.at(-1)?.error.code).toBe(PersistenceErrorCode.DecryptionFailed);
+    expect(app.get(SessionManager).list()).toEqual([]);
+    expect(await readFile(path)).toEqual(bytes);
+  });
+
+  it('a file swapped between items or adapters does not decrypt', async () => {
+    const app = await open({ encryption: { key: KEY_A } });
+    app.get(SessionManager).create({ id: 'alice', metadata: { role: 'user' } });
+    app.get(SessionManager).create({ id: 'mallory', metadata: { role: 'user' } });
+    app.get(MemoryManager).createConversation({ id: 'mallory' });
+    await app.get(PersistenceStore).saveAll();
+    // An attacker with write access replaces mallory's files with alice's.
+    await copyFile(
+      join(dir, 'sessions', 'alice.json.enc'),
+      join(dir, 'sessions', 'mallory.json.enc'),
+    );
+    await copyFile(
+      join(dir, 'sessions', 'alice.json.enc'),
+      join(dir, 'conversations', 'mallory.json.enc'),
+    );
+    await app.get(PersistenceStore).loadAll();
+    expect(
+      app
+        .get(SessionManager)
+        .list()
+        .map((s) => s.id),
+    ).toEqual(['alice']);
+    expect(app.get(MemoryManager).listConversations()).toEqual([]);
+    expect(
+      errors
+        .filter((e) => e.error.code === PersistenceErrorCode.DecryptionFailed)
+        .map((e) => `${e.adapter}/${e.itemId}`)
+        .sort(),
+    ).toEqual(['conversations/mallory', 'sessions/mallory']);
+  });
+
+  it('rotates keys: old files are read with the ring and re-encrypted with the current key', async () => {
+    const first = await open({ encryption: { keys: { k1: KEY_A }, current: 'k1' } });
+    seedState(first);
+    await first.get(PersistenceStore).saveAll();
+    const expected = dumpState(first);
+    const keyIdOf = async (file: string): Promise<string> => {
+      const bytes = await readFile(join(dir, file));
+      return bytes.subarray(5, 5 + bytes[4]).toString();
+    };
+    expect(await keyIdOf('sessions/sess-1.json.enc')).toBe('k1');
+
+    const rotated = await open({
+      encryption: { keys: { k1: KEY_A, k2: KEY_C_B64 }, current: 'k2' },
+    });
+    expect(dumpState(rotated)).toEqual(expected);
+    await rotated.get(PersistenceStore).saveAll();
+    expect(await keyIdOf('sessions/sess-1.json.enc')).toBe('k2');
+    expect(await keyIdOf('focus/chain-1.json.enc')).toBe('k2');
+
+    const newOnly = await open({ encryption: { keys: { k2: KEY_C_B64 }, current: 'k2' } });
+    expect(dumpState(newOnly)).toEqual(expected);
+  });
+
+  it('a file encrypted with a key missing from the ring names the key id', async () => {
+    const first = await open({ encryption: { keys: { old: KEY_A }, current: 'old' } });
+    first.get(SessionManager).create({ id: 's' });
+    await first.get(PersistenceStore).saveAll();
+    const next = await open({ encryption: { keys: { new: KEY_C_B64 }, current: 'new' } });
+    await next.get(PersistenceStore).loadAll();
+    expect(errors.at(-1)?.error.message).toContain(
+      'encrypted with key "old", which is not in encryption.keys',
+    );
+  });
+
+  it('an encrypted store opened without a key reports it and keeps the files', async () => {
+    const first = await open({ encryption: { key: KEY_A } });
+    first.get(SessionManager).create({ id: 's' });
+    await first.get(PersistenceStore).saveAll();
+    const plain = await open({});
+    await plain.get(PersistenceStore).loadAll();
+    await plain.get(PersistenceStore).saveAll();
+    expect(errors.at(-1)?.error.message).toContain('no encryption option is set');
+    expect(await readdir(join(dir, 'sessions'))).toEqual(['s.json.enc']);
+  });
+
+  it.each([
+    [{ key: Buffer.alloc(16) }, 'encryption.key', /32 bytes \(got 16\)/],
+    [{ key: 'too-short' }, 'encryption.key', /64 hex digits or the base64 of 32 bytes/],
+    [
+      { key: KEY_A, keys: { a: KEY_A }, current: 'a' },
+      'encryption',
+      /either \{ key \} or \{ keys, current \}/,
+    ],
+    [
+      { keys: { a: KEY_A }, current: 'b' },
+      'encryption.current',
+      /Name the id of one of encryption.keys/,
+    ],
+    [{ keys: { 'bad id!': KEY_A }, current: 'bad id!' }, 'encryption.keys', /Key id/],
+  ])(
+    'rejects bad encryption options without printing a key (%#)',
+    async (encryption, option, fix) => {
+      const error = (await createApp({ path: dir, encryption: encryption as never }).catch(
+        (e: unknown) => e,
+      )) as Error;
+      expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidOptions });
+      expect(error.message).toContain(`option "${option}" is invalid (got "<hidden>")`);
+      expect(error.message).toMatch(fix);
+      expect(error.message).not.toContain(KEY_A.toString('hex'));
+      expect(error.message).not.toContain(KEY_A.toString('base64'));
+    },
+  );
+
+  it('never puts a key in a log line or an event', async () => {
+    const app = await open({ encryption: { keys: { a: KEY_B_HEX, b: KEY_C_B64 }, current: 'a' } });
+    seedState(app);
+    await app.get(PersistenceStore).saveAll();
+    await writeFile(
+      join(dir, 'sessions', 'bad.json.enc'),
+      Buffer.from('NPE\u0001\u0001xgarbage-garbage-garbage-garbage'),
+    );
+    await app.get(PersistenceStore).loadAll();
+    await app
+      .get(PersistenceStore)
+      .backup(join(dir, '..', `${dir.split('/').pop()}-bk`))
+      .finally(() => removeDir(join(dir, '..', `${dir.split('/').pop()}-bk`)));
+    const everything = JSON.stringify([
+      logger.lines,
+      errors.map((e) => [e.error.message, e.error.stack, e.path]),
+    ]);
+    expect(errors.length).toBeGreaterThan(0);
+    for (const secret of [KEY_B_HEX, KEY_C_B64, Buffer.from(KEY_B_HEX, 'hex').toString('base64')]) {
+      expect(everything).not.toContain(secret);
+    }
+  });
+});
