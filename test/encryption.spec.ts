@@ -217,7 +217,7 @@ describe('encryption at rest', () => {
   ])(
     'rejects bad encryption options without printing a key (%#)',
     async (encryption, option, fix) => {
-      const error = (await createApp({ path: dir, encryption: encryption as never }).catch(
+      const error = (await createApp({ path: dir, encryption: encryption }).catch(
         (e: unknown) => e,
       )) as Error;
       expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidOptions });

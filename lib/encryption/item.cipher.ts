@@ -142,13 +142,14 @@ function readHeader(data: Buffer): { keyId: string; header: Buffer } {
   }
   const idLength = data[MAGIC.length];
   const headerLength = MAGIC.length + 1 + idLength + IV_BYTES;
-  if (idLength === 0 || data.length < headerLength + TAG_BYTES) {
-    throw new Error('its encryption header is truncated');
+  if (idLength === 0 || idLength > 64 || data.length < headerLength + TAG_BYTES) {
+    throw new Error('its encryption header is malformed or truncated');
   }
-  return {
-    keyId: data.subarray(MAGIC.length + 1, MAGIC.length + 1 + idLength).toString('utf8'),
-    header: data.subarray(0, headerLength),
-  };
+  const keyId = data.subarray(MAGIC.length + 1, MAGIC.length + 1 + idLength).toString('latin1');
+  if (!KEY_ID.test(keyId)) {
+    throw new Error('its encryption header holds no valid key id');
+  }
+  return { keyId, header: data.subarray(0, headerLength) };
 }
 
 function aad(header: Buffer, adapter: string, stem: string): Buffer {

@@ -34,7 +34,10 @@ export function assertValidId(id: unknown): asserts id is string {
   if (!id.isWellFormed()) {
     throw new PersistenceError(
       PersistenceErrorCode.InvalidId,
-      invalidId(id, 'it holds a lone UTF-16 surrogate, which has no UTF-8 form (use id.toWellFormed())'),
+      invalidId(
+        id,
+        'it holds a lone UTF-16 surrogate, which has no UTF-8 form (use id.toWellFormed())',
+      ),
     );
   }
   if (id.length > MAX_ID_LENGTH) {
