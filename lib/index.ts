@@ -17,3 +17,11 @@ export {
   JsonSerializer,
 } from './serializers';
 export { PersistenceStore } from './store/persistence.store';
+export { PersistenceFileSystem } from './storage/file-system.interface';
+export type {
+  DirEntry,
+  EntryType,
+  FileStat,
+  PersistenceFile,
+} from './storage/file-system.interface';
+export { NodeFileSystem } from './storage/node-file-system';

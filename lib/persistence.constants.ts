@@ -15,3 +15,6 @@ export const BACKUP_MANIFEST_FILE = 'persistence-backup.json';
 
 /** Logger context. */
 export const PERSISTENCE_LOGGER_CONTEXT = 'Persistence';
+
+/** The write-ahead journal in the store folder. */
+export const JOURNAL_FILE = '.journal';

@@ -55,6 +55,23 @@ export const saveIncomplete = (failed: number, total: number): string =>
 export const adapterFailed = (adapter: string, method: string, reason: string): string =>
   `Adapter "${adapter}" threw in ${method}(): ${reason}.`;
 
+export const storeLocked = (
+  path: string,
+  owner: { pid: number; host: string; since: string } | undefined,
+): string =>
+  `The store ${path} is in use by ` +
+  (owner
+    ? `process ${owner.pid} on ${owner.host} (since ${owner.since || 'unknown'})`
+    : 'another process') +
+  ". Two writers would lose each other's updates: stop the other process, give this one its own path, " +
+  'or open it with readOnly: true to only read. If that process is gone, delete the .lock file.';
+
+export const staleLockTaken = (path: string, owner: { pid: number; host: string }): string =>
+  `Took over the lock of ${path} from process ${owner.pid} on ${owner.host}, which is no longer running.`;
+
+export const readOnly = (operation: string): string =>
+  `Cannot ${operation}: the store was opened with readOnly: true. Open it without readOnly in the one process that writes.`;
+
 export const storeClosed = (operation: string): string =>
   `Cannot ${operation}: the application has shut down and the store is closed.`;
 

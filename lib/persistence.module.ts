@@ -10,6 +10,8 @@ import {
   ConfigurablePersistenceModule,
   PERSISTENCE_OPTIONS_TYPE,
 } from './persistence.module-definition';
+import { PersistenceFileSystem } from './storage/file-system.interface';
+import { NodeFileSystem } from './storage/node-file-system';
 import { PersistenceStore } from './store/persistence.store';
 
 /**
@@ -36,6 +38,7 @@ import { PersistenceStore } from './store/persistence.store';
     MemoryAdapter,
     FocusAdapter,
     PersistenceStore,
+    { provide: PersistenceFileSystem, useClass: NodeFileSystem },
     {
       provide: PersistenceAdapter,
       useFactory: (store: PersistenceStore) => store.adapters,

@@ -3,6 +3,9 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PersistenceStore, SessionManager } from 'nestjs-persistence';
 import { atomicWrite, isTempFileName } from '../lib/storage/atomic-write';
+import { NodeFileSystem } from '../lib/storage/node-file-system';
+
+const fs = new NodeFileSystem();
 import { createApp } from './fixtures/app.factory';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
@@ -18,21 +21,21 @@ describe('atomic writes', () => {
   it('replaces the target whole and leaves no temporary file', async () => {
     const target = join(dir, 'item.json');
     await writeFile(target, 'old');
-    await atomicWrite(target, Buffer.from('new content'));
+    await atomicWrite(fs, target, Buffer.from('new content'));
     expect(await readFile(target, 'utf8')).toBe('new content');
     expect(await readdir(dir)).toEqual(['item.json']);
   });
 
   it('creates files readable and writable by the owner only', async () => {
     const target = join(dir, 'secret.json');
-    await atomicWrite(target, Buffer.from('{}'));
+    await atomicWrite(fs, target, Buffer.from('{}'));
     expect((await stat(target)).mode & 0o777).toBe(0o600);
   });
 
   it('a write that fails keeps the old file and removes its temporary file', async () => {
     const target = join(dir, 'item.json');
     await mkdir(target); // rename() of a file over a folder fails
-    await expect(atomicWrite(target, Buffer.from('x'))).rejects.toThrow();
+    await expect(atomicWrite(fs, target, Buffer.from('x'))).rejects.toThrow();
     expect(await readdir(dir)).toEqual(['item.json']);
     expect((await stat(target)).isDirectory()).toBe(true);
   });

@@ -9,7 +9,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
-import { dumpState, seedState } from './fixtures/state';
+import { dumpState, seedState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /** Every file under a folder with its content, for "nothing changed" checks. */
@@ -41,10 +41,10 @@ describe('backup and restore', () => {
     errors = [];
     store.onError((e) => errors.push(e));
     seedState(app);
-    await store.saveAll();
+    await saveToFiles(app);
   });
   afterEach(async () => {
-    await app.close();
+    await app.close(); // a second close is harmless
     await removeDir(root);
   });
 
@@ -68,7 +68,7 @@ describe('backup and restore', () => {
     app.get(SessionManager).delete('sess-1');
     app.get(SessionManager).create({ id: 'after-backup' });
     app.get(MemoryManager).addMessage('conv-1', { role: 'user', content: 'later' });
-    await store.saveAll();
+    await saveToFiles(app);
 
     const restored = await store.restore(join(root, 'backup-1'));
     expect(restored).toMatchObject({ files: 4, load: { items: 4, skipped: 0 } });
@@ -77,7 +77,7 @@ describe('backup and restore', () => {
       expect.arrayContaining(['sess-1.json', 'sess-2.json']),
     );
     expect(await readdir(join(dir, 'sessions'))).not.toContain('after-backup.json');
-    expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect((await readdir(dir)).filter((n) => n.startsWith('.restore-'))).toEqual([]);
   });
 
   it('backs up into an existing empty folder', async () => {
@@ -129,7 +129,7 @@ describe('backup and restore', () => {
     const saved = dumpState(app);
     await cp(dir, join(root, 'copy'), { recursive: true });
     app.get(SessionManager).delete('sess-2');
-    await store.saveAll();
+    await saveToFiles(app);
     await store.restore(join(root, 'copy'));
     expect(dumpState(app)).toEqual(saved);
   });
@@ -140,7 +140,7 @@ describe('backup and restore', () => {
       backup = join(root, 'bk');
       await store.backup(backup);
       app.get(SessionManager).create({ id: 'newer' });
-      await store.saveAll();
+      await saveToFiles(app);
     });
 
     const attempts: Array<[string, (b: string) => Promise<unknown>, RegExp]> = [
@@ -247,12 +247,13 @@ describe('backup and restore', () => {
       await store.backup(join(root, 'bk'));
       app.get(SessionManager).create({ id: 'newer' });
       app.get(MemoryManager).deleteConversation('conv-1');
-      await store.saveAll();
+      await saveToFiles(app);
       newerState = dumpState(app);
     });
 
     it('a committed restore cut off half-way through the swap completes', async () => {
       await stage(true, ['sessions']);
+      await app.close();
       const next = await createApp({ path: dir, saveOnShutdown: false });
       expect(dumpState(next)).toEqual(backupState);
       expect((await readdir(dir)).filter((n) => n.startsWith('.restore-'))).toEqual([]);
@@ -261,6 +262,7 @@ describe('backup and restore', () => {
 
     it('an uncommitted restore is discarded and the store keeps its state', async () => {
       await stage(false, []);
+      await app.close();
       const next = await createApp({ path: dir, saveOnShutdown: false });
       expect(dumpState(next)).toEqual(newerState);
       expect((await readdir(dir)).filter((n) => n.startsWith('.restore-'))).toEqual([]);

@@ -71,6 +71,7 @@ describe('concurrency', () => {
     const [a, b] = await Promise.all([first, second]);
     expect(b.timestamp.getTime()).toBeGreaterThanOrEqual(a.timestamp.getTime());
     expect(gated.snapshots).toBe(2);
+    await store.checkpoint();
     const file = JSON.parse(await readFile(join(dir, 'sessions', 's.json'), 'utf8'));
     expect(file.data.metadata).toEqual({ v: 2 });
   });

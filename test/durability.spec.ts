@@ -5,9 +5,11 @@ import { isTempFileName } from '../lib/storage/atomic-write';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /**
- * Proves the durability guarantee of docs/on-disk-format.md with the real system calls of a real save,
- * recorded by strace in a child process: every item file is written to a temporary file, fsynced,
- * closed, renamed over its target, and its folder is fsynced before saveAll() resolves.
+ * Proves the durability guarantees of docs/on-disk-format.md on the real system calls of a real
+ * process, recorded by strace:
+ *  - a save commits with one journal write and one fsync, and touches no item file;
+ *  - a checkpoint writes each item file to a temporary file, fsyncs and closes it, renames it over its
+ *    target, fsyncs the folder, and only then empties the journal.
  */
 
 interface Call {
@@ -17,7 +19,7 @@ interface Call {
   ret: string;
 }
 
-function straceAvailable(): string | undefined {
+function straceProblem(): string | undefined {
   try {
     execFileSync('strace', ['-qq', '-e', 'trace=none', 'true'], { stdio: 'ignore' });
     return undefined;
@@ -39,19 +41,20 @@ async function readTrace(dir: string): Promise<Call[]> {
 
 const firstPath = (args: string): string | undefined => /"([^"]*)"/.exec(args)?.[1];
 const fdOf = (args: string): string => args.split(',')[0].trim();
+const isSync = (c: Call): boolean => c.name === 'fsync' || c.name === 'fdatasync';
 
-const unavailable = straceAvailable();
-const describeWithStrace = unavailable ? describe.skip : describe;
-if (unavailable) {
-  console.warn(`durability.spec skipped: ${unavailable}`);
-}
+const problem = straceProblem();
+const describeWithStrace = problem ? describe.skip : describe;
+if (problem) console.warn(`durability.spec skipped: ${problem}`);
 
-describeWithStrace('durability of a save (strace of a real process)', () => {
+describeWithStrace('durability (strace of a real process)', () => {
   let work: string;
   let store: string;
   let calls: Call[];
-  let saveStart: number;
-  let saveEnd: number;
+  const marks: Record<string, number> = {};
+  let journalFd: string;
+  const between = (from: string, to: string): Call[] =>
+    calls.filter((c) => c.t > marks[from] && c.t < marks[to]);
 
   beforeAll(async () => {
     work = await makeTempDir();
@@ -66,7 +69,7 @@ describeWithStrace('durability of a save (strace of a real process)', () => {
         '-e',
         'signal=none',
         '-e',
-        'trace=openat,fsync,fdatasync,close,rename,renameat,renameat2,write',
+        'trace=openat,fsync,fdatasync,close,rename,renameat,renameat2,write,pwrite64,ftruncate,unlink',
         '-o',
         join(work, 'trace'),
         process.execPath,
@@ -83,20 +86,41 @@ describeWithStrace('durability of a save (strace of a real process)', () => {
         timeout: 60_000,
       },
     );
-    expect(result.stdout).toContain('SAVE-END');
+    expect(result.stdout).toContain('CHECKPOINT-END');
     calls = await readTrace(work);
-    const marker = (text: string): number =>
-      calls.find((c) => c.name === 'write' && c.args.startsWith('1,') && c.args.includes(text))!.t;
-    saveStart = marker('SAVE-START');
-    saveEnd = marker('SAVE-END');
+    for (const mark of ['SAVE-START', 'SAVE-END', 'CHECKPOINT-START', 'CHECKPOINT-END']) {
+      marks[mark] = calls.find(
+        (c) => c.name === 'write' && c.args.startsWith('1,') && c.args.includes(mark),
+      )!.t;
+    }
+    journalFd = calls.find(
+      (c) => c.name === 'openat' && firstPath(c.args) === join(store, '.journal'),
+    )!.ret;
   }, 90_000);
   afterAll(async () => {
     await removeDir(work);
   });
 
-  it('writes three item files, each by rename from a temporary file', () => {
-    const renames = calls.filter(
-      (c) => c.name.startsWith('rename') && c.t > saveStart && c.t < saveEnd,
+  it('a save commits with one write to the journal and one fsync of it, before saveAll() resolves', () => {
+    const save = between('SAVE-START', 'SAVE-END');
+    const writes = save.filter(
+      (c) => (c.name === 'pwrite64' || c.name === 'write') && fdOf(c.args) === journalFd,
+    );
+    expect(writes).toHaveLength(1);
+    const syncs = save.filter((c) => isSync(c) && fdOf(c.args) === journalFd);
+    expect(syncs).toHaveLength(1);
+    expect(syncs[0].t).toBeGreaterThan(writes[0].t);
+  });
+
+  it('a save touches no item file: no rename, no file opened for writing, no removal', () => {
+    const save = between('SAVE-START', 'SAVE-END');
+    expect(save.filter((c) => c.name.startsWith('rename') || c.name === 'unlink')).toEqual([]);
+    expect(save.filter((c) => c.name === 'openat' && /O_WRONLY|O_RDWR/.test(c.args))).toEqual([]);
+  });
+
+  it('the checkpoint writes each item file by rename from a temporary file', () => {
+    const renames = between('CHECKPOINT-START', 'CHECKPOINT-END').filter((c) =>
+      c.name.startsWith('rename'),
     );
     const targets = renames.map(
       (c) => /"[^"]*", "([^"]*)"/.exec(c.args)?.[1] ?? /, AT_FDCWD, "([^"]*)"/.exec(c.args)?.[1],
@@ -108,60 +132,66 @@ describeWithStrace('durability of a save (strace of a real process)', () => {
         join(store, 'sessions', 'sess-b.json'),
       ].sort(),
     );
-    for (const rename of renames) {
+    for (const rename of renames)
       expect(isTempFileName(basename(firstPath(rename.args)!))).toBe(true);
-    }
   });
 
-  it('never opens an item file itself for writing: only temporary files are written', () => {
+  it('only temporary files, the journal and the lock are ever opened for writing', () => {
     const writable = calls.filter(
       (c) =>
         c.name === 'openat' &&
         /O_WRONLY|O_RDWR/.test(c.args) &&
         firstPath(c.args)?.startsWith(store),
     );
-    expect(writable.length).toBe(3);
-    for (const open of writable) expect(isTempFileName(basename(firstPath(open.args)!))).toBe(true);
+    for (const open of writable) {
+      const name = basename(firstPath(open.args)!);
+      expect({
+        name,
+        allowed: isTempFileName(name) || name === '.journal' || name === '.lock',
+      }).toEqual({ name, allowed: true });
+    }
   });
 
   it('fsyncs and closes each temporary file before renaming it', () => {
-    const renames = calls.filter(
-      (c) => c.name.startsWith('rename') && c.t > saveStart && c.t < saveEnd,
+    const renames = between('CHECKPOINT-START', 'CHECKPOINT-END').filter((c) =>
+      c.name.startsWith('rename'),
     );
     for (const rename of renames) {
       const temp = firstPath(rename.args)!;
       const open = calls.find((c) => c.name === 'openat' && firstPath(c.args) === temp)!;
-      const fd = open.ret;
-      const close = calls.find((c) => c.name === 'close' && fdOf(c.args) === fd && c.t > open.t)!;
+      const close = calls.find(
+        (c) => c.name === 'close' && fdOf(c.args) === open.ret && c.t > open.t,
+      )!;
       const sync = calls.find(
-        (c) =>
-          (c.name === 'fsync' || c.name === 'fdatasync') &&
-          fdOf(c.args) === fd &&
-          c.t > open.t &&
-          c.t < close.t,
+        (c) => isSync(c) && fdOf(c.args) === open.ret && c.t > open.t && c.t < close.t,
       );
       expect(sync).toBeDefined();
       expect(close.t).toBeLessThan(rename.t);
     }
   });
 
-  it('fsyncs every folder it renamed into after the renames and before saveAll() resolves', () => {
-    const renames = calls.filter(
-      (c) => c.name.startsWith('rename') && c.t > saveStart && c.t < saveEnd,
-    );
-    const folders = new Set(renames.map((c) => dirname(firstPath(c.args)!)));
-    for (const folder of folders) {
+  it('fsyncs every folder it renamed into, then empties and fsyncs the journal, in that order', () => {
+    const checkpoint = between('CHECKPOINT-START', 'CHECKPOINT-END');
+    const renames = checkpoint.filter((c) => c.name.startsWith('rename'));
+    const truncate = checkpoint.find((c) => c.name === 'ftruncate' && fdOf(c.args) === journalFd)!;
+    expect(truncate).toBeDefined();
+    for (const folder of new Set(renames.map((c) => dirname(firstPath(c.args)!)))) {
       const lastRename = Math.max(
         ...renames.filter((c) => dirname(firstPath(c.args)!) === folder).map((c) => c.t),
       );
-      const synced = calls.some((open) => {
-        if (open.name !== 'openat' || firstPath(open.args) !== folder || open.t < lastRename)
-          return false;
-        return calls.some(
-          (c) => c.name === 'fsync' && fdOf(c.args) === open.ret && c.t > open.t && c.t < saveEnd,
-        );
-      });
+      const synced = checkpoint.some(
+        (open) =>
+          open.name === 'openat' &&
+          firstPath(open.args) === folder &&
+          open.t > lastRename &&
+          checkpoint.some(
+            (c) => isSync(c) && fdOf(c.args) === open.ret && c.t > open.t && c.t < truncate.t,
+          ),
+      );
       expect({ folder, synced }).toEqual({ folder, synced: true });
     }
+    expect(
+      checkpoint.some((c) => isSync(c) && fdOf(c.args) === journalFd && c.t > truncate.t),
+    ).toBe(true);
   });
 });

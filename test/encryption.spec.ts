@@ -12,8 +12,11 @@ import {
   QUARANTINE_DIR,
   SessionManager,
 } from 'nestjs-persistence';
+import { ItemCipher } from '../lib/encryption/item.cipher';
+import { JsonSerializer } from '../lib/serializers/json.serializer';
+import { ItemFileCodec } from '../lib/storage/item-file.codec';
 import { createApp, RecordingLogger } from './fixtures/app.factory';
-import { dumpState, seedState } from './fixtures/state';
+import { dumpState, seedState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 const KEY_A = randomBytes(32);
@@ -26,6 +29,7 @@ describe('encryption at rest', () => {
   let logger: RecordingLogger;
   let errors: PersistenceErrorEvent[];
   const open = async (options: PersistenceModuleOptions): Promise<INestApplication> => {
+    for (const previous of apps.splice(0)) await previous.close(); // one writer per folder
     const app = await createApp({ path: dir, saveOnShutdown: false, ...options }, { logger });
     app.get(PersistenceStore).onError((e) => errors.push(e));
     apps.push(app);
@@ -46,7 +50,7 @@ describe('encryption at rest', () => {
     async (format) => {
       const first = await open({ format, encryption: { key: KEY_A } });
       seedState(first);
-      await first.get(PersistenceStore).saveAll();
+      await saveToFiles(first);
       const expected = dumpState(first);
       const extension = format === 'json' ? '.json.enc' : '.json.gz.enc';
       expect(await readdir(join(dir, 'conversations'))).toEqual([`conv-1${extension}`]);
@@ -59,24 +63,36 @@ describe('encryption at rest', () => {
     },
   );
 
-  it('uses a fresh IV per file: the same item saved twice gives different bytes', async () => {
-    const app = await open({ encryption: { key: KEY_A } });
-    app.get(SessionManager).create({ id: 's' });
-    await app.get(PersistenceStore).saveAll();
-    const one = await readFile(join(dir, 'sessions', 's.json.enc'));
-    await app.get(PersistenceStore).saveAll();
-    const two = await readFile(join(dir, 'sessions', 's.json.enc'));
-    expect(one.equals(two)).toBe(false);
+  it('uses a fresh IV per file: the same item encrypted twice gives different bytes', async () => {
+    const codec = new ItemFileCodec(
+      new JsonSerializer(),
+      ItemCipher.create({ key: KEY_A }, () => {
+        throw new Error('bad key');
+      }),
+      1024,
+    );
+    const one = await codec.encode('sessions', 's', { same: true });
+    const two = await codec.encode('sessions', 's', { same: true });
+    expect(one.data.equals(two.data)).toBe(false);
+    expect(one.data.subarray(6, 18).equals(two.data.subarray(6, 18))).toBe(false); // the IVs
+    for (const encoded of [one, two]) {
+      const { envelope } = await codec.decode(
+        'sessions',
+        { stem: 's', extension: '.json.enc' },
+        encoded.data,
+      );
+      expect(envelope.data).toEqual({ same: true });
+    }
   });
 
   it('encrypts a plain store at the next save once a key is configured', async () => {
     const plain = await open({});
     seedState(plain);
-    await plain.get(PersistenceStore).saveAll();
+    await saveToFiles(plain);
     const expected = dumpState(plain);
     const encrypted = await open({ encryption: { key: KEY_A } });
     expect(dumpState(encrypted)).toEqual(expected);
-    await encrypted.get(PersistenceStore).saveAll();
+    await saveToFiles(encrypted);
     expect((await readdir(join(dir, 'sessions'))).sort()).toEqual([
       'sess-1.json.enc',
       'sess-2.json.enc',
@@ -86,7 +102,7 @@ describe('encryption at rest', () => {
   it('a wrong key gives a clear error, quarantines nothing, and no save removes the file', async () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 'secret' });
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
     const bytes = await readFile(join(dir, 'sessions', 'secret.json.enc'));
 
     const wrong = await open({ encryption: { key: KEY_B_HEX } });
@@ -102,7 +118,7 @@ describe('encryption at rest', () => {
       /does not authenticate with key "default".*left in place/,
     );
     wrong.get(SessionManager).create({ id: 'other' });
-    await wrong.get(PersistenceStore).saveAll();
+    await saveToFiles(wrong);
     expect(await readFile(join(dir, 'sessions', 'secret.json.enc'))).toEqual(bytes);
     await expect(readdir(join(dir, QUARANTINE_DIR))).rejects.toThrow(/ENOENT/);
 
@@ -113,7 +129,7 @@ describe('encryption at rest', () => {
   it('a tampered byte is detected and the file kept', async () => {
     const app = await open({ encryption: { key: KEY_A } });
     app.get(SessionManager).create({ id: 's' });
-    await app.get(PersistenceStore).saveAll();
+    await saveToFiles(app);
     const path = join(dir, 'sessions', 's.json.enc');
     const bytes = await readFile(path);
     bytes[bytes.length - 20] ^= 0x01;
@@ -129,7 +145,7 @@ describe('encryption at rest', () => {
     app.get(SessionManager).create({ id: 'alice', metadata: { role: 'user' } });
     app.get(SessionManager).create({ id: 'mallory', metadata: { role: 'user' } });
     app.get(MemoryManager).createConversation({ id: 'mallory' });
-    await app.get(PersistenceStore).saveAll();
+    await saveToFiles(app);
     // An attacker with write access replaces mallory's files with alice's.
     await copyFile(
       join(dir, 'sessions', 'alice.json.enc'),
@@ -158,7 +174,7 @@ describe('encryption at rest', () => {
   it('rotates keys: old files are read with the ring and re-encrypted with the current key', async () => {
     const first = await open({ encryption: { keys: { k1: KEY_A }, current: 'k1' } });
     seedState(first);
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
     const expected = dumpState(first);
     const keyIdOf = async (file: string): Promise<string> => {
       const bytes = await readFile(join(dir, file));
@@ -170,7 +186,7 @@ describe('encryption at rest', () => {
       encryption: { keys: { k1: KEY_A, k2: KEY_C_B64 }, current: 'k2' },
     });
     expect(dumpState(rotated)).toEqual(expected);
-    await rotated.get(PersistenceStore).saveAll();
+    await saveToFiles(rotated);
     expect(await keyIdOf('sessions/sess-1.json.enc')).toBe('k2');
     expect(await keyIdOf('focus/chain-1.json.enc')).toBe('k2');
 
@@ -181,7 +197,7 @@ describe('encryption at rest', () => {
   it('a file encrypted with a key missing from the ring names the key id', async () => {
     const first = await open({ encryption: { keys: { old: KEY_A }, current: 'old' } });
     first.get(SessionManager).create({ id: 's' });
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
     const next = await open({ encryption: { keys: { new: KEY_C_B64 }, current: 'new' } });
     await next.get(PersistenceStore).loadAll();
     expect(errors.at(-1)?.error.message).toContain(
@@ -192,10 +208,10 @@ describe('encryption at rest', () => {
   it('an encrypted store opened without a key reports it and keeps the files', async () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 's' });
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
     const plain = await open({});
     await plain.get(PersistenceStore).loadAll();
-    await plain.get(PersistenceStore).saveAll();
+    await saveToFiles(plain);
     expect(errors.at(-1)?.error.message).toContain('no encryption option is set');
     expect(await readdir(join(dir, 'sessions'))).toEqual(['s.json.enc']);
   });
@@ -231,7 +247,7 @@ describe('encryption at rest', () => {
   it('never puts a key in a log line or an event', async () => {
     const app = await open({ encryption: { keys: { a: KEY_B_HEX, b: KEY_C_B64 }, current: 'a' } });
     seedState(app);
-    await app.get(PersistenceStore).saveAll();
+    await saveToFiles(app);
     await writeFile(
       join(dir, 'sessions', 'bad.json.enc'),
       Buffer.from('NPE\u0001\u0001xgarbage-garbage-garbage-garbage'),

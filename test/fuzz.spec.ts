@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { PersistenceErrorEvent, PersistenceStore, SessionManager } from 'nestjs-persistence';
 import { encodeId } from '../lib/storage/file-name.codec';
 import { createApp } from './fixtures/app.factory';
+import { saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /** Small deterministic PRNG (mulberry32): the same seed gives the same run everywhere. */
@@ -136,8 +137,10 @@ describe('fuzz (seeded, deterministic)', () => {
     }
     expect(rejected).toBe(0);
     expect(ids.size).toBeGreaterThan(2500);
-    const saved = await app.get(PersistenceStore).saveAll();
+    const saved = await saveToFiles(app);
     expect(saved.items).toBe(ids.size);
+    await app.close();
+    apps.splice(apps.indexOf(app), 1);
     const next = await createApp({ path: dir, saveOnShutdown: false });
     apps.push(next);
     const loaded = next.get(SessionManager).list();
@@ -152,7 +155,7 @@ describe('fuzz (seeded, deterministic)', () => {
     const sessions = first.get(SessionManager);
     for (let i = 0; i < 50; i++)
       sessions.create({ id: `valid-${i}`, metadata: { i, text: 'ok '.repeat(i) } });
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
     const valid = new Map(sessions.list().map((s) => [s.id, s]));
     const template = await readFile(join(dir, 'sessions', 'valid-7.json'));
 
@@ -185,6 +188,8 @@ describe('fuzz (seeded, deterministic)', () => {
     }
 
     const errors: PersistenceErrorEvent[] = [];
+    await first.close();
+    apps.splice(apps.indexOf(first), 1);
     const second = await createApp({ path: dir, saveOnShutdown: false });
     apps.push(second);
     second.get(PersistenceStore).onError((e) => errors.push(e));
@@ -197,7 +202,7 @@ describe('fuzz (seeded, deterministic)', () => {
     expect(loaded.filter((s) => !s.id.startsWith('valid-') && !s.id.startsWith('junk-'))).toEqual(
       [],
     );
-    await second.get(PersistenceStore).saveAll();
+    await saveToFiles(second);
     for (const id of valid.keys())
       expect(await readdir(join(dir, 'sessions'))).toContain(`${id}.json`);
   }, 60_000);

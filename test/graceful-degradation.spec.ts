@@ -11,7 +11,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
-import { seedState } from './fixtures/state';
+import { seedState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 describe('graceful degradation', () => {
@@ -98,7 +98,7 @@ describe('graceful degradation', () => {
     for (let i = 0; i < 2; i++) {
       await writeFile(join(dir, 'focus', 'chain-x.json'), `bad ${i}`);
       const app = await createApp({ path: dir });
-      await app.get(PersistenceStore).saveAll();
+      await saveToFiles(app);
       await app.close();
     }
     const quarantined = await readdir(join(dir, QUARANTINE_DIR, 'focus'));
@@ -115,7 +115,7 @@ describe('graceful degradation', () => {
     await mkdir(join(dir, 'sessions', 'nested.json'));
     const app = await createApp({ path: dir });
     apps.push(app);
-    await app.get(PersistenceStore).saveAll();
+    await saveToFiles(app);
     expect((await readdir(join(dir, 'sessions'))).sort()).toEqual(
       ['.DS_Store', 'README.md', 'nested.json', 'sess-1.json', 'sess-2.json'].sort(),
     );

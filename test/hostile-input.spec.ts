@@ -23,7 +23,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp, RecordingLogger } from './fixtures/app.factory';
-import { seedState } from './fixtures/state';
+import { seedState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 const sessionFile = (id: string, data: Record<string, unknown> = {}): string =>
@@ -49,6 +49,7 @@ describe('hostile input', () => {
     options: PersistenceModuleOptions = {},
     logger?: RecordingLogger,
   ): Promise<INestApplication> => {
+    for (const previous of apps.splice(0)) await previous.close(); // one writer per folder
     const app = await createApp({ path: dir, saveOnShutdown: false, ...options }, { logger });
     app.get(PersistenceStore).onError((e) => errors.push(e));
     apps.push(app);
@@ -78,7 +79,7 @@ describe('hostile input', () => {
       const evil = sessions.get('evil');
       expect(evil).toBeDefined();
       sessions.update('evil', { status: 'x' });
-      await app.get(PersistenceStore).saveAll();
+      await saveToFiles(app);
       await app.get(PersistenceStore).loadAll();
       const probe = {} as Record<string, unknown>;
       expect([probe.polluted, probe.polluted2, probe.polluted3, probe.polluted4]).toEqual([
@@ -135,7 +136,7 @@ describe('hostile input', () => {
       execFileSync('mkfifo', [join(dir, 'sessions', 'pipe.json')]);
       const app = await open();
       seedState(app);
-      await app.get(PersistenceStore).saveAll();
+      await saveToFiles(app);
       await app.get(PersistenceStore).loadAll(); // would hang on the FIFO if it were opened for reading
       expect(app.get(SessionManager).get('outside')).toBeUndefined();
       const names = await readdir(join(dir, 'sessions'));
@@ -150,12 +151,12 @@ describe('hostile input', () => {
     beforeEach(async () => {
       const app = await open();
       seedState(app);
-      await app.get(PersistenceStore).saveAll();
+      await saveToFiles(app);
       backup = join(root, 'backup');
       await app.get(PersistenceStore).backup(backup);
       await rm(join(backup, 'persistence-backup.json')); // without a manifest, only shape checks apply
       app.get(SessionManager).create({ id: 'current' });
-      await app.get(PersistenceStore).saveAll();
+      await saveToFiles(app);
       before = (await readdir(join(dir, 'sessions'))).sort();
     });
 
@@ -228,7 +229,7 @@ describe('hostile input', () => {
     it('writes files and folders with the configured modes', async () => {
       const app = await open({ path: join(root, 'shared'), fileMode: 0o640, dirMode: 0o750 });
       seedState(app);
-      await app.get(PersistenceStore).saveAll();
+      await saveToFiles(app);
       expect((await stat(join(root, 'shared'))).mode & 0o777).toBe(0o750);
       expect((await stat(join(root, 'shared', 'sessions', 'sess-1.json'))).mode & 0o777).toBe(
         0o640,

@@ -5,10 +5,10 @@ import {
   FocusManager,
   MemoryManager,
   PersistenceErrorCode,
-  PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
+import { saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -179,8 +179,12 @@ describe('built-in managers', () => {
     const app = await open();
     const ids = ['../../escape', 'a/b', 'CON', '.', 'émoji 🎉', 'x'.repeat(5000), 'Case', 'case'];
     for (const id of ids) app.get(SessionManager).create({ id });
-    await app.get(PersistenceStore).saveAll();
-    expect((await readdir(dir)).sort()).toEqual(['conversations', 'focus', 'sessions']);
+    await saveToFiles(app);
+    expect((await readdir(dir)).filter((n) => !n.startsWith('.')).sort()).toEqual([
+      'conversations',
+      'focus',
+      'sessions',
+    ]);
     await expect(readdir(join(dir, '..', '..', 'escape'))).rejects.toThrow(/ENOENT/);
     expect(await readdir(join(dir, 'sessions'))).toHaveLength(ids.length);
     const next = await reopen(app);

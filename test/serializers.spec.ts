@@ -14,7 +14,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
-import { dumpState, seedState } from './fixtures/state';
+import { dumpState, seedState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 const value = { id: 'x', text: 'héllo "world"', n: [1, 2, 3], nested: { ok: true } };
@@ -78,6 +78,7 @@ describe('formats in the store', () => {
     await removeDir(dir);
   });
   const open = async (options: Parameters<typeof createApp>[0] = {}): Promise<INestApplication> => {
+    for (const previous of apps.splice(0)) await previous.close(); // one writer per folder
     const app = await createApp({ path: dir, saveOnShutdown: false, ...options });
     apps.push(app);
     return app;
@@ -88,7 +89,7 @@ describe('formats in the store', () => {
     async (format) => {
       const first = await open({ format });
       seedState(first);
-      const meta = await first.get(PersistenceStore).saveAll();
+      const meta = await saveToFiles(first);
       expect(meta.format).toBe(format);
       const extension = format === 'json-gzip' ? '.json.gz' : '.json';
       expect(await readdir(join(dir, 'conversations'))).toEqual([`conv-1${extension}`]);
@@ -103,12 +104,12 @@ describe('formats in the store', () => {
   it('loads files of the old format after a switch and rewrites them in the new one', async () => {
     const first = await open({ format: 'json' });
     seedState(first);
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
     const expected = dumpState(first);
 
     const second = await open({ format: 'json-gzip' });
     expect(dumpState(second)).toEqual(expected);
-    await second.get(PersistenceStore).saveAll();
+    await saveToFiles(second);
     expect((await readdir(join(dir, 'sessions'))).sort()).toEqual([
       'sess-1.json.gz',
       'sess-2.json.gz',
@@ -125,6 +126,7 @@ describe('formats in the store', () => {
     await store.saveAll();
     store.setSerializer('json-gzip');
     const meta = await store.saveAll();
+    await store.checkpoint();
     expect(meta.format).toBe('json-gzip');
     expect(await readdir(join(dir, 'focus'))).toEqual(['chain-1.json.gz']);
     expect(() => store.setSerializer('xml' as never)).toThrow(
@@ -143,12 +145,12 @@ describe('formats in the store', () => {
     };
     const first = await open({ format: 'json' });
     first.get(SessionManager).create({ id: 'old' });
-    await first.get(PersistenceStore).saveAll();
+    await saveToFiles(first);
 
     const second = await open({ format: base64 });
     expect(second.get(SessionManager).get('old')).toBeDefined();
     second.get(SessionManager).create({ id: 'new' });
-    const meta = await second.get(PersistenceStore).saveAll();
+    const meta = await saveToFiles(second);
     expect(meta.format).toBe('base64-json');
     expect((await readdir(join(dir, 'sessions'))).sort()).toEqual(['new.b64', 'old.b64']);
     expect(detectFormat(await readFile(join(dir, 'sessions', 'new.b64')))).toBe('binary');

@@ -40,6 +40,10 @@ class EventLog {
   }
 }
 
+/** Files a person sees in a folder (the journal and the lock are hidden). */
+const visible = async (path: string): Promise<string[]> =>
+  (await readdir(path)).filter((name) => !name.startsWith('.')).sort();
+
 describe('PersistenceStore', () => {
   let dir: string;
   const apps: INestApplication[] = [];
@@ -65,6 +69,7 @@ describe('PersistenceStore', () => {
       const first = await open();
       seedState(first);
       const meta = await first.get(PersistenceStore).saveAll();
+      await first.get(PersistenceStore).checkpoint();
       expect(meta).toMatchObject({
         path: dir,
         format: 'json',
@@ -108,6 +113,7 @@ describe('PersistenceStore', () => {
       const app = await open();
       app.get(SessionManager).create({ id: 'abc', metadata: { n: 1 } });
       await app.get(PersistenceStore).saveAll();
+      await app.get(PersistenceStore).checkpoint();
       const file = JSON.parse(await readFile(join(dir, 'sessions', 'abc.json'), 'utf8'));
       expect(file).toMatchObject({
         id: 'abc',
@@ -125,6 +131,7 @@ describe('PersistenceStore', () => {
       app.get(SessionManager).delete('sess-2');
       app.get(MemoryManager).deleteConversation('conv-1');
       const meta = await store.saveAll();
+      await store.checkpoint();
       expect(meta.deleted).toBe(2);
       expect(await readdir(join(dir, 'sessions'))).toEqual(['sess-1.json']);
       expect(await readdir(join(dir, 'conversations'))).toEqual([]);
@@ -174,7 +181,8 @@ describe('PersistenceStore', () => {
       const store = app.get(PersistenceStore);
       await store.saveAll();
       await store.clear();
-      expect(await readdir(dir)).toEqual([]);
+      expect(await visible(join(dir, 'sessions'))).toEqual([]);
+      expect(await visible(join(dir, 'conversations'))).toEqual([]);
       expect(app.get(SessionManager).list()).toHaveLength(2);
       expect((await store.loadAll()).items).toBe(0);
       expect(app.get(SessionManager).list()).toHaveLength(0);
@@ -275,6 +283,7 @@ describe('PersistenceStore', () => {
       const first = await open({ adapters: [CartAdapter] }, { imports: [CartModule] });
       first.get(CartService).set('cart-1', { items: ['apple', 'pear'], total: 7 });
       const meta = await first.get(PersistenceStore).saveAll();
+      await first.get(PersistenceStore).checkpoint();
       expect(meta.adapters).toMatchObject({ carts: 1, sessions: 0 });
       expect(await readdir(join(dir, 'carts'))).toEqual(['cart-1.json']);
       await first.close();
@@ -297,7 +306,7 @@ describe('PersistenceStore', () => {
       const store = app.get(PersistenceStore);
       state.set('x', { n: 1 });
       await store.saveAll();
-      expect(await readdir(dir)).toEqual(['counters']);
+      expect(await visible(dir)).toEqual(['counters']);
       state.set('x', { n: 99 });
       await store.loadAll();
       expect(state.get('x')).toEqual({ n: 1 });
@@ -344,6 +353,7 @@ describe('PersistenceStore', () => {
       const store = app.get(PersistenceStore);
       seedState(app);
       await store.saveAll();
+      await store.checkpoint();
       const before = await readFile(join(dir, 'flaky', 'a.json'));
       const errors: PersistenceErrorEvent[] = [];
       store.onError((e) => errors.push(e));
@@ -354,6 +364,7 @@ describe('PersistenceStore', () => {
       });
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ operation: 'save', adapter: 'flaky' });
+      await store.checkpoint();
       expect(await readFile(join(dir, 'flaky', 'a.json'))).toEqual(before);
       expect(await readdir(join(dir, 'sessions'))).toContain('sess-1.json');
     });
@@ -367,6 +378,7 @@ describe('PersistenceStore', () => {
       sessions.create({ id: 'good' });
       sessions.create({ id: 'bad', metadata: { n: 1 } });
       await store.saveAll();
+      await store.checkpoint();
       const previous = await readFile(join(dir, 'sessions', 'bad.json'), 'utf8');
       sessions.update('bad', { metadata: { big: 10n } });
       sessions.update('good', { status: 'completed' });
@@ -378,6 +390,7 @@ describe('PersistenceStore', () => {
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ adapter: 'sessions', itemId: 'bad', operation: 'save' });
       expect(errors[0].error.code).toBe(PersistenceErrorCode.SerializeFailed);
+      await store.checkpoint();
       expect(await readFile(join(dir, 'sessions', 'bad.json'), 'utf8')).toBe(previous);
       const good = JSON.parse(await readFile(join(dir, 'sessions', 'good.json'), 'utf8'));
       expect(good.data.status).toBe('completed');

@@ -31,6 +31,10 @@ export enum PersistenceErrorCode {
   InvalidBackupDestination = 'PERSISTENCE_INVALID_BACKUP_DESTINATION',
   /** `restore()` was given a source that is not a complete, valid backup. */
   InvalidBackup = 'PERSISTENCE_INVALID_BACKUP',
+  /** Another process (or store) holds the store folder. */
+  StoreLocked = 'PERSISTENCE_STORE_LOCKED',
+  /** A write was attempted on a store opened with `readOnly: true`. */
+  ReadOnly = 'PERSISTENCE_READ_ONLY',
   /** The store was used after the application closed. */
   StoreClosed = 'PERSISTENCE_STORE_CLOSED',
 }

@@ -6,7 +6,7 @@ export interface SaveMetadata {
   path: string;
   /** Format the items were written in. */
   format: string;
-  /** Bytes of all item files written by this save. */
+  /** Bytes of the item files this save wrote (the changed items only). */
   size: number;
   /** When the save started (the moment the state was taken). */
   timestamp: Date;
@@ -14,7 +14,9 @@ export interface SaveMetadata {
   items: number;
   /** Items per adapter name. */
   adapters: Record<string, number>;
-  /** Item files removed because their items were deleted in memory. */
+  /** Items written because they are new or changed since the last save. */
+  changed: number;
+  /** Items removed because they were deleted in memory. */
   deleted: number;
   /** Wall-clock duration of the save. */
   durationMs: number;

@@ -101,6 +101,19 @@ export interface PersistenceModuleOptions {
    */
   encryption?: EncryptionOptions;
   /**
+   * Open the store without writing anything: no lock, no recovery, no saves (they throw
+   * `PERSISTENCE_READ_ONLY`). Loads read the item files and the journal's committed records. Use it
+   * for a second process (a CLI, a replica) that only reads a folder another process writes.
+   * @default false
+   */
+  readOnly?: boolean;
+  /**
+   * Journal size, in bytes, past which committed saves are written into the item files (the
+   * checkpoint). Smaller means more frequent checkpoints; larger means more replay after a crash.
+   * @default 8388608 (8 MiB)
+   */
+  checkpointBytes?: number;
+  /**
    * Size limits applied when reading files.
    * @default { maxFileBytes: 67108864, maxInflatedBytes: 268435456 }
    */
@@ -130,6 +143,8 @@ export interface ResolvedPersistenceOptions {
   ioConcurrency: number;
   encryption: EncryptionOptions | undefined;
   limits: Required<PersistenceLimits>;
+  readOnly: boolean;
+  checkpointBytes: number;
   fileMode: number;
   dirMode: number;
 }

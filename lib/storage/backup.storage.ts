@@ -1,14 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   BACKUP_MANIFEST_FILE,
   BACKUP_MANIFEST_VERSION,
+  JOURNAL_FILE,
   QUARANTINE_DIR,
 } from '../persistence.constants';
-import { atomicWrite, fsyncDirectory, isTempFileName } from './atomic-write';
+import { atomicWrite, isTempFileName } from './atomic-write';
+import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { FileSystemStorage, parseItemFileName } from './file-system.storage';
+import { ensureDirectory, exists, fsyncDirectory, listDirectory, removeTree } from './fs.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
+import { LOCK_FILE } from './store.lock';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
 export interface BackupFile {
@@ -38,6 +41,7 @@ export class BackupProblem extends Error {}
 /**
  * Copies the item files of `collections` into a staging folder beside `destination`, writes the
  * manifest last, then renames the staging folder into place: a reader sees no backup or a whole one.
+ * The caller checkpoints first, so the item files are the committed state.
  */
 export async function writeBackup(
   storage: FileSystemStorage,
@@ -45,14 +49,15 @@ export async function writeBackup(
   destination: string,
   extraExtension: string | undefined,
 ): Promise<{ files: number; size: number }> {
+  const { fs } = storage;
   const { dirMode, fileMode } = storage.settings;
   const parent = dirname(destination);
-  await mkdir(parent, { recursive: true, mode: dirMode });
+  await ensureDirectory(fs, parent, dirMode);
   const staging = join(
     parent,
     `.${basename(destination)}.backup-${randomBytes(6).toString('hex')}`,
   );
-  await mkdir(staging, { mode: dirMode });
+  await fs.mkdir(staging, dirMode);
   try {
     const manifest: BackupManifest = {
       version: BACKUP_MANIFEST_VERSION,
@@ -63,10 +68,13 @@ export async function writeBackup(
     let size = 0;
     for (const collection of collections) {
       const dir = join(staging, collection);
-      await mkdir(dir, { mode: dirMode });
+      await fs.mkdir(dir, dirMode);
       for (const file of await storage.list(collection, extraExtension)) {
         const data = await storage.read(file.path);
-        await atomicWrite(join(dir, file.fileName), data, { syncDirectory: false, mode: fileMode });
+        await atomicWrite(fs, join(dir, file.fileName), data, {
+          syncDirectory: false,
+          mode: fileMode,
+        });
         manifest.files.push({
           path: `${collection}/${file.fileName}`,
           size: data.length,
@@ -74,18 +82,21 @@ export async function writeBackup(
         });
         size += data.length;
       }
-      await fsyncDirectory(dir);
+      await fsyncDirectory(fs, dir);
     }
     await atomicWrite(
+      fs,
       join(staging, BACKUP_MANIFEST_FILE),
       Buffer.from(JSON.stringify(manifest, null, 2)),
-      { mode: fileMode },
+      {
+        mode: fileMode,
+      },
     );
-    await rename(staging, destination);
-    await fsyncDirectory(parent);
+    await fs.rename(staging, destination);
+    await fsyncDirectory(fs, parent);
     return { files: manifest.files.length, size };
   } catch (error) {
-    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    await removeTree(fs, staging).catch(() => undefined);
     throw error;
   }
 }
@@ -94,12 +105,15 @@ export async function writeBackup(
  * False when `destination` holds something (a file, or a folder with entries). A path that cannot
  * exist (a parent is a file) counts as free: writing the backup then fails with the real reason.
  */
-export async function isFreeDestination(destination: string): Promise<boolean> {
+export async function isFreeDestination(
+  fs: PersistenceFileSystem,
+  destination: string,
+): Promise<boolean> {
   try {
-    const stat = await lstat(destination);
-    return stat.isDirectory() && (await readdir(destination)).length === 0;
+    const stat = await fs.lstat(destination);
+    return stat.type === 'directory' && (await fs.readdir(destination)).length === 0;
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errorCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return true;
     throw error;
   }
@@ -107,45 +121,56 @@ export async function isFreeDestination(destination: string): Promise<boolean> {
 
 /**
  * Reads a backup folder into memory and checks its shape: only the store's collection folders (and the
- * manifest, and a `.quarantine` folder that is ignored), only regular files in them, and, when a
- * manifest is present, exactly the files it lists with their checksums. The files' contents are checked
- * by the caller. Nothing is followed through a link.
+ * manifest, and a `.quarantine` folder that is ignored), only regular single-link files in them, and,
+ * when a manifest is present, exactly the files it lists with their checksums. The files' contents are
+ * checked by the caller. Nothing is followed through a link.
  */
 export async function readBackup(
+  fs: PersistenceFileSystem,
   source: string,
   collections: readonly string[],
   extraExtension: string | undefined,
   maxFileBytes: number,
 ): Promise<BackupFile[]> {
   const read = (path: string, label: string): Promise<Buffer> =>
-    readRegularFile(path, maxFileBytes, { singleLink: true }).catch((error: unknown) => {
+    readRegularFile(fs, path, maxFileBytes, { singleLink: true }).catch((error: unknown) => {
       throw new BackupProblem(
         `"${label}" cannot be restored: ${error instanceof UnsafeFileError ? error.message : String(error)}`,
       );
     });
-  const rootStat = await lstat(source).catch((error: NodeJS.ErrnoException) => {
+  const rootStat = await fs.lstat(source).catch((error: NodeJS.ErrnoException) => {
     throw new BackupProblem(error.code === 'ENOENT' ? 'it does not exist' : error.message);
   });
-  if (!rootStat.isDirectory()) {
+  if (rootStat.type !== 'directory') {
     throw new BackupProblem('it is not a folder');
   }
   const known = new Set(collections);
   const files: BackupFile[] = [];
   let manifest: BackupManifest | undefined;
-  for (const entry of await readdir(source, { withFileTypes: true })) {
-    if (entry.name === BACKUP_MANIFEST_FILE && entry.isFile()) {
+  for (const entry of await fs.readdir(source)) {
+    if (entry.name === BACKUP_MANIFEST_FILE && entry.type === 'file') {
       manifest = parseManifest(await read(join(source, entry.name), entry.name));
       continue;
     }
-    if (entry.name === QUARANTINE_DIR && entry.isDirectory()) continue;
-    if (!entry.isDirectory() || !known.has(entry.name)) {
+    if (entry.name === QUARANTINE_DIR && entry.type === 'directory') continue;
+    if (entry.name === LOCK_FILE && entry.type === 'file') continue;
+    if (entry.name === JOURNAL_FILE && entry.type === 'file') {
+      if ((await fs.lstat(join(source, entry.name))).size > 0) {
+        throw new BackupProblem(
+          `it holds a journal with saves not yet written into the item files; call checkpoint() (or stop the application) before copying a store folder, or use backup()`,
+        );
+      }
+      continue;
+    }
+    if (entry.type !== 'directory' || !known.has(entry.name)) {
       throw new BackupProblem(
         `it holds "${entry.name}", which is not a folder of this store's adapters (${[...known].join(', ')})`,
       );
     }
     const dir = join(source, entry.name);
-    for (const item of await readdir(dir, { withFileTypes: true })) {
-      const parsed = item.isFile() ? parseItemFileName(item.name, extraExtension) : undefined;
+    for (const item of await fs.readdir(dir)) {
+      const parsed =
+        item.type === 'file' ? parseItemFileName(item.name, extraExtension) : undefined;
       if (!parsed) {
         throw new BackupProblem(`"${entry.name}/${item.name}" is not an item file`);
       }
@@ -203,85 +228,89 @@ function checkManifest(manifest: BackupManifest, files: readonly BackupFile[]): 
 /**
  * Replaces the collections' folders with the backup's files as one unit:
  *   1. stage every file under `<root>/.restore-<id>/new/<collection>/` and make it durable;
- *   2. write `<root>/.restore-<id>/COMMIT` — from here on the restore happens even after a crash;
+ *   2. write `<root>/.restore-<id>/COMMIT`: from here on the restore happens even after a crash;
  *   3. move each live folder to `old/` and each staged folder into its place;
  *   4. remove `.restore-<id>`.
  * {@link recoverRestores} finishes step 3 (or discards an uncommitted stage) at the next start-up.
+ * The caller checkpoints first, so no journal record refers to the folders being replaced.
  */
 export async function swapInBackup(
   storage: FileSystemStorage,
   collections: readonly string[],
   files: readonly BackupFile[],
 ): Promise<void> {
-  const work = join(storage.root, `${RESTORE_PREFIX}${randomBytes(6).toString('hex')}`);
+  const { fs, root } = storage;
+  const { dirMode, fileMode } = storage.settings;
+  const work = join(root, `${RESTORE_PREFIX}${randomBytes(6).toString('hex')}`);
   const staged = join(work, 'new');
   try {
-    await mkdir(staged, { recursive: true, mode: storage.settings.dirMode });
+    await fs.mkdir(work, dirMode);
+    await fs.mkdir(staged, dirMode);
     for (const collection of collections) {
       const dir = join(staged, collection);
-      await mkdir(dir, { mode: storage.settings.dirMode });
+      await fs.mkdir(dir, dirMode);
       for (const file of files.filter((f) => f.collection === collection)) {
-        await atomicWrite(join(dir, file.fileName), file.data, {
+        await atomicWrite(fs, join(dir, file.fileName), file.data, {
           syncDirectory: false,
-          mode: storage.settings.fileMode,
+          mode: fileMode,
         });
       }
-      await fsyncDirectory(dir);
+      await fsyncDirectory(fs, dir);
     }
-    await fsyncDirectory(staged);
-    await atomicWrite(join(work, COMMIT_MARKER), Buffer.from(new Date().toISOString()), {
-      mode: storage.settings.fileMode,
+    await fsyncDirectory(fs, staged);
+    await fsyncDirectory(fs, work);
+    await fsyncDirectory(fs, root);
+    await atomicWrite(fs, join(work, COMMIT_MARKER), Buffer.from(new Date().toISOString()), {
+      mode: fileMode,
     });
-    await fsyncDirectory(storage.root);
   } catch (error) {
-    await rm(work, { recursive: true, force: true }).catch(() => undefined);
+    await removeTree(fs, work).catch(() => undefined);
     throw error;
   }
-  await finishRestore(storage.root, work);
+  await finishRestore(fs, root, work);
 }
 
 /**
  * At start-up: completes every committed restore and discards every uncommitted one. Returns what it
  * did, for the log.
  */
-export async function recoverRestores(root: string): Promise<string[]> {
+export async function recoverRestores(fs: PersistenceFileSystem, root: string): Promise<string[]> {
   const done: string[] = [];
-  let entries: string[];
-  try {
-    entries = await readdir(root);
-  } catch {
-    return done;
-  }
-  for (const name of entries.filter((n) => n.startsWith(RESTORE_PREFIX))) {
-    const work = join(root, name);
-    const committed = await lstat(join(work, COMMIT_MARKER)).then(
-      () => true,
-      () => false,
-    );
-    if (committed) {
-      await finishRestore(root, work);
-      done.push(`completed the interrupted restore ${name}`);
+  for (const entry of await listDirectory(fs, root)) {
+    if (!entry.name.startsWith(RESTORE_PREFIX)) continue;
+    const work = join(root, entry.name);
+    if (await exists(fs, join(work, COMMIT_MARKER))) {
+      await finishRestore(fs, root, work);
+      done.push(`completed the interrupted restore ${entry.name}`);
     } else {
-      await rm(work, { recursive: true, force: true });
-      done.push(`discarded the uncommitted restore ${name}`);
+      await removeTree(fs, work);
+      await fsyncDirectory(fs, root);
+      done.push(`discarded the uncommitted restore ${entry.name}`);
     }
   }
   return done;
 }
 
-async function finishRestore(root: string, work: string): Promise<void> {
+async function finishRestore(fs: PersistenceFileSystem, root: string, work: string): Promise<void> {
   const staged = join(work, 'new');
   const old = join(work, 'old');
-  await mkdir(old, { recursive: true, mode: 0o700 });
-  const remaining = await readdir(staged).catch(() => [] as string[]);
-  for (const collection of remaining.filter((n) => !isTempFileName(n))) {
-    const live = join(root, collection);
-    await rename(live, join(old, collection)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
+  await fs.mkdir(old, 0o700);
+  const remaining = await listDirectory(fs, staged);
+  for (const { name } of remaining.filter(
+    (e) => e.type === 'directory' && !isTempFileName(e.name),
+  )) {
+    const live = join(root, name);
+    await fs.rename(live, join(old, name)).catch((error: unknown) => {
+      if (errorCode(error) !== 'ENOENT') throw error;
     });
-    await rename(join(staged, collection), live);
+    await fs.rename(join(staged, name), live);
   }
-  await fsyncDirectory(root);
-  await rm(work, { recursive: true, force: true });
-  await fsyncDirectory(root);
+  await fsyncDirectory(fs, old);
+  await fsyncDirectory(fs, staged);
+  await fsyncDirectory(fs, root);
+  // The marker goes first: a crash while removing the rest leaves an uncommitted stage, discarded.
+  await fs.unlink(join(work, COMMIT_MARKER));
+  await fsyncDirectory(fs, work);
+  await removeTree(fs, work);
+  await fsyncDirectory(fs, root);
 }

@@ -1,15 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { Dirent } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QUARANTINE_DIR } from '../persistence.constants';
-import { atomicWrite, fsyncDirectory, isTempFileName } from './atomic-write';
+import { atomicWrite, isTempFileName } from './atomic-write';
+import { errorCode, PersistenceFileSystem } from './file-system.interface';
+import { ensureDirectory, fsyncDirectory, listDirectory } from './fs.util';
 import { ENCRYPTED_SUFFIX } from './item-file.codec';
+import { JournalOp } from './journal';
 import { mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';
-
-/** Default folder permissions of the store. */
-export const DIR_MODE = 0o700;
 
 /** Extensions of the built-in formats. */
 const BUILT_IN_EXTENSIONS = ['.json.gz', '.json'];
@@ -32,12 +30,6 @@ export interface ItemFile {
   path: string;
 }
 
-/** A file to write: its name inside a collection folder and its bytes. */
-export interface FileToWrite {
-  fileName: string;
-  data: Uint8Array;
-}
-
 /**
  * Splits an item file name into stem and extension: the built-in ones and `extraExtension` (a custom
  * serializer's), each also with `.enc` when encrypted, longest first. `undefined` for names that are
@@ -57,23 +49,20 @@ export function parseItemFileName(
   return { stem: name.slice(0, -extension.length), extension };
 }
 
-const isMissing = (error: unknown): boolean =>
-  (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-
 /**
- * The store's folder on the local file system: one folder per collection, one file per item. Every
- * write goes through {@link atomicWrite}; this class only decides names and order.
+ * The store's folder: one folder per collection, one file per item. Every write goes through
+ * {@link atomicWrite}; this class decides names and order, and makes folders durable.
  */
 export class FileSystemStorage {
-  /** Unreadable files that could not be quarantined: never removed by a save. */
+  /** Unreadable files left in place: never removed by a checkpoint. */
   private readonly pinned = new Set<string>();
-
   readonly root: string;
-  private readonly ioConcurrency: number;
 
-  constructor(readonly settings: StorageSettings) {
+  constructor(
+    readonly fs: PersistenceFileSystem,
+    readonly settings: StorageSettings,
+  ) {
     this.root = settings.root;
-    this.ioConcurrency = settings.ioConcurrency;
   }
 
   collectionPath(collection: string): string {
@@ -82,22 +71,28 @@ export class FileSystemStorage {
 
   /** True when users other than the owner may write into the store folder. */
   async isWritableByOthers(): Promise<boolean> {
-    return ((await stat(this.root)).mode & 0o022) !== 0;
+    return ((await this.fs.lstat(this.root)).mode & 0o022) !== 0;
   }
 
-  /** Creates the root folder. Returns the leftover temporary files it removed. */
+  /** Creates the root folder durably. */
+  async ensureRoot(): Promise<void> {
+    await ensureDirectory(this.fs, this.root, this.settings.dirMode);
+  }
+
+  /** Creates the collection folders and removes leftover temporary files; returns those removed. */
   async prepare(collections: readonly string[]): Promise<string[]> {
-    await mkdir(this.root, { recursive: true, mode: this.settings.dirMode });
     const removed: string[] = [];
     for (const dir of [this.root, ...collections.map((c) => this.collectionPath(c))]) {
-      for (const entry of await this.entries(dir)) {
-        if (entry.isFile() && isTempFileName(entry.name)) {
-          await unlink(join(dir, entry.name)).catch((error: unknown) => {
-            if (!isMissing(error)) throw error;
+      await ensureDirectory(this.fs, dir, this.settings.dirMode);
+      for (const entry of await listDirectory(this.fs, dir)) {
+        if (entry.type === 'file' && isTempFileName(entry.name)) {
+          await this.fs.unlink(join(dir, entry.name)).catch((error: unknown) => {
+            if (errorCode(error) !== 'ENOENT') throw error;
           });
           removed.push(join(dir, entry.name));
         }
       }
+      if (removed.length > 0) await fsyncDirectory(this.fs, dir);
     }
     return removed;
   }
@@ -106,8 +101,9 @@ export class FileSystemStorage {
   async list(collection: string, extraExtension?: string): Promise<ItemFile[]> {
     const dir = this.collectionPath(collection);
     const files: ItemFile[] = [];
-    for (const entry of await this.entries(dir)) {
-      const parsed = entry.isFile() ? parseItemFileName(entry.name, extraExtension) : undefined;
+    for (const entry of await listDirectory(this.fs, dir)) {
+      const parsed =
+        entry.type === 'file' ? parseItemFileName(entry.name, extraExtension) : undefined;
       if (parsed) {
         files.push({ ...parsed, fileName: entry.name, path: join(dir, entry.name) });
       }
@@ -121,64 +117,49 @@ export class FileSystemStorage {
 
   /** Reads an item file: a regular file only, never through a link, never over the size limit. */
   read(path: string): Promise<Buffer> {
-    return readRegularFile(path, this.settings.maxFileBytes);
-  }
-
-  /** Writes files into a collection's folder atomically, then makes the folder durable once. */
-  async write(collection: string, files: readonly FileToWrite[]): Promise<void> {
-    const dir = this.collectionPath(collection);
-    await mkdir(dir, { recursive: true, mode: this.settings.dirMode });
-    await mapLimit(files, this.ioConcurrency, (file) =>
-      atomicWrite(join(dir, file.fileName), file.data, {
-        syncDirectory: false,
-        mode: this.settings.fileMode,
-      }),
-    );
-    await fsyncDirectory(dir);
-  }
-
-  /** Removes item files of a collection, then makes the folder durable once. */
-  async remove(collection: string, fileNames: readonly string[]): Promise<void> {
-    const dir = this.collectionPath(collection);
-    const removable = fileNames.filter((name) => !this.pinned.has(join(dir, name)));
-    if (removable.length === 0) return;
-    await mapLimit(removable, this.ioConcurrency, (name) =>
-      unlink(join(dir, name)).catch((error: unknown) => {
-        if (!isMissing(error)) throw error;
-      }),
-    );
-    await fsyncDirectory(dir);
+    return readRegularFile(this.fs, path, this.settings.maxFileBytes);
   }
 
   /**
-   * Moves an unreadable file to `.quarantine/<collection>/` under a name that is never reused, so the
-   * next save cannot overwrite it and nothing is deleted. Returns where it went.
+   * Brings the item files up to date with journal operations (the checkpoint): the last operation on
+   * each file wins; files are written atomically and each touched folder is fsynced once at the end.
+   * Pinned files are never removed.
+   */
+  async apply(ops: readonly JournalOp[]): Promise<void> {
+    const last = new Map<string, JournalOp>();
+    for (const op of ops) last.set(join(op.collection, op.fileName), op);
+    const touched = new Set<string>();
+    const final = [...last.values()];
+    await mapLimit(final, this.settings.ioConcurrency, async (op) => {
+      const dir = this.collectionPath(op.collection);
+      const path = join(dir, op.fileName);
+      touched.add(dir);
+      if (op.data) {
+        await atomicWrite(this.fs, path, op.data, {
+          syncDirectory: false,
+          mode: this.settings.fileMode,
+        });
+      } else if (!this.pinned.has(path)) {
+        await this.fs.unlink(path).catch((error: unknown) => {
+          if (errorCode(error) !== 'ENOENT') throw error;
+        });
+      }
+    });
+    for (const dir of touched) await fsyncDirectory(this.fs, dir);
+  }
+
+  /**
+   * Moves an unreadable file to `.quarantine/<collection>/` under a name that is never reused, so no
+   * save can overwrite it and nothing is deleted. Returns where it went.
    */
   async quarantine(collection: string, file: ItemFile): Promise<string> {
     const dir = join(this.root, QUARANTINE_DIR, collection);
-    await mkdir(dir, { recursive: true, mode: this.settings.dirMode });
+    await ensureDirectory(this.fs, dir, this.settings.dirMode);
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const target = join(dir, `${stamp}-${randomBytes(4).toString('hex')}-${file.fileName}`);
-    await rename(file.path, target);
-    await fsyncDirectory(dir);
-    await fsyncDirectory(this.collectionPath(collection));
+    await this.fs.rename(file.path, target);
+    await fsyncDirectory(this.fs, dir);
+    await fsyncDirectory(this.fs, this.collectionPath(collection));
     return target;
-  }
-
-  /** Removes the folders of the given collections. */
-  async clear(collections: readonly string[]): Promise<void> {
-    for (const collection of collections) {
-      await rm(this.collectionPath(collection), { recursive: true, force: true });
-    }
-    await fsyncDirectory(this.root);
-  }
-
-  private async entries(dir: string): Promise<Dirent[]> {
-    try {
-      return await readdir(dir, { withFileTypes: true });
-    } catch (error) {
-      if (isMissing(error)) return [];
-      throw error;
-    }
   }
 }

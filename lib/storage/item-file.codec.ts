@@ -50,23 +50,36 @@ export class ItemFileCodec {
     return this.serializer.extension + (this.cipher ? ENCRYPTED_SUFFIX : '');
   }
 
+  /** Id of the key new files are encrypted with; `undefined` without encryption. */
+  get keyId(): string | undefined {
+    return this.cipher?.currentKeyId;
+  }
+
+  /** The serialized envelope, before encryption (what decides whether an item changed). */
+  async serialize(id: string, data: unknown): Promise<Buffer> {
+    const envelope: ItemEnvelope = { id, v: ITEM_FILE_VERSION, data };
+    const bytes = await this.serializer.serialize(envelope);
+    if (!Buffer.isBuffer(bytes)) {
+      throw new TypeError(
+        `serializer "${this.serializer.format}" returned ${typeof bytes}, not a Buffer`,
+      );
+    }
+    return bytes;
+  }
+
+  /** The file's bytes: the serialized envelope, encrypted when encryption is on. */
+  seal(adapter: string, stem: string, plain: Buffer): Buffer {
+    return this.cipher ? this.cipher.encrypt(plain, adapter, stem) : plain;
+  }
+
   async encode(
     adapter: string,
     id: string,
     data: unknown,
   ): Promise<{ stem: string; fileName: string; data: Buffer }> {
     const stem = encodeId(id);
-    const envelope: ItemEnvelope = { id, v: ITEM_FILE_VERSION, data };
-    let bytes = await this.serializer.serialize(envelope);
-    if (!Buffer.isBuffer(bytes)) {
-      throw new TypeError(
-        `serializer "${this.serializer.format}" returned ${typeof bytes}, not a Buffer`,
-      );
-    }
-    if (this.cipher) {
-      bytes = this.cipher.encrypt(bytes, adapter, stem);
-    }
-    return { stem, fileName: stem + this.extension, data: bytes };
+    const plain = await this.serialize(id, data);
+    return { stem, fileName: stem + this.extension, data: this.seal(adapter, stem, plain) };
   }
 
   /**
@@ -78,7 +91,7 @@ export class ItemFileCodec {
     adapter: string,
     file: { stem: string; extension: string },
     bytes: Buffer,
-  ): Promise<ItemEnvelope> {
+  ): Promise<DecodedItem> {
     try {
       return await this.decodeOrThrow(adapter, file, bytes);
     } catch (error) {
@@ -92,12 +105,14 @@ export class ItemFileCodec {
     adapter: string,
     file: { stem: string; extension: string },
     bytes: Buffer,
-  ): Promise<ItemEnvelope> {
+  ): Promise<DecodedItem> {
     if (bytes.length === 0) {
       throw new Error('the file is empty');
     }
     let extension = file.extension;
+    let keyId: string | undefined;
     if (isEncrypted(bytes)) {
+      keyId = ItemCipher.keyIdOf(bytes);
       if (!this.cipher) {
         throw new DecryptionError(
           `it is encrypted (key "${ItemCipher.keyIdOf(bytes)}") and no encryption option is set`,
@@ -134,8 +149,15 @@ export class ItemFileCodec {
         `the id inside (${JSON.stringify(envelope.id)}) does not match the file name`,
       );
     }
-    return envelope as ItemEnvelope;
+    return { envelope: envelope as ItemEnvelope, plain: bytes, keyId };
   }
+}
+
+/** A read item file: its envelope, its bytes before encryption, the key id it was encrypted with. */
+export interface DecodedItem {
+  envelope: ItemEnvelope;
+  plain: Buffer;
+  keyId?: string;
 }
 
 function isBuiltIn(serializer: Serializer): boolean {

@@ -1,30 +1,30 @@
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { errorCode, PersistenceFileSystem } from './file-system.interface';
 
 /** Why a file was not read: the caller reports it (a file the store did not write). */
 export class UnsafeFileError extends Error {}
 
 /**
  * Reads a regular file without following a link and without reading more than `maxBytes` into
- * memory. `O_NONBLOCK` keeps a FIFO planted in the folder from hanging the read.
+ * memory; opening never blocks on a FIFO planted in the folder.
  */
 export async function readRegularFile(
+  fs: PersistenceFileSystem,
   path: string,
   maxBytes: number,
   options: { singleLink?: boolean } = {},
 ): Promise<Buffer> {
   let handle;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    handle = await fs.open(path, 'read');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ELOOP') {
+    if (errorCode(error) === 'ELOOP') {
       throw new UnsafeFileError('it is a symbolic link');
     }
     throw error;
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) {
+    if (stat.type !== 'file') {
       throw new UnsafeFileError('it is not a regular file');
     }
     if (options.singleLink && stat.nlink > 1) {
@@ -38,9 +38,9 @@ export async function readRegularFile(
     const buffer = Buffer.alloc(stat.size);
     let offset = 0;
     while (offset < stat.size) {
-      const { bytesRead } = await handle.read(buffer, offset, stat.size - offset, offset);
-      if (bytesRead === 0) break;
-      offset += bytesRead;
+      const read = await handle.read(buffer, offset, stat.size - offset, offset);
+      if (read === 0) break;
+      offset += read;
     }
     return offset === stat.size ? buffer : buffer.subarray(0, offset);
   } finally {

@@ -22,6 +22,8 @@ export const DEFAULT_OPTIONS = {
   limits: { maxFileBytes: 64 * 1024 * 1024, maxInflatedBytes: 256 * 1024 * 1024 },
   fileMode: 0o600,
   dirMode: 0o700,
+  readOnly: false,
+  checkpointBytes: 8 * 1024 * 1024,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -80,7 +82,7 @@ export function resolveOptions(
     }
     autoSave = { interval: auto.interval, maxBackoffTicks };
   }
-  const flags = ['loadOnBoot', 'saveOnShutdown', 'builtInAdapters'] as const;
+  const flags = ['loadOnBoot', 'saveOnShutdown', 'builtInAdapters', 'readOnly'] as const;
   for (const flag of flags) {
     if (given[flag] !== undefined && typeof given[flag] !== 'boolean') {
       fail(flag, given[flag], 'Use true or false.');
@@ -99,6 +101,14 @@ export function resolveOptions(
     if (!Number.isSafeInteger(value) || value < 1) {
       fail(`limits.${name}`, value, 'Use a whole number of bytes, 1 or more.');
     }
+  }
+  const checkpointBytes = given.checkpointBytes ?? DEFAULT_OPTIONS.checkpointBytes;
+  if (!Number.isSafeInteger(checkpointBytes) || checkpointBytes < 0) {
+    fail(
+      'checkpointBytes',
+      checkpointBytes,
+      'Use a whole number of bytes, 0 or more (0: after every save).',
+    );
   }
   const fileMode = given.fileMode ?? DEFAULT_OPTIONS.fileMode;
   const dirMode = given.dirMode ?? DEFAULT_OPTIONS.dirMode;
@@ -131,6 +141,8 @@ export function resolveOptions(
     ioConcurrency,
     encryption: given.encryption,
     limits,
+    readOnly: given.readOnly ?? DEFAULT_OPTIONS.readOnly,
+    checkpointBytes,
     fileMode,
     dirMode,
   };

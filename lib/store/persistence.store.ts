@@ -10,10 +10,11 @@ import {
 import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
 import { SessionAdapter } from '../adapters/session/session.adapter';
+import { ItemCipher } from '../encryption/item.cipher';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceEvents } from '../events/persistence-events.enum';
@@ -31,24 +32,29 @@ import {
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
-import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
-import { PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import { JOURNAL_FILE, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
 import * as messages from '../persistence.messages';
+import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
 import { createSerializer } from '../serializers/serializer.factory';
 import {
-  isFreeDestination,
   BackupProblem,
+  isFreeDestination,
   readBackup,
   recoverRestores,
   swapInBackup,
   writeBackup,
 } from '../storage/backup.storage';
+import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
+import { fsyncDirectory } from '../storage/fs.util';
 import { ItemFileCodec } from '../storage/item-file.codec';
-import { ItemCipher } from '../encryption/item.cipher';
+import { decodeRecords, Journal, JournalOp } from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
+import { readRegularFile } from '../storage/safe-read';
+import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
+import { CommittedIndex } from './committed.index';
 import { OperationQueue } from './operation.queue';
 import { assertInterval, resolveOptions } from './persistence.options';
 import { SnapshotReader } from './snapshot.reader';
@@ -57,6 +63,10 @@ import { SnapshotWriter } from './snapshot.writer';
 /**
  * The public API: save, load, clear, back up and restore the state of every adapter, and watch it
  * happen. One operation runs at a time; `saveAll()` calls that arrive during a save share one more.
+ *
+ * A save commits by appending one record to the journal (one fsync); the item files are brought up
+ * to date by a checkpoint when the journal grows past `checkpointBytes`, before a load, a backup or
+ * a restore, at shutdown, and at the next start after a crash.
  */
 @Injectable()
 export class PersistenceStore
@@ -66,12 +76,17 @@ export class PersistenceStore
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
   private readonly adapterList: PersistenceAdapter[] = [];
+  private readonly index: CommittedIndex = new Map();
+  private pending: JournalOp[] = [];
   private options!: ResolvedPersistenceOptions;
   private storage!: FileSystemStorage;
+  private journal!: Journal;
+  private lock?: StoreLock;
   private codec!: ItemFileCodec;
   private cipher?: ItemCipher;
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
+  private checkpointQueued = false;
   private lastSaveTime: Date | null = null;
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
@@ -79,6 +94,7 @@ export class PersistenceStore
 
   constructor(
     @Inject(PERSISTENCE_MODULE_OPTIONS) private readonly rawOptions: PersistenceModuleOptions,
+    @Inject(PersistenceFileSystem) private readonly fs: PersistenceFileSystem,
     private readonly moduleRef: ModuleRef,
     private readonly sessionAdapter: SessionAdapter,
     private readonly memoryAdapter: MemoryAdapter,
@@ -102,7 +118,15 @@ export class PersistenceStore
     return this.options.path;
   }
 
-  /** Validates the options, prepares the folder, recovers, loads, and starts auto-save. */
+  /** True when the store was opened with `readOnly: true`. */
+  get readOnly(): boolean {
+    return this.options.readOnly;
+  }
+
+  /**
+   * Validates the options, locks the folder, recovers from a crash (finishes an interrupted restore,
+   * replays the journal, removes temporary files), loads, and starts auto-save.
+   */
   async onModuleInit(): Promise<void> {
     this.options = resolveOptions(this.rawOptions);
     if (this.options.encryption) {
@@ -117,7 +141,7 @@ export class PersistenceStore
     this.adapterList.push(
       ...(await resolveAdapters(this.moduleRef, builtIn, this.options.adapters)),
     );
-    if (this.options.autoSave !== false && !this.schedulerRegistry) {
+    if (this.options.autoSave !== false && !this.schedulerRegistry && !this.options.readOnly) {
       throw new PersistenceError(
         PersistenceErrorCode.SchedulerMissing,
         messages.schedulerMissing(),
@@ -126,34 +150,40 @@ export class PersistenceStore
         },
       );
     }
-    this.storage = new FileSystemStorage({
-      root: this.options.path,
+    const { path } = this.options;
+    this.storage = new FileSystemStorage(this.fs, {
+      root: path,
       ioConcurrency: this.options.ioConcurrency,
       fileMode: this.options.fileMode,
       dirMode: this.options.dirMode,
       maxFileBytes: this.options.limits.maxFileBytes,
     });
-    try {
-      for (const done of await recoverRestores(this.options.path)) {
-        this.logger.warn(`Recovery: ${done}.`);
+    this.journal = new Journal(this.fs, join(path, JOURNAL_FILE), this.options.fileMode);
+    let overlay: JournalOp[][] = [];
+    if (this.options.readOnly) {
+      overlay = await this.io('init', 'read the journal of', path, () => this.readJournalOnly());
+    } else {
+      await this.io('init', 'create', path, () => this.storage.ensureRoot());
+      await this.acquireLock();
+      try {
+        await this.io('init', 'recover', path, () => this.recover());
+      } catch (error) {
+        await this.lock?.release();
+        throw error;
       }
-      const removed = await this.storage.prepare(this.adapterList.map((a) => a.name));
-      if (removed.length > 0) {
-        this.logger.log(`Recovery: removed ${removed.length} leftover temporary file(s).`);
-      }
-      if (await this.storage.isWritableByOthers()) {
-        this.logger.warn(messages.writableByOthers(this.options.path));
-      }
-    } catch (error) {
-      throw this.wrapIo('init', 'prepare', this.options.path, error);
+    }
+    if (await this.storage.isWritableByOthers().catch(() => false)) {
+      this.logger.warn(messages.writableByOthers(path));
     }
     this.state = 'ready';
     this.holdBootEvents();
     if (this.options.loadOnBoot) {
       // A failed load never stops the application: it starts with what could be read.
-      await this.loadAll().catch(() => undefined);
+      await this.queue.run(() => this.runLoad('load', overlay)).catch(() => undefined);
+    } else {
+      await this.indexFiles();
     }
-    if (this.options.autoSave !== false) {
+    if (this.options.autoSave !== false && !this.options.readOnly) {
       this.enableAutoSave(this.options.autoSave.interval);
     }
   }
@@ -165,7 +195,8 @@ export class PersistenceStore
 
   /**
    * Runs after every `onModuleDestroy()` hook, so services that flush their state there are included:
-   * stops auto-save, waits for operations in flight, saves once more, and closes the store.
+   * stops auto-save, waits for operations in flight, saves once more, checkpoints, and releases the
+   * folder. A failure is logged and emitted; shutdown goes on.
    */
   beforeApplicationShutdown(): Promise<void> {
     this.shutdown ??= this.close();
@@ -173,12 +204,13 @@ export class PersistenceStore
   }
 
   /**
-   * Saves the state of every adapter. Resolves after a save that includes the state as it was at the
-   * time of the call: a call made while a save runs waits for one more save, shared by every call that
-   * arrives meanwhile.
+   * Saves the state of every adapter: the items that changed since the last save, and the removal of
+   * those deleted, committed together (all or nothing). Resolves after a save that includes the state
+   * as it was at the time of the call: a call made while a save runs waits for one more save, shared
+   * by every call that arrives meanwhile.
    */
   saveAll(): Promise<SaveMetadata> {
-    this.assertOpen('save');
+    this.assertWritable('save');
     if (this.queuedSave) {
       return this.queuedSave;
     }
@@ -191,22 +223,51 @@ export class PersistenceStore
   }
 
   /**
+   * Writes every committed save into the item files now and empties the journal. Saves do not wait
+   * for this (their commit is the journal record); it also runs by itself when the journal passes
+   * `checkpointBytes`, before a load, a backup or a restore, and at shutdown. Call it when something
+   * outside the store is about to read the item files.
+   */
+  checkpoint(): Promise<void> {
+    this.assertWritable('checkpoint');
+    return this.queue.run(() =>
+      this.io('save', 'checkpoint', this.options.path, () => this.applyJournal()),
+    );
+  }
+
+  /**
    * Replaces the in-memory state of every adapter with the saved state. Unreadable files are
    * quarantined and reported; the rest loads.
    */
   loadAll(): Promise<LoadMetadata> {
     this.assertOpen('load');
-    return this.queue.run(() => this.runLoad('load'));
+    return this.queue.run(async () =>
+      this.runLoad('load', this.options.readOnly ? await this.readJournalOnly() : []),
+    );
   }
 
-  /** Deletes every saved item of every adapter (quarantined files stay). In-memory state is kept. */
+  /**
+   * Deletes every saved item of every adapter, as one commit (quarantined files stay). In-memory
+   * state is kept.
+   */
   clear(): Promise<void> {
-    this.assertOpen('clear');
-    return this.queue.run(() =>
-      this.io('clear', 'clear', this.options.path, () =>
-        this.storage.clear(this.adapterList.map((a) => a.name)),
-      ),
-    );
+    this.assertWritable('clear');
+    return this.queue.run(async () => {
+      const ops: JournalOp[] = [];
+      for (const [collection, entries] of this.index) {
+        for (const entry of entries.values()) {
+          for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
+            ops.push({ collection, fileName });
+          }
+        }
+      }
+      await this.io('clear', 'clear', this.options.path, async () => {
+        if (ops.length > 0) await this.journal.append(ops);
+        this.pending.push(...ops);
+        for (const entries of this.index.values()) entries.clear();
+        await this.applyJournal();
+      });
+    });
   }
 
   /**
@@ -215,7 +276,7 @@ export class PersistenceStore
    * whole or not at all.
    */
   backup(destination: string): Promise<BackupMetadata> {
-    this.assertOpen('back up');
+    this.assertWritable('back up');
     return this.queue.run(async () => {
       const started = performance.now();
       const target = resolve(destination);
@@ -225,7 +286,9 @@ export class PersistenceStore
         problem = messages.backupDestinationInside(target, store);
       } else if (isSameOrInside(store, target)) {
         problem = messages.backupDestinationHoldsStore(target, store);
-      } else if (!(await this.io('backup', 'inspect', target, () => isFreeDestination(target)))) {
+      } else if (
+        !(await this.io('backup', 'inspect', target, () => isFreeDestination(this.fs, target)))
+      ) {
         problem = messages.backupDestinationNotEmpty(target);
       }
       if (problem) {
@@ -236,6 +299,7 @@ export class PersistenceStore
           }),
         );
       }
+      await this.io('backup', 'checkpoint', store, () => this.applyJournal());
       const written = await this.io('backup', 'write the backup', target, () =>
         writeBackup(
           this.storage,
@@ -259,7 +323,7 @@ export class PersistenceStore
    * is refused and nothing changes. The swap itself survives a crash (it completes at the next start).
    */
   restore(source: string): Promise<RestoreMetadata> {
-    this.assertOpen('restore');
+    this.assertWritable('restore');
     return this.queue.run(async () => {
       const from = resolve(source);
       const invalid = (problem: string, cause?: unknown): PersistenceError =>
@@ -278,6 +342,7 @@ export class PersistenceStore
       let files;
       try {
         files = await readBackup(
+          this.fs,
           from,
           collections,
           this.codec.serializer.extension,
@@ -285,7 +350,7 @@ export class PersistenceStore
         );
         for (const file of files) {
           try {
-            const envelope = await this.codec.decode(file.collection, file, file.data);
+            const { envelope } = await this.codec.decode(file.collection, file, file.data);
             byName.get(file.collection)?.revive?.(envelope.data, envelope.id);
           } catch (error) {
             throw new BackupProblem(
@@ -296,17 +361,18 @@ export class PersistenceStore
       } catch (error) {
         throw invalid(messages.reasonOf(error), error);
       }
-      await this.io('restore', 'swap in the backup', this.options.path, () =>
-        swapInBackup(this.storage, collections, files),
-      );
-      const load = await this.runLoad('restore');
+      await this.io('restore', 'swap in the backup', this.options.path, async () => {
+        await this.applyJournal();
+        await swapInBackup(this.storage, collections, files);
+      });
+      const load = await this.runLoad('restore', []);
       return { source: from, files: files.length, load };
     });
   }
 
   /** Starts (or restarts with a new interval) auto-save. Needs `ScheduleModule.forRoot()`. */
   enableAutoSave(intervalMs: number): void {
-    this.assertOpen('enable auto-save');
+    this.assertWritable('enable auto-save');
     assertInterval('interval', intervalMs);
     if (!this.schedulerRegistry) {
       throw new PersistenceError(
@@ -370,30 +436,127 @@ export class PersistenceStore
     this.codec = new ItemFileCodec(serializer, this.cipher, this.options.limits.maxInflatedBytes);
   }
 
-  private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
-    const writer = new SnapshotWriter(this.storage, (error) => this.fail(error, operation));
+  private async acquireLock(): Promise<void> {
+    this.lock = new StoreLock(this.fs, this.options.path, this.options.fileMode);
     try {
-      const meta = await writer.save(this.adapterList, this.codec);
-      this.lastSaveTime = meta.timestamp;
-      this.notifier.saved(meta);
-      return meta;
+      const stale = await this.lock.acquire();
+      if (stale) {
+        this.logger.warn(messages.staleLockTaken(this.options.path, stale));
+      }
     } catch (error) {
-      const failure =
-        error instanceof PersistenceError
-          ? error
-          : this.wrapIo(operation, 'save', this.options.path, error);
-      // Per-item failures were reported one by one; the summary goes to the caller only.
-      if (failure.code !== PersistenceErrorCode.SaveIncomplete) this.fail(failure, operation);
-      throw failure;
+      this.lock = undefined;
+      if (error instanceof LockHeldError) {
+        throw new PersistenceError(
+          PersistenceErrorCode.StoreLocked,
+          messages.storeLocked(this.options.path, error.owner),
+          { operation: 'init', path: this.options.path },
+        );
+      }
+      throw this.wrapIo('init', 'lock', this.options.path, error);
     }
   }
 
-  private async runLoad(operation: PersistenceOperation): Promise<LoadMetadata> {
-    const reader = new SnapshotReader(this.storage, this.options.ioConcurrency, (error) =>
+  /** Crash recovery at start-up; nothing committed is deleted by it. */
+  private async recover(): Promise<void> {
+    for (const done of await recoverRestores(this.fs, this.options.path)) {
+      this.logger.warn(`Recovery: ${done}.`);
+    }
+    const records = await this.journal.open();
+    await fsyncDirectory(this.fs, this.options.path); // the journal file itself, when just created
+    const removed = await this.storage.prepare(this.adapterList.map((a) => a.name));
+    if (records.length > 0) {
+      this.pending = records.flat();
+      await this.applyJournal();
+      this.logger.warn(
+        `Recovery: replayed ${records.length} committed save(s) from the journal into the item files.`,
+      );
+    }
+    if (removed.length > 0) {
+      this.logger.log(`Recovery: removed ${removed.length} leftover temporary file(s).`);
+    }
+  }
+
+  /** Applies committed journal records to the item files, then empties the journal. */
+  private async applyJournal(): Promise<void> {
+    if (this.pending.length === 0 && this.journal.size === 0) return;
+    await this.storage.apply(this.pending);
+    await this.journal.reset();
+    this.pending = [];
+  }
+
+  /** The journal's complete records, read without changing anything (read-only stores). */
+  private async readJournalOnly(): Promise<JournalOp[][]> {
+    try {
+      const data = await readRegularFile(this.fs, this.journal.path, Number.MAX_SAFE_INTEGER);
+      return decodeRecords(data).records;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  /** With `loadOnBoot: false`: learn which files exist, so saves remove what memory no longer has. */
+  private async indexFiles(): Promise<void> {
+    for (const adapter of this.adapterList) {
+      const files = await this.storage.list(adapter.name, this.codec.serializer.extension);
+      const entries = new Map(
+        files.map((file) => [file.stem, { fileName: file.fileName, ref: undefined, hash: '' }]),
+      );
+      this.index.set(adapter.name, entries);
+    }
+  }
+
+  private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
+    const writer = new SnapshotWriter(this.journal, this.index, this.options.path, (error) =>
       this.fail(error, operation),
     );
+    let result;
     try {
-      const meta = await reader.load(this.adapterList, this.codec);
+      result = await writer.save(this.adapterList, this.codec);
+    } catch (error) {
+      throw this.fail(
+        error instanceof PersistenceError
+          ? error
+          : this.wrapIo(operation, 'save', this.options.path, error),
+        operation,
+      );
+    }
+    this.pending.push(...result.ops);
+    this.scheduleCheckpoint();
+    if (result.incomplete) {
+      // Per-item failures were reported one by one; the summary goes to the caller only.
+      throw result.incomplete;
+    }
+    this.lastSaveTime = result.meta.timestamp;
+    this.notifier.saved(result.meta);
+    return result.meta;
+  }
+
+  /** Once the journal is large, a checkpoint runs after the operations already queued. */
+  private scheduleCheckpoint(): void {
+    if (this.checkpointQueued || this.journal.size < this.options.checkpointBytes) return;
+    this.checkpointQueued = true;
+    this.queue
+      .run(async () => {
+        this.checkpointQueued = false;
+        await this.io('save', 'checkpoint', this.options.path, () => this.applyJournal());
+      })
+      .catch(() => undefined); // reported by io(); the journal keeps every commit meanwhile
+  }
+
+  private async runLoad(
+    operation: PersistenceOperation,
+    overlay: readonly JournalOp[][],
+  ): Promise<LoadMetadata> {
+    const reader = new SnapshotReader(
+      this.storage,
+      this.options.ioConcurrency,
+      (error) => this.fail(error, operation),
+      this.options.readOnly,
+    );
+    try {
+      if (!this.options.readOnly) await this.applyJournal();
+      const meta = await reader.load(this.adapterList, this.codec, this.index, overlay);
       this.notifier.loaded(meta);
       return meta;
     } catch (error) {
@@ -414,14 +577,36 @@ export class PersistenceStore
     this.disableAutoSave();
     this.state = 'closing';
     await this.queue.idle();
-    if (this.options.saveOnShutdown) {
-      try {
-        await this.queue.run(() => this.runSave('shutdown'));
-      } catch {
-        // Already logged and emitted; shutdown goes on.
+    if (!this.options.readOnly) {
+      if (this.options.saveOnShutdown) {
+        await this.queue.run(() => this.runSave('shutdown')).catch(() => undefined);
       }
+      await this.queue
+        .run(() => this.io('shutdown', 'checkpoint', this.options.path, () => this.applyJournal()))
+        .catch(() => undefined); // the journal keeps the commits; the next start replays them
+      await this.journal.close().catch(() => undefined);
+      await this.lock?.release();
     }
     this.state = 'closed';
+  }
+
+  private assertOpen(operation: string): void {
+    if (this.state === 'closing' || this.state === 'closed') {
+      throw new PersistenceError(PersistenceErrorCode.StoreClosed, messages.storeClosed(operation));
+    }
+    if (this.state === 'created') {
+      throw new PersistenceError(
+        PersistenceErrorCode.StoreClosed,
+        `Cannot ${operation} before the module has initialised: call app.init() first.`,
+      );
+    }
+  }
+
+  private assertWritable(operation: string): void {
+    this.assertOpen(operation);
+    if (this.options.readOnly) {
+      throw new PersistenceError(PersistenceErrorCode.ReadOnly, messages.readOnly(operation));
+    }
   }
 
   /**
@@ -444,18 +629,6 @@ export class PersistenceStore
         new Promise<void>((resolve) => {
           this.releaseBootEvents = () => setImmediate(resolve);
         }),
-      );
-    }
-  }
-
-  private assertOpen(operation: string): void {
-    if (this.state === 'closing' || this.state === 'closed') {
-      throw new PersistenceError(PersistenceErrorCode.StoreClosed, messages.storeClosed(operation));
-    }
-    if (this.state === 'created') {
-      throw new PersistenceError(
-        PersistenceErrorCode.StoreClosed,
-        `Cannot ${operation} before the module has initialised: call app.init() first.`,
       );
     }
   }

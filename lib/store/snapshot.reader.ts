@@ -10,16 +10,25 @@ import {
   reasonOf,
 } from '../persistence.messages';
 import { decodeStem } from '../storage/file-name.codec';
-import { FileSystemStorage, ItemFile } from '../storage/file-system.storage';
+import { FileSystemStorage, ItemFile, parseItemFileName } from '../storage/file-system.storage';
 import { ItemDecodeError, ItemFileCodec } from '../storage/item-file.codec';
+import { JournalOp } from '../storage/journal';
 import { mapLimit } from '../storage/map-limit.util';
 import { UnsafeFileError } from '../storage/safe-read';
+import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+
+interface LoadedItem {
+  id: string;
+  value: unknown;
+  entry: CommittedEntry;
+}
 
 /**
- * Reads every adapter's files, then restores the adapters. What happens to a file that cannot be
- * loaded depends on why:
+ * Reads every adapter's files (and, for a read-only store, the journal's records on top), then
+ * restores the adapters and records what is committed. What happens to a file that cannot be loaded
+ * depends on why:
  *   - not a valid item (bad bytes, bad envelope, rejected by `revive()`, over the size limit):
- *     moved to `.quarantine/`, reported, the rest loads;
+ *     moved to `.quarantine/` (left in place when read-only), reported, the rest loads;
  *   - encrypted and not readable with the keys at hand, or refused by the file system: left in place
  *     and pinned (no save removes it), reported, the rest loads.
  * The adapters are restored only once every folder was read, so an unreadable folder leaves the
@@ -30,9 +39,15 @@ export class SnapshotReader {
     private readonly storage: FileSystemStorage,
     private readonly ioConcurrency: number,
     private readonly report: (error: PersistenceError) => void,
+    private readonly readOnly = false,
   ) {}
 
-  async load(adapters: readonly PersistenceAdapter[], codec: ItemFileCodec): Promise<LoadMetadata> {
+  async load(
+    adapters: readonly PersistenceAdapter[],
+    codec: ItemFileCodec,
+    index: CommittedIndex,
+    overlay: readonly JournalOp[][] = [],
+  ): Promise<LoadMetadata> {
     const started = performance.now();
     const meta: LoadMetadata = {
       path: this.storage.root,
@@ -44,20 +59,28 @@ export class SnapshotReader {
       skipped: 0,
       durationMs: 0,
     };
-    const states: Array<[PersistenceAdapter, Map<string, unknown>]> = [];
+    const states: Array<[PersistenceAdapter, Map<string, LoadedItem>]> = [];
     for (const adapter of adapters) {
-      const items = await this.readCollection(adapter, codec, meta);
+      const items = await this.readCollection(adapter, codec, meta, overlay);
       states.push([adapter, items]);
-      meta.items += items.size;
-      meta.adapters[adapter.name] = items.size;
     }
+    index.clear();
     for (const [adapter, items] of states) {
+      const values = new Map<string, unknown>();
+      const committed = new Map<string, CommittedEntry>();
+      for (const [stem, item] of items) {
+        values.set(item.id, item.value);
+        committed.set(stem, item.entry);
+      }
       try {
-        await adapter.restore(items);
+        await adapter.restore(values);
+        meta.items += values.size;
+        meta.adapters[adapter.name] = values.size;
       } catch (error) {
-        meta.skipped += items.size;
-        meta.items -= items.size;
+        meta.skipped += values.size;
         meta.adapters[adapter.name] = 0;
+        // Memory and disk now differ: forget the files, so no save removes what could not be loaded.
+        committed.clear();
         this.report(
           new PersistenceError(
             PersistenceErrorCode.AdapterFailed,
@@ -66,6 +89,7 @@ export class SnapshotReader {
           ),
         );
       }
+      index.set(adapter.name, committed);
     }
     meta.durationMs = performance.now() - started;
     return meta;
@@ -75,7 +99,8 @@ export class SnapshotReader {
     adapter: PersistenceAdapter,
     codec: ItemFileCodec,
     meta: LoadMetadata,
-  ): Promise<Map<string, unknown>> {
+    overlay: readonly JournalOp[][],
+  ): Promise<Map<string, LoadedItem>> {
     const collection = adapter.name;
     let files: ItemFile[];
     try {
@@ -96,23 +121,77 @@ export class SnapshotReader {
     const decoded = await mapLimit(files, this.ioConcurrency, async (file) => {
       try {
         const data = await this.storage.read(file.path);
-        const envelope = await codec.decode(collection, file, data);
-        if (adapter.revive) {
-          envelope.data = adapter.revive(envelope.data, envelope.id);
-        }
+        const item = await this.decode(adapter, codec, file, data);
         meta.size += data.length;
-        return envelope;
+        return item;
       } catch (error) {
         meta.skipped++;
         await this.setAside(collection, file, error);
         return undefined;
       }
     });
-    const items = new Map<string, unknown>();
-    for (const envelope of decoded) {
-      if (envelope) items.set(envelope.id, envelope.data);
+    const items = new Map<string, LoadedItem>();
+    decoded.forEach((item, i) => {
+      if (item) this.put(items, files[i].stem, item);
+    });
+    for (const record of overlay) {
+      for (const op of record.filter((o) => o.collection === collection)) {
+        const parsed = parseItemFileName(op.fileName, codec.serializer.extension);
+        if (!parsed) continue;
+        if (!op.data) {
+          const current = items.get(parsed.stem);
+          if (current?.entry.fileName === op.fileName) items.delete(parsed.stem);
+          continue;
+        }
+        try {
+          const file = { ...parsed, fileName: op.fileName, path: op.fileName };
+          const item = await this.decode(adapter, codec, file, op.data);
+          items.set(parsed.stem, item);
+        } catch (error) {
+          this.report(
+            new PersistenceError(
+              PersistenceErrorCode.CorruptFile,
+              corruptFile(`journal entry ${collection}/${op.fileName}`, reasonOf(error)),
+              { operation: 'load', adapter: collection, path: op.fileName, cause: error },
+            ),
+          );
+        }
+      }
     }
     return items;
+  }
+
+  private async decode(
+    adapter: PersistenceAdapter,
+    codec: ItemFileCodec,
+    file: { stem: string; extension: string; fileName: string },
+    data: Buffer,
+  ): Promise<LoadedItem> {
+    const { envelope, plain, keyId } = await codec.decode(adapter.name, file, data);
+    const value = adapter.revive ? adapter.revive(envelope.data, envelope.id) : envelope.data;
+    return {
+      id: envelope.id,
+      value,
+      entry: {
+        fileName: file.fileName,
+        ref: value,
+        hash: file.extension === codec.extension ? hashBytes(plain) : '',
+        keyId,
+      },
+    };
+  }
+
+  /** Two files of one item (two formats): the later wins, the other is removed at the next save. */
+  private put(items: Map<string, LoadedItem>, stem: string, item: LoadedItem): void {
+    const previous = items.get(stem);
+    if (previous) {
+      item.entry.others = [
+        ...(previous.entry.others ?? []),
+        previous.entry.fileName,
+        ...(item.entry.others ?? []),
+      ];
+    }
+    items.set(stem, item);
   }
 
   private async setAside(collection: string, file: ItemFile, cause: unknown): Promise<void> {
@@ -145,11 +224,14 @@ export class SnapshotReader {
       return;
     }
     let movedTo: string | undefined;
-    try {
-      movedTo = await this.storage.quarantine(collection, file);
-    } catch {
-      this.storage.pin(file.path); // left where it is: no save may remove it
+    if (!this.readOnly) {
+      try {
+        movedTo = await this.storage.quarantine(collection, file);
+      } catch {
+        movedTo = undefined;
+      }
     }
+    if (!movedTo) this.storage.pin(file.path); // left where it is: no save may remove it
     this.report(
       new PersistenceError(
         PersistenceErrorCode.CorruptFile,

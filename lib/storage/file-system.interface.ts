@@ -1,0 +1,74 @@
+/**
+ * The file-system calls the store makes, and nothing else: the storage layer goes through this
+ * interface only, so a test can record every call of a save and replay a crash after any of them
+ * (see test/crash-points.spec.ts). The default is {@link NodeFileSystem}.
+ */
+export interface PersistenceFileSystem {
+  /**
+   * Opens a file:
+   *  - `read`: read-only, never through a symbolic link (ELOOP), never blocking on a FIFO;
+   *  - `create`: a new file that must not exist yet (EEXIST), write-only, with `mode`;
+   *  - `append`: read-write, created with `mode` when missing, not truncated;
+   *  - `directory`: a folder, to fsync its entries.
+   */
+  open(
+    path: string,
+    how: 'read' | 'create' | 'append' | 'directory',
+    mode?: number,
+  ): Promise<PersistenceFile>;
+  /** Entries of a folder, with their type as seen without following links. */
+  readdir(path: string): Promise<DirEntry[]>;
+  /** Metadata of a path, without following a final link. */
+  lstat(path: string): Promise<FileStat>;
+  /** Creates one folder; resolves `false` when it already exists. */
+  mkdir(path: string, mode: number): Promise<boolean>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Removes an empty folder. */
+  rmdir(path: string): Promise<void>;
+}
+
+export interface PersistenceFile {
+  stat(): Promise<FileStat>;
+  /** Reads up to `length` bytes at `position` into `buffer` at `offset`; resolves how many were read. */
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /** Writes all of `data` at `position`. */
+  write(data: Uint8Array, position: number): Promise<void>;
+  truncate(length: number): Promise<void>;
+  chmod(mode: number): Promise<void>;
+  /** fsync: the file's data, or a folder's entries, reach the disk. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DirEntry {
+  name: string;
+  type: EntryType;
+}
+
+export type EntryType = 'file' | 'directory' | 'symlink' | 'other';
+
+export interface FileStat {
+  type: EntryType;
+  size: number;
+  /** Permission bits. */
+  mode: number;
+  /** Number of hard links. */
+  nlink: number;
+}
+
+/** DI token of the file system (override it in tests: `overrideProvider(PersistenceFileSystem)`). */
+export const PersistenceFileSystem = Symbol('PersistenceFileSystem');
+
+/** An error with a Node-style `code`, as the file system throws. */
+export function fsError(code: string, syscall: string, path: string): NodeJS.ErrnoException {
+  const error = new Error(`${code}: ${syscall} '${path}'`) as NodeJS.ErrnoException;
+  error.code = code;
+  error.syscall = syscall;
+  error.path = path;
+  return error;
+}
+
+/** The error code of a file-system error, if any. */
+export const errorCode = (error: unknown): string | undefined =>
+  (error as NodeJS.ErrnoException | undefined)?.code;

@@ -1,0 +1,24 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * What the store knows is committed for one item: which file holds it, the object the adapter last
+ * handed out for it, and a hash of its serialized bytes. A save skips an item whose snapshot is the
+ * same object (the built-in managers replace objects on change), or serializes to the same bytes.
+ */
+export interface CommittedEntry {
+  fileName: string;
+  /** The value last saved or loaded (compared by identity). */
+  ref: unknown;
+  /** SHA-1 of the serialized envelope in the current format; '' when it must be rewritten. */
+  hash: string;
+  /** Key id of the file, when encrypted. */
+  keyId?: string;
+  /** Other files of the same item (an older format) to remove at the next save. */
+  others?: string[];
+}
+
+/** Committed entries by collection, then by file stem. */
+export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
+
+export const hashBytes = (data: Uint8Array): string =>
+  createHash('sha1').update(data).digest('base64');
