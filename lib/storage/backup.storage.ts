@@ -294,22 +294,27 @@ export async function recoverRestores(fs: PersistenceFileSystem, root: string): 
 async function finishRestore(fs: PersistenceFileSystem, root: string, work: string): Promise<void> {
   const staged = join(work, 'new');
   const old = join(work, 'old');
-  await fs.mkdir(old, 0o700);
+  // After a crash, either folder may already be gone (every staged folder was moved into place).
   const remaining = await listDirectory(fs, staged);
-  for (const { name } of remaining.filter(
-    (e) => e.type === 'directory' && !isTempFileName(e.name),
-  )) {
-    const live = join(root, name);
-    await fs.rename(live, join(old, name)).catch((error: unknown) => {
-      if (errorCode(error) !== 'ENOENT') throw error;
-    });
-    await fs.rename(join(staged, name), live);
+  if (remaining.length > 0) {
+    await fs.mkdir(old, 0o700);
+    for (const { name } of remaining.filter(
+      (e) => e.type === 'directory' && !isTempFileName(e.name),
+    )) {
+      const live = join(root, name);
+      await fs.rename(live, join(old, name)).catch((error: unknown) => {
+        if (errorCode(error) !== 'ENOENT') throw error;
+      });
+      await fs.rename(join(staged, name), live);
+    }
+    await fsyncDirectory(fs, old);
+    await fsyncDirectory(fs, staged);
   }
-  await fsyncDirectory(fs, old);
-  await fsyncDirectory(fs, staged);
   await fsyncDirectory(fs, root);
   // The marker goes first: a crash while removing the rest leaves an uncommitted stage, discarded.
-  await fs.unlink(join(work, COMMIT_MARKER));
+  await fs.unlink(join(work, COMMIT_MARKER)).catch((error: unknown) => {
+    if (errorCode(error) !== 'ENOENT') throw error;
+  });
   await fsyncDirectory(fs, work);
   await removeTree(fs, work);
   await fsyncDirectory(fs, root);

@@ -1,0 +1,271 @@
+import { INestApplication } from '@nestjs/common';
+import {
+  FocusManager,
+  MemoryManager,
+  PersistenceAdapter,
+  PersistenceStore,
+  SessionManager,
+} from 'nestjs-persistence';
+import { createApp } from './fixtures/app.factory';
+import { SimulatedFileSystem } from './fixtures/simulated-fs';
+import { dumpState } from './fixtures/state';
+
+/*
+ * The crash-point harness (docs/on-disk-format.md, "Crash guarantees"). Every file-system call of an
+ * operation is recorded on a simulated disk; for each call k = 1..N the disk is crashed right after
+ * it, in two models:
+ *   - "synced": only what was fsynced survives;
+ *   - "any": what was fsynced, plus any subset of the other operations in any order, writes possibly
+ *     torn (several seeded draws per crash point, plus "all of them").
+ * A new application then opens the crashed disk; what it loads must be exactly the state before the
+ * operation or exactly the state after it, for every adapter together.
+ */
+
+const PATH = '/srv/store';
+const DRAWS = 3;
+
+/** A user adapter kept in a plain Map, persisted beside the built-in ones. */
+function cartAdapter(): PersistenceAdapter<{ items: string[] }> & {
+  carts: Map<string, { items: string[] }>;
+} {
+  const carts = new Map<string, { items: string[] }>();
+  return {
+    name: 'carts',
+    carts,
+    snapshot: () => new Map([...carts].map(([id, c]) => [id, { items: [...c.items] }])),
+    restore: (items) => {
+      carts.clear();
+      for (const [id, cart] of items) carts.set(id, cart);
+    },
+  };
+}
+
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function open(
+  fs: SimulatedFileSystem,
+): Promise<{ app: INestApplication; carts: Map<string, { items: string[] }> }> {
+  const adapter = cartAdapter();
+  const app = await createApp(
+    {
+      path: PATH,
+      adapters: [adapter],
+      saveOnShutdown: false,
+      checkpointBytes: Number.MAX_SAFE_INTEGER,
+    },
+    { fileSystem: fs },
+  );
+  return { app, carts: adapter.carts };
+}
+
+const fingerprint = (app: INestApplication, carts: Map<string, { items: string[] }>): string =>
+  JSON.stringify({
+    ...(dumpState(app) as object),
+    carts: [...carts].sort(([a], [b]) => a.localeCompare(b)),
+  });
+
+/** State A: a few items in every adapter. */
+function seed(app: INestApplication, carts: Map<string, { items: string[] }>): void {
+  const sessions = app.get(SessionManager);
+  const memory = app.get(MemoryManager);
+  const focus = app.get(FocusManager);
+  for (let i = 0; i < 3; i++) {
+    sessions.create({ id: `s${i}`, metadata: { i } });
+    memory.createConversation({ id: `c${i}` });
+    memory.addMessage(`c${i}`, { role: 'user', content: `hello ${i}` });
+    focus.createChain({ id: `f${i}` });
+    focus.pushFocus(`f${i}`, { type: 'file', target: `file-${i}.ts` });
+    carts.set(`cart${i}`, { items: [`item-${i}`] });
+  }
+}
+
+/** A → B: adds, changes and deletes items in all four adapters. */
+function mutate(app: INestApplication, carts: Map<string, { items: string[] }>): void {
+  const sessions = app.get(SessionManager);
+  const memory = app.get(MemoryManager);
+  const focus = app.get(FocusManager);
+  sessions.create({ id: 's-new' });
+  sessions.update('s0', { status: 'completed' });
+  sessions.delete('s1');
+  memory.createConversation({ id: 'c-new' });
+  memory.addMessage('c0', { role: 'assistant', content: 'a reply' });
+  memory.deleteConversation('c1');
+  focus.createChain({ id: 'f-new' });
+  focus.pushFocus('f0', { type: 'symbol', target: 'main' });
+  focus.deleteChain('f1');
+  carts.set('cart-new', { items: ['x'] });
+  carts.set('cart0', { items: ['item-0', 'more'] });
+  carts.delete('cart1');
+}
+
+interface Tally {
+  points: number;
+  synced: number;
+  any: number;
+  passed: number;
+}
+
+/** Crashes the recorded disk after every call in both models and checks what a new app loads. */
+async function checkEveryCrashPoint(
+  fs: SimulatedFileSystem,
+  allowed: Map<string, string>,
+  extraCheck?: (
+    crashed: SimulatedFileSystem,
+    app: INestApplication,
+    carts: Map<string, { items: string[] }>,
+  ) => Promise<void>,
+): Promise<Tally> {
+  const tally: Tally = { points: fs.recordedCalls.length, synced: 0, any: 0, passed: 0 };
+  const random = prng(7);
+  for (let k = 1; k <= tally.points; k++) {
+    const images = [
+      { model: 'synced' as const, image: fs.crashAfter(k, 'synced') },
+      { model: 'any' as const, image: fs.crashAfter(k, 'any') },
+      ...Array.from({ length: DRAWS }, () => ({
+        model: 'any' as const,
+        image: fs.crashAfter(k, 'any', random),
+      })),
+    ];
+    for (const { model, image } of images) {
+      const crashed = new SimulatedFileSystem(image.state);
+      const before = crashed.listLive('/srv');
+      const { app, carts } = await open(crashed);
+      const loaded = fingerprint(app, carts);
+      const which = allowed.get(loaded);
+      if (!which) {
+        throw new Error(
+          `crash after call ${k} (${fs.recordedCalls[k - 1]}), model ${model}: loaded a state that is neither before nor after\n${loaded}\ndisk:\n${before.join('\n')}`,
+        );
+      }
+      await extraCheck?.(crashed, app, carts);
+      await app.close();
+      tally[model]++;
+      tally.passed++;
+    }
+  }
+  return tally;
+}
+
+describe('crash points (simulated disk, every call, two models)', () => {
+  const report: Record<string, Tally> = {};
+  afterAll(() => {
+    const lines = Object.entries(report).map(
+      ([name, t]) =>
+        `${name}: ${t.points} crash points, ${t.synced} "synced" + ${t.any} "any" images, ${t.passed} passed`,
+    );
+    console.log(`crash-point harness\n${lines.join('\n')}`);
+  });
+
+  /** A store on a fresh simulated disk holding state A, saved and checkpointed; returns fingerprints. */
+  async function storeWithA(): Promise<{ fs: SimulatedFileSystem; a: string }> {
+    const fs = new SimulatedFileSystem();
+    const { app, carts } = await open(fs);
+    seed(app, carts);
+    await app.get(PersistenceStore).saveAll();
+    await app.get(PersistenceStore).checkpoint();
+    const a = fingerprint(app, carts);
+    await app.close();
+    return { fs: new SimulatedFileSystem(fs.snapshot()), a };
+  }
+
+  it('saveAll() then its checkpoint: adds, changes and deletes in all four adapters', async () => {
+    const { fs, a } = await storeWithA();
+    const { app, carts } = await open(fs);
+    expect(fingerprint(app, carts)).toBe(a);
+    mutate(app, carts);
+    const b = fingerprint(app, carts);
+    fs.record();
+    const meta = await app.get(PersistenceStore).saveAll();
+    expect(meta.changed).toBeGreaterThan(0);
+    expect(meta.deleted).toBe(4);
+    await app.get(PersistenceStore).checkpoint();
+    fs.stopRecording();
+    await app.close();
+    report.save = await checkEveryCrashPoint(
+      fs,
+      new Map([
+        [a, 'A'],
+        [b, 'B'],
+      ]),
+    );
+    expect(report.save.points).toBeGreaterThan(50);
+  }, 120_000);
+
+  it('first start on an empty disk, first save, first checkpoint', async () => {
+    const fs = new SimulatedFileSystem();
+    await fs.mkdir('/srv', 0o755);
+    fs.record();
+    const { app, carts } = await open(fs);
+    const empty = fingerprint(app, carts);
+    seed(app, carts);
+    const b = fingerprint(app, carts);
+    await app.get(PersistenceStore).saveAll();
+    await app.get(PersistenceStore).checkpoint();
+    fs.stopRecording();
+    await app.close();
+    report.firstSave = await checkEveryCrashPoint(
+      fs,
+      new Map([
+        [empty, 'empty'],
+        [b, 'B'],
+      ]),
+    );
+  }, 120_000);
+
+  it('backup(): the store keeps its state and the backup is absent or complete', async () => {
+    const { fs, a } = await storeWithA();
+    const { app } = await open(fs);
+    fs.record();
+    await app.get(PersistenceStore).backup('/srv/backup');
+    fs.stopRecording();
+    await app.close();
+    let complete = 0;
+    report.backup = await checkEveryCrashPoint(
+      fs,
+      new Map([[a, 'A']]),
+      async (crashed, crashedApp, crashedCarts) => {
+        const entries = await crashed.readdir('/srv');
+        if (!entries.some((e) => e.name === 'backup')) return;
+        const restored = await crashedApp.get(PersistenceStore).restore('/srv/backup');
+        expect(restored.load.skipped).toBe(0);
+        expect(fingerprint(crashedApp, crashedCarts)).toBe(a); // the backup holds exactly A
+        complete++;
+      },
+    );
+    expect(complete).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('restore(): the store holds exactly the old state or exactly the backup', async () => {
+    const { fs, a } = await storeWithA();
+    let { app, carts } = await open(fs);
+    await app.get(PersistenceStore).backup('/srv/backup-a');
+    mutate(app, carts);
+    await app.get(PersistenceStore).saveAll();
+    await app.get(PersistenceStore).checkpoint();
+    const b = fingerprint(app, carts);
+    await app.close();
+    ({ app, carts } = await open(fs));
+    expect(fingerprint(app, carts)).toBe(b);
+    fs.record();
+    await app.get(PersistenceStore).restore('/srv/backup-a');
+    fs.stopRecording();
+    expect(fingerprint(app, carts)).toBe(a);
+    await app.close();
+    report.restore = await checkEveryCrashPoint(
+      fs,
+      new Map([
+        [a, 'A (the backup)'],
+        [b, 'B (before restore)'],
+      ]),
+    );
+  }, 120_000);
+});
