@@ -55,6 +55,10 @@ export const saveIncomplete = (failed: number, total: number): string =>
 export const adapterFailed = (adapter: string, method: string, reason: string): string =>
   `Adapter "${adapter}" threw in ${method}(): ${reason}.`;
 
+export const storeFolderRemoved = (path: string): string =>
+  `The store folder ${path} was removed while the application ran, so this save was not written. ` +
+  'The in-memory state is intact; the next save recreates the folder and writes all of it.';
+
 export const storeLocked = (
   path: string,
   owner: { pid: number; host: string; since: string } | undefined,

@@ -46,7 +46,7 @@ import {
 } from '../storage/backup.storage';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
-import { fsyncDirectory } from '../storage/fs.util';
+import { exists, fsyncDirectory } from '../storage/fs.util';
 import { ItemFileCodec } from '../storage/item-file.codec';
 import { decodeRecords, Journal, JournalOp } from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
@@ -87,6 +87,7 @@ export class PersistenceStore
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
   private checkpointQueued = false;
+  private folderRemoved = false;
   private lastSaveTime: Date | null = null;
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
@@ -507,6 +508,9 @@ export class PersistenceStore
   }
 
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
+    await this.io(operation, 'find the journal of', this.options.path, () =>
+      this.ensureStoreFolder(),
+    );
     const writer = new SnapshotWriter(this.journal, this.index, this.options.path, (error) =>
       this.fail(error, operation),
     );
@@ -530,6 +534,35 @@ export class PersistenceStore
     this.lastSaveTime = result.meta.timestamp;
     this.notifier.saved(result.meta);
     return result.meta;
+  }
+
+  /**
+   * A save into a journal whose folder was removed would go into a deleted file. The first save that
+   * finds the folder gone fails with a clear error; the next one recreates the folder, the lock and
+   * the journal, and writes the whole state again.
+   */
+  private async ensureStoreFolder(): Promise<void> {
+    const present = await exists(this.fs, this.journal.path);
+    if (present && !this.folderRemoved) return;
+    if (!this.folderRemoved) {
+      this.folderRemoved = true;
+      throw new PersistenceError(
+        PersistenceErrorCode.IoFailed,
+        messages.storeFolderRemoved(this.options.path),
+        { operation: 'save', path: this.options.path },
+      );
+    }
+    await this.journal.close().catch(() => undefined);
+    await this.lock?.release();
+    await this.storage.ensureRoot();
+    await this.acquireLock();
+    await this.journal.open();
+    await fsyncDirectory(this.fs, this.options.path);
+    await this.storage.prepare(this.adapterList.map((a) => a.name));
+    this.pending = [];
+    for (const entries of this.index.values()) entries.clear(); // everything is written again
+    this.folderRemoved = false;
+    this.logger.warn(`Recreated the store folder ${this.options.path}; saving the whole state.`);
   }
 
   /** Once the journal is large, a checkpoint runs after the operations already queued. */
