@@ -180,6 +180,24 @@ describe('real faults', () => {
   });
 });
 
+describe('shutdown under faults', () => {
+  it('a save on shutdown that fails (folder removed) is logged and emitted, and shutdown completes', async () => {
+    const root = await makeTempDir();
+    try {
+      const app = await createApp({ path: join(root, 'store') });
+      const errors: PersistenceErrorEvent[] = [];
+      app.get(PersistenceStore).onError((e) => errors.push(e));
+      app.get(SessionManager).create({ id: 'unsaved' });
+      await rm(join(root, 'store'), { recursive: true, force: true });
+      await expect(app.close()).resolves.toBeUndefined();
+      expect(errors.map((e) => e.operation)).toContain('shutdown');
+      expect(errors[0].error.message).toContain('was removed while the application ran');
+    } finally {
+      await removeDir(root);
+    }
+  });
+});
+
 /** Runs the fault fixture under a wrapper command and collects its `STEP name json` lines. */
 async function runFault(
   env: Record<string, string>,
