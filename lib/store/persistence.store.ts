@@ -508,15 +508,12 @@ export class PersistenceStore
   }
 
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
-    await this.io(operation, 'find the journal of', this.options.path, () =>
-      this.ensureStoreFolder(),
-    );
     const writer = new SnapshotWriter(this.journal, this.index, this.options.path, (error) =>
       this.fail(error, operation),
     );
     let result;
     try {
-      result = await writer.save(this.adapterList, this.codec);
+      result = await writer.save(this.adapterList, this.codec, () => this.ensureStoreFolder());
     } catch (error) {
       throw this.fail(
         error instanceof PersistenceError

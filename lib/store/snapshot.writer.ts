@@ -45,7 +45,15 @@ export class SnapshotWriter {
     private readonly report: (error: PersistenceError) => void,
   ) {}
 
-  async save(adapters: readonly PersistenceAdapter[], codec: ItemFileCodec): Promise<SaveResult> {
+  /**
+   * @param beforeWrite runs after the snapshots are taken and before anything is compared or written
+   *   (the store checks that its folder still exists there).
+   */
+  async save(
+    adapters: readonly PersistenceAdapter[],
+    codec: ItemFileCodec,
+    beforeWrite: () => Promise<void> = () => Promise.resolve(),
+  ): Promise<SaveResult> {
     const started = performance.now();
     const timestamp = new Date();
     const snapshots: Array<[PersistenceAdapter, ReadonlyMap<string, unknown>]> = [];
@@ -60,6 +68,7 @@ export class SnapshotWriter {
         );
       }
     }
+    await beforeWrite();
     const meta: SaveMetadata = {
       path: this.root,
       format: codec.serializer.format,
