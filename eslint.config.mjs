@@ -19,8 +19,9 @@ export default tseslint.config(
         'error',
         {
           selector:
-            "CallExpression[callee.property.name=/^(readFileSync|writeFileSync|openSync|fsyncSync|renameSync|unlinkSync|readdirSync|mkdirSync|rmSync|gzipSync|gunzipSync|statSync|lstatSync|existsSync)$/]",
-          message: 'No synchronous fs/zlib calls in the library: the event loop belongs to the application.',
+            'CallExpression[callee.property.name=/^(readFileSync|writeFileSync|openSync|fsyncSync|renameSync|unlinkSync|readdirSync|mkdirSync|rmSync|gzipSync|gunzipSync|statSync|lstatSync|existsSync)$/]',
+          message:
+            'No synchronous fs/zlib calls in the library: the event loop belongs to the application.',
         },
       ],
     },
