@@ -28,21 +28,11 @@ import {
   PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
+import { prng } from '../test/fixtures/prng';
 
 const RUNS = 3;
 const N = 1000;
 const MESSAGES = 50;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS =
   'the store saves every session message and focus chain to disk so that a restart loses nothing at all while the event loop stays free'.split(

@@ -9,6 +9,7 @@ import {
 import { createApp } from './fixtures/app.factory';
 import { SimulatedFileSystem } from './fixtures/simulated-fs';
 import { dumpState } from './fixtures/state';
+import { prng } from './fixtures/prng';
 
 /*
  * The crash-point harness (docs/on-disk-format.md, "Crash guarantees"). Every file-system call of an
@@ -37,17 +38,6 @@ function cartAdapter(): PersistenceAdapter<{ items: string[] }> & {
       carts.clear();
       for (const [id, cart] of items) carts.set(id, cart);
     },
-  };
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

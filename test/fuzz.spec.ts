@@ -7,18 +7,7 @@ import { encodeId } from '../lib/storage/file-name.codec';
 import { createApp } from './fixtures/app.factory';
 import { saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
-
-/** Small deterministic PRNG (mulberry32): the same seed gives the same run everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './fixtures/prng';
 
 const PIECES = [
   '/',
