@@ -35,7 +35,7 @@ function start(dataDir: string, action?: string): Run {
   let onReady!: () => void;
   const state = new Promise<StateSummary>((r) => (onState = r));
   const ready = new Promise<void>((r) => (onReady = r));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  createInterface({ input: child.stdout }).on('line', (line) => {
     if (line.startsWith('STATE ')) onState(JSON.parse(line.slice(6)) as StateSummary);
     else if (line === 'READY') onReady();
     else process.stdout.write(`    | ${line}\n`);
