@@ -254,7 +254,7 @@ async function main(): Promise<void> {
   );
   console.log(`node ${process.version}, ${cpus().length} cpus, temp dir ${tmpdir()}\n`);
   console.log(
-    '| format | full save (commit) | 1% save | checkpoint = per-file writes of every item (the pre-journal save) | load | bytes (full) | bytes (1%) | max event-loop delay save / load | heap delta |',
+    '| format | full save (commit) | 1% save | checkpoint = per-file writes of every item (the pre-journal save) | load | bytes (full) | bytes (1%) | max event-loop delay save / load |',
   );
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {

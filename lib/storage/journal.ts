@@ -30,7 +30,19 @@ export interface JournalOp {
 const checksum = (payload: Uint8Array): Buffer =>
   createHash('sha256').update(payload).digest().subarray(0, 8);
 
-export function encodeRecord(ops: readonly JournalOp[]): Buffer {
+/** Bytes hashed or copied between two yields to the event loop. */
+const CHUNK = 1024 * 1024;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * A record as a few chunks of about 1 MiB (never one buffer the size of the whole save) and its
+ * 16-byte prefix. Hashing yields to the event loop between chunks, so a large first save does not
+ * stall the application.
+ */
+export async function encodeRecord(
+  ops: readonly JournalOp[],
+): Promise<{ prefix: Buffer; chunks: Buffer[]; length: number }> {
   const header = Buffer.from(
     JSON.stringify({
       ops: ops.map((op) => ({
@@ -43,16 +55,32 @@ export function encodeRecord(ops: readonly JournalOp[]): Buffer {
   );
   const headerLength = Buffer.alloc(4);
   headerLength.writeUInt32LE(header.length);
-  const payload = Buffer.concat([
-    headerLength,
-    header,
-    ...ops.flatMap((op) => (op.data ? [op.data] : [])),
-  ]);
+  const pieces = [headerLength, header, ...ops.flatMap((op) => (op.data ? [op.data] : []))];
+  const chunks: Buffer[] = [];
+  let group: Buffer[] = [];
+  let groupBytes = 0;
+  for (const piece of pieces) {
+    group.push(piece);
+    groupBytes += piece.length;
+    if (groupBytes >= CHUNK) {
+      chunks.push(Buffer.concat(group));
+      group = [];
+      groupBytes = 0;
+    }
+  }
+  if (group.length > 0) chunks.push(Buffer.concat(group));
+  const hash = createHash('sha256');
+  let length = 0;
+  for (const chunk of chunks) {
+    hash.update(chunk);
+    length += chunk.length;
+    if (chunk.length >= CHUNK) await yieldToEventLoop();
+  }
   const prefix = Buffer.alloc(RECORD_HEADER);
   MAGIC.copy(prefix, 0);
-  prefix.writeUInt32LE(payload.length, 4);
-  checksum(payload).copy(prefix, 8);
-  return Buffer.concat([prefix, payload]);
+  prefix.writeUInt32LE(length, 4);
+  hash.digest().subarray(0, 8).copy(prefix, 8);
+  return { prefix, chunks, length: RECORD_HEADER + length };
 }
 
 /** The complete records at the start of `data`, and the length they cover. */
@@ -131,12 +159,21 @@ export class Journal {
     return records;
   }
 
-  /** Appends one record and fsyncs: when this resolves, the record is committed. */
+  /**
+   * Appends one record and fsyncs: when this resolves, the record is committed. The payload is written
+   * first and the prefix (magic, length, checksum) last, so until then the record does not exist for
+   * a reader.
+   */
   async append(ops: readonly JournalOp[]): Promise<number> {
-    const record = encodeRecord(ops);
+    const record = await encodeRecord(ops);
     const handle = this.opened();
     try {
-      await handle.write(record, this.length);
+      let position = this.length + record.prefix.length;
+      for (const chunk of record.chunks) {
+        await handle.write(chunk, position);
+        position += chunk.length;
+      }
+      await handle.write(record.prefix, this.length);
       await handle.sync();
     } catch (error) {
       // Cut back whatever part of the record reached the file; reading would ignore it anyway.
