@@ -256,7 +256,7 @@ async function main(): Promise<void> {
   console.log(
     '| format | full save (commit) | 1% save | checkpoint = per-file writes of every item (the pre-journal save) | load | bytes (full) | bytes (1%) | max event-loop delay save / load |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     console.log(
       `| ${r.config} | ${f(r.fullSaveMs)} ms | ${f(r.onePercentSaveMs)} ms | ${f(r.checkpointMs)} ms | ${f(r.loadMs)} ms | ${r.fullSaveBytes} | ${r.onePercentBytes} | ${f(r.fullSaveMaxLoopDelayMs)} / ${f(r.loadMaxLoopDelayMs)} ms |`,
