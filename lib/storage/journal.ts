@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { yieldToEventLoop } from './event-loop.util';
 import { PersistenceFile, PersistenceFileSystem } from './file-system.interface';
 
 /*
@@ -32,8 +33,6 @@ const checksum = (payload: Uint8Array): Buffer =>
 
 /** Bytes hashed or copied between two yields to the event loop. */
 const CHUNK = 1024 * 1024;
-
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * A record as a few chunks of about 1 MiB (never one buffer the size of the whole save) and its

@@ -9,6 +9,7 @@ import {
   saveIncomplete,
   serializeFailed,
 } from '../persistence.messages';
+import { yieldToEventLoop } from '../storage/event-loop.util';
 import { encodeId } from '../storage/file-name.codec';
 import { ItemFileCodec } from '../storage/item-file.codec';
 import { Journal, JournalOp } from '../storage/journal';
@@ -16,9 +17,6 @@ import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 
 /** Serializing is synchronous CPU work: let the application's I/O in between batches. */
 const YIELD_EVERY = 64;
-
-export const yieldToEventLoop = (): Promise<void> =>
-  new Promise((resolve) => setImmediate(resolve));
 
 /** A committed save: its metadata and the operations the next checkpoint must apply to the files. */
 export interface SaveResult {
