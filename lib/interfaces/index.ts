@@ -1,4 +1,10 @@
 export * from './persistence-adapter.interface';
 export * from './persistence-metadata.interface';
-export * from './persistence-module-options.interface';
-export * from './serializer.interface';
+export type {
+  AutoSaveOptions,
+  EncryptionKey,
+  EncryptionOptions,
+  PersistenceLimits,
+  PersistenceModuleOptions,
+} from './persistence-module-options.interface';
+export type { BuiltInFormat, DetectedFormat, Serializer } from './serializer.interface';

@@ -19,6 +19,3 @@ export interface Serializer {
   /** May return a promise (an async format such as gzip). */
   deserialize(data: Buffer): unknown;
 }
-
-/** DI token and interface share a name, as Nest's own pluggable parts do. */
-export const Serializer = Symbol('Serializer');
