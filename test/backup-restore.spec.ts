@@ -134,6 +134,20 @@ describe('backup and restore', () => {
     expect(dumpState(app)).toEqual(saved);
   });
 
+  it('refuses a plain copy taken while saves were still in the journal, and says what to do', async () => {
+    app.get(SessionManager).create({ id: 'only-in-journal' });
+    await store.saveAll(); // committed to the journal, not yet in the item files
+    await cp(dir, join(root, 'live-copy'), { recursive: true });
+    const before = await tree(dir);
+    await expect(store.restore(join(root, 'live-copy'))).rejects.toMatchObject({
+      code: PersistenceErrorCode.InvalidBackup,
+      message: expect.stringContaining(
+        'call checkpoint() (or stop the application) before copying',
+      ),
+    });
+    expect(await tree(dir)).toEqual(before);
+  });
+
   describe('refuses a bad backup and changes nothing', () => {
     let backup: string;
     beforeEach(async () => {
