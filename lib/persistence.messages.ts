@@ -48,9 +48,11 @@ export const decryptionFailed = (path: string, reason: string): string =>
 export const ioFailed = (action: string, path: string, reason: string): string =>
   `Could not ${action} ${path}: ${reason}. Check that the folder exists, is writable and has free space.`;
 
-export const saveIncomplete = (failed: number, total: number): string =>
-  `Save finished with ${failed} of ${total} items not written; their previous files were kept. ` +
-  'See the persistence.error events for each item.';
+export const saveIncomplete = (failed: number, total: number, adapters = 0): string =>
+  `Save finished with ${failed} of ${total} items not written` +
+  (adapters > 0 ? ` and ${adapters} adapter(s) skipped` : '') +
+  '; their last saved versions were kept and everything else was committed. ' +
+  'See the persistence.error events for each one.';
 
 export const adapterFailed = (adapter: string, method: string, reason: string): string =>
   `Adapter "${adapter}" threw in ${method}(): ${reason}.`;
@@ -108,3 +110,44 @@ export const describe = (value: unknown): string => {
 
 export const reasonOf = (error: unknown): string =>
   error instanceof Error ? error.message : String(error);
+
+export const adapterTimedOut = (adapter: string, method: string, ms: number): string =>
+  `Adapter "${adapter}" did not finish ${method}() within ${ms} ms (option adapterTimeout), so ` +
+  `it was skipped and its saved state kept. Make ${method}() settle, or raise adapterTimeout.`;
+
+export const duplicateSnapshotId = (adapter: string, id: string): string =>
+  `Adapter "${adapter}" returned the id ${describe(id)} twice in one snapshot(), so none of its ` +
+  'items were saved this time (its saved state is kept). Return each item once, in a Map.';
+
+export const itemTooLarge = (adapter: string, id: string, what: string): string =>
+  `Item "${id}" of "${adapter}" was not saved: ${what}, so it could not be loaded again. Its ` +
+  'last saved version is kept. Split the item, or raise the limit in the limits option.';
+
+export const unloadedItem = (adapter: string, id: string, path: string, why: string): string =>
+  `Item "${id}" of "${adapter}" was not saved: its file ${path} is on disk but was not loaded ` +
+  `(${why}), and a save never overwrites what it did not load. Load it (loadAll(), with the right ` +
+  `encryption key if that was the problem), or call store.discardUnloaded('${adapter}', id) to ` +
+  'move that file to .quarantine and let the next save write the new item.';
+
+export const reentrantCall = (operation: string, adapter: string): string =>
+  `Cannot ${operation} from inside adapter "${adapter}": the store is waiting for that adapter, ` +
+  'so the call would wait forever. Do it after the adapter call returns (e.g. in a setImmediate ' +
+  'callback or an event listener).';
+
+export const optionsMissing = (got: unknown): string =>
+  `PersistenceModule options are ${describe(got)}: the forRootAsync() factory must return an ` +
+  'options object. Return at least {} (or { path }) so the store does not silently use ./data.';
+
+export const pathUndefined = (): string =>
+  'PersistenceModule option "path" is present but undefined: usually a configuration value that ' +
+  'is not set (e.g. config.get(...) returned undefined). Set it, or leave the key out to use ./data.';
+
+export const supersededFailedBoot = (path: string): string =>
+  `The store ${path} was still held by an application of this process that never finished ` +
+  'booting (an onModuleInit hook failed after this module had started); that store was closed ' +
+  'without saving and this one takes the folder. Call app.close() after a failed app.init().';
+
+export const replayDeferred = (records: number, path: string, reason: string): string =>
+  `Recovery could not write ${records} committed save(s) from the journal into the item files of ` +
+  `${path} (${reason}). The store started anyway and loads them from the journal, which keeps ` +
+  'them; the next checkpoint writes them. Free disk space (or fix the cause) soon.';

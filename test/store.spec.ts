@@ -339,7 +339,7 @@ describe('PersistenceStore', () => {
       });
     });
 
-    it('a failing snapshot() rejects the save, emits an error, and leaves the files as they were', async () => {
+    it('a failing snapshot() keeps that adapter as saved, reports it, and commits the other adapters', async () => {
       let fail = false;
       const adapter = {
         name: 'flaky',
@@ -360,13 +360,16 @@ describe('PersistenceStore', () => {
       fail = true;
       app.get(SessionManager).delete('sess-1');
       await expect(store.saveAll()).rejects.toMatchObject({
-        code: PersistenceErrorCode.AdapterFailed,
+        code: PersistenceErrorCode.SaveIncomplete,
       });
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ operation: 'save', adapter: 'flaky' });
+      expect(errors[0].error.code).toBe(PersistenceErrorCode.AdapterFailed);
       await store.checkpoint();
+      // Nothing of "flaky" was removed or changed: its snapshot failed, its saved state stands.
       expect(await readFile(join(dir, 'flaky', 'a.json'))).toEqual(before);
-      expect(await readdir(join(dir, 'sessions'))).toContain('sess-1.json');
+      // The other adapters' changes were committed.
+      expect(await readdir(join(dir, 'sessions'))).not.toContain('sess-1.json');
     });
   });
 
@@ -404,7 +407,20 @@ describe('PersistenceStore', () => {
       const store = app.get(PersistenceStore);
       await app.close();
       apps.length = 0;
-      expect(() => store.saveAll()).toThrow(
+      // Refusals are rejections, so a caller's .catch() sees them.
+      for (const call of [
+        () => store.saveAll(),
+        () => store.loadAll(),
+        () => store.clear(),
+        () => store.checkpoint(),
+        () => store.backup(join(dir, '..', 'b')),
+        () => store.restore(join(dir, '..', 'b')),
+      ]) {
+        let result: Promise<unknown> | undefined;
+        expect(() => (result = call())).not.toThrow();
+        await expect(result).rejects.toMatchObject({ code: PersistenceErrorCode.StoreClosed });
+      }
+      expect(() => store.setSerializer('json-compact')).toThrow(
         expect.objectContaining({ code: PersistenceErrorCode.StoreClosed }),
       );
     });

@@ -37,4 +37,17 @@ export enum PersistenceErrorCode {
   ReadOnly = 'PERSISTENCE_READ_ONLY',
   /** The store was used after the application closed. */
   StoreClosed = 'PERSISTENCE_STORE_CLOSED',
+  /**
+   * An item was not saved because it would exceed `limits.maxFileBytes` (or, gzipped,
+   * `limits.maxInflatedBytes`) and could not be read back. Its last saved version is kept.
+   */
+  ItemTooLarge = 'PERSISTENCE_ITEM_TOO_LARGE',
+  /**
+   * An item was not saved because a file for its id is on disk that this store did not load (not
+   * loaded yet, not decryptable with the keys at hand, or unreadable). Saves never overwrite or
+   * remove such a file; `store.discardUnloaded()` sets it aside.
+   */
+  UnloadedItem = 'PERSISTENCE_UNLOADED_ITEM',
+  /** A store operation was called from inside an adapter call that the store is waiting for. */
+  ReentrantCall = 'PERSISTENCE_REENTRANT_CALL',
 }

@@ -23,8 +23,21 @@ export interface PersistenceAdapter<T = unknown> {
    */
   readonly name: string;
   /**
-   * The items to persist, by id, as they are at the moment of the call. The store serializes them
-   * after this returns, so return copies or immutable values, never objects you go on mutating.
+   * Declare `true` only when `snapshot()` hands out values that are never changed in place after
+   * that (frozen objects, replaced on every change, as the built-in managers do). The store then
+   * skips an item whose value is the very object it saved last, without serializing it. Otherwise
+   * every item is serialized at each save and compared by its bytes, so a change made in place is
+   * never missed.
+   * @default false
+   */
+  readonly immutable?: boolean;
+  /**
+   * The items to persist, by id, as they are at the moment of the call: a `Map` (or a
+   * `ReadonlyMap`). The store serializes them after this returns, so return copies or immutable
+   * values, never objects you go on mutating. Values must be JSON data; with a `revive()`, objects
+   * with a `toJSON()` (such as `Date`) are accepted too. An item that cannot be stored exactly is
+   * reported as `PERSISTENCE_SERIALIZE_FAILED` and its last saved version kept. A call that does not
+   * settle within `adapterTimeout` is abandoned for that save (`PERSISTENCE_ADAPTER_FAILED`).
    */
   snapshot(): ReadonlyMap<string, T> | Promise<ReadonlyMap<string, T>>;
   /**

@@ -18,6 +18,11 @@ export interface SaveMetadata {
   changed: number;
   /** Items removed because they were deleted in memory. */
   deleted: number;
+  /**
+   * Items not written by this save (each reported as a `persistence.error` once for each change to
+   * it); their last saved versions are kept.
+   */
+  failed: number;
   /** Wall-clock duration of the save. */
   durationMs: number;
 }

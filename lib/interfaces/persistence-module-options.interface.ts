@@ -114,7 +114,15 @@ export interface PersistenceModuleOptions {
    */
   checkpointBytes?: number;
   /**
-   * Size limits applied when reading files.
+   * Milliseconds an adapter's `snapshot()` or `restore()` may take. One that has not settled by then
+   * is abandoned for that save or load (reported as `PERSISTENCE_ADAPTER_FAILED`; a save keeps that
+   * adapter's last saved state), so one stuck adapter never hangs saves, loads or shutdown.
+   * @default 10000
+   */
+  adapterTimeout?: number;
+  /**
+   * Size limits, applied when reading files and, so that nothing is saved that could not be read
+   * back, when saving items (an item over a limit is refused as `PERSISTENCE_ITEM_TOO_LARGE`).
    * @default { maxFileBytes: 67108864, maxInflatedBytes: 268435456 }
    */
   limits?: PersistenceLimits;
@@ -145,6 +153,7 @@ export interface ResolvedPersistenceOptions {
   limits: Required<PersistenceLimits>;
   readOnly: boolean;
   checkpointBytes: number;
+  adapterTimeout: number;
   fileMode: number;
   dirMode: number;
 }

@@ -3,6 +3,9 @@ import { gunzip, gzip } from 'node:zlib';
 import { Serializer } from '../interfaces/serializer.interface';
 
 const gzipAsync = promisify(gzip);
+
+/** Compresses on libuv's thread pool. */
+export const gzipBuffer = (data: Buffer): Promise<Buffer> => gzipAsync(data);
 const gunzipAsync = promisify(gunzip);
 
 /** Default ceiling on what one gzip file may inflate to (256 MiB). */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { QUARANTINE_DIR } from '../persistence.constants';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
-import { ensureDirectory, fsyncDirectory, listDirectory } from './fs.util';
+import { ensureDirectory, fsyncDirectory, listDirectory, statDirectory } from './fs.util';
 import { ENCRYPTED_SUFFIX } from './item-file.codec';
 import { JournalOp } from './journal';
 import { mapLimit } from './map-limit.util';
@@ -71,7 +71,7 @@ export class FileSystemStorage {
 
   /** True when users other than the owner may write into the store folder. */
   async isWritableByOthers(): Promise<boolean> {
-    return ((await this.fs.lstat(this.root)).mode & 0o022) !== 0;
+    return ((await statDirectory(this.fs, this.root)).mode & 0o022) !== 0;
   }
 
   /** Creates the root folder durably. */
@@ -113,6 +113,10 @@ export class FileSystemStorage {
 
   pin(path: string): void {
     this.pinned.add(path);
+  }
+
+  unpin(path: string): void {
+    this.pinned.delete(path);
   }
 
   /** Reads an item file: a regular file only, never through a link, never over the size limit. */

@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { errorCode, PersistenceFileSystem } from './file-system.interface';
+import { errorCode, FileStat, PersistenceFileSystem } from './file-system.interface';
 
 /** Makes a folder's entries (created, renamed, removed files) durable. */
 export async function fsyncDirectory(fs: PersistenceFileSystem, dir: string): Promise<void> {
@@ -24,7 +24,11 @@ export async function ensureDirectory(
   let current = path;
   for (;;) {
     try {
-      const stat = await fs.lstat(current);
+      let stat = await fs.lstat(current);
+      if (stat.type === 'symlink') {
+        // A linked folder (`current/data -> shared/data`, macOS's /tmp) is a folder too.
+        stat = await statDirectory(fs, current).catch(() => stat);
+      }
       if (stat.type !== 'directory') {
         throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${current}'`), {
           code: 'ENOTDIR',
@@ -43,6 +47,16 @@ export async function ensureDirectory(
     if (await fs.mkdir(dir, mode)) {
       await fsyncDirectory(fs, dirname(dir));
     }
+  }
+}
+
+/** Metadata of a folder, following links (opening it as a folder fails for anything else). */
+export async function statDirectory(fs: PersistenceFileSystem, dir: string): Promise<FileStat> {
+  const handle = await fs.open(dir, 'directory');
+  try {
+    return await handle.stat();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -2,7 +2,7 @@ import { DecryptionError, isEncrypted, ItemCipher } from '../encryption/item.cip
 import { Serializer } from '../interfaces/serializer.interface';
 import { ITEM_FILE_VERSION } from '../persistence.constants';
 import { isGzip } from '../serializers/detect-format';
-import { JsonGzipSerializer } from '../serializers/json-gzip.serializer';
+import { gzipBuffer, JsonGzipSerializer } from '../serializers/json-gzip.serializer';
 import { JsonSerializer } from '../serializers/json.serializer';
 import { encodeId } from './file-name.codec';
 
@@ -29,6 +29,9 @@ export class ItemDecodeError extends Error {
   }
 }
 
+/** An item that would be written larger than the reader accepts (`limits`). */
+export class ItemTooLargeError extends Error {}
+
 /**
  * Item envelope ↔ file bytes: serializer, then (optionally) encryption bound to adapter and file name.
  * Reading tells each file's format from its bytes, so files of any built-in format, encrypted or not,
@@ -40,7 +43,8 @@ export class ItemFileCodec {
   constructor(
     readonly serializer: Serializer,
     private readonly cipher: ItemCipher | undefined,
-    maxInflatedBytes: number,
+    private readonly maxInflatedBytes: number,
+    private readonly maxFileBytes = Number.MAX_SAFE_INTEGER,
   ) {
     this.gzip = new JsonGzipSerializer(maxInflatedBytes);
   }
@@ -55,10 +59,25 @@ export class ItemFileCodec {
     return this.cipher?.currentKeyId;
   }
 
-  /** The serialized envelope, before encryption (what decides whether an item changed). */
+  /**
+   * The serialized envelope, before encryption (what decides whether an item changed). Throws
+   * {@link ItemTooLargeError} when the reader would refuse it: the writer and the reader agree on
+   * the limits, so nothing is saved that cannot be loaded.
+   */
   async serialize(id: string, data: unknown): Promise<Buffer> {
     const envelope: ItemEnvelope = { id, v: ITEM_FILE_VERSION, data };
-    const bytes = await this.serializer.serialize(envelope);
+    let bytes: unknown;
+    if (this.serializer instanceof JsonGzipSerializer) {
+      const json = Buffer.from(JSON.stringify(envelope), 'utf8');
+      if (json.length > this.maxInflatedBytes) {
+        throw new ItemTooLargeError(
+          `it is ${json.length} bytes of JSON before compression, more than limits.maxInflatedBytes (${this.maxInflatedBytes})`,
+        );
+      }
+      bytes = await gzipBuffer(json);
+    } else {
+      bytes = await this.serializer.serialize(envelope);
+    }
     if (!Buffer.isBuffer(bytes)) {
       throw new TypeError(
         `serializer "${this.serializer.format}" returned ${typeof bytes}, not a Buffer`,
@@ -69,7 +88,13 @@ export class ItemFileCodec {
 
   /** The file's bytes: the serialized envelope, encrypted when encryption is on. */
   seal(adapter: string, stem: string, plain: Buffer): Buffer {
-    return this.cipher ? this.cipher.encrypt(plain, adapter, stem) : plain;
+    const data = this.cipher ? this.cipher.encrypt(plain, adapter, stem) : plain;
+    if (data.length > this.maxFileBytes) {
+      throw new ItemTooLargeError(
+        `its file would be ${data.length} bytes, more than limits.maxFileBytes (${this.maxFileBytes})`,
+      );
+    }
+    return data;
   }
 
   async encode(

@@ -15,6 +15,12 @@ export interface CommittedEntry {
   keyId?: string;
   /** Other files of the same item (an older format) to remove at the next save. */
   others?: string[];
+  /**
+   * Set when the file is on disk but this store did not load it (why, for messages): not loaded yet
+   * (`loadOnBoot: false`), not decryptable, unreadable, or refused by the adapter's `restore()`. A
+   * save never overwrites or removes such a file.
+   */
+  unloaded?: string;
 }
 
 /** Committed entries by collection, then by file stem. */

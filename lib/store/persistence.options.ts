@@ -5,7 +5,7 @@ import {
   PersistenceModuleOptions,
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
-import { invalidOption } from '../persistence.messages';
+import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
 import { isSameOrInside } from '../storage/path.util';
@@ -24,6 +24,7 @@ export const DEFAULT_OPTIONS = {
   dirMode: 0o700,
   readOnly: false,
   checkpointBytes: 8 * 1024 * 1024,
+  adapterTimeout: 10_000,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -43,9 +44,16 @@ export function assertInterval(option: string, ms: unknown): asserts ms is numbe
 export function resolveOptions(
   options: PersistenceModuleOptions | undefined,
 ): ResolvedPersistenceOptions {
-  const given = options ?? {};
-  if (typeof given !== 'object') {
-    fail('options', given, 'Pass an object to PersistenceModule.forRoot().');
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new PersistenceError(PersistenceErrorCode.InvalidOptions, optionsMissing(options), {
+      operation: 'init',
+    });
+  }
+  const given = options;
+  if (Object.prototype.hasOwnProperty.call(given, 'path') && given.path === undefined) {
+    throw new PersistenceError(PersistenceErrorCode.InvalidOptions, pathUndefined(), {
+      operation: 'init',
+    });
   }
   const path = given.path ?? DEFAULT_OPTIONS.path;
   if (typeof path !== 'string' || path.trim() === '' || path.includes('\0')) {
@@ -102,6 +110,8 @@ export function resolveOptions(
       fail(`limits.${name}`, value, 'Use a whole number of bytes, 1 or more.');
     }
   }
+  const adapterTimeout = given.adapterTimeout ?? DEFAULT_OPTIONS.adapterTimeout;
+  assertInterval('adapterTimeout', adapterTimeout);
   const checkpointBytes = given.checkpointBytes ?? DEFAULT_OPTIONS.checkpointBytes;
   if (!Number.isSafeInteger(checkpointBytes) || checkpointBytes < 0) {
     fail(
@@ -143,6 +153,7 @@ export function resolveOptions(
     limits,
     readOnly: given.readOnly ?? DEFAULT_OPTIONS.readOnly,
     checkpointBytes,
+    adapterTimeout,
     fileMode,
     dirMode,
   };

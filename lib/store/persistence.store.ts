@@ -49,14 +49,18 @@ import { FileSystemStorage } from '../storage/file-system.storage';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { ItemFileCodec } from '../storage/item-file.codec';
 import { decodeRecords, Journal, JournalOp } from '../storage/journal';
+import { decodeStem, encodeId } from '../storage/file-name.codec';
 import { isSameOrInside } from '../storage/path.util';
 import { readRegularFile } from '../storage/safe-read';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
+import { AdapterCaller } from './adapter.caller';
 import { resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
 import { CommittedIndex } from './committed.index';
+import { FailureMemo } from './failure.memo';
+import { OpenStore, openStores } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
-import { assertInterval, resolveOptions } from './persistence.options';
+import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
 import { SnapshotReader } from './snapshot.reader';
 import { SnapshotWriter } from './snapshot.writer';
 
@@ -76,7 +80,11 @@ export class PersistenceStore
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
   private readonly adapterList: PersistenceAdapter[] = [];
+  /** The built-in adapters: their managers check every value when they accept it. */
+  private readonly trustedAdapters = new Set<PersistenceAdapter>();
   private readonly index: CommittedIndex = new Map();
+  private readonly failures = new FailureMemo();
+  private caller = new AdapterCaller(DEFAULT_OPTIONS.adapterTimeout);
   private pending: JournalOp[] = [];
   private options!: ResolvedPersistenceOptions;
   private storage!: FileSystemStorage;
@@ -92,6 +100,12 @@ export class PersistenceStore
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
   private releaseBootEvents?: () => void;
+  private bootstrapped = false;
+  /** How this store appears in the registry of folders held by this process. */
+  private readonly registration: OpenStore = {
+    isBootstrapped: () => this.bootstrapped,
+    supersede: () => this.supersede(),
+  };
 
   constructor(
     @Inject(PERSISTENCE_MODULE_OPTIONS) private readonly rawOptions: PersistenceModuleOptions,
@@ -130,6 +144,7 @@ export class PersistenceStore
    */
   async onModuleInit(): Promise<void> {
     this.options = resolveOptions(this.rawOptions);
+    this.caller = new AdapterCaller(this.options.adapterTimeout);
     if (this.options.encryption) {
       this.cipher = ItemCipher.create(this.options.encryption, () => {
         throw new Error('unreachable: validated by resolveOptions');
@@ -142,6 +157,7 @@ export class PersistenceStore
     this.adapterList.push(
       ...(await resolveAdapters(this.moduleRef, builtIn, this.options.adapters)),
     );
+    for (const adapter of builtIn) this.trustedAdapters.add(adapter);
     if (this.options.autoSave !== false && !this.schedulerRegistry && !this.options.readOnly) {
       throw new PersistenceError(
         PersistenceErrorCode.SchedulerMissing,
@@ -160,24 +176,27 @@ export class PersistenceStore
       maxFileBytes: this.options.limits.maxFileBytes,
     });
     this.journal = new Journal(this.fs, join(path, JOURNAL_FILE), this.options.fileMode);
+    this.holdBootEvents(); // before recovery, so what it reports reaches @OnEvent listeners too
     let overlay: JournalOp[][] = [];
     if (this.options.readOnly) {
       overlay = await this.io('init', 'read the journal of', path, () => this.readJournalOnly());
     } else {
       await this.io('init', 'create', path, () => this.storage.ensureRoot());
+      await this.supersedeFailedBoot();
       await this.acquireLock();
       try {
         await this.io('init', 'recover', path, () => this.recover());
       } catch (error) {
+        await this.journal.close().catch(() => undefined);
         await this.lock?.release();
         throw error;
       }
+      openStores.add(path, this.registration);
     }
     if (await this.storage.isWritableByOthers().catch(() => false)) {
       this.logger.warn(messages.writableByOthers(path));
     }
     this.state = 'ready';
-    this.holdBootEvents();
     if (this.options.loadOnBoot) {
       // A failed load never stops the application: it starts with what could be read.
       await this.queue.run(() => this.runLoad('load', overlay)).catch(() => undefined);
@@ -191,6 +210,7 @@ export class PersistenceStore
 
   /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
   onApplicationBootstrap(): void {
+    this.bootstrapped = true;
     this.releaseBootEvents?.();
   }
 
@@ -211,7 +231,8 @@ export class PersistenceStore
    * by every call that arrives meanwhile.
    */
   saveAll(): Promise<SaveMetadata> {
-    this.assertWritable('save');
+    const refused = this.refuse<SaveMetadata>('save', true);
+    if (refused) return refused;
     if (this.queuedSave) {
       return this.queuedSave;
     }
@@ -230,9 +251,11 @@ export class PersistenceStore
    * outside the store is about to read the item files.
    */
   checkpoint(): Promise<void> {
-    this.assertWritable('checkpoint');
-    return this.queue.run(() =>
-      this.io('save', 'checkpoint', this.options.path, () => this.applyJournal()),
+    return (
+      this.refuse('checkpoint', true) ??
+      this.enqueue(() =>
+        this.io('save', 'checkpoint', this.options.path, () => this.applyJournal()),
+      )
     );
   }
 
@@ -241,9 +264,11 @@ export class PersistenceStore
    * quarantined and reported; the rest loads.
    */
   loadAll(): Promise<LoadMetadata> {
-    this.assertOpen('load');
-    return this.queue.run(async () =>
-      this.runLoad('load', this.options.readOnly ? await this.readJournalOnly() : []),
+    return (
+      this.refuse('load', false) ??
+      this.enqueue(async () =>
+        this.runLoad('load', this.options.readOnly ? await this.readJournalOnly() : []),
+      )
     );
   }
 
@@ -252,23 +277,25 @@ export class PersistenceStore
    * state is kept.
    */
   clear(): Promise<void> {
-    this.assertWritable('clear');
-    return this.queue.run(async () => {
-      const ops: JournalOp[] = [];
-      for (const [collection, entries] of this.index) {
-        for (const entry of entries.values()) {
-          for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
-            ops.push({ collection, fileName });
+    return (
+      this.refuse('clear', true) ??
+      this.enqueue(async () => {
+        const ops: JournalOp[] = [];
+        for (const [collection, entries] of this.index) {
+          for (const entry of entries.values()) {
+            for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
+              ops.push({ collection, fileName });
+            }
           }
         }
-      }
-      await this.io('clear', 'clear', this.options.path, async () => {
-        if (ops.length > 0) await this.journal.append(ops);
-        this.pending.push(...ops);
-        for (const entries of this.index.values()) entries.clear();
-        await this.applyJournal();
-      });
-    });
+        await this.io('clear', 'clear', this.options.path, async () => {
+          if (ops.length > 0) await this.journal.append(ops);
+          this.pending.push(...ops);
+          for (const entries of this.index.values()) entries.clear();
+          await this.applyJournal();
+        });
+      })
+    );
   }
 
   /**
@@ -277,45 +304,47 @@ export class PersistenceStore
    * whole or not at all.
    */
   backup(destination: string): Promise<BackupMetadata> {
-    this.assertWritable('back up');
-    return this.queue.run(async () => {
-      const started = performance.now();
-      const target = resolve(destination);
-      const store = this.options.path;
-      let problem: string | undefined;
-      if (isSameOrInside(target, store)) {
-        problem = messages.backupDestinationInside(target, store);
-      } else if (isSameOrInside(store, target)) {
-        problem = messages.backupDestinationHoldsStore(target, store);
-      } else if (
-        !(await this.io('backup', 'inspect', target, () => isFreeDestination(this.fs, target)))
-      ) {
-        problem = messages.backupDestinationNotEmpty(target);
-      }
-      if (problem) {
-        throw this.fail(
-          new PersistenceError(PersistenceErrorCode.InvalidBackupDestination, problem, {
-            operation: 'backup',
-            path: target,
-          }),
+    return (
+      this.refuse('back up', true) ??
+      this.enqueue(async () => {
+        const started = performance.now();
+        const target = resolve(destination);
+        const store = this.options.path;
+        let problem: string | undefined;
+        if (isSameOrInside(target, store)) {
+          problem = messages.backupDestinationInside(target, store);
+        } else if (isSameOrInside(store, target)) {
+          problem = messages.backupDestinationHoldsStore(target, store);
+        } else if (
+          !(await this.io('backup', 'inspect', target, () => isFreeDestination(this.fs, target)))
+        ) {
+          problem = messages.backupDestinationNotEmpty(target);
+        }
+        if (problem) {
+          throw this.fail(
+            new PersistenceError(PersistenceErrorCode.InvalidBackupDestination, problem, {
+              operation: 'backup',
+              path: target,
+            }),
+          );
+        }
+        await this.io('backup', 'checkpoint', store, () => this.applyJournal());
+        const written = await this.io('backup', 'write the backup', target, () =>
+          writeBackup(
+            this.storage,
+            this.adapterList.map((a) => a.name),
+            target,
+            this.codec.serializer.extension,
+          ),
         );
-      }
-      await this.io('backup', 'checkpoint', store, () => this.applyJournal());
-      const written = await this.io('backup', 'write the backup', target, () =>
-        writeBackup(
-          this.storage,
-          this.adapterList.map((a) => a.name),
-          target,
-          this.codec.serializer.extension,
-        ),
-      );
-      return {
-        path: target,
-        ...written,
-        timestamp: new Date(),
-        durationMs: performance.now() - started,
-      };
-    });
+        return {
+          path: target,
+          ...written,
+          timestamp: new Date(),
+          durationMs: performance.now() - started,
+        };
+      })
+    );
   }
 
   /**
@@ -324,51 +353,111 @@ export class PersistenceStore
    * is refused and nothing changes. The swap itself survives a crash (it completes at the next start).
    */
   restore(source: string): Promise<RestoreMetadata> {
-    this.assertWritable('restore');
-    return this.queue.run(async () => {
-      const from = resolve(source);
-      const invalid = (problem: string, cause?: unknown): PersistenceError =>
-        this.fail(
-          new PersistenceError(
-            PersistenceErrorCode.InvalidBackup,
-            messages.backupSourceInvalid(from, problem),
-            { operation: 'restore', path: from, cause },
-          ),
-        );
-      if (isSameOrInside(from, this.options.path) || isSameOrInside(this.options.path, from)) {
-        throw invalid('it is the store folder, inside it, or contains it');
-      }
-      const collections = this.adapterList.map((a) => a.name);
-      const byName = new Map(this.adapterList.map((a) => [a.name, a]));
-      let files;
-      try {
-        files = await readBackup(
-          this.fs,
-          from,
-          collections,
-          this.codec.serializer.extension,
-          this.options.limits.maxFileBytes,
-        );
-        for (const file of files) {
-          try {
-            const { envelope } = await this.codec.decode(file.collection, file, file.data);
-            byName.get(file.collection)?.revive?.(envelope.data, envelope.id);
-          } catch (error) {
-            throw new BackupProblem(
-              `"${file.collection}/${file.fileName}" is not a valid item file (${messages.reasonOf(error)})`,
-            );
-          }
+    return (
+      this.refuse('restore', true) ??
+      this.enqueue(async () => {
+        const from = resolve(source);
+        const invalid = (problem: string, cause?: unknown): PersistenceError =>
+          this.fail(
+            new PersistenceError(
+              PersistenceErrorCode.InvalidBackup,
+              messages.backupSourceInvalid(from, problem),
+              { operation: 'restore', path: from, cause },
+            ),
+          );
+        if (isSameOrInside(from, this.options.path) || isSameOrInside(this.options.path, from)) {
+          throw invalid('it is the store folder, inside it, or contains it');
         }
-      } catch (error) {
-        throw invalid(messages.reasonOf(error), error);
+        const collections = this.adapterList.map((a) => a.name);
+        const byName = new Map(this.adapterList.map((a) => [a.name, a]));
+        let files;
+        try {
+          files = await readBackup(
+            this.fs,
+            from,
+            collections,
+            this.codec.serializer.extension,
+            this.options.limits.maxFileBytes,
+          );
+          for (const file of files) {
+            try {
+              const { envelope } = await this.codec.decode(file.collection, file, file.data);
+              const adapter = byName.get(file.collection);
+              if (adapter) this.caller.revive(adapter, envelope.data, envelope.id);
+            } catch (error) {
+              throw new BackupProblem(
+                `"${file.collection}/${file.fileName}" is not a valid item file (${messages.reasonOf(error)})`,
+              );
+            }
+          }
+        } catch (error) {
+          throw invalid(messages.reasonOf(error), error);
+        }
+        await this.io('restore', 'swap in the backup', this.options.path, async () => {
+          await this.applyJournal();
+          await swapInBackup(this.storage, collections, files);
+        });
+        const load = await this.runLoad('restore', []);
+        return { source: from, files: files.length, load };
+      })
+    );
+  }
+
+  /**
+   * Item files on disk that this store did not load: not loaded yet (`loadOnBoot: false`), not
+   * decryptable with the configured keys, unreadable, or refused by the adapter's `restore()`. Saves
+   * never overwrite or remove them; an item of the same id is not saved while its file is listed here.
+   */
+  listUnloaded(): Array<{ adapter: string; id: string; path: string; reason: string }> {
+    this.assertOpen('list unloaded items');
+    const list: Array<{ adapter: string; id: string; path: string; reason: string }> = [];
+    for (const [adapter, entries] of this.index) {
+      for (const [stem, entry] of entries) {
+        if (entry.unloaded === undefined) continue;
+        list.push({
+          adapter,
+          id: decodeStem(stem) ?? stem,
+          path: join(this.options.path, adapter, entry.fileName),
+          reason: entry.unloaded,
+        });
       }
-      await this.io('restore', 'swap in the backup', this.options.path, async () => {
-        await this.applyJournal();
-        await swapInBackup(this.storage, collections, files);
-      });
-      const load = await this.runLoad('restore', []);
-      return { source: from, files: files.length, load };
-    });
+    }
+    return list;
+  }
+
+  /**
+   * Sets aside the unloaded file(s) of one item (see {@link listUnloaded}): they are moved to
+   * `.quarantine/<adapter>/`, never deleted, and the next save may write that item again. Resolves
+   * with where each file went (empty when the item had no unloaded file).
+   */
+  discardUnloaded(adapter: string, id: string): Promise<string[]> {
+    return (
+      this.refuse<string[]>('discard an unloaded item', true) ??
+      this.enqueue(async () => {
+        const entries = this.index.get(adapter);
+        const stem = encodeId(id);
+        const entry = entries?.get(stem);
+        if (!entries || entry?.unloaded === undefined) return [];
+        await this.io('save', 'checkpoint', this.options.path, () => this.applyJournal());
+        const moved: string[] = [];
+        for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
+          const file = {
+            stem,
+            extension: '',
+            fileName,
+            path: join(this.storage.collectionPath(adapter), fileName),
+          };
+          const to = await this.io('save', 'set aside', file.path, () =>
+            this.storage.quarantine(adapter, file),
+          );
+          this.storage.unpin(file.path);
+          moved.push(to);
+        }
+        entries.delete(stem);
+        this.failures.clear(adapter, stem);
+        return moved;
+      })
+    );
   }
 
   /** Starts (or restarts with a new interval) auto-save. Needs `ScheduleModule.forRoot()`. */
@@ -384,7 +473,20 @@ export class PersistenceStore
     this.autoSave ??= new AutoSaveScheduler(
       this.schedulerRegistry,
       () => this.queue.busy,
-      () => this.queue.run(() => this.runSave('auto-save')),
+      () =>
+        this.queue.run(() =>
+          this.runSave('auto-save').catch((error: unknown) => {
+            // Items that could not be saved were reported; the rest was committed: not a failure
+            // of the store, so auto-save keeps its schedule.
+            if (
+              error instanceof PersistenceError &&
+              error.code === PersistenceErrorCode.SaveIncomplete
+            ) {
+              return undefined;
+            }
+            throw error;
+          }),
+        ),
       this.options.autoSave === false ? 8 : this.options.autoSave.maxBackoffTicks,
     );
     this.autoSave.start(intervalMs);
@@ -409,6 +511,7 @@ export class PersistenceStore
    * read, and rewritten in the new format by the next save.
    */
   setSerializer(format: BuiltInFormat | Serializer): void {
+    this.assertOpen('change the format');
     const resolved = resolveOptions({ ...this.rawOptions, format, adapters: [] }).format;
     this.setCodec(createSerializer(resolved));
   }
@@ -434,7 +537,43 @@ export class PersistenceStore
   }
 
   private setCodec(serializer: Serializer): void {
-    this.codec = new ItemFileCodec(serializer, this.cipher, this.options.limits.maxInflatedBytes);
+    this.codec = new ItemFileCodec(
+      serializer,
+      this.cipher,
+      this.options.limits.maxInflatedBytes,
+      this.options.limits.maxFileBytes,
+    );
+  }
+
+  /**
+   * Runs an operation after those already queued. A `saveAll()` queued before it is no longer shared
+   * with later calls: a save requested after a clear, a load or a restore must run after it.
+   */
+  private enqueue<T>(task: () => Promise<T>): Promise<T> {
+    this.queuedSave = undefined;
+    return this.queue.run(task);
+  }
+
+  /**
+   * Why an operation cannot run now, as a rejected promise (so `.catch()` sees it), or `undefined`:
+   * the store is not open, is read-only, or the call comes from inside an adapter the store waits for.
+   */
+  private refuse<T>(operation: string, write: boolean): Promise<T> | undefined {
+    try {
+      if (write) this.assertWritable(operation);
+      else this.assertOpen(operation);
+      const adapter = this.caller.activeAdapter;
+      if (adapter !== undefined) {
+        throw new PersistenceError(
+          PersistenceErrorCode.ReentrantCall,
+          messages.reentrantCall(operation, adapter),
+          { adapter },
+        );
+      }
+      return undefined;
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
   }
 
   private async acquireLock(): Promise<void> {
@@ -467,10 +606,23 @@ export class PersistenceStore
     const removed = await this.storage.prepare(this.adapterList.map((a) => a.name));
     if (records.length > 0) {
       this.pending = records.flat();
-      await this.applyJournal();
-      this.logger.warn(
-        `Recovery: replayed ${records.length} committed save(s) from the journal into the item files.`,
-      );
+      try {
+        await this.applyJournal();
+        this.logger.warn(
+          `Recovery: replayed ${records.length} committed save(s) from the journal into the item files.`,
+        );
+      } catch (error) {
+        // E.g. a full disk: the commits stay in the journal (the load reads them from there) and the
+        // next checkpoint writes them. Starting matters more than tidying up.
+        this.fail(
+          new PersistenceError(
+            PersistenceErrorCode.IoFailed,
+            messages.replayDeferred(records.length, this.options.path, messages.reasonOf(error)),
+            { operation: 'init', path: this.options.path, cause: error },
+          ),
+          'init',
+        );
+      }
     }
     if (removed.length > 0) {
       this.logger.log(`Recovery: removed ${removed.length} leftover temporary file(s).`);
@@ -496,24 +648,43 @@ export class PersistenceStore
     }
   }
 
-  /** With `loadOnBoot: false`: learn which files exist, so saves remove what memory no longer has. */
+  /**
+   * With `loadOnBoot: false`: learn which files exist, as not loaded. Memory is not the whole truth
+   * then, so no save overwrites or removes them until `loadAll()` loads them.
+   */
   private async indexFiles(): Promise<void> {
     for (const adapter of this.adapterList) {
       const files = await this.storage.list(adapter.name, this.codec.serializer.extension);
       const entries = new Map(
-        files.map((file) => [file.stem, { fileName: file.fileName, ref: undefined, hash: '' }]),
+        files.map((file) => [
+          file.stem,
+          {
+            fileName: file.fileName,
+            ref: undefined,
+            hash: '',
+            unloaded: 'the store started with loadOnBoot: false and loadAll() was not called',
+          },
+        ]),
       );
       this.index.set(adapter.name, entries);
     }
   }
 
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
-    const writer = new SnapshotWriter(this.journal, this.index, this.options.path, (error) =>
-      this.fail(error, operation),
+    const writer = new SnapshotWriter(
+      this.journal,
+      this.index,
+      this.options.path,
+      (error) => this.fail(error, operation),
+      this.caller,
+      this.failures,
+      { trusted: this.trustedAdapters, findProblem: undefined },
     );
     let result;
     try {
-      result = await writer.save(this.adapterList, this.codec, () => this.ensureStoreFolder());
+      result = await writer.save(this.adapterList, this.codec, operation, () =>
+        this.ensureStoreFolder(),
+      );
     } catch (error) {
       throw this.fail(
         error instanceof PersistenceError
@@ -524,12 +695,13 @@ export class PersistenceStore
     }
     this.pending.push(...result.ops);
     this.scheduleCheckpoint();
-    if (result.incomplete) {
-      // Per-item failures were reported one by one; the summary goes to the caller only.
-      throw result.incomplete;
-    }
     this.lastSaveTime = result.meta.timestamp;
     this.notifier.saved(result.meta);
+    if (result.incomplete) {
+      // What could not be saved was reported one by one (once for each change); everything else is
+      // committed. The summary goes to the caller of saveAll() only; auto-save does not back off.
+      throw result.incomplete;
+    }
     return result.meta;
   }
 
@@ -582,11 +754,21 @@ export class PersistenceStore
       this.storage,
       this.options.ioConcurrency,
       (error) => this.fail(error, operation),
+      this.caller,
       this.options.readOnly,
     );
     try {
-      if (!this.options.readOnly) await this.applyJournal();
-      const meta = await reader.load(this.adapterList, this.codec, this.index, overlay);
+      let records = overlay;
+      if (!this.options.readOnly) {
+        try {
+          await this.applyJournal();
+        } catch (error) {
+          // The item files are behind the journal: load them with its commits on top.
+          this.fail(this.wrapIo(operation, 'checkpoint', this.options.path, error), operation);
+          records = [...overlay, this.pending];
+        }
+      }
+      const meta = await reader.load(this.adapterList, this.codec, this.index, records);
       this.notifier.loaded(meta);
       return meta;
     } catch (error) {
@@ -597,6 +779,27 @@ export class PersistenceStore
         operation,
       );
     }
+  }
+
+  /** A store of this process on the same folder whose application never booted gives way. */
+  private async supersedeFailedBoot(): Promise<void> {
+    const other = openStores.get(this.options.path);
+    if (other && !other.isBootstrapped()) {
+      this.logger.warn(messages.supersededFailedBoot(this.options.path));
+      await other.supersede();
+    }
+  }
+
+  /** Releases the folder without saving: the application that opened this store never booted. */
+  private async supersede(): Promise<void> {
+    if (this.state !== 'ready') return;
+    this.disableAutoSave();
+    this.state = 'closing';
+    await this.queue.idle();
+    await this.journal.close().catch(() => undefined);
+    await this.lock?.release();
+    openStores.delete(this.options.path, this.registration);
+    this.state = 'closed';
   }
 
   private async close(): Promise<void> {
@@ -616,6 +819,7 @@ export class PersistenceStore
         .catch(() => undefined); // the journal keeps the commits; the next start replays them
       await this.journal.close().catch(() => undefined);
       await this.lock?.release();
+      openStores.delete(this.options.path, this.registration);
     }
     this.state = 'closed';
   }

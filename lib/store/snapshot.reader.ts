@@ -15,12 +15,19 @@ import { ItemDecodeError, ItemFileCodec } from '../storage/item-file.codec';
 import { JournalOp } from '../storage/journal';
 import { mapLimit } from '../storage/map-limit.util';
 import { UnsafeFileError } from '../storage/safe-read';
+import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 
 interface LoadedItem {
   id: string;
   value: unknown;
   entry: CommittedEntry;
+}
+
+/** A collection as read: the items that loaded, and the files left in place unloaded, by stem. */
+interface ReadCollection {
+  items: Map<string, LoadedItem>;
+  unloaded: Map<string, CommittedEntry>;
 }
 
 /**
@@ -30,7 +37,9 @@ interface LoadedItem {
  *   - not a valid item (bad bytes, bad envelope, rejected by `revive()`, over the size limit):
  *     moved to `.quarantine/` (left in place when read-only), reported, the rest loads;
  *   - encrypted and not readable with the keys at hand, or refused by the file system: left in place
- *     and pinned (no save removes it), reported, the rest loads.
+ *     and recorded as unloaded (no save overwrites or removes it), reported, the rest loads.
+ * When an adapter's `restore()` fails, its files are recorded as unloaded too: memory and disk
+ * differ, and no save may overwrite what could not be loaded.
  * The adapters are restored only once every folder was read, so an unreadable folder leaves the
  * in-memory state as it was.
  */
@@ -39,6 +48,7 @@ export class SnapshotReader {
     private readonly storage: FileSystemStorage,
     private readonly ioConcurrency: number,
     private readonly report: (error: PersistenceError) => void,
+    private readonly caller: AdapterCaller,
     private readonly readOnly = false,
   ) {}
 
@@ -59,34 +69,36 @@ export class SnapshotReader {
       skipped: 0,
       durationMs: 0,
     };
-    const states: Array<[PersistenceAdapter, Map<string, LoadedItem>]> = [];
+    const states: Array<[PersistenceAdapter, ReadCollection]> = [];
     for (const adapter of adapters) {
-      const items = await this.readCollection(adapter, codec, meta, overlay);
-      states.push([adapter, items]);
+      states.push([adapter, await this.readCollection(adapter, codec, meta, overlay)]);
     }
     index.clear();
-    for (const [adapter, items] of states) {
+    for (const [adapter, { items, unloaded }] of states) {
       const values = new Map<string, unknown>();
-      const committed = new Map<string, CommittedEntry>();
+      const committed = new Map<string, CommittedEntry>(unloaded);
       for (const [stem, item] of items) {
         values.set(item.id, item.value);
         committed.set(stem, item.entry);
       }
       try {
-        await adapter.restore(values);
+        await this.caller.restore(adapter, values, 'load');
         meta.items += values.size;
         meta.adapters[adapter.name] = values.size;
       } catch (error) {
         meta.skipped += values.size;
         meta.adapters[adapter.name] = 0;
-        // Memory and disk now differ: forget the files, so no save removes what could not be loaded.
-        committed.clear();
+        // Memory and disk now differ: no save may overwrite or remove what could not be loaded.
+        const why = `adapter "${adapter.name}" failed to restore it`;
+        for (const entry of committed.values()) entry.unloaded ??= why;
         this.report(
-          new PersistenceError(
-            PersistenceErrorCode.AdapterFailed,
-            adapterFailed(adapter.name, 'restore', reasonOf(error)),
-            { operation: 'load', adapter: adapter.name, cause: error },
-          ),
+          error instanceof PersistenceError
+            ? error
+            : new PersistenceError(
+                PersistenceErrorCode.AdapterFailed,
+                adapterFailed(adapter.name, 'restore', reasonOf(error)),
+                { operation: 'load', adapter: adapter.name, cause: error },
+              ),
         );
       }
       index.set(adapter.name, committed);
@@ -100,8 +112,9 @@ export class SnapshotReader {
     codec: ItemFileCodec,
     meta: LoadMetadata,
     overlay: readonly JournalOp[][],
-  ): Promise<Map<string, LoadedItem>> {
+  ): Promise<ReadCollection> {
     const collection = adapter.name;
+    const unloaded = new Map<string, CommittedEntry>();
     let files: ItemFile[];
     try {
       files = await this.storage.list(collection, codec.serializer.extension);
@@ -126,7 +139,15 @@ export class SnapshotReader {
         return item;
       } catch (error) {
         meta.skipped++;
-        await this.setAside(collection, file, error);
+        const why = await this.setAside(collection, file, error);
+        if (why !== undefined) {
+          unloaded.set(file.stem, {
+            fileName: file.fileName,
+            ref: undefined,
+            hash: '',
+            unloaded: why,
+          });
+        }
         return undefined;
       }
     });
@@ -134,6 +155,14 @@ export class SnapshotReader {
     decoded.forEach((item, i) => {
       if (item) this.put(items, files[i].stem, item);
     });
+    for (const [stem, entry] of unloaded) {
+      // An item with a readable file in one format and an unreadable one in another: keep both.
+      const loaded = items.get(stem);
+      if (loaded) {
+        loaded.entry.unloaded = entry.unloaded;
+        unloaded.delete(stem);
+      }
+    }
     for (const record of overlay) {
       for (const op of record.filter((o) => o.collection === collection)) {
         const parsed = parseItemFileName(op.fileName, codec.serializer.extension);
@@ -158,7 +187,7 @@ export class SnapshotReader {
         }
       }
     }
-    return items;
+    return { items, unloaded };
   }
 
   private async decode(
@@ -168,7 +197,7 @@ export class SnapshotReader {
     data: Buffer,
   ): Promise<LoadedItem> {
     const { envelope, plain, keyId } = await codec.decode(adapter.name, file, data);
-    const value = adapter.revive ? adapter.revive(envelope.data, envelope.id) : envelope.data;
+    const value = this.caller.revive(adapter, envelope.data, envelope.id);
     return {
       id: envelope.id,
       value,
@@ -194,7 +223,12 @@ export class SnapshotReader {
     items.set(stem, item);
   }
 
-  private async setAside(collection: string, file: ItemFile, cause: unknown): Promise<void> {
+  /** Reports a file that did not load; returns why it stays in place unloaded, if it does. */
+  private async setAside(
+    collection: string,
+    file: ItemFile,
+    cause: unknown,
+  ): Promise<string | undefined> {
     const context = {
       operation: 'load' as const,
       adapter: collection,
@@ -221,7 +255,9 @@ export class SnapshotReader {
               context,
             ),
       );
-      return;
+      return cause instanceof ItemDecodeError
+        ? 'it could not be decrypted with the configured keys'
+        : `it could not be read: ${reasonOf(cause)}`;
     }
     let movedTo: string | undefined;
     if (!this.readOnly) {
@@ -239,6 +275,7 @@ export class SnapshotReader {
         context,
       ),
     );
+    return movedTo ? undefined : `it is not a valid item file: ${reasonOf(cause)}`;
   }
 }
 

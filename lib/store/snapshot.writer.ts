@@ -1,19 +1,23 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
-import { PersistenceError } from '../errors/persistence.error';
+import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { SaveMetadata } from '../interfaces/persistence-metadata.interface';
 import {
-  adapterFailed,
+  duplicateSnapshotId,
   ioFailed,
+  itemTooLarge,
   reasonOf,
   saveIncomplete,
   serializeFailed,
+  unloadedItem,
 } from '../persistence.messages';
 import { yieldToEventLoop } from '../storage/event-loop.util';
 import { encodeId } from '../storage/file-name.codec';
-import { ItemFileCodec } from '../storage/item-file.codec';
+import { ItemFileCodec, ItemTooLargeError } from '../storage/item-file.codec';
 import { Journal, JournalOp } from '../storage/journal';
+import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { FailureMemo } from './failure.memo';
 
 /** Serializing is synchronous CPU work: let the application's I/O in between batches. */
 const YIELD_EVERY = 64;
@@ -22,8 +26,26 @@ const YIELD_EVERY = 64;
 export interface SaveResult {
   meta: SaveMetadata;
   ops: JournalOp[];
-  /** Set when some items could not be serialized (the others were committed). */
+  /** Set when some items or adapters could not be saved (everything else was committed). */
   incomplete?: PersistenceError;
+}
+
+/** How the writer checks values before they are committed. */
+export interface WriterChecks {
+  /** Finds what JSON cannot carry exactly in a custom adapter's value (undefined: none). */
+  findProblem?: (value: unknown, allowToJSON: boolean) => string | undefined;
+  /** Adapters whose values were checked when they were accepted (the built-in managers). */
+  trusted: ReadonlySet<PersistenceAdapter>;
+}
+
+/** One adapter's part of a save, merged into the commit only when the adapter completed. */
+interface AdapterPart {
+  ops: JournalOp[];
+  updates: Array<[string, CommittedEntry | undefined]>;
+  saved: number;
+  changed: number;
+  deleted: number;
+  size: number;
 }
 
 /**
@@ -32,8 +54,10 @@ export interface SaveResult {
  * appended and fsynced once: that is the commit, all or nothing. The item files are brought up to
  * date later, by the checkpoint.
  *
- * An item that cannot be serialized is reported and left as it was committed; an I/O failure
- * commits nothing.
+ * What cannot be saved never stops the rest: an item that cannot be stored exactly, is too large to
+ * be read back, or would overwrite a file this store did not load is reported (once for each change
+ * to it) and keeps its last committed version; an adapter whose snapshot fails keeps its whole
+ * committed state. An I/O failure commits nothing.
  */
 export class SnapshotWriter {
   constructor(
@@ -41,6 +65,9 @@ export class SnapshotWriter {
     private readonly index: CommittedIndex,
     private readonly root: string,
     private readonly report: (error: PersistenceError) => void,
+    private readonly caller: AdapterCaller,
+    private readonly failures: FailureMemo,
+    private readonly checks: WriterChecks,
   ) {}
 
   /**
@@ -50,20 +77,19 @@ export class SnapshotWriter {
   async save(
     adapters: readonly PersistenceAdapter[],
     codec: ItemFileCodec,
+    operation: PersistenceOperation,
     beforeWrite: () => Promise<void> = () => Promise.resolve(),
   ): Promise<SaveResult> {
     const started = performance.now();
     const timestamp = new Date();
     const snapshots: Array<[PersistenceAdapter, ReadonlyMap<string, unknown>]> = [];
+    let failedAdapters = 0;
     for (const adapter of adapters) {
       try {
-        snapshots.push([adapter, await adapter.snapshot()]);
+        snapshots.push([adapter, await this.caller.snapshot(adapter, operation)]);
       } catch (error) {
-        throw new PersistenceError(
-          PersistenceErrorCode.AdapterFailed,
-          adapterFailed(adapter.name, 'snapshot', reasonOf(error)),
-          { operation: 'save', adapter: adapter.name, cause: error },
-        );
+        failedAdapters++;
+        this.report(error as PersistenceError);
       }
     }
     await beforeWrite();
@@ -76,78 +102,29 @@ export class SnapshotWriter {
       adapters: {},
       changed: 0,
       deleted: 0,
+      failed: 0,
       durationMs: 0,
     };
     const ops: JournalOp[] = [];
-    const updates: Array<[Map<string, CommittedEntry>, string, CommittedEntry | undefined]> = [];
-    let failed = 0;
-    let count = 0;
+    const updates: Array<[Map<string, CommittedEntry>, AdapterPart]> = [];
     for (const [adapter, items] of snapshots) {
-      const collection = adapter.name;
-      let committed = this.index.get(collection);
+      let committed = this.index.get(adapter.name);
       if (!committed) {
         committed = new Map();
-        this.index.set(collection, committed);
+        this.index.set(adapter.name, committed);
       }
-      const seen = new Set<string>();
-      let saved = 0;
-      for (const [id, value] of items) {
-        if (++count % YIELD_EVERY === 0) await yieldToEventLoop();
-        let stem: string | undefined;
-        try {
-          stem = encodeId(id);
-          seen.add(stem);
-          const entry = committed.get(stem);
-          const fileName = stem + codec.extension;
-          const current =
-            entry !== undefined && entry.fileName === fileName && entry.keyId === codec.keyId;
-          if (current && entry.ref === value && !entry.others) {
-            saved++;
-            continue;
-          }
-          const plain = await codec.serialize(id, value);
-          const hash = hashBytes(plain);
-          if (current && entry.hash === hash && !entry.others) {
-            entry.ref = value;
-            saved++;
-            continue;
-          }
-          const data = codec.seal(collection, stem, plain);
-          ops.push({ collection, fileName, data });
-          for (const old of [entry?.fileName, ...(entry?.others ?? [])]) {
-            if (old !== undefined && old !== fileName) ops.push({ collection, fileName: old });
-          }
-          updates.push([committed, stem, { fileName, ref: value, hash, keyId: codec.keyId }]);
-          meta.size += data.length;
-          meta.changed++;
-          saved++;
-        } catch (error) {
-          failed++;
-          this.report(
-            error instanceof PersistenceError
-              ? new PersistenceError(error.code, error.message, {
-                  operation: 'save',
-                  adapter: collection,
-                  itemId: id,
-                })
-              : new PersistenceError(
-                  PersistenceErrorCode.SerializeFailed,
-                  serializeFailed(collection, id, reasonOf(error)),
-                  { operation: 'save', adapter: collection, itemId: id, cause: error },
-                ),
-          );
-        }
+      const part = await this.savePart(adapter, items, committed, codec, operation, meta);
+      if (!part) {
+        failedAdapters++;
+        continue;
       }
-      for (const [stem, entry] of committed) {
-        if (seen.has(stem)) continue;
-        for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
-          ops.push({ collection, fileName });
-        }
-        updates.push([committed, stem, undefined]);
-        meta.deleted++;
-      }
-      meta.items += saved;
-      meta.adapters[collection] = saved;
+      ops.push(...part.ops);
+      updates.push([committed, part]);
+      meta.items += part.saved;
+      meta.adapters[adapter.name] = part.saved;
+      meta.changed += part.changed;
+      meta.deleted += part.deleted;
+      meta.size += part.size;
     }
     if (ops.length > 0) {
       try {
@@ -156,23 +133,166 @@ export class SnapshotWriter {
         throw new PersistenceError(
           PersistenceErrorCode.IoFailed,
           ioFailed('commit the save to', this.journal.path, reasonOf(error)),
-          { operation: 'save', path: this.journal.path, cause: error },
+          { operation, path: this.journal.path, cause: error },
         );
       }
     }
-    for (const [committed, stem, entry] of updates) {
-      if (entry) committed.set(stem, entry);
-      else committed.delete(stem);
+    for (const [committed, part] of updates) {
+      for (const [stem, entry] of part.updates) {
+        if (entry) committed.set(stem, entry);
+        else committed.delete(stem);
+      }
     }
     meta.durationMs = performance.now() - started;
     const incomplete =
-      failed > 0
+      meta.failed > 0 || failedAdapters > 0
         ? new PersistenceError(
             PersistenceErrorCode.SaveIncomplete,
-            saveIncomplete(failed, meta.items + failed),
-            { operation: 'save', path: this.root },
+            saveIncomplete(meta.failed, meta.items + meta.failed, failedAdapters),
+            { operation, path: this.root },
           )
         : undefined;
     return { meta, ops, incomplete };
+  }
+
+  /** One adapter's changes; `undefined` when the snapshot as a whole is unusable (reported). */
+  private async savePart(
+    adapter: PersistenceAdapter,
+    items: ReadonlyMap<string, unknown>,
+    committed: Map<string, CommittedEntry>,
+    codec: ItemFileCodec,
+    operation: PersistenceOperation,
+    meta: SaveMetadata,
+  ): Promise<AdapterPart | undefined> {
+    const collection = adapter.name;
+    const part: AdapterPart = { ops: [], updates: [], saved: 0, changed: 0, deleted: 0, size: 0 };
+    const seen = new Set<string>();
+    const immutable = adapter.immutable === true;
+    const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
+    let count = 0;
+    for (const [id, value] of items.entries()) {
+      if (++count % YIELD_EVERY === 0) await yieldToEventLoop();
+      let stem: string;
+      try {
+        stem = encodeId(id);
+      } catch (error) {
+        meta.failed++;
+        this.reportItem(adapter, String(id), value, error, operation);
+        continue;
+      }
+      if (seen.has(stem)) {
+        this.report(
+          new PersistenceError(
+            PersistenceErrorCode.AdapterFailed,
+            duplicateSnapshotId(collection, id),
+            { operation, adapter: collection, itemId: id },
+          ),
+        );
+        return undefined;
+      }
+      seen.add(stem);
+      const entry = committed.get(stem);
+      if (entry?.unloaded !== undefined) {
+        meta.failed++;
+        const error = new PersistenceError(
+          PersistenceErrorCode.UnloadedItem,
+          unloadedItem(collection, id, `${collection}/${entry.fileName}`, entry.unloaded),
+          { operation, adapter: collection, itemId: id },
+        );
+        this.reportOnce(adapter, stem, value, error);
+        continue;
+      }
+      const fileName = stem + codec.extension;
+      const current =
+        entry !== undefined &&
+        entry.fileName === fileName &&
+        entry.keyId === codec.keyId &&
+        !entry.others;
+      if (immutable && current && entry.ref === value) {
+        part.saved++;
+        continue;
+      }
+      if (immutable && this.failures.isSameFailure(collection, stem, value, undefined)) {
+        meta.failed++; // reported when it changed last
+        continue;
+      }
+      let plain: Buffer;
+      let data: Buffer;
+      try {
+        const problem = checkValues?.(value, typeof adapter.revive === 'function');
+        if (problem !== undefined) throw new TypeError(problem);
+        plain = await codec.serialize(id, value);
+        data = codec.seal(collection, stem, plain);
+      } catch (error) {
+        meta.failed++;
+        this.reportItem(adapter, id, value, error, operation, stem);
+        continue;
+      }
+      this.failures.clear(collection, stem);
+      part.saved++;
+      const hash = hashBytes(plain);
+      if (current && entry.hash === hash) {
+        entry.ref = value;
+        continue;
+      }
+      part.ops.push({ collection, fileName, data });
+      for (const old of [entry?.fileName, ...(entry?.others ?? [])]) {
+        if (old !== undefined && old !== fileName) part.ops.push({ collection, fileName: old });
+      }
+      part.updates.push([stem, { fileName, ref: value, hash, keyId: codec.keyId }]);
+      part.size += data.length;
+      part.changed++;
+    }
+    for (const [stem, entry] of committed) {
+      if (seen.has(stem) || entry.unloaded !== undefined) continue; // never remove what was not loaded
+      for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
+        part.ops.push({ collection, fileName });
+      }
+      part.updates.push([stem, undefined]);
+      part.deleted++;
+      this.failures.clear(collection, stem);
+    }
+    return part;
+  }
+
+  private reportItem(
+    adapter: PersistenceAdapter,
+    id: string,
+    value: unknown,
+    error: unknown,
+    operation: PersistenceOperation,
+    stem?: string,
+  ): void {
+    const collection = adapter.name;
+    const context = { operation, adapter: collection, itemId: id, cause: error };
+    const reported =
+      error instanceof ItemTooLargeError
+        ? new PersistenceError(
+            PersistenceErrorCode.ItemTooLarge,
+            itemTooLarge(collection, id, error.message),
+            context,
+          )
+        : error instanceof PersistenceError
+          ? new PersistenceError(error.code, error.message, context)
+          : new PersistenceError(
+              PersistenceErrorCode.SerializeFailed,
+              serializeFailed(collection, id, reasonOf(error)),
+              context,
+            );
+    if (stem === undefined) this.report(reported);
+    else this.reportOnce(adapter, stem, value, reported);
+  }
+
+  /** Reports an item's failure once for each change to it. */
+  private reportOnce(
+    adapter: PersistenceAdapter,
+    stem: string,
+    value: unknown,
+    error: PersistenceError,
+  ): void {
+    const fingerprint = adapter.immutable === true ? undefined : error.message;
+    if (this.failures.isSameFailure(adapter.name, stem, value, fingerprint)) return;
+    this.failures.remember(adapter.name, stem, value, error.message);
+    this.report(error);
   }
 }

@@ -8,6 +8,8 @@ import { FocusManager } from './focus.manager';
 @Injectable()
 export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   readonly name = 'focus';
+  /** Records are frozen and replaced on every change. */
+  readonly immutable = true;
 
   constructor(private readonly focus: FocusManager) {}
 

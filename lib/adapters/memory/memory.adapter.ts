@@ -8,6 +8,8 @@ import { MemoryManager } from './memory.manager';
 @Injectable()
 export class MemoryAdapter implements PersistenceAdapter<Conversation> {
   readonly name = 'conversations';
+  /** Records are frozen and replaced on every change. */
+  readonly immutable = true;
 
   constructor(private readonly memory: MemoryManager) {}
 

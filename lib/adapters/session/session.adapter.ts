@@ -8,6 +8,8 @@ import { SessionManager } from './session.manager';
 @Injectable()
 export class SessionAdapter implements PersistenceAdapter<Session> {
   readonly name = 'sessions';
+  /** Records are frozen and replaced on every change. */
+  readonly immutable = true;
 
   constructor(private readonly sessions: SessionManager) {}
 

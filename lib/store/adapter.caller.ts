@@ -1,0 +1,118 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
+import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
+import { adapterFailed, adapterTimedOut, reasonOf } from '../persistence.messages';
+
+/**
+ * Every call into an adapter goes through here:
+ *  - bounded: a `snapshot()` or `restore()` that never settles fails after `timeoutMs` as that
+ *    adapter's `ADAPTER_FAILED`, so one stuck adapter cannot hang a save, a load or shutdown;
+ *  - marked: the adapter's code runs inside an async context, so a store operation it calls (and
+ *    would wait for, while the store waits for it) is refused instead of deadlocking.
+ */
+export class AdapterCaller {
+  private readonly context = new AsyncLocalStorage<string>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  /** The adapter whose code is running in the current async context, if any. */
+  get activeAdapter(): string | undefined {
+    return this.context.getStore();
+  }
+
+  async snapshot(
+    adapter: PersistenceAdapter,
+    operation: PersistenceOperation,
+  ): Promise<ReadonlyMap<string, unknown>> {
+    const result = await this.call(adapter, 'snapshot', operation, () => adapter.snapshot());
+    if (!isMapLike(result)) {
+      throw failure(
+        adapter,
+        'snapshot',
+        operation,
+        `it returned ${describeKind(result)}, not a Map`,
+      );
+    }
+    return result;
+  }
+
+  restore(
+    adapter: PersistenceAdapter,
+    items: ReadonlyMap<string, unknown>,
+    operation: PersistenceOperation,
+  ): Promise<void> {
+    return this.call(adapter, 'restore', operation, () => adapter.restore(items));
+  }
+
+  /** `revive()` is synchronous: it runs marked, without a time limit. */
+  revive(adapter: PersistenceAdapter, raw: unknown, id: string): unknown {
+    return adapter.revive ? this.context.run(adapter.name, () => adapter.revive!(raw, id)) : raw;
+  }
+
+  private async call<T>(
+    adapter: PersistenceAdapter,
+    method: 'snapshot' | 'restore',
+    operation: PersistenceOperation,
+    work: () => T | Promise<T>,
+  ): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new PersistenceError(
+              PersistenceErrorCode.AdapterFailed,
+              adapterTimedOut(adapter.name, method, this.timeoutMs),
+              { operation, adapter: adapter.name },
+            ),
+          ),
+        this.timeoutMs,
+      );
+      timer.unref?.();
+    });
+    try {
+      return await Promise.race([this.context.run(adapter.name, async () => work()), timeout]);
+    } catch (error) {
+      if (error instanceof PersistenceError && error.code === PersistenceErrorCode.AdapterFailed) {
+        throw error;
+      }
+      throw failure(adapter, method, operation, reasonOf(error), error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function failure(
+  adapter: PersistenceAdapter,
+  method: string,
+  operation: PersistenceOperation,
+  reason: string,
+  cause?: unknown,
+): PersistenceError {
+  return new PersistenceError(
+    PersistenceErrorCode.AdapterFailed,
+    adapterFailed(adapter.name, method, reason),
+    { operation, adapter: adapter.name, cause },
+  );
+}
+
+/** A `Map`, or an object shaped like a `ReadonlyMap` (entries() and size). */
+function isMapLike(value: unknown): value is ReadonlyMap<string, unknown> {
+  if (value instanceof Map) return true;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    typeof (value as ReadonlyMap<string, unknown>).entries === 'function' &&
+    typeof (value as ReadonlyMap<string, unknown>).size === 'number'
+  );
+}
+
+function describeKind(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'a plain object';
+  return `a ${typeof value}`;
+}
