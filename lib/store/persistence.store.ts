@@ -101,6 +101,8 @@ export class PersistenceStore
   private shutdown?: Promise<void>;
   private releaseBootEvents?: () => void;
   private bootstrapped = false;
+  /** Recovery could not write the journal into the item files: the boot load reads it instead. */
+  private replayDeferred = false;
   /** How this store appears in the registry of folders held by this process. */
   private readonly registration: OpenStore = {
     isBootstrapped: () => this.bootstrapped,
@@ -572,7 +574,7 @@ export class PersistenceStore
       }
       return undefined;
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
   }
 
@@ -614,6 +616,7 @@ export class PersistenceStore
       } catch (error) {
         // E.g. a full disk: the commits stay in the journal (the load reads them from there) and the
         // next checkpoint writes them. Starting matters more than tidying up.
+        this.replayDeferred = true;
         this.fail(
           new PersistenceError(
             PersistenceErrorCode.IoFailed,
@@ -759,7 +762,10 @@ export class PersistenceStore
     );
     try {
       let records = overlay;
-      if (!this.options.readOnly) {
+      if (this.replayDeferred) {
+        this.replayDeferred = false; // reported by recovery already
+        records = [...overlay, this.pending];
+      } else if (!this.options.readOnly) {
         try {
           await this.applyJournal();
         } catch (error) {
