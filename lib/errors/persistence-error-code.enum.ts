@@ -37,4 +37,10 @@ export enum PersistenceErrorCode {
   ReadOnly = 'PERSISTENCE_READ_ONLY',
   /** The store was used after the application closed. */
   StoreClosed = 'PERSISTENCE_STORE_CLOSED',
+  /**
+   * The journal was damaged in the middle (valid records after unreadable bytes: not a crash). Reported
+   * at start-up, which goes on: the whole journal was copied aside, every valid record before and
+   * after the damage was replayed; only the saves in the damaged bytes are lost.
+   */
+  JournalDamaged = 'PERSISTENCE_JOURNAL_DAMAGED',
 }
