@@ -33,7 +33,7 @@ const item = (id: string, body = `{"id":"${id}"}`): JournalOp => ({
 /** Each record's start and length, walking the lengths of an undamaged journal. */
 function frames(journal: Buffer): Array<{ start: number; length: number }> {
   const result: Array<{ start: number; length: number }> = [];
-  for (let start = 0; start < journal.length; ) {
+  for (let start = 0; start < journal.length;) {
     const length = 16 + journal.readUInt32LE(start + 4);
     result.push({ start, length });
     start += length;
@@ -110,9 +110,7 @@ describe('decodeRecords: reading past damage', () => {
       }),
     );
     expect(idsOf(decoded.records)).toEqual([['r1'], ['r4'], ['r5']]);
-    expect(decoded.damaged).toEqual([
-      { offset: at[1].start, length: at[1].length + at[2].length },
-    ]);
+    expect(decoded.damaged).toEqual([{ offset: at[1].start, length: at[1].length + at[2].length }]);
   });
 
   it('damage in the last record is a torn tail: no damaged region, validLength before it', () => {
@@ -323,23 +321,20 @@ describe('a store whose journal is damaged (real folder, real Nest app)', () => 
   it.each([
     ['a damaged byte in the last record', (b: Buffer) => void (b[at[4].start + 24] ^= 0xff)],
     ['an append cut short', (b: Buffer) => b.subarray(0, at[4].start + 40)],
-  ])(
-    'a torn tail (%s) is cut with a warning: no copy, no error event',
-    async (_, change) => {
-      const { dir, bytes } = await damagedStore(change);
-      const { app, errors, logger } = await start(dir);
-      expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's3', 's4'], base: { v: 4 } });
-      expect(await asideCopies(dir)).toEqual([]);
-      expect(errors).toEqual([]);
-      const torn = bytes.length - at[4].start;
-      const warnings = logger.lines.filter((line) => line.includes('off the end of the journal'));
-      expect(warnings).toEqual([
-        `warn Recovery: cut ${torn} byte(s) off the end of the journal ${join(dir, '.journal')}: ` +
-          'a save interrupted by a crash; it was never acknowledged.',
-      ]);
-      expect(logger.lines.filter((line) => line.startsWith('error '))).toEqual([]);
-    },
-  );
+  ])('a torn tail (%s) is cut with a warning: no copy, no error event', async (_, change) => {
+    const { dir, bytes } = await damagedStore(change);
+    const { app, errors, logger } = await start(dir);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's3', 's4'], base: { v: 4 } });
+    expect(await asideCopies(dir)).toEqual([]);
+    expect(errors).toEqual([]);
+    const torn = bytes.length - at[4].start;
+    const warnings = logger.lines.filter((line) => line.includes('off the end of the journal'));
+    expect(warnings).toEqual([
+      `warn Recovery: cut ${torn} byte(s) off the end of the journal ${join(dir, '.journal')}: ` +
+        'a save interrupted by a crash; it was never acknowledged.',
+    ]);
+    expect(logger.lines.filter((line) => line.startsWith('error '))).toEqual([]);
+  });
 
   it('read-only: sees the saves after the damage and reports it, writing nothing', async () => {
     const { dir, bytes } = await damagedStore((b) => void (b[at[2].start + 24] ^= 0xff));
