@@ -94,6 +94,25 @@ export const backupDestinationNotEmpty = (destination: string): string =>
 export const backupSourceInvalid = (source: string, problem: string): string =>
   `Cannot restore from ${source}: ${problem}. The store was not changed.`;
 
+export const journalTornTail = (path: string, bytes: number): string =>
+  `Recovery: cut ${bytes} byte(s) off the end of the journal ${path}: a save interrupted by a crash; ` +
+  'it was never acknowledged.';
+
+export const journalDamaged = (
+  path: string,
+  damage: { unreadableBytes: number; regions: number; recovered: number; copyPath?: string },
+): string =>
+  `The journal ${path} is damaged: ${damage.unreadableBytes} byte(s) in ${damage.regions} place(s) ` +
+  `could not be read, and valid saves follow them, so this is not a crash but damage to the file ` +
+  `(disk, file system, or another program). ${damage.recovered} committed save(s) before and after ` +
+  'the damage were recovered; the changes of the save(s) in the damaged bytes are lost. ' +
+  (damage.copyPath
+    ? `The whole damaged journal was copied to ${damage.copyPath} and the recovered saves replayed ` +
+      'into the item files. Check the disk and the loaded state; keep the copy for inspection, ' +
+      'delete it when done.'
+    : 'The store is read-only, so nothing was changed: the recovered saves are applied in memory. ' +
+      'Open the store once without readOnly to copy the journal aside and replay them; check the disk.');
+
 export const describe = (value: unknown): string => {
   if (typeof value === 'string') {
     return value.length > 60 ? JSON.stringify(`${value.slice(0, 57)}...`) : JSON.stringify(value);

@@ -50,4 +50,10 @@ export enum PersistenceErrorCode {
   UnloadedItem = 'PERSISTENCE_UNLOADED_ITEM',
   /** A store operation was called from inside an adapter call that the store is waiting for. */
   ReentrantCall = 'PERSISTENCE_REENTRANT_CALL',
+  /**
+   * The journal was damaged in the middle (valid records after unreadable bytes: not a crash). Reported
+   * at start-up, which goes on: the whole journal was copied aside, every valid record before and
+   * after the damage was replayed; only the saves in the damaged bytes are lost.
+   */
+  JournalDamaged = 'PERSISTENCE_JOURNAL_DAMAGED',
 }

@@ -1,6 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import { atomicWrite } from './atomic-write';
 import { yieldToEventLoop } from './event-loop.util';
-import { PersistenceFile, PersistenceFileSystem } from './file-system.interface';
+import { errorCode, PersistenceFile, PersistenceFileSystem } from './file-system.interface';
 
 /*
  * The write-ahead journal, `<path>/.journal`. A save appends one record and fsyncs the journal once:
@@ -14,8 +16,12 @@ import { PersistenceFile, PersistenceFileSystem } from './file-system.interface'
  *
  * Header JSON: { "ops": [ { "c": collection, "f": file name, "n": byte length, or -1 for a removal } ] }
  *
- * Reading stops at the first record that is incomplete or whose checksum does not match (a torn
- * tail from a crash during an append); everything after it is discarded.
+ * Reading (see {@link decodeRecords}) tells two kinds of bad bytes apart:
+ *  - a torn tail: bad bytes with no valid record after them, as a crash during an append leaves
+ *    (that save was never acknowledged); it is cut off;
+ *  - damage in the middle: bad bytes followed by valid records. The records before and after it are
+ *    all kept; only the damaged bytes are unreadable. The store copies such a journal aside and
+ *    reports it (PERSISTENCE_JOURNAL_DAMAGED).
  */
 
 const MAGIC = Buffer.from([0x4e, 0x50, 0x4a, 0x01]);
@@ -82,41 +88,198 @@ export async function encodeRecord(
   return { prefix, chunks, length: RECORD_HEADER + length };
 }
 
-/** The complete records at the start of `data`, and the length they cover. */
-export function decodeRecords(data: Buffer): { records: JournalOp[][]; validLength: number } {
-  const records: JournalOp[][] = [];
-  let offset = 0;
-  while (offset + RECORD_HEADER <= data.length) {
-    if (!data.subarray(offset, offset + 4).equals(MAGIC)) break;
-    const length = data.readUInt32LE(offset + 4);
-    const end = offset + RECORD_HEADER + length;
-    if (end > data.length) break;
-    const payload = data.subarray(offset + RECORD_HEADER, end);
-    if (!checksum(payload).equals(data.subarray(offset + 8, offset + 16))) break;
-    const ops = parsePayload(payload);
-    if (!ops) break;
-    records.push(ops);
-    offset = end;
-  }
-  return { records, validLength: offset };
+/** A byte range of the journal that could not be read, between valid records. */
+export interface DamagedRegion {
+  offset: number;
+  length: number;
 }
 
+/** What a journal holds, read past any damage. */
+export interface DecodedJournal {
+  /** Every valid record, in file order: those before a damaged region and those after it. */
+  records: JournalOp[][];
+  /** End of the last valid record; the bytes after it (if any) are a torn tail. */
+  validLength: number;
+  /** Unreadable ranges with valid records after them (damage in the middle), in file order. */
+  damaged: DamagedRegion[];
+}
+
+/**
+ * Reads every valid record of a journal. A record is valid when its magic, a length that fits, its
+ * checksum and its payload all check. At a record that is not valid, reading resumes at the next
+ * record start, found in this order:
+ *  1. the bad record's own frame: when its length leads exactly to a valid record, only the bad
+ *     record is lost (its payload, checksum or magic was damaged);
+ *  2. otherwise a scan for valid records after it. Bytes inside a payload could look like a record,
+ *     so the scan prefers the first record whose chain of contiguous valid records runs to the end
+ *     of the file or up to a torn tail (nothing valid after it). A valid record before that one is
+ *     kept only when it is anchored: the bad record right after its chain has a frame leading to a
+ *     valid record, as a save between two damaged records has.
+ * When no valid record follows, the rest is a torn tail (`validLength` marks where it starts).
+ */
+export function decodeRecords(data: Buffer): DecodedJournal {
+  const reader = new RecordReader(data);
+  const records: JournalOp[][] = [];
+  const damaged: DamagedRegion[] = [];
+  let offset = 0;
+  for (;;) {
+    for (let record = reader.at(offset); record; record = reader.at(offset)) {
+      records.push(record.ops);
+      offset = record.end;
+    }
+    if (offset >= data.length) break;
+    const next = reader.resync(offset);
+    if (next === undefined) break;
+    damaged.push({ offset, length: next - offset });
+    offset = next;
+  }
+  return { records, validLength: offset, damaged };
+}
+
+interface DecodedRecord {
+  ops: JournalOp[];
+  end: number;
+}
+
+/** Decodes records at any offset of one journal, remembering what it already checked. */
+class RecordReader {
+  private readonly records = new Map<number, DecodedRecord | null>();
+  private readonly chainEnds = new Map<number, number>();
+
+  constructor(private readonly data: Buffer) {}
+
+  /** The valid record starting at `offset`, if there is one. */
+  at(offset: number): DecodedRecord | undefined {
+    let record = this.records.get(offset);
+    if (record === undefined) {
+      record = this.decode(offset) ?? null;
+      this.records.set(offset, record);
+    }
+    return record ?? undefined;
+  }
+
+  /** Where reading resumes after the bad bytes at `offset`; undefined for a torn tail. */
+  resync(offset: number): number | undefined {
+    const framed = this.framedEnd(offset);
+    if (framed !== undefined) return framed;
+    const candidates: number[] = [];
+    for (
+      let found = this.data.indexOf(MAGIC, offset + 1);
+      found !== -1;
+      found = this.data.indexOf(MAGIC, found + 1)
+    ) {
+      if (this.at(found)) candidates.push(found);
+    }
+    // The chain that runs to the end or to a torn tail. There is one whenever there are candidates:
+    // the last candidate's chain qualifies, as nothing valid starts after it.
+    const anchor = candidates.find((start) => {
+      const end = this.chainEnd(start);
+      return end === this.data.length || candidates.every((other) => other < end);
+    });
+    if (anchor === undefined) return undefined;
+    const island = candidates.find((start) => {
+      if (start >= anchor) return false;
+      const end = this.chainEnd(start);
+      if (end > anchor) return false;
+      const framed = this.framedEnd(end);
+      return framed !== undefined && framed <= anchor;
+    });
+    return island ?? anchor;
+  }
+
+  /** The end of the run of contiguous valid records starting at `offset` (a valid record). */
+  private chainEnd(offset: number): number {
+    const known = this.chainEnds.get(offset);
+    if (known !== undefined) return known;
+    const visited: number[] = [];
+    let position = offset;
+    for (let record = this.at(position); record; record = this.at(position)) {
+      visited.push(position);
+      position = record.end;
+      const after = this.chainEnds.get(position);
+      if (after !== undefined) {
+        position = after;
+        break;
+      }
+    }
+    for (const start of visited) this.chainEnds.set(start, position);
+    return position;
+  }
+
+  /** The end a bad record's own length gives, when a valid record starts exactly there. */
+  private framedEnd(offset: number): number | undefined {
+    if (offset + RECORD_HEADER > this.data.length) return undefined;
+    const end = offset + RECORD_HEADER + this.data.readUInt32LE(offset + 4);
+    return end < this.data.length && this.at(end) ? end : undefined;
+  }
+
+  private decode(offset: number): DecodedRecord | undefined {
+    const data = this.data;
+    if (offset + RECORD_HEADER > data.length) return undefined;
+    if (!data.subarray(offset, offset + 4).equals(MAGIC)) return undefined;
+    const end = offset + RECORD_HEADER + data.readUInt32LE(offset + 4);
+    if (end > data.length) return undefined;
+    const payload = data.subarray(offset + RECORD_HEADER, end);
+    if (!checksum(payload).equals(data.subarray(offset + 8, offset + 16))) return undefined;
+    const ops = parsePayload(payload);
+    return ops ? { ops, end } : undefined;
+  }
+}
+
+/** The operations of a payload, or undefined unless it is exactly a header and the files it lists. */
 function parsePayload(payload: Buffer): JournalOp[] | undefined {
   try {
     const headerLength = payload.readUInt32LE(0);
+    if (4 + headerLength > payload.length) return undefined;
     const header = JSON.parse(payload.subarray(4, 4 + headerLength).toString('utf8')) as {
-      ops: Array<{ c: string; f: string; n: number }>;
+      ops?: unknown;
     };
+    if (!Array.isArray(header.ops)) return undefined;
     let position = 4 + headerLength;
-    return header.ops.map((op) => {
-      if (op.n < 0) return { collection: op.c, fileName: op.f };
-      const data = Buffer.from(payload.subarray(position, position + op.n));
-      position += op.n;
-      return { collection: op.c, fileName: op.f, data };
-    });
+    const ops: JournalOp[] = [];
+    for (const op of header.ops as Array<{ c?: unknown; f?: unknown; n?: unknown }>) {
+      if (typeof op?.c !== 'string' || typeof op.f !== 'string') return undefined;
+      if (!Number.isSafeInteger(op.n) || (op.n as number) < -1) return undefined;
+      const length = op.n as number;
+      if (length < 0) {
+        ops.push({ collection: op.c, fileName: op.f });
+        continue;
+      }
+      if (position + length > payload.length) return undefined;
+      ops.push({
+        collection: op.c,
+        fileName: op.f,
+        data: Buffer.from(payload.subarray(position, position + length)),
+      });
+      position += length;
+    }
+    return position === payload.length ? ops : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Between the journal's name and the time in the name of a damaged journal's copy. */
+export const DAMAGED_COPY_INFIX = '.damaged-';
+
+/** Valid records before and after damage were kept, and the whole journal was copied aside. */
+export interface JournalDamage {
+  /** The copy of the whole damaged journal, as it was found. */
+  copyPath: string;
+  /** The unreadable ranges, each followed by valid records. */
+  regions: DamagedRegion[];
+  /** Total bytes of those ranges. */
+  unreadableBytes: number;
+}
+
+/** What {@link Journal.open} found. */
+export interface JournalContents {
+  /** Every valid record, in order, those after a damaged region included. */
+  records: JournalOp[][];
+  /** Bytes cut off the end: a save interrupted by a crash, never acknowledged. 0 when none. */
+  tornTailBytes: number;
+  /** Set when valid records followed unreadable bytes. */
+  damage?: JournalDamage;
 }
 
 /** The journal file, kept open while the store is. */
@@ -136,10 +299,12 @@ export class Journal {
   }
 
   /**
-   * Opens (creating if needed) the journal and returns its complete records. A torn tail is cut off,
-   * so the next append starts right after the last complete record.
+   * Opens (creating if needed) the journal and returns its valid records, those after a damaged
+   * region included. When valid records follow unreadable bytes (damage, not a crash), the whole
+   * journal is first copied aside, never over an existing file. A torn tail is then cut off, so the
+   * next append starts right after the last valid record.
    */
-  async open(): Promise<JournalOp[][]> {
+  async open(): Promise<JournalContents> {
     this.handle = await this.fs.open(this.path, 'append', this.fileMode);
     const { size } = await this.handle.stat();
     const data = Buffer.alloc(size);
@@ -149,13 +314,43 @@ export class Journal {
       if (read === 0) break;
       offset += read;
     }
-    const { records, validLength } = decodeRecords(data.subarray(0, offset));
+    const bytes = data.subarray(0, offset);
+    const { records, validLength, damaged } = decodeRecords(bytes);
+    let damage: JournalDamage | undefined;
+    if (damaged.length > 0) {
+      damage = {
+        copyPath: await this.copyAside(bytes),
+        regions: damaged,
+        unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
+      };
+    }
     if (validLength !== size) {
       await this.handle.truncate(validLength);
       await this.handle.sync();
     }
     this.length = validLength;
-    return records;
+    return { records, tornTailBytes: size - validLength, damage };
+  }
+
+  /** Writes `bytes` to a new `.journal.damaged-<time>-<random>` beside the journal. */
+  private async copyAside(bytes: Buffer): Promise<string> {
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (;;) {
+      const target = join(
+        dirname(this.path),
+        `${basename(this.path)}${DAMAGED_COPY_INFIX}${stamp}-${randomBytes(4).toString('hex')}`,
+      );
+      const taken = await this.fs.lstat(target).then(
+        () => true,
+        (error: unknown) => {
+          if (errorCode(error) === 'ENOENT') return false;
+          throw error;
+        },
+      );
+      if (taken) continue;
+      await atomicWrite(this.fs, target, bytes, { mode: this.fileMode });
+      return target;
+    }
   }
 
   /**

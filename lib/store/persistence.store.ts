@@ -48,8 +48,8 @@ import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { ItemFileCodec } from '../storage/item-file.codec';
-import { decodeRecords, Journal, JournalOp } from '../storage/journal';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
+import { decodeRecords, Journal, JournalDamage, JournalOp } from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
 import { readRegularFile } from '../storage/safe-read';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
@@ -178,7 +178,8 @@ export class PersistenceStore
       maxFileBytes: this.options.limits.maxFileBytes,
     });
     this.journal = new Journal(this.fs, join(path, JOURNAL_FILE), this.options.fileMode);
-    this.holdBootEvents(); // before recovery, so what it reports reaches @OnEvent listeners too
+    // Before recovery: what it reports (a damaged journal) must reach @OnEvent listeners too.
+    this.holdBootEvents();
     let overlay: JournalOp[][] = [];
     if (this.options.readOnly) {
       overlay = await this.io('init', 'read the journal of', path, () => this.readJournalOnly());
@@ -603,8 +604,12 @@ export class PersistenceStore
     for (const done of await recoverRestores(this.fs, this.options.path)) {
       this.logger.warn(`Recovery: ${done}.`);
     }
-    const records = await this.journal.open();
+    const { records, tornTailBytes, damage } = await this.journal.open();
     await fsyncDirectory(this.fs, this.options.path); // the journal file itself, when just created
+    if (tornTailBytes > 0) {
+      this.logger.warn(messages.journalTornTail(this.journal.path, tornTailBytes));
+    }
+    if (damage) this.reportJournalDamage('init', records.length, damage);
     const removed = await this.storage.prepare(this.adapterList.map((a) => a.name));
     if (records.length > 0) {
       this.pending = records.flat();
@@ -644,11 +649,39 @@ export class PersistenceStore
   private async readJournalOnly(): Promise<JournalOp[][]> {
     try {
       const data = await readRegularFile(this.fs, this.journal.path, Number.MAX_SAFE_INTEGER);
-      return decodeRecords(data).records;
+      const { records, damaged } = decodeRecords(data);
+      if (damaged.length > 0) {
+        this.reportJournalDamage('load', records.length, {
+          regions: damaged,
+          unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
+        });
+      }
+      return records;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;
     }
+  }
+
+  /** Reports a journal damaged in the middle; the start goes on with the records recovered. */
+  private reportJournalDamage(
+    operation: PersistenceOperation,
+    recovered: number,
+    damage: Omit<JournalDamage, 'copyPath'> & { copyPath?: string },
+  ): void {
+    this.fail(
+      new PersistenceError(
+        PersistenceErrorCode.JournalDamaged,
+        messages.journalDamaged(this.journal.path, {
+          unreadableBytes: damage.unreadableBytes,
+          regions: damage.regions.length,
+          recovered,
+          copyPath: damage.copyPath,
+        }),
+        { operation, path: damage.copyPath ?? this.journal.path },
+      ),
+      operation,
+    );
   }
 
   /**

@@ -1,0 +1,354 @@
+import { INestApplication, Injectable } from '@nestjs/common';
+import { OnEvent } from '@nestjs/event-emitter';
+import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  PersistenceErrorCode,
+  PersistenceErrorEvent,
+  PersistenceEvents,
+  PersistenceStore,
+  SessionManager,
+} from 'nestjs-persistence';
+import { decodeRecords, encodeRecord, JournalOp } from '../lib/storage/journal';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
+import { makeTempDir, removeDir } from './fixtures/temp-dir';
+
+/*
+ * Damage to the journal must never silently drop acknowledged saves (docs/on-disk-format.md, "The
+ * journal"). A torn tail (a crash during an append) is cut; damage in the middle is copied aside,
+ * every valid record before and after it is replayed, and PERSISTENCE_JOURNAL_DAMAGED is reported.
+ */
+
+const encode = async (ops: JournalOp[]): Promise<Buffer> => {
+  const record = await encodeRecord(ops);
+  return Buffer.concat([record.prefix, ...record.chunks]);
+};
+
+const item = (id: string, body = `{"id":"${id}"}`): JournalOp => ({
+  collection: 'sessions',
+  fileName: `${id}.json`,
+  data: Buffer.from(body),
+});
+
+/** Each record's start and length, walking the lengths of an undamaged journal. */
+function frames(journal: Buffer): Array<{ start: number; length: number }> {
+  const result: Array<{ start: number; length: number }> = [];
+  for (let start = 0; start < journal.length;) {
+    const length = 16 + journal.readUInt32LE(start + 4);
+    result.push({ start, length });
+    start += length;
+  }
+  return result;
+}
+
+/** The ids each decoded record writes. */
+const idsOf = (records: JournalOp[][]): string[][] =>
+  records.map((ops) => ops.map((op) => op.fileName.replace(/\.json$/, '')));
+
+describe('decodeRecords: reading past damage', () => {
+  let records: Buffer[];
+  let journal: Buffer;
+  let at: Array<{ start: number; length: number }>;
+  const ids = ['r1', 'r2', 'r3', 'r4', 'r5'];
+
+  beforeAll(async () => {
+    records = await Promise.all(ids.map((id) => encode([item(id)])));
+    journal = Buffer.concat(records);
+    at = frames(journal);
+  });
+
+  const damaged = (change: (bytes: Buffer) => void): Buffer => {
+    const bytes = Buffer.from(journal);
+    change(bytes);
+    return bytes;
+  };
+
+  it('reads an undamaged journal whole', () => {
+    const decoded = decodeRecords(journal);
+    expect(idsOf(decoded.records)).toEqual(ids.map((id) => [id]));
+    expect(decoded).toMatchObject({ validLength: journal.length, damaged: [] });
+  });
+
+  it.each([
+    ['a byte of its payload', (b: Buffer) => (b[at[2].start + 20] ^= 0xff)],
+    ['its checksum', (b: Buffer) => (b[at[2].start + 9] ^= 0x01)],
+    ['its magic', (b: Buffer) => (b[at[2].start] = 0x00)],
+    ['its length, made too large to fit', (b: Buffer) => b.writeUInt32LE(1 << 30, at[2].start + 4)],
+    ['its length, made shorter', (b: Buffer) => b.writeUInt32LE(3, at[2].start + 4)],
+  ])('damage to %s in the middle record: the records after it are kept', (_, change) => {
+    const decoded = decodeRecords(damaged(change));
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r2'], ['r4'], ['r5']]);
+    expect(decoded.damaged).toEqual([{ offset: at[2].start, length: at[2].length }]);
+    expect(decoded.validLength).toBe(journal.length);
+  });
+
+  it('damage in the first record: every later record is kept', () => {
+    const decoded = decodeRecords(damaged((b) => (b[at[0].start + 20] ^= 0xff)));
+    expect(idsOf(decoded.records)).toEqual([['r2'], ['r3'], ['r4'], ['r5']]);
+    expect(decoded.damaged).toEqual([{ offset: 0, length: at[0].length }]);
+  });
+
+  it('two damaged records apart: the valid record between them is kept', () => {
+    const decoded = decodeRecords(
+      damaged((b) => {
+        b.writeUInt32LE(1 << 30, at[1].start + 4); // r2: its length
+        b[at[3].start + 20] ^= 0xff; // r4: its payload
+      }),
+    );
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r3'], ['r5']]);
+    expect(decoded.damaged).toEqual([
+      { offset: at[1].start, length: at[1].length },
+      { offset: at[3].start, length: at[3].length },
+    ]);
+  });
+
+  it('two adjacent damaged records form one unreadable region', () => {
+    const decoded = decodeRecords(
+      damaged((b) => {
+        b[at[1].start + 1] = 0x00; // r2: its magic
+        b.writeUInt32LE(7, at[2].start + 4); // r3: its length
+      }),
+    );
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r4'], ['r5']]);
+    expect(decoded.damaged).toEqual([{ offset: at[1].start, length: at[1].length + at[2].length }]);
+  });
+
+  it('damage in the last record is a torn tail: no damaged region, validLength before it', () => {
+    for (const bytes of [
+      damaged((b) => (b[at[4].start + 20] ^= 0xff)),
+      journal.subarray(0, at[4].start + 10), // an append cut short
+      Buffer.concat([journal.subarray(0, at[4].start), Buffer.alloc(16), records[4].subarray(16)]),
+    ]) {
+      const decoded = decodeRecords(bytes);
+      expect(idsOf(decoded.records)).toEqual([['r1'], ['r2'], ['r3'], ['r4']]);
+      expect(decoded).toMatchObject({ validLength: at[4].start, damaged: [] });
+    }
+  });
+
+  it('a torn tail after damage in the middle: both are told apart', () => {
+    const bytes = damaged((b) => (b[at[1].start + 20] ^= 0xff)).subarray(0, at[4].start + 30);
+    const decoded = decodeRecords(bytes);
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r3'], ['r4']]);
+    expect(decoded.damaged).toEqual([{ offset: at[1].start, length: at[1].length }]);
+    expect(decoded.validLength).toBe(at[4].start);
+  });
+
+  it('is not fooled by a whole record stored inside a damaged payload', async () => {
+    // An item whose bytes hold a valid journal record, then more bytes (a custom binary serializer
+    // could write this).
+    const fake = await encode([item('planted')]);
+    const blob = Buffer.concat([fake, Buffer.from('{"more":"bytes after the planted record"}')]);
+    const carrier = await encode([{ collection: 'blobs', fileName: 'blob.bin', data: blob }]);
+    const bytes = Buffer.concat([records[0], carrier, records[2]]);
+    const carrierStart = records[0].length;
+    expect(idsOf(decodeRecords(bytes).records)).toEqual([['r1'], ['blob.bin'], ['r3']]);
+
+    for (const change of [
+      (b: Buffer) => b.writeUInt32LE(1 << 30, carrierStart + 4), // the carrier's length
+      (b: Buffer) => b.writeUInt32LE(5, carrierStart + 4),
+      (b: Buffer) => (b[carrierStart] = 0x00), // its magic
+      (b: Buffer) => (b[carrierStart + 12] ^= 0x01), // its checksum
+    ]) {
+      const copy = Buffer.from(bytes);
+      change(copy);
+      const decoded = decodeRecords(copy);
+      expect(idsOf(decoded.records)).toEqual([['r1'], ['r3']]);
+      expect(decoded.damaged).toEqual([{ offset: carrierStart, length: carrier.length }]);
+    }
+  });
+});
+
+@Injectable()
+class ErrorLog {
+  readonly errors: PersistenceErrorEvent[] = [];
+
+  @OnEvent(PersistenceEvents.Error)
+  onError(event: PersistenceErrorEvent): void {
+    this.errors.push(event);
+  }
+}
+
+describe('a store whose journal is damaged (real folder, real Nest app)', () => {
+  let root: string;
+  let template: string;
+  let journal: Buffer;
+  let at: Array<{ start: number; length: number }>;
+  const apps: INestApplication[] = [];
+  let count = 0;
+
+  /*
+   * A store holding one checkpointed item ("base", v0) and five acknowledged saves still in the
+   * journal: save i creates "s<i>" and sets base to v<i>. Copied while the application runs, as a
+   * crash would leave it (a clean close would checkpoint and empty the journal).
+   */
+  beforeAll(async () => {
+    root = await makeTempDir();
+    const source = join(root, 'source');
+    template = join(root, 'template');
+    const app = await createApp({
+      path: source,
+      checkpointBytes: Number.MAX_SAFE_INTEGER,
+      saveOnShutdown: false,
+    });
+    const sessions = app.get(SessionManager);
+    const store = app.get(PersistenceStore);
+    sessions.create({ id: 'base', metadata: { v: 0 } });
+    await store.saveAll();
+    await store.checkpoint();
+    for (let i = 1; i <= 5; i++) {
+      sessions.create({ id: `s${i}` });
+      sessions.update('base', { metadata: { v: i } });
+      await store.saveAll();
+    }
+    await cp(source, template, { recursive: true, filter: (path) => !path.endsWith('.lock') });
+    await app.close();
+    journal = await readFile(join(template, '.journal'));
+    at = frames(journal);
+  });
+
+  afterEach(async () => {
+    while (apps.length > 0) await apps.pop()?.close();
+  });
+
+  afterAll(async () => {
+    await removeDir(root);
+  });
+
+  /** A copy of the template store whose journal is changed by `damage`; returns its path and bytes. */
+  async function damagedStore(damage: (bytes: Buffer) => Buffer | void): Promise<{
+    dir: string;
+    bytes: Buffer;
+  }> {
+    const dir = join(root, `case-${++count}`);
+    await cp(template, dir, { recursive: true });
+    const copy = Buffer.from(journal);
+    const bytes = damage(copy) ?? copy;
+    await writeFile(join(dir, '.journal'), bytes);
+    return { dir, bytes };
+  }
+
+  async function start(
+    dir: string,
+    readOnly = false,
+  ): Promise<{ app: INestApplication; errors: PersistenceErrorEvent[]; logger: RecordingLogger }> {
+    const logger = new RecordingLogger();
+    const app = await createApp(
+      { path: dir, readOnly, checkpointBytes: Number.MAX_SAFE_INTEGER },
+      { providers: [ErrorLog], logger },
+    );
+    apps.push(app);
+    return { app, errors: app.get(ErrorLog).errors, logger };
+  }
+
+  const loaded = (app: INestApplication): { ids: string[]; base: unknown } => {
+    const sessions = app.get(SessionManager);
+    return {
+      ids: sessions
+        .list()
+        .map((s) => s.id)
+        .sort(),
+      base: sessions.get('base')?.metadata,
+    };
+  };
+
+  const asideCopies = async (dir: string): Promise<string[]> =>
+    (await readdir(dir)).filter((name) => name.startsWith('.journal.damaged-'));
+
+  it('the template holds five records in its journal (precondition)', () => {
+    expect(at).toHaveLength(5);
+    expect(at.at(-1)!.start + at.at(-1)!.length).toBe(journal.length);
+  });
+
+  it.each([
+    ['a byte of its payload', (b: Buffer) => void (b[at[2].start + 24] ^= 0xff)],
+    ['its checksum', (b: Buffer) => void (b[at[2].start + 8] ^= 0x01)],
+    ['its length', (b: Buffer) => void b.writeUInt32LE(0xffffff, at[2].start + 4)],
+    ['its magic', (b: Buffer) => void (b[at[2].start + 2] = 0x58)],
+  ])(
+    'damage to %s in the middle record: copied aside, every other save replayed, reported',
+    async (_, change) => {
+      const { dir, bytes } = await damagedStore(change);
+      const { app, errors, logger } = await start(dir);
+
+      // Only save 3's own changes are lost: s3, and base stays at v5 from save 5.
+      expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's4', 's5'], base: { v: 5 } });
+
+      const copies = await asideCopies(dir);
+      expect(copies).toHaveLength(1);
+      const copyPath = join(dir, copies[0]);
+      expect((await readFile(copyPath)).equals(bytes)).toBe(true);
+      expect((await stat(copyPath)).mode & 0o777).toBe(0o600);
+
+      expect(errors).toHaveLength(1);
+      const { error, operation, path } = errors[0];
+      expect(operation).toBe('init');
+      expect(path).toBe(copyPath);
+      expect(error).toMatchObject({ code: PersistenceErrorCode.JournalDamaged });
+      expect(error.message).toContain(`${at[2].length} byte(s) in 1 place(s)`);
+      expect(error.message).toContain('4 committed save(s)');
+      expect(error.message).toContain(copyPath);
+      expect(logger.lines).toContainEqual(`error ${error.message}`);
+
+      // The recovered saves were written into the item files: a second start, with no journal
+      // left, loads the same state and reports nothing.
+      await app.close();
+      apps.length = 0;
+      expect((await stat(join(dir, '.journal'))).size).toBe(0);
+      const again = await start(dir);
+      expect(loaded(again.app)).toEqual({ ids: ['base', 's1', 's2', 's4', 's5'], base: { v: 5 } });
+      expect(again.errors).toEqual([]);
+      expect(await asideCopies(dir)).toEqual(copies);
+    },
+  );
+
+  it('several damaged records: every valid save between and after them is kept', async () => {
+    const { dir, bytes } = await damagedStore((b) => {
+      b[at[1].start + 30] ^= 0xff; // save 2: payload
+      b.writeUInt32LE(0xffffff, at[3].start + 4); // save 4: length
+    });
+    const { app, errors } = await start(dir);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's3', 's5'], base: { v: 5 } });
+    const copies = await asideCopies(dir);
+    expect(copies).toHaveLength(1);
+    expect((await readFile(join(dir, copies[0]))).equals(bytes)).toBe(true);
+    expect(errors.map((e) => e.error.code)).toEqual([PersistenceErrorCode.JournalDamaged]);
+    expect(errors[0].error.message).toContain(
+      `${at[1].length + at[3].length} byte(s) in 2 place(s)`,
+    );
+    expect(errors[0].error.message).toContain('3 committed save(s)');
+  });
+
+  it.each([
+    ['a damaged byte in the last record', (b: Buffer) => void (b[at[4].start + 24] ^= 0xff)],
+    ['an append cut short', (b: Buffer) => b.subarray(0, at[4].start + 40)],
+  ])('a torn tail (%s) is cut with a warning: no copy, no error event', async (_, change) => {
+    const { dir, bytes } = await damagedStore(change);
+    const { app, errors, logger } = await start(dir);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's3', 's4'], base: { v: 4 } });
+    expect(await asideCopies(dir)).toEqual([]);
+    expect(errors).toEqual([]);
+    const torn = bytes.length - at[4].start;
+    const warnings = logger.lines.filter((line) => line.includes('off the end of the journal'));
+    expect(warnings).toEqual([
+      `warn Recovery: cut ${torn} byte(s) off the end of the journal ${join(dir, '.journal')}: ` +
+        'a save interrupted by a crash; it was never acknowledged.',
+    ]);
+    expect(logger.lines.filter((line) => line.startsWith('error '))).toEqual([]);
+  });
+
+  it('read-only: sees the saves after the damage and reports it, writing nothing', async () => {
+    const { dir, bytes } = await damagedStore((b) => void (b[at[2].start + 24] ^= 0xff));
+    const before = (await readdir(dir, { recursive: true })).sort();
+    const { app, errors } = await start(dir, true);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's4', 's5'], base: { v: 5 } });
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({
+      operation: 'load',
+      path: join(dir, '.journal'),
+      error: { code: PersistenceErrorCode.JournalDamaged },
+    });
+    expect(errors[0].error.message).toContain('read-only');
+    expect((await readdir(dir, { recursive: true })).sort()).toEqual(before);
+    expect((await readFile(join(dir, '.journal'))).equals(bytes)).toBe(true);
+  });
+});
