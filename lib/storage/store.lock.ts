@@ -90,9 +90,10 @@ export const lockTempFileName = (pid: number, suffix: string): string =>
  *     fsynced, then `link()`ed to `.lock`: the link fails atomically (EEXIST) when `.lock` exists, so
  *     exactly one contender wins, and `.lock` never exists empty or half written;
  *  2. a lock whose owner is gone (same host, pid not running), or that cannot be parsed (left by an
- *     older version), is identified by the hash of its bytes; a contender removes it only while
+ *     older version), is identified by the hash of its bytes; a contender replaces it only while
  *     holding the claim `.lock.takeover-<hash>` (also created by `link()`, so only one holds it) and
- *     only if `.lock` still has those exact bytes; then everyone races for step 1 again;
+ *     only if `.lock` still has those exact bytes, by `rename()`-ing its temporary file over it (one
+ *     atomic step, so nobody slips in between); the others then find the new, live owner;
  *  3. a claim whose holder died is itself a stale file, removed the same way (a claim on the claim).
  * The caller logs a take-over. Leftover temporary and claim files of dead processes are removed by
  * the next owner.
@@ -100,16 +101,16 @@ export const lockTempFileName = (pid: number, suffix: string): string =>
 export class StoreLock {
   private owner?: LockOwner;
 
-  /** The record this store wrote into `.lock`, while it holds the lock. */
-  get holder(): LockOwner | undefined {
-    return this.owner;
-  }
-
   constructor(
     private readonly fs: PersistenceFileSystem,
     private readonly root: string,
     private readonly fileMode: number,
   ) {}
+
+  /** The record this store wrote into `.lock`, while it holds the lock. */
+  get holder(): LockOwner | undefined {
+    return this.owner;
+  }
 
   get path(): string {
     return join(this.root, LOCK_FILE);
