@@ -3,7 +3,15 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { decodeRecords } from '../lib/storage/journal';
-import { claimFileName, LOCK_FILE, LockOwner, lockTempFileName } from '../lib/storage/store.lock';
+import { NodeFileSystem } from '../lib/storage/node-file-system';
+import {
+  claimFileName,
+  LOCK_FILE,
+  LockHeldError,
+  LockOwner,
+  lockTempFileName,
+  StoreLock,
+} from '../lib/storage/store.lock';
 import type { LockRaceCommand, LockRaceReply } from './fixtures/lock-race.child';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 import { transpileForNode } from './fixtures/transpile';
@@ -216,5 +224,38 @@ describe('one-writer lock: 20 processes at once on one folder', () => {
       expect(await readFile(join(dir, LOCK_FILE))).toEqual(live);
       expect(await readdir(dir)).toEqual([LOCK_FILE]);
     }
+  });
+});
+
+describe('one-writer lock: what it never takes or removes', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await makeTempDir('persistence-lock-');
+  });
+  afterEach(async () => {
+    await removeDir(dir);
+  });
+
+  it('a lock from another host is never taken over, even if its pid is not running here', async () => {
+    const foreign = Buffer.from(
+      JSON.stringify({ pid: 2 ** 22 + 1, host: 'another-host', token: 'foreign', since: '' }),
+    );
+    await writeFile(join(dir, LOCK_FILE), foreign);
+    const error = (await new StoreLock(new NodeFileSystem(), dir, 0o600)
+      .acquire()
+      .catch((e: unknown) => e)) as LockHeldError;
+    expect(error).toBeInstanceOf(LockHeldError);
+    expect(error.owner).toMatchObject({ host: 'another-host', token: 'foreign' });
+    expect(await readFile(join(dir, LOCK_FILE))).toEqual(foreign);
+    expect(await readdir(dir)).toEqual([LOCK_FILE]);
+  });
+
+  it('release removes the lock only while it still holds this store’s token', async () => {
+    const lock = new StoreLock(new NodeFileSystem(), dir, 0o600);
+    expect(await lock.acquire()).toBeUndefined();
+    const other = record(process.pid + 1, 'someone-else');
+    await writeFile(join(dir, LOCK_FILE), other);
+    await lock.release();
+    expect(await readFile(join(dir, LOCK_FILE))).toEqual(other);
   });
 });
