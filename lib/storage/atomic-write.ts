@@ -42,18 +42,7 @@ export async function atomicWrite(
     dir,
     `.${basename(target).slice(0, 100)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`,
   );
-  const mode = options.mode ?? FILE_MODE;
-  const handle = await fs.open(temp, 'create', mode);
-  try {
-    await handle.chmod(mode);
-    await handle.write(data, 0);
-    await handle.sync();
-  } catch (error) {
-    await handle.close().catch(() => undefined);
-    await fs.unlink(temp).catch(() => undefined);
-    throw error;
-  }
-  await handle.close();
+  await writeNewFile(fs, temp, data, options.mode ?? FILE_MODE);
   try {
     await fs.rename(temp, target);
   } catch (error) {
@@ -63,4 +52,28 @@ export async function atomicWrite(
   if (options.syncDirectory ?? true) {
     await fsyncDirectory(fs, dir);
   }
+}
+
+/**
+ * Writes `data` whole into a new file (EEXIST when `path` exists), with exactly `mode`, fsynced and
+ * closed; on failure the file is removed again. The first half of {@link atomicWrite}; the store lock
+ * publishes such a file with `link()` instead of `rename()`, so its name never shows partial content.
+ */
+export async function writeNewFile(
+  fs: PersistenceFileSystem,
+  path: string,
+  data: Uint8Array,
+  mode: number = FILE_MODE,
+): Promise<void> {
+  const handle = await fs.open(path, 'create', mode);
+  try {
+    await handle.chmod(mode);
+    await handle.write(data, 0);
+    await handle.sync();
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await fs.unlink(path).catch(() => undefined);
+    throw error;
+  }
+  await handle.close();
 }

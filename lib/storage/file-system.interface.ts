@@ -23,6 +23,11 @@ export interface PersistenceFileSystem {
   /** Creates one folder; resolves `false` when it already exists. */
   mkdir(path: string, mode: number): Promise<boolean>;
   rename(from: string, to: string): Promise<void>;
+  /**
+   * Creates `newPath` as a second name (hard link) of the file `existing`; fails with EEXIST, atomically,
+   * when `newPath` already exists (never replaces it). Durable after an fsync of the folder.
+   */
+  link(existing: string, newPath: string): Promise<void>;
   unlink(path: string): Promise<void>;
   /** Removes an empty folder. */
   rmdir(path: string): Promise<void>;

@@ -1,5 +1,15 @@
 import { constants, Dirent, Stats } from 'node:fs';
-import { FileHandle, lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import {
+  FileHandle,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rmdir,
+  unlink,
+} from 'node:fs/promises';
 import {
   DirEntry,
   EntryType,
@@ -106,6 +116,10 @@ export class NodeFileSystem implements PersistenceFileSystem {
 
   rename(from: string, to: string): Promise<void> {
     return rename(from, to);
+  }
+
+  link(existing: string, newPath: string): Promise<void> {
+    return link(existing, newPath);
   }
 
   unlink(path: string): Promise<void> {
