@@ -57,11 +57,27 @@ export function findNonJsonData(
   value: unknown,
   options: FindNonJsonDataOptions,
 ): NonJsonData | undefined {
-  const walker = new JsonDataWalker(options.allowToJSON, options.refuseProxies === true);
-  if (walker.check(value, '', 0, options.allowToJSON)) {
-    return undefined;
-  }
-  return { path: walker.path(options.path ?? 'value'), problem: walker.problem, fix: walker.fix };
+  const walker = new JsonDataWalker(
+    options.path ?? 'value',
+    options.allowToJSON,
+    options.refuseProxies === true,
+    false,
+  );
+  return walker.walk(value, '', 0, options.allowToJSON) === FAIL ? walker.failure() : undefined;
+}
+
+/**
+ * Checks `value` like {@link findNonJsonData} (no `toJSON()`, Proxies refused) and returns a deep,
+ * frozen copy built from the values it checked, each read once, with this realm's prototypes (an
+ * object with a `null` prototype is copied as an ordinary object, as JSON reads it back).
+ */
+export function copyJsonData(
+  value: unknown,
+  path: string,
+): { readonly copy: unknown } | { readonly found: NonJsonData } {
+  const walker = new JsonDataWalker(path, false, true, true);
+  const copy = walker.walk(value, '', 0, false);
+  return copy === FAIL ? { found: walker.failure() } : { copy };
 }
 
 /** Appends one key to a path: `.name`, `["odd key"]` or `[3]`. */
@@ -73,35 +89,49 @@ export function appendPath(path: string, key: string | number): string {
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
 const DATE_TO_JSON = Date.prototype.toJSON;
+/** Returned by the walk when it found a problem (`undefined` is a value it may return). */
+const FAIL: unique symbol = Symbol('fail');
+type Walked = unknown;
 
 class JsonDataWalker {
   /** Keys from the root to the failure (pushed on the way down, left in place on failure). */
   private readonly keys: Array<string | number> = [];
   /** The objects and arrays being walked, root first (cycle detection). */
   private readonly ancestors: object[] = [];
-  problem = '';
-  fix = '';
+  private problem = '';
+  private fix = '';
 
+  /**
+   * @param copying return a frozen copy of what was walked (else the value itself, no allocation)
+   */
   constructor(
+    private readonly root: string,
     private readonly allowToJSON: boolean,
     private readonly refuseProxies: boolean,
+    private readonly copying: boolean,
   ) {}
 
-  path(root: string): string {
-    let path = root;
-    for (const key of this.keys) path = appendPath(path, key);
+  failure(): NonJsonData {
+    return { path: this.path(this.keys.length), problem: this.problem, fix: this.fix };
+  }
+
+  /** The path of the first `count` keys (only built on failure). */
+  private path(count: number): string {
+    let path = this.root;
+    for (let i = 0; i < count; i++) path = appendPath(path, this.keys[i]);
     return path;
   }
 
   /**
+   * The value (or its copy), or FAIL.
    * @param key the key of `value` in its parent: a string in an object, a number in an array, ''
    *   at the top.
    */
-  check(value: unknown, key: string | number, depth: number, applyToJSON: boolean): boolean {
+  walk(value: unknown, key: string | number, depth: number, applyToJSON: boolean): Walked {
     switch (typeof value) {
       case 'string':
       case 'boolean':
-        return true;
+        return value;
       case 'number':
         if (value !== value || value === Infinity || value === -Infinity) {
           return this.fail(
@@ -112,7 +142,7 @@ class JsonDataWalker {
         if (value === 0 && 1 / value < 0) {
           return this.fail('is -0, which JSON writes as 0', 'store 0');
         }
-        return true;
+        return value;
       case 'bigint':
         if (applyToJSON && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
           return this.replace(value, key, depth);
@@ -128,16 +158,11 @@ class JsonDataWalker {
       case 'symbol':
         return this.dropped('a symbol', key, depth);
       default:
-        return value === null || this.object(value as object, key, depth, applyToJSON);
+        return value === null ? null : this.object(value as object, key, depth, applyToJSON);
     }
   }
 
-  private object(
-    value: object,
-    key: string | number,
-    depth: number,
-    applyToJSON: boolean,
-  ): boolean {
+  private object(value: object, key: string | number, depth: number, applyToJSON: boolean): Walked {
     if (this.refuseProxies && types.isProxy(value)) {
       return this.fail(
         'is a Proxy, which could answer differently when it is read again',
@@ -149,7 +174,7 @@ class JsonDataWalker {
       if (toJSON === DATE_TO_JSON && types.isDate(value)) {
         return Number.isNaN(value.getTime())
           ? this.fail('is an invalid Date, which JSON writes as null', 'store a valid date or null')
-          : true;
+          : value;
       }
       if (typeof toJSON === 'function') {
         return this.replace(value, key, depth);
@@ -162,14 +187,8 @@ class JsonDataWalker {
       );
     }
     if (this.ancestors.includes(value)) {
-      const at = this.ancestors.indexOf(value);
-      let target = 'its root';
-      if (at > 0) {
-        target = 'the value at ';
-        for (let i = 0; i < at; i++) target = appendPath(target, this.keys[i]);
-      }
       return this.fail(
-        `refers back to ${target} (a cycle), which JSON cannot hold`,
+        `refers back to ${this.path(this.ancestors.indexOf(value))} (a cycle), which JSON cannot hold`,
         'store the cycle as a reference (an id or a path string)',
       );
     }
@@ -183,6 +202,7 @@ class JsonDataWalker {
       return this.fail(...nonPlain(value));
     }
     this.ancestors.push(value);
+    const copy: Record<string, unknown> | undefined = this.copying ? {} : undefined;
     for (const name of Reflect.ownKeys(value)) {
       if (typeof name === 'symbol') {
         return this.fail(
@@ -202,16 +222,31 @@ class JsonDataWalker {
           'store the value itself',
         );
       }
-      if (!this.check(descriptor.value, name, depth + 1, this.allowToJSON)) return false;
+      const walked = this.walk(descriptor.value, name, depth + 1, this.allowToJSON);
+      if (walked === FAIL) return FAIL;
+      if (copy !== undefined) {
+        if (name === '__proto__') {
+          // An own "__proto__" key is data (as JSON.parse makes it); assigning would set the prototype.
+          Object.defineProperty(copy, name, {
+            value: walked,
+            writable: true,
+            enumerable: true,
+            configurable: true,
+          });
+        } else {
+          copy[name] = walked;
+        }
+      }
       this.keys.pop();
     }
     this.ancestors.pop();
-    return true;
+    return copy === undefined ? value : Object.freeze(copy);
   }
 
-  private array(value: unknown[], depth: number): boolean {
+  private array(value: unknown[], depth: number): Walked {
     this.ancestors.push(value);
     const length = value.length;
+    const copy: unknown[] | undefined = this.copying ? [] : undefined;
     for (let index = 0; index < length; index++) {
       const descriptor = Object.getOwnPropertyDescriptor(value, index);
       this.keys.push(index);
@@ -224,7 +259,9 @@ class JsonDataWalker {
           'store the value itself',
         );
       }
-      if (!this.check(descriptor.value, index, depth + 1, this.allowToJSON)) return false;
+      const walked = this.walk(descriptor.value, index, depth + 1, this.allowToJSON);
+      if (walked === FAIL) return FAIL;
+      copy?.push(walked);
       this.keys.pop();
     }
     const names = Reflect.ownKeys(value);
@@ -239,21 +276,21 @@ class JsonDataWalker {
       );
     }
     this.ancestors.pop();
-    return true;
+    return copy === undefined ? value : Object.freeze(copy);
   }
 
   /** Checks what `toJSON()` returns, as `JSON.stringify` writes it in place of `value`. */
-  private replace(value: unknown, key: string | number, depth: number): boolean {
+  private replace(value: unknown, key: string | number, depth: number): Walked {
     const toJSON = (value as { toJSON: (key: string) => unknown }).toJSON;
     const replaced = toJSON.call(value, typeof key === 'number' ? String(key) : key);
     if (replaced === undefined) {
       return this.dropped('an object whose toJSON() returns undefined', key, depth);
     }
-    return this.check(replaced, key, depth, false);
+    return this.walk(replaced, key, depth, false);
   }
 
   /** A value JSON.stringify leaves out: the key is dropped, an array element becomes null. */
-  private dropped(what: string, key: string | number, depth: number): boolean {
+  private dropped(what: string, key: string | number, depth: number): typeof FAIL {
     if (depth === 0) {
       return this.fail(`is ${what}, which JSON cannot write`, 'store null, or a JSON value');
     }
@@ -266,10 +303,10 @@ class JsonDataWalker {
     );
   }
 
-  private fail(problem: string, fix: string): false {
+  private fail(problem: string, fix: string): typeof FAIL {
     this.problem = problem;
     this.fix = fix;
-    return false;
+    return FAIL;
   }
 }
 

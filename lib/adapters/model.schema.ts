@@ -2,7 +2,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { describe, invalidInput, reasonOf } from '../persistence.messages';
 import { assertValidId } from '../storage/file-name.codec';
-import { appendPath, findNonJsonData, NonJsonData } from './json-data.util';
+import { appendPath, copyJsonData, findNonJsonData, NonJsonData } from './json-data.util';
 import { deepFreeze } from './revive.util';
 
 /*
@@ -130,11 +130,14 @@ function acceptInput(type: FieldType, value: unknown, where: string, path: strin
       return value;
     }
     case 'json': {
-      const found = jsonObjectProblem(value, path, true);
-      if (found) throw refused(where, found.path, found.problem, found.fix);
-      // Checked: plain data properties only and no Proxy, so the clone runs no user code and copies
-      // exactly what was checked (a null prototype becomes Object.prototype, as JSON reads it back).
-      return deepFreeze(structuredClone(value));
+      const wrong = notAnObject(value, path);
+      if (wrong) throw refused(where, wrong.path, wrong.problem, wrong.fix);
+      // One pass: each value is read once, checked, and copied (frozen) from what was checked.
+      const result = copyJsonData(value, path);
+      if ('found' in result) {
+        throw refused(where, result.found.path, result.found.problem, result.found.fix);
+      }
+      return result.copy;
     }
     case 'date':
     case 'list':
@@ -202,7 +205,8 @@ function reviveField(type: FieldType, value: unknown, id: string | undefined, at
       return date;
     }
     case 'json': {
-      const found = jsonObjectProblem(value, at, false);
+      const found =
+        notAnObject(value, at) ?? findNonJsonData(value, { allowToJSON: false, path: at });
       if (found) throw new TypeError(`${found.path} ${found.problem}`);
       return deepFreeze(value);
     }
@@ -227,12 +231,8 @@ function stringProblem(type: FieldType, value: unknown): string | undefined {
   return undefined;
 }
 
-/** metadata/context: a plain object of plain JSON data. */
-function jsonObjectProblem(
-  value: unknown,
-  path: string,
-  fromCaller: boolean,
-): NonJsonData | undefined {
+/** metadata/context are objects (of plain JSON data, checked next). */
+function notAnObject(value: unknown, path: string): NonJsonData | undefined {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     return {
       path,
@@ -245,7 +245,7 @@ function jsonObjectProblem(
             : 'pass an object of JSON data, e.g. { note: "…" }',
     };
   }
-  return findNonJsonData(value, { allowToJSON: false, path, refuseProxies: fromCaller });
+  return undefined;
 }
 
 function expected(type: FieldType): string {
