@@ -109,7 +109,11 @@ export const describe = (value: unknown): string => {
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    try {
+      return String(value);
+    } catch {
+      return Object.prototype.toString.call(value); // e.g. a cyclic object without a prototype
+    }
   }
 };
 

@@ -14,7 +14,7 @@ import {
 } from 'nestjs-persistence';
 import { MAX_JSON_DEPTH } from '../lib/adapters/json-data.util';
 import { createApp } from './fixtures/app.factory';
-import { dumpState } from './fixtures/state';
+import { dumpState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /** `depth` objects nested under each other: { a: { a: … { end: true } } }. */
@@ -275,6 +275,9 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       const invalidId = PersistenceErrorCode.InvalidId;
       expect(code(() => sessions.create({ id: '' }))).toBe(invalidId);
       expect(code(() => sessions.create({ id: 5 as never }))).toBe(invalidId);
+      const bareCycle = Object.create(null) as Record<string, unknown>;
+      bareCycle.self = bareCycle; // not even String() can describe it
+      expect(code(() => sessions.create({ id: bareCycle as never }))).toBe(invalidId);
       expect(code(() => memory.createConversation({ id: null as never }))).toBe(invalidId);
       expect(code(() => focus.createChain({ id: '\ud800' }))).toBe(invalidId);
       expect(code(() => memory.addMessage('c', { id: '', role: 'user', content: 'x' }))).toBe(
@@ -407,7 +410,14 @@ describe('model schemas: what the managers accept comes back exactly', () => {
         focus.pushFocus('f1', { type: 't', target: 'x' });
 
         const before = dumpState(app);
-        await app.get(PersistenceStore).saveAll();
+        await saveToFiles(app); // through the serializer, the journal and the item-file writer
+        const extension = { json: '.json', 'json-compact': '.json', 'json-gzip': '.json.gz' }[
+          format
+        ];
+        expect(await readdir(join(dir, 'conversations'))).toEqual([
+          `c1${extension}`,
+          `c2${extension}`,
+        ]);
         await app.close();
         apps.splice(apps.indexOf(app), 1);
         const next = await open(format);
