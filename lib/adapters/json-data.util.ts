@@ -15,7 +15,9 @@ import { types } from 'node:util';
  * and functions → dropped (null in arrays), BigInt and cycles → JSON.stringify throws.
  *
  * The walk allocates nothing per node besides the key list and the property descriptors it must
- * inspect; the path string is only built when something is found.
+ * inspect (a getter or a non-enumerable property can only be told from its descriptor); the path
+ * string is only built when something is found. Cycle detection scans the current ancestors (the
+ * depth, usually a handful). On a 10,000-message conversation it costs about two JSON.stringify's.
  */
 
 /** Deepest nesting accepted (the value itself is level 0). */
