@@ -28,6 +28,13 @@ export const duplicateAdapter = (name: string): string =>
 export const invalidId = (id: unknown, problem: string): string =>
   `Item id ${describe(id)} cannot be stored: ${problem}.`;
 
+/**
+ * A manager refused a value. `path` names the field (`metadata.tags[2]`), `problem` continues it
+ * (`is a Date, which JSON stores as a string`), `fix` says what to pass instead.
+ */
+export const invalidInput = (where: string, path: string, problem: string, fix: string): string =>
+  `${where}: ${path} ${problem}. ${fix.charAt(0).toUpperCase()}${fix.slice(1)}.`;
+
 export const notFound = (kind: string, id: string): string =>
   `${kind} "${id}" does not exist. Create it first, or check the id.`;
 
@@ -123,7 +130,11 @@ export const describe = (value: unknown): string => {
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    try {
+      return String(value);
+    } catch {
+      return Object.prototype.toString.call(value); // e.g. a cyclic object without a prototype
+    }
   }
 };
 

@@ -122,8 +122,14 @@ describe('built-in managers', () => {
       );
       memory.createConversation({ id: 'c' });
       expect(() => memory.addMessage('c', { role: 'robot' as never, content: 'x' })).toThrow(
-        /not one of user, assistant, system, tool/,
+        expect.objectContaining({
+          code: PersistenceErrorCode.InvalidInput,
+          message:
+            'MemoryManager.addMessage(): role is "robot", not one of user, assistant, system, tool. ' +
+            'Pass one of user, assistant, system, tool.',
+        }),
       );
+      expect(memory.getConversation('c')?.messages).toEqual([]);
     });
 
     it('round-trips a conversation of 200 messages exactly', async () => {

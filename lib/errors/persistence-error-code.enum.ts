@@ -10,6 +10,12 @@ export enum PersistenceErrorCode {
   InvalidAdapter = 'PERSISTENCE_INVALID_ADAPTER',
   /** An item id cannot be stored (empty, too long, not a string). */
   InvalidId = 'PERSISTENCE_INVALID_ID',
+  /**
+   * A manager was given a value it cannot store exactly (a wrong type, a missing field, metadata or
+   * context that is not plain JSON data). The message names the field path and the fix; nothing was
+   * changed.
+   */
+  InvalidInput = 'PERSISTENCE_INVALID_INPUT',
   /** A manager was asked for an item that does not exist. */
   NotFound = 'PERSISTENCE_NOT_FOUND',
   /** An item could not be turned into bytes. */

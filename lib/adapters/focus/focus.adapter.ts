@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
-import { deepFreeze, reviveDate, reviveRecord, reviveString } from '../revive.util';
-import { Focus, FocusChain } from './focus.model';
+import { reviveModel } from '../model.schema';
+import { FocusChain } from './focus.model';
+import { FOCUS_CHAIN_SCHEMA } from './focus.schema';
 import { FocusManager } from './focus.manager';
 
 /** Persists `FocusManager` under `<path>/focus/`, one file per chain. */
@@ -17,29 +18,9 @@ export class FocusAdapter implements PersistenceAdapter<FocusChain> {
     return this.focus.entries();
   }
 
+  /** Reads a chain back with the schemas `FocusManager` checks its input with. */
   revive(raw: unknown, id: string): FocusChain {
-    const value = reviveRecord(raw, 'focus chain');
-    if (!Array.isArray(value.items)) {
-      throw new TypeError('"items" is not an array');
-    }
-    const items = value.items.map((f: unknown, index): Focus => {
-      const focus = reviveRecord(f, `items[${index}]`);
-      return {
-        id: reviveString(focus.id, `items[${index}].id`),
-        type: reviveString(focus.type, `items[${index}].type`),
-        target: reviveString(focus.target, `items[${index}].target`),
-        context: reviveRecord(focus.context, `items[${index}].context`),
-        createdAt: reviveDate(focus.createdAt, `items[${index}].createdAt`),
-      };
-    });
-    return deepFreeze({
-      id,
-      ...(value.name === undefined ? {} : { name: reviveString(value.name, 'name') }),
-      items,
-      createdAt: reviveDate(value.createdAt, 'createdAt'),
-      updatedAt: reviveDate(value.updatedAt, 'updatedAt'),
-      metadata: reviveRecord(value.metadata, 'metadata'),
-    });
+    return reviveModel(FOCUS_CHAIN_SCHEMA, raw, id);
   }
 
   restore(items: ReadonlyMap<string, FocusChain>): void {

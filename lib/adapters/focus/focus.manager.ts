@@ -3,18 +3,26 @@ import { randomUUID } from 'node:crypto';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
 import { notFound } from '../../persistence.messages';
-import { assertValidId } from '../../storage/file-name.codec';
-import { ownCopy } from '../revive.util';
+import { emptyJsonObject, parseInput } from '../model.schema';
 import { CreateFocusChainInput, Focus, FocusChain, PushFocusInput } from './focus.model';
+import { FOCUS_CHAIN_SCHEMA, FOCUS_SCHEMA } from './focus.schema';
 
 /** Focus chains in memory; every change replaces the chain object. */
 @Injectable()
 export class FocusManager {
   private chains = new Map<string, FocusChain>();
 
+  /**
+   * Creates an empty chain. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store exactly
+   * (see {@link CreateFocusChainInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
+   */
   createChain(init: CreateFocusChainInput = {}): FocusChain {
-    const id = init.id ?? randomUUID();
-    assertValidId(id);
+    const input = parseInput(FOCUS_CHAIN_SCHEMA, init, 'FocusManager.createChain()', [
+      'id',
+      'name',
+      'metadata',
+    ]);
+    const id = input.id ?? randomUUID();
     if (this.chains.has(id)) {
       throw new PersistenceError(
         PersistenceErrorCode.InvalidId,
@@ -25,24 +33,35 @@ export class FocusManager {
     const now = new Date();
     const chain: FocusChain = Object.freeze({
       id,
-      ...(init.name === undefined ? {} : { name: init.name }),
+      ...(input.name === undefined ? {} : { name: input.name }),
       items: Object.freeze([]),
       createdAt: now,
       updatedAt: now,
-      metadata: ownCopy(init.metadata),
+      metadata: input.metadata ?? emptyJsonObject(),
     });
     this.chains.set(id, chain);
     return chain;
   }
 
-  pushFocus(chainId: string, input: PushFocusInput): Focus {
+  /**
+   * Pushes a focus entry (only the new entry is checked; the chain is replaced, not changed). Throws
+   * `PERSISTENCE_NOT_FOUND` for an unknown chain, `PERSISTENCE_INVALID_INPUT` for a field it cannot
+   * store exactly (see {@link PushFocusInput}), `PERSISTENCE_INVALID_ID` for a bad id.
+   */
+  pushFocus(chainId: string, entry: PushFocusInput): Focus {
     const chain = this.require(chainId);
+    const input = parseInput(FOCUS_SCHEMA, entry, 'FocusManager.pushFocus()', [
+      'id',
+      'type',
+      'target',
+      'context',
+    ]);
     const now = new Date();
     const focus: Focus = Object.freeze({
       id: input.id ?? randomUUID(),
-      type: input.type,
-      target: input.target,
-      context: ownCopy(input.context),
+      type: input.type!,
+      target: input.target!,
+      context: input.context ?? emptyJsonObject(),
       createdAt: now,
     });
     this.chains.set(

@@ -22,23 +22,51 @@ export interface Conversation {
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
-/** What `MemoryManager.createConversation()` takes. */
+/**
+ * What `MemoryManager.createConversation()` takes.
+ * An optional field may be absent or `undefined`; `null`, another type, a missing required field or a
+ * field not listed here is refused with `PERSISTENCE_INVALID_INPUT`, naming the field.
+ */
 export interface CreateConversationInput {
   /** @default a random UUID */
   id?: string;
   title?: string;
   sessionId?: string;
-  /** @default {} */
+  /**
+   * Plain JSON data only, so it comes back from a restart exactly: `null`, booleans, strings, finite
+   * numbers other than `-0`, dense arrays (no extra properties), plain objects (prototype
+   * `Object.prototype` or `null`; own enumerable string keys holding data properties; no symbol keys),
+   * nested without cycles (at most 512 levels). Anything else — a `Date` (store `toISOString()`), `Map`,
+   * `Set`, `RegExp`, `Error`, a class instance, `undefined` (omit the key or use `null`), `NaN`,
+   * `±Infinity`, `-0`, a `BigInt` (store it as a string), a function, a cycle — is refused with
+   * `PERSISTENCE_INVALID_INPUT` naming its path. An own `__proto__` key is kept as data. The object is
+   * copied (a `null` prototype becomes `Object.prototype`, as JSON reads it back) and the copy frozen.
+   * @default {}
+   */
   metadata?: Record<string, unknown>;
 }
 
-/** What `MemoryManager.addMessage()` takes. */
+/**
+ * What `MemoryManager.addMessage()` takes.
+ * An optional field may be absent or `undefined`; `null`, another type, a missing required field or a
+ * field not listed here is refused with `PERSISTENCE_INVALID_INPUT`, naming the field.
+ */
 export interface AddMessageInput {
   /** @default a random UUID */
   id?: string;
   role: MessageRole;
   content: string;
-  /** @default {} */
+  /**
+   * Plain JSON data only, so it comes back from a restart exactly: `null`, booleans, strings, finite
+   * numbers other than `-0`, dense arrays (no extra properties), plain objects (prototype
+   * `Object.prototype` or `null`; own enumerable string keys holding data properties; no symbol keys),
+   * nested without cycles (at most 512 levels). Anything else — a `Date` (store `toISOString()`), `Map`,
+   * `Set`, `RegExp`, `Error`, a class instance, `undefined` (omit the key or use `null`), `NaN`,
+   * `±Infinity`, `-0`, a `BigInt` (store it as a string), a function, a cycle — is refused with
+   * `PERSISTENCE_INVALID_INPUT` naming its path. An own `__proto__` key is kept as data. The object is
+   * copied (a `null` prototype becomes `Object.prototype`, as JSON reads it back) and the copy frozen.
+   * @default {}
+   */
   metadata?: Record<string, unknown>;
 }
 

@@ -3,24 +3,32 @@ import { randomUUID } from 'node:crypto';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
 import { notFound } from '../../persistence.messages';
-import { assertValidId } from '../../storage/file-name.codec';
-import { ownCopy } from '../revive.util';
+import { emptyJsonObject, parseInput } from '../model.schema';
 import {
   AddMessageInput,
   Conversation,
   CreateConversationInput,
   Message,
-  MESSAGE_ROLES,
 } from './conversation.model';
+import { CONVERSATION_SCHEMA, MESSAGE_SCHEMA } from './conversation.schema';
 
 /** Conversations and their messages in memory; every change replaces the conversation object. */
 @Injectable()
 export class MemoryManager {
   private conversations = new Map<string, Conversation>();
 
+  /**
+   * Creates an empty conversation. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store
+   * exactly (see {@link CreateConversationInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
+   */
   createConversation(init: CreateConversationInput = {}): Conversation {
-    const id = init.id ?? randomUUID();
-    assertValidId(id);
+    const input = parseInput(CONVERSATION_SCHEMA, init, 'MemoryManager.createConversation()', [
+      'id',
+      'title',
+      'sessionId',
+      'metadata',
+    ]);
+    const id = input.id ?? randomUUID();
     if (this.conversations.has(id)) {
       throw new PersistenceError(
         PersistenceErrorCode.InvalidId,
@@ -31,46 +39,47 @@ export class MemoryManager {
     const now = new Date();
     const conversation: Conversation = Object.freeze({
       id,
-      ...(init.title === undefined ? {} : { title: init.title }),
-      ...(init.sessionId === undefined ? {} : { sessionId: init.sessionId }),
+      ...(input.title === undefined ? {} : { title: input.title }),
+      ...(input.sessionId === undefined ? {} : { sessionId: input.sessionId }),
       messages: Object.freeze([]),
       createdAt: now,
       updatedAt: now,
-      metadata: ownCopy(init.metadata),
+      metadata: input.metadata ?? emptyJsonObject(),
     });
     this.conversations.set(id, conversation);
     return conversation;
   }
 
-  addMessage(conversationId: string, input: AddMessageInput): Message {
+  /**
+   * Appends a message (only the new message is checked; the conversation is replaced, not changed).
+   * Throws `PERSISTENCE_NOT_FOUND` for an unknown conversation, `PERSISTENCE_INVALID_INPUT` for a
+   * field it cannot store exactly (see {@link AddMessageInput}), `PERSISTENCE_INVALID_ID` for a bad id.
+   */
+  addMessage(conversationId: string, message: AddMessageInput): Message {
     const current = this.require(conversationId);
-    if (!MESSAGE_ROLES.includes(input.role)) {
-      throw new PersistenceError(
-        PersistenceErrorCode.InvalidId,
-        `Message role ${JSON.stringify(input.role)} is not one of ${MESSAGE_ROLES.join(', ')}.`,
-        { itemId: conversationId },
-      );
-    }
-    if (typeof input.content !== 'string') {
-      throw new TypeError('Message content must be a string.');
-    }
+    const input = parseInput(MESSAGE_SCHEMA, message, 'MemoryManager.addMessage()', [
+      'id',
+      'role',
+      'content',
+      'metadata',
+    ]);
     const timestamp = new Date();
-    const message: Message = Object.freeze({
+    const added: Message = Object.freeze({
       id: input.id ?? randomUUID(),
-      role: input.role,
-      content: input.content,
+      role: input.role!,
+      content: input.content!,
       timestamp,
-      metadata: ownCopy(input.metadata),
+      metadata: input.metadata ?? emptyJsonObject(),
     });
     this.conversations.set(
       conversationId,
       Object.freeze({
         ...current,
-        messages: Object.freeze([...current.messages, message]),
+        messages: Object.freeze([...current.messages, added]),
         updatedAt: timestamp,
       }),
     );
-    return message;
+    return added;
   }
 
   getConversation(id: string): Conversation | undefined {

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
-import { reviveDate, reviveRecord, reviveString, deepFreeze } from '../revive.util';
+import { reviveModel } from '../model.schema';
 import { Session } from './session.model';
+import { SESSION_SCHEMA } from './session.schema';
 import { SessionManager } from './session.manager';
 
 /** Persists `SessionManager` under `<path>/sessions/`. */
@@ -17,15 +18,9 @@ export class SessionAdapter implements PersistenceAdapter<Session> {
     return this.sessions.entries();
   }
 
+  /** Reads a session back with the schema `SessionManager` checks its input with. */
   revive(raw: unknown, id: string): Session {
-    const value = reviveRecord(raw, 'session');
-    return deepFreeze({
-      id,
-      status: reviveString(value.status, 'status'),
-      createdAt: reviveDate(value.createdAt, 'createdAt'),
-      updatedAt: reviveDate(value.updatedAt, 'updatedAt'),
-      metadata: reviveRecord(value.metadata, 'metadata'),
-    });
+    return reviveModel(SESSION_SCHEMA, raw, id);
   }
 
   restore(items: ReadonlyMap<string, Session>): void {

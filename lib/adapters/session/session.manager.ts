@@ -3,18 +3,26 @@ import { randomUUID } from 'node:crypto';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
 import { notFound } from '../../persistence.messages';
-import { assertValidId } from '../../storage/file-name.codec';
-import { ownCopy } from '../revive.util';
+import { emptyJsonObject, parseInput } from '../model.schema';
 import { CreateSessionInput, Session, UpdateSessionInput } from './session.model';
+import { SESSION_SCHEMA } from './session.schema';
 
 /** Sessions in memory. Every change replaces the session object, so snapshots are cheap and exact. */
 @Injectable()
 export class SessionManager {
   private sessions = new Map<string, Session>();
 
+  /**
+   * Creates a session. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store exactly (see
+   * {@link CreateSessionInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
+   */
   create(init: CreateSessionInput = {}): Session {
-    const id = init.id ?? randomUUID();
-    assertValidId(id);
+    const input = parseInput(SESSION_SCHEMA, init, 'SessionManager.create()', [
+      'id',
+      'status',
+      'metadata',
+    ]);
+    const id = input.id ?? randomUUID();
     if (this.sessions.has(id)) {
       throw new PersistenceError(
         PersistenceErrorCode.InvalidId,
@@ -25,10 +33,10 @@ export class SessionManager {
     const now = new Date();
     const session: Session = Object.freeze({
       id,
-      status: init.status ?? 'active',
+      status: input.status ?? 'active',
       createdAt: now,
       updatedAt: now,
-      metadata: ownCopy(init.metadata),
+      metadata: input.metadata ?? emptyJsonObject(),
     });
     this.sessions.set(id, session);
     return session;
@@ -38,6 +46,10 @@ export class SessionManager {
     return this.sessions.get(id);
   }
 
+  /**
+   * Changes a session's status and/or replaces its metadata. Throws `PERSISTENCE_NOT_FOUND` for an
+   * unknown id, `PERSISTENCE_INVALID_INPUT` for a field it cannot store exactly.
+   */
   update(id: string, patch: UpdateSessionInput): Session {
     const current = this.sessions.get(id);
     if (!current) {
@@ -45,10 +57,14 @@ export class SessionManager {
         itemId: id,
       });
     }
+    const input = parseInput(SESSION_SCHEMA, patch, 'SessionManager.update()', [
+      'status',
+      'metadata',
+    ]);
     const next: Session = Object.freeze({
       ...current,
-      status: patch.status ?? current.status,
-      metadata: patch.metadata === undefined ? current.metadata : ownCopy(patch.metadata),
+      status: input.status ?? current.status,
+      metadata: input.metadata ?? current.metadata,
       updatedAt: new Date(),
     });
     this.sessions.set(id, next);

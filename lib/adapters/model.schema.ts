@@ -1,0 +1,291 @@
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError } from '../errors/persistence.error';
+import { describe, invalidInput, reasonOf } from '../persistence.messages';
+import { assertValidId } from '../storage/file-name.codec';
+import { appendPath, copyJsonData, findNonJsonData, NonJsonData } from './json-data.util';
+import { deepFreeze } from './revive.util';
+
+/*
+ * The schema of each built-in model (Session; Conversation + Message; FocusChain + Focus) drives both
+ * directions, so they cannot disagree:
+ *   - parseInput(): what a manager method is given (create, update, addMessage, …) — refused at the
+ *     call with PERSISTENCE_INVALID_INPUT (PERSISTENCE_INVALID_ID for ids) naming the field path;
+ *   - reviveModel(): what an adapter's revive() reads back from a file — a file that does not match
+ *     is quarantined. Every value parseInput() accepts is stored in a record that JSON writes and
+ *     reviveModel() reads back deep-strict-equal.
+ *
+ * Why no validation library (zod, valibot, ajv, …): the models are six small records of strings,
+ * dates and two metadata objects; what is hard is the JSON-exactness rule of metadata/context (no -0,
+ * NaN, cycles, getters, sparse arrays, non-plain prototypes, undefined values; a nested Date is an
+ * error, not a coercion), which none of them checks and which needs the custom walk in
+ * json-data.util.ts anyway. A library would add a runtime dependency to every user's install, a
+ * second error format to translate into PersistenceError messages, and a second place where "valid"
+ * is defined — for about a hundred lines of code here.
+ */
+
+/** What a field holds. */
+export type FieldType =
+  /** Any string (lone surrogates included: JSON escapes them). */
+  | { readonly kind: 'string' }
+  /** One of a fixed list of strings. */
+  | { readonly kind: 'oneOf'; readonly values: readonly string[] }
+  /** The record's own id: checked with assertValidId on input, equal to the file's id on revive. */
+  | { readonly kind: 'ownId' }
+  /** The id of an item inside a record (a message, a focus entry): assertValidId. */
+  | { readonly kind: 'itemId' }
+  /** Made by the manager; stored as an ISO string that must parse back to the same string. */
+  | { readonly kind: 'date' }
+  /** metadata/context: a plain object of plain JSON data (json-data.util.ts), stored frozen. */
+  | { readonly kind: 'json' }
+  /** Made by the manager: a list of records of another schema. */
+  | { readonly kind: 'list'; readonly of: ModelSchema<object> };
+
+/** One field of a model. */
+export interface FieldSpec {
+  readonly type: FieldType;
+  /** A stored record may lack it (absent, never `null`). @default false */
+  readonly optional?: boolean;
+  /** Whether callers give it. Absent: the manager makes it, and a caller may not pass it. */
+  readonly input?: 'required' | 'optional';
+}
+
+/** A model: its name (in messages) and its fields. */
+export interface ModelSchema<T extends object> {
+  readonly name: string;
+  readonly fields: { readonly [K in keyof T]-?: FieldSpec };
+}
+
+export const STRING: FieldType = { kind: 'string' };
+export const OWN_ID: FieldType = { kind: 'ownId' };
+export const ITEM_ID: FieldType = { kind: 'itemId' };
+export const DATE: FieldType = { kind: 'date' };
+export const JSON_OBJECT: FieldType = { kind: 'json' };
+export const oneOf = (values: readonly string[]): FieldType => ({ kind: 'oneOf', values });
+export const listOf = <T extends object>(of: ModelSchema<T>): FieldType => ({
+  kind: 'list',
+  of,
+});
+
+/** An empty frozen object: the default metadata/context. */
+export const emptyJsonObject = (): Readonly<Record<string, unknown>> => Object.freeze({});
+
+/**
+ * Checks what a manager method was given and returns the accepted fields (only those given), with
+ * metadata/context copied and frozen. `fields` are the ones this method takes. An absent or
+ * `undefined` optional field is absent; `null`, a wrong type, a missing required field or a field
+ * the method does not take is refused with PERSISTENCE_INVALID_INPUT (ids: PERSISTENCE_INVALID_ID).
+ *
+ * @param where the method, for messages: `'SessionManager.create()'`
+ */
+export function parseInput<T extends object, K extends keyof T & string>(
+  schema: ModelSchema<T>,
+  input: unknown,
+  where: string,
+  fields: readonly K[],
+): { [P in K]?: T[P] } {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw refused(
+      where,
+      'its argument',
+      `is ${kindOf(input)}, not an object`,
+      example(schema, fields),
+    );
+  }
+  const given = input as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (!(fields as readonly string[]).includes(key) && given[key] !== undefined) {
+      throw refused(
+        where,
+        appendPath('', key).replace(/^\./, ''),
+        `is not a field it takes`,
+        `pass only ${fields.join(', ')}`,
+      );
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const name of fields) {
+    const spec = schema.fields[name];
+    const value = given[name]; // read once: a getter may answer differently the next time
+    if (value === undefined) {
+      if (spec.input === 'required') {
+        throw refused(where, name, 'is missing', `pass ${expected(spec.type)}`);
+      }
+      continue;
+    }
+    out[name] = acceptInput(spec.type, value, where, name);
+  }
+  return out as { [P in K]?: T[P] };
+}
+
+function acceptInput(type: FieldType, value: unknown, where: string, path: string): unknown {
+  switch (type.kind) {
+    case 'ownId':
+    case 'itemId':
+      assertValidId(value);
+      return value;
+    case 'string':
+    case 'oneOf': {
+      const problem = stringProblem(type, value);
+      if (problem) throw refused(where, path, problem, `pass ${expected(type)}`);
+      return value;
+    }
+    case 'json': {
+      const wrong = notAnObject(value, path);
+      if (wrong) throw refused(where, wrong.path, wrong.problem, wrong.fix);
+      // One pass: each value is read once, checked, and copied (frozen) from what was checked.
+      const result = copyJsonData(value, path);
+      if ('found' in result) {
+        throw refused(where, result.found.path, result.found.problem, result.found.fix);
+      }
+      return result.copy;
+    }
+    case 'date':
+    case 'list':
+      throw new Error(`${path} is made by the manager, not given`); // a schema bug, not input
+  }
+}
+
+/**
+ * Reads back one record of `schema` as parsed from a file, throwing (so the file is quarantined) when
+ * it is not a record the manager could have made. Keys the schema does not know are ignored. The
+ * result is deeply frozen.
+ *
+ * @param id the file's id, which the record's own id must equal
+ * @param path where the record is, for messages
+ */
+export function reviveModel<T extends object>(
+  schema: ModelSchema<T>,
+  raw: unknown,
+  id: string | undefined,
+  path: string = schema.name,
+): T {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new TypeError(`${path} is ${kindOf(raw)}, not a ${schema.name} object`);
+  }
+  const stored = raw as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const name in schema.fields) {
+    const spec = schema.fields[name];
+    const at = `${path}.${name}`;
+    const value = Object.prototype.hasOwnProperty.call(stored, name) ? stored[name] : undefined;
+    if (value === undefined) {
+      if (spec.optional) continue;
+      throw new TypeError(`${at} is missing`);
+    }
+    out[name] = reviveField(spec.type, value, id, at);
+  }
+  return Object.freeze(out) as T;
+}
+
+function reviveField(type: FieldType, value: unknown, id: string | undefined, at: string): unknown {
+  switch (type.kind) {
+    case 'ownId':
+      if (value !== id) {
+        throw new TypeError(`${at} ${describe(value)} is not the file's id ${describe(id)}`);
+      }
+      return value;
+    case 'itemId':
+      try {
+        assertValidId(value);
+      } catch (error) {
+        throw new TypeError(`${at}: ${reasonOf(error)}`);
+      }
+      return value;
+    case 'string':
+    case 'oneOf': {
+      const problem = stringProblem(type, value);
+      if (problem) throw new TypeError(`${at} ${problem}`);
+      return value;
+    }
+    case 'date': {
+      const date = typeof value === 'string' ? new Date(value) : undefined;
+      if (!date || Number.isNaN(date.getTime()) || date.toISOString() !== value) {
+        throw new TypeError(`${at} is ${describe(value)}, not a date in ISO form`);
+      }
+      return date;
+    }
+    case 'json': {
+      const found =
+        notAnObject(value, at) ?? findNonJsonData(value, { allowToJSON: false, path: at });
+      if (found) throw new TypeError(`${found.path} ${found.problem}`);
+      return deepFreeze(value);
+    }
+    case 'list': {
+      if (!Array.isArray(value)) {
+        throw new TypeError(`${at} is ${kindOf(value)}, not an array`);
+      }
+      const items = new Array<unknown>(value.length);
+      for (let i = 0; i < value.length; i++) {
+        items[i] = reviveModel(type.of, value[i], undefined, `${at}[${i}]`);
+      }
+      return Object.freeze(items);
+    }
+  }
+}
+
+function stringProblem(type: FieldType, value: unknown): string | undefined {
+  if (typeof value !== 'string') return `is ${kindOf(value)}, not a string`;
+  if (type.kind === 'oneOf' && !type.values.includes(value)) {
+    return `is ${describe(value)}, not one of ${type.values.join(', ')}`;
+  }
+  return undefined;
+}
+
+/** metadata/context are objects (of plain JSON data, checked next). */
+function notAnObject(value: unknown, path: string): NonJsonData | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return {
+      path,
+      problem: `is ${kindOf(value)}, not an object`,
+      fix:
+        value === null
+          ? 'omit it, or pass {}'
+          : Array.isArray(value)
+            ? 'wrap the array in an object, e.g. { items: [...] }'
+            : 'pass an object of JSON data, e.g. { note: "…" }',
+    };
+  }
+  return undefined;
+}
+
+function expected(type: FieldType): string {
+  switch (type.kind) {
+    case 'oneOf':
+      return `one of ${type.values.join(', ')}`;
+    case 'json':
+      return 'an object of JSON data';
+    default:
+      return 'a string';
+  }
+}
+
+function example(schema: ModelSchema<object>, fields: readonly string[]): string {
+  const required = fields.filter(
+    (name) => (schema.fields as Record<string, FieldSpec>)[name].input === 'required',
+  );
+  return required.length > 0
+    ? `pass an object with ${required.join(' and ')}`
+    : `pass an object with any of ${fields.join(', ')}, or nothing`;
+}
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  switch (typeof value) {
+    case 'object':
+      return 'an object';
+    case 'undefined':
+      return 'undefined';
+    case 'string':
+      return `a string (${describe(value)})`;
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
+function refused(where: string, path: string, problem: string, fix: string): PersistenceError {
+  return new PersistenceError(
+    PersistenceErrorCode.InvalidInput,
+    invalidInput(where, path, problem, fix),
+  );
+}
