@@ -232,7 +232,7 @@ export class PersistenceStore
   checkpoint(): Promise<void> {
     this.assertWritable('checkpoint');
     return this.queue.run(() =>
-      this.io('save', 'checkpoint', this.options.path, () => this.applyJournal()),
+      this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal()),
     );
   }
 
@@ -569,7 +569,7 @@ export class PersistenceStore
     this.queue
       .run(async () => {
         this.checkpointQueued = false;
-        await this.io('save', 'checkpoint', this.options.path, () => this.applyJournal());
+        await this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal());
       })
       .catch(() => undefined); // reported by io(); the journal keeps every commit meanwhile
   }
