@@ -1,4 +1,5 @@
 export * from './persistence-adapter.interface';
+export * from './persistence-event.interface';
 export * from './persistence-metadata.interface';
 export type {
   AutoSaveOptions,

@@ -11,6 +11,7 @@ import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { join, resolve } from 'node:path';
+import { Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
 import { SessionAdapter } from '../adapters/session/session.adapter';
@@ -20,6 +21,10 @@ import { PersistenceError, PersistenceOperation } from '../errors/persistence.er
 import { PersistenceEvents } from '../events/persistence-events.enum';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
+import {
+  PersistenceErrorRecord,
+  PersistenceEvent,
+} from '../interfaces/persistence-event.interface';
 import {
   BackupMetadata,
   LoadMetadata,
@@ -200,7 +205,7 @@ export class PersistenceStore
    * folder. A failure is logged and emitted; shutdown goes on.
    */
   beforeApplicationShutdown(): Promise<void> {
-    this.shutdown ??= this.close();
+    this.shutdown ??= this.close().finally(() => this.notifier.complete());
     return this.shutdown;
   }
 
@@ -431,6 +436,20 @@ export class PersistenceStore
   /** Calls `callback` for every error. Returns a function that unsubscribes. */
   onError(callback: (event: PersistenceErrorEvent) => unknown): () => void {
     return this.notifier.on(PersistenceEvents.Error, callback);
+  }
+
+  /**
+   * Every save, load and error, as `{ type: 'saved' | 'loaded' | 'error', payload }` (the payloads of
+   * the callbacks and of `@OnEvent`). Completes when the application shuts down, after the last
+   * save. Like `@OnEvent`, the boot load's events arrive once the application has bootstrapped.
+   */
+  get events$(): Observable<PersistenceEvent> {
+    return this.notifier.events$;
+  }
+
+  /** The last error the store reported (an event of `persistence.error`); `null` before any. */
+  getLastError(): PersistenceErrorRecord | null {
+    return this.notifier.lastError ?? null;
   }
 
   private setCodec(serializer: Serializer): void {
