@@ -20,6 +20,7 @@ export { PersistenceStore } from './store/persistence.store';
 export { PersistenceFileSystem } from './storage/file-system.interface';
 export type {
   DirEntry,
+  DiskSpace,
   EntryType,
   FileStat,
   PersistenceFile,

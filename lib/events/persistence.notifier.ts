@@ -46,8 +46,8 @@ export class PersistenceNotifier {
   /** The last error reported, if any. */
   lastError: PersistenceErrorRecord | undefined;
 
-  /** When the last successful save finished. */
-  lastSavedAt: Date | undefined;
+  /** True when an error was reported after the last successful save (or before any). */
+  errorSinceSave = false;
 
   constructor(private readonly emitter: EventEmitter2 | undefined) {}
 
@@ -86,7 +86,7 @@ export class PersistenceNotifier {
   }
 
   saved(meta: SaveMetadata): void {
-    this.lastSavedAt = new Date();
+    this.errorSinceSave = false;
     this.deliver(PersistenceEvents.Saved, meta);
   }
 
@@ -105,6 +105,7 @@ export class PersistenceNotifier {
       path: event.path,
       timestamp: new Date(),
     };
+    this.errorSinceSave = true;
     this.deliver(PersistenceEvents.Error, event);
   }
 

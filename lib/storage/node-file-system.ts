@@ -1,7 +1,19 @@
 import { constants, Dirent, Stats } from 'node:fs';
-import { FileHandle, lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import {
+  access,
+  FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rmdir,
+  statfs,
+  unlink,
+} from 'node:fs/promises';
 import {
   DirEntry,
+  DiskSpace,
   EntryType,
   FileStat,
   PersistenceFile,
@@ -114,5 +126,14 @@ export class NodeFileSystem implements PersistenceFileSystem {
 
   rmdir(path: string): Promise<void> {
     return rmdir(path);
+  }
+
+  access(path: string, how: 'write'): Promise<void> {
+    return access(path, how === 'write' ? constants.W_OK : constants.F_OK);
+  }
+
+  async statfs(path: string): Promise<DiskSpace> {
+    const stats = await statfs(path);
+    return { available: stats.bavail * stats.bsize, total: stats.blocks * stats.bsize };
   }
 }

@@ -36,6 +36,7 @@ import {
   PersistenceModuleOptions,
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
+import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
 import { JOURNAL_FILE, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
 import * as messages from '../persistence.messages';
@@ -97,6 +98,7 @@ export class PersistenceStore
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
   private releaseBootEvents?: () => void;
+  private startedAt: Date | null = null;
 
   constructor(
     @Inject(PERSISTENCE_MODULE_OPTIONS) private readonly rawOptions: PersistenceModuleOptions,
@@ -182,6 +184,7 @@ export class PersistenceStore
       this.logger.warn(messages.writableByOthers(path));
     }
     this.state = 'ready';
+    this.startedAt = new Date();
     this.holdBootEvents();
     if (this.options.loadOnBoot) {
       // A failed load never stops the application: it starts with what could be read.
@@ -450,6 +453,41 @@ export class PersistenceStore
   /** The last error the store reported (an event of `persistence.error`); `null` before any. */
   getLastError(): PersistenceErrorRecord | null {
     return this.notifier.lastError ?? null;
+  }
+
+  /**
+   * The facts a health check needs, measured now: can the store save (checks that the folder is
+   * writable), the last save and the last error, the journal not yet checkpointed, the free space.
+   * Never throws; reads nothing but the folder's metadata.
+   */
+  async getStatus(): Promise<PersistenceStatus> {
+    const state = this.state === 'created' ? 'starting' : this.state;
+    const path = this.options?.path ?? '';
+    let notWritableReason: string | undefined;
+    if (state !== 'ready') {
+      notWritableReason = `the store is ${state}`;
+    } else if (this.options.readOnly) {
+      notWritableReason = 'the store was opened with readOnly: true';
+    } else {
+      notWritableReason = await this.fs.access(path, 'write').then(
+        () => undefined,
+        (error: unknown) => `the folder is not writable: ${messages.reasonOf(error)}`,
+      );
+    }
+    const disk = path === '' ? null : await this.fs.statfs(path).catch(() => null);
+    return {
+      path,
+      state,
+      readOnly: this.options?.readOnly ?? false,
+      writable: notWritableReason === undefined,
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      startedAt: this.startedAt,
+      lastSaveTime: this.lastSaveTime,
+      lastError: this.notifier.lastError ?? null,
+      errorSinceLastSave: this.notifier.errorSinceSave,
+      journal: { bytes: this.journal?.size ?? 0, pendingItems: this.pending.length },
+      disk,
+    };
   }
 
   private setCodec(serializer: Serializer): void {
