@@ -176,7 +176,7 @@ describe('PersistenceHealthIndicator over HTTP', () => {
 
   it('is down when the last save is older than maxAge (fake clock)', async () => {
     const maxAge = 10 * 60_000;
-    jest.useFakeTimers({ now: new Date('2030-01-01T00:00:00Z'), doNotFake: timersButDate });
+    fakeClock(new Date('2030-01-01T00:00:00Z'));
     app = await startApp({ path: dir }, { minFreeBytes: 1, maxAge });
     await app.get(PersistenceStore).saveAll();
 
@@ -195,7 +195,7 @@ describe('PersistenceHealthIndicator over HTTP', () => {
   });
 
   it('before the first save, maxAge counts from when the store opened', async () => {
-    jest.useFakeTimers({ now: new Date('2030-01-01T00:00:00Z'), doNotFake: timersButDate });
+    fakeClock(new Date('2030-01-01T00:00:00Z'));
     app = await startApp({ path: dir }, { minFreeBytes: 1, maxAge: 1000 });
     expect((await getHealth(app)).status).toBe(200);
     jest.setSystemTime(new Date('2030-01-01T00:00:02Z'));
@@ -209,22 +209,23 @@ describe('PersistenceHealthIndicator over HTTP', () => {
 });
 
 /** Only the clock is faked: the HTTP server and fetch keep their real timers. */
-const timersButDate: NonNullable<Parameters<typeof jest.useFakeTimers>[0]>['doNotFake'] = [
-  'hrtime',
-  'nextTick',
-  'performance',
-  'queueMicrotask',
-  'requestAnimationFrame',
-  'cancelAnimationFrame',
-  'requestIdleCallback',
-  'cancelIdleCallback',
-  'setImmediate',
-  'clearImmediate',
-  'setInterval',
-  'clearInterval',
-  'setTimeout',
-  'clearTimeout',
-];
+function fakeClock(now: Date): void {
+  jest.useFakeTimers({
+    now,
+    doNotFake: [
+      'hrtime',
+      'nextTick',
+      'performance',
+      'queueMicrotask',
+      'setImmediate',
+      'clearImmediate',
+      'setInterval',
+      'clearInterval',
+      'setTimeout',
+      'clearTimeout',
+    ],
+  });
+}
 
 describe('the main entry point without @nestjs/terminus', () => {
   it('loads, while nestjs-persistence/health needs it', () => {

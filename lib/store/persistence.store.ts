@@ -38,7 +38,11 @@ import {
 } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
-import { JOURNAL_FILE, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import {
+  JOURNAL_FILE,
+  PERSISTENCE_LOGGER_CONTEXT,
+  PERSISTENCE_SCHEDULER_REGISTRY,
+} from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
 import { createSerializer } from '../serializers/serializer.factory';
@@ -58,7 +62,8 @@ import { decodeRecords, Journal, JournalOp } from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
 import { readRegularFile } from '../storage/safe-read';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
-import { resolveAdapters } from './adapter.resolver';
+import { PersistenceAdapterExplorer } from './adapter.explorer';
+import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
 import { CommittedIndex } from './committed.index';
 import { OperationQueue } from './operation.queue';
@@ -108,11 +113,13 @@ export class PersistenceStore
     private readonly memoryAdapter: MemoryAdapter,
     private readonly focusAdapter: FocusAdapter,
     @Optional() eventEmitter?: EventEmitter2,
-    @Optional() private readonly schedulerRegistry?: SchedulerRegistry,
+    @Optional()
+    @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
+    private readonly schedulerRegistry?: SchedulerRegistry,
   ) {
     this.notifier = new PersistenceNotifier(eventEmitter);
     if (!eventEmitter) {
-      this.logger.warn(messages.eventEmitterMissing());
+      this.logger.log(messages.eventEmitterMissing());
     }
   }
 
@@ -143,11 +150,12 @@ export class PersistenceStore
       });
     }
     this.setCodec(createSerializer(this.options.format));
-    const builtIn = this.options.builtInAdapters
-      ? [this.sessionAdapter, this.memoryAdapter, this.focusAdapter]
-      : [];
+    // Built-in, forFeature() and @PersistedState() adapters, then the deprecated `adapters` option.
     this.adapterList.push(
-      ...(await resolveAdapters(this.moduleRef, builtIn, this.options.adapters)),
+      ...resolveAdapters([
+        ...this.moduleRef.get(PersistenceAdapterExplorer).explore(this.options.builtInAdapters),
+        ...candidatesFromOption(this.moduleRef, this.options.adapters),
+      ]),
     );
     if (this.options.autoSave !== false && !this.schedulerRegistry && !this.options.readOnly) {
       throw new PersistenceError(
@@ -379,7 +387,10 @@ export class PersistenceStore
     });
   }
 
-  /** Starts (or restarts with a new interval) auto-save. Needs `ScheduleModule.forRoot()`. */
+  /**
+   * Starts (or restarts with a new interval) auto-save, in the application's `SchedulerRegistry` when
+   * it imports `ScheduleModule.forRoot()`, else in one of this module's own.
+   */
   enableAutoSave(intervalMs: number): void {
     this.assertWritable('enable auto-save');
     assertInterval('interval', intervalMs);

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { PersistedState } from '../../decorators/persisted-state.decorator';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
 import { deepFreeze, reviveDate, reviveRecord, reviveString } from '../revive.util';
 import { Focus, FocusChain } from './focus.model';
@@ -6,6 +7,7 @@ import { FocusManager } from './focus.manager';
 
 /** Persists `FocusManager` under `<path>/focus/`, one file per chain. */
 @Injectable()
+@PersistedState('focus')
 export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   readonly name = 'focus';
 

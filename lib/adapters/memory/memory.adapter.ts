@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { PersistedState } from '../../decorators/persisted-state.decorator';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
 import { deepFreeze, reviveDate, reviveRecord, reviveString } from '../revive.util';
 import { Conversation, Message, MESSAGE_ROLES, MessageRole } from './conversation.model';
@@ -6,6 +7,7 @@ import { MemoryManager } from './memory.manager';
 
 /** Persists `MemoryManager` under `<path>/conversations/`, one file per conversation. */
 @Injectable()
+@PersistedState('conversations')
 export class MemoryAdapter implements PersistenceAdapter<Conversation> {
   readonly name = 'conversations';
 
