@@ -59,4 +59,4 @@ export type PersistedStateAdapter<T = unknown> = Omit<PersistenceAdapter<T>, 'na
 export type PersistenceAdapterClass = Type<PersistenceAdapter | PersistedStateAdapter>;
 
 /** An adapter in the `adapters` option: a provider class (resolved through DI) or an instance. */
-export type PersistenceAdapterRef = Type<PersistenceAdapter> | PersistenceAdapter;
+export type PersistenceAdapterRef = PersistenceAdapterClass | PersistenceAdapter;
