@@ -10,6 +10,7 @@ module.exports = {
   moduleFileExtensions: ['ts', 'js', 'json'],
   moduleNameMapper: {
     '^nestjs-persistence$': '<rootDir>/lib/index.ts',
+    '^nestjs-persistence/health$': '<rootDir>/lib/health/index.ts',
   },
   collectCoverageFrom: ['lib/**/*.ts'],
   testTimeout: 30000,

@@ -1,15 +1,24 @@
 export * from './adapters';
+export * from './decorators';
 export * from './errors';
 export { PersistenceEvents } from './events/persistence-events.enum';
 export * from './interfaces';
-export { PERSISTENCE_AUTO_SAVE_INTERVAL, QUARANTINE_DIR } from './persistence.constants';
+export {
+  PERSISTENCE_ADAPTERS,
+  PERSISTENCE_AUTO_SAVE_INTERVAL,
+  QUARANTINE_DIR,
+} from './persistence.constants';
 export { PersistenceModule } from './persistence.module';
 export {
   PERSISTENCE_ASYNC_OPTIONS_TYPE,
   PERSISTENCE_MODULE_OPTIONS,
   PERSISTENCE_OPTIONS_TYPE,
 } from './persistence.module-definition';
-export type { PersistenceModuleAsyncOptions, PersistenceOptionsFactory } from './persistence.types';
+export type {
+  PersistenceFeatureOptions,
+  PersistenceModuleAsyncOptions,
+  PersistenceOptionsFactory,
+} from './persistence.types';
 export {
   CompactJsonSerializer,
   detectFormat,
@@ -20,6 +29,7 @@ export { PersistenceStore } from './store/persistence.store';
 export { PersistenceFileSystem } from './storage/file-system.interface';
 export type {
   DirEntry,
+  DiskSpace,
   EntryType,
   FileStat,
   PersistenceFile,

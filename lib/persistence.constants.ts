@@ -18,3 +18,18 @@ export const PERSISTENCE_LOGGER_CONTEXT = 'Persistence';
 
 /** The write-ahead journal in the store folder. */
 export const JOURNAL_FILE = '.journal';
+
+/**
+ * The `SchedulerRegistry` auto-save uses: the application's when it imports `ScheduleModule.forRoot()`,
+ * else one private to this module (internal token).
+ */
+export const PERSISTENCE_SCHEDULER_REGISTRY = Symbol('PERSISTENCE_SCHEDULER_REGISTRY');
+
+/** Metadata key set by `@PersistedState()`. */
+export const PERSISTED_STATE_METADATA = 'nestjs-persistence:persisted-state';
+
+/**
+ * DI token of every adapter the store persists (built-in and yours), filled when the module
+ * initialises. Inject it with `@InjectPersistenceAdapters()`.
+ */
+export const PERSISTENCE_ADAPTERS = Symbol('PERSISTENCE_ADAPTERS');

@@ -8,8 +8,8 @@ export const schedulerMissing = (): string =>
   'or pass autoSave: false to PersistenceModule.forRoot().';
 
 export const eventEmitterMissing = (): string =>
-  'EventEmitter2 is not available, so persistence.saved/loaded/error events are not emitted. ' +
-  'Import EventEmitterModule.forRoot() to receive them with @OnEvent().';
+  'EventEmitterModule is not imported: persistence events go to store.events$ and the onSave/onLoad/' +
+  'onError callbacks only. Import EventEmitterModule.forRoot() to receive them with @OnEvent().';
 
 export const writableByOthers = (path: string): string =>
   `The store folder ${path} can be written by other users, who could plant or change state files. ` +
@@ -19,11 +19,25 @@ export const invalidAdapter = (what: string, problem: string): string =>
   `Persistence adapter ${what} ${problem}`;
 
 export const adapterUnresolvable = (name: string): string =>
-  `Persistence adapter ${name} could not be created. Register it as a provider in the module that ` +
-  'owns its dependencies (the store finds it there), or pass an instance in "adapters".';
+  `Persistence adapter ${name} (in the "adapters" option) is not a provider of any module, so it ` +
+  `cannot get its dependencies. Register it as a provider: PersistenceModule.forFeature([${name}]) in ` +
+  "the module that owns its state, or add it to that module's providers (with @PersistedState()).";
 
-export const duplicateAdapter = (name: string): string =>
-  `Two persistence adapters are named "${name}"; each needs its own folder. Rename one of them.`;
+export const duplicateAdapter = (name: string, first: string, second: string): string =>
+  `Two persistence adapters are named "${name}": ${first} and ${second}; each needs its own folder. ` +
+  'Rename one of them, or register the class in one module only.';
+
+export const adapterNameMissing = (what: string): string =>
+  `Persistence adapter ${what} has no name. Add readonly name = '...' to the class, or decorate it ` +
+  "with @PersistedState('...').";
+
+export const adapterNameMismatch = (what: string, declared: string, actual: unknown): string =>
+  `Persistence adapter ${what} is decorated @PersistedState(${JSON.stringify(declared)}) but its ` +
+  `name is ${describe(actual)}. Remove the name property or make the two equal.`;
+
+export const adapterNotSingleton = (what: string): string =>
+  `Persistence adapter ${what} is request- or transient-scoped (or depends on such a provider), so ` +
+  'the store cannot hold one instance of it. Make it (and its dependencies) default-scoped.';
 
 export const invalidId = (id: unknown, problem: string): string =>
   `Item id ${describe(id)} cannot be stored: ${problem}.`;

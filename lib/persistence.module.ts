@@ -1,21 +1,37 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import { FocusAdapter } from './adapters/focus/focus.adapter';
 import { FocusManager } from './adapters/focus/focus.manager';
 import { MemoryAdapter } from './adapters/memory/memory.adapter';
 import { MemoryManager } from './adapters/memory/memory.manager';
 import { SessionAdapter } from './adapters/session/session.adapter';
 import { SessionManager } from './adapters/session/session.manager';
-import { PersistenceAdapter } from './interfaces/persistence-adapter.interface';
+import { PersistenceErrorCode } from './errors/persistence-error-code.enum';
+import { PersistenceError } from './errors/persistence.error';
+import {
+  PersistenceAdapter,
+  PersistenceAdapterClass,
+} from './interfaces/persistence-adapter.interface';
+import { PersistenceFeature, PersistenceFeatureModule } from './persistence-feature.module';
+import { PERSISTENCE_ADAPTERS, PERSISTENCE_SCHEDULER_REGISTRY } from './persistence.constants';
+import { invalidOption } from './persistence.messages';
 import {
   ConfigurablePersistenceModule,
   PERSISTENCE_OPTIONS_TYPE,
 } from './persistence.module-definition';
 import { PersistenceFileSystem } from './storage/file-system.interface';
 import { NodeFileSystem } from './storage/node-file-system';
+import { PersistenceFeatureOptions } from './persistence.types';
+import { PersistenceAdapterExplorer } from './store/adapter.explorer';
 import { PersistenceStore } from './store/persistence.store';
 
 /**
  * Persists the built-in managers' state and your own adapters' to the local file system.
+ *
+ * Needs neither `ScheduleModule.forRoot()` nor `EventEmitterModule.forRoot()`: auto-save uses the
+ * application's `SchedulerRegistry` when there is one (else its own), and events go to the
+ * application's `EventEmitter2` when there is one (`store.events$` and the callbacks always work).
  *
  * @example
  * ```ts
@@ -30,6 +46,7 @@ import { PersistenceStore } from './store/persistence.store';
  * ```
  */
 @Module({
+  imports: [DiscoveryModule],
   providers: [
     SessionManager,
     MemoryManager,
@@ -40,10 +57,20 @@ import { PersistenceStore } from './store/persistence.store';
     PersistenceStore,
     { provide: PersistenceFileSystem, useClass: NodeFileSystem },
     {
-      provide: PersistenceAdapter,
+      // The application's registry when it imports ScheduleModule.forRoot() (never a second one:
+      // importing ScheduleModule.forRoot() here would, and would run every @Cron twice); else a
+      // private one, which only holds the auto-save interval (the store clears it at shutdown).
+      provide: PERSISTENCE_SCHEDULER_REGISTRY,
+      useFactory: (appRegistry?: SchedulerRegistry) => appRegistry ?? new SchedulerRegistry(),
+      inject: [{ token: SchedulerRegistry, optional: true }],
+    },
+    PersistenceAdapterExplorer,
+    {
+      provide: PERSISTENCE_ADAPTERS,
       useFactory: (store: PersistenceStore) => store.adapters,
       inject: [PersistenceStore],
     },
+    { provide: PersistenceAdapter, useExisting: PERSISTENCE_ADAPTERS },
   ],
   exports: [
     PersistenceStore,
@@ -54,11 +81,53 @@ import { PersistenceStore } from './store/persistence.store';
     MemoryAdapter,
     FocusAdapter,
     PersistenceAdapter,
+    PERSISTENCE_ADAPTERS,
   ],
 })
 export class PersistenceModule extends ConfigurablePersistenceModule {
   /** Every option has a default, so `forRoot()` alone persists to `./data`. */
   static override forRoot(options: typeof PERSISTENCE_OPTIONS_TYPE = {}): DynamicModule {
     return super.forRoot(options);
+  }
+
+  /**
+   * Registers adapters in the feature module that owns their state, as `TypeOrmModule.forFeature()`
+   * registers repositories: they become providers of the returned module (exported to the importing
+   * module) and the root store collects them at init. Their constructor dependencies must be
+   * visible there: global providers, or the modules given in `options.imports`. An adapter that needs
+   * providers private to your feature module goes in that module's `providers` instead, decorated with
+   * `@PersistedState()`.
+   *
+   * @example
+   * ```ts
+   * @Module({
+   *   imports: [PersistenceModule.forFeature([CartAdapter], { imports: [CartStateModule] })],
+   * })
+   * export class CartModule {}
+   * ```
+   */
+  static forFeature(
+    adapters: PersistenceAdapterClass[],
+    options: PersistenceFeatureOptions = {},
+  ): DynamicModule {
+    if (!Array.isArray(adapters) || adapters.some((adapter) => typeof adapter !== 'function')) {
+      throw new PersistenceError(
+        PersistenceErrorCode.InvalidOptions,
+        invalidOption(
+          'forFeature(adapters)',
+          adapters,
+          'Pass an array of adapter classes, e.g. forFeature([CartAdapter]).',
+        ),
+      );
+    }
+    return {
+      module: PersistenceFeatureModule,
+      imports: options.imports ?? [],
+      providers: [
+        ...adapters,
+        { provide: PersistenceFeature, useValue: new PersistenceFeature(adapters) },
+      ],
+      exports: adapters,
+    };
   }
 }

@@ -1,4 +1,4 @@
-import { ConfigurableModuleAsyncOptions } from '@nestjs/common';
+import { ConfigurableModuleAsyncOptions, ModuleMetadata } from '@nestjs/common';
 import { PersistenceModuleOptions } from './interfaces/persistence-module-options.interface';
 
 /** Implement it for `forRootAsync({ useClass })` / `useExisting`. */
@@ -11,3 +11,12 @@ export type PersistenceModuleAsyncOptions = ConfigurableModuleAsyncOptions<
   PersistenceModuleOptions,
   'createPersistenceOptions'
 > & { isGlobal?: boolean };
+
+/** Options of `PersistenceModule.forFeature()`. */
+export interface PersistenceFeatureOptions {
+  /**
+   * Modules whose exported providers the adapters inject.
+   * @default []
+   */
+  imports?: ModuleMetadata['imports'];
+}

@@ -86,14 +86,7 @@ describe('PersistenceModule', () => {
       },
     );
 
-    it('auto-save without ScheduleModule fails init and says what to import', async () => {
-      await expect(
-        createApp({ path: dir, autoSave: { interval: 1000 } }, { schedule: false }),
-      ).rejects.toMatchObject({
-        code: PersistenceErrorCode.SchedulerMissing,
-        message: expect.stringContaining('import ScheduleModule.forRoot()'),
-      });
-    });
+    // Auto-save without ScheduleModule: see test/module-wiring.spec.ts.
 
     it('auto-save off needs no ScheduleModule', async () => {
       const app = await createApp({ path: dir, autoSave: false }, { schedule: false });

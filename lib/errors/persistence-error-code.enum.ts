@@ -4,7 +4,10 @@
 export enum PersistenceErrorCode {
   /** An option passed to `PersistenceModule.forRoot()` is invalid. */
   InvalidOptions = 'PERSISTENCE_INVALID_OPTIONS',
-  /** Auto-save is on but `ScheduleModule.forRoot()` is not imported. */
+  /**
+   * Auto-save has no `SchedulerRegistry`. Not thrown by `PersistenceModule`, which uses the
+   * application's registry or, without `ScheduleModule.forRoot()`, one of its own.
+   */
   SchedulerMissing = 'PERSISTENCE_SCHEDULER_MISSING',
   /** An adapter is malformed, cannot be resolved, or its name clashes with another. */
   InvalidAdapter = 'PERSISTENCE_INVALID_ADAPTER',

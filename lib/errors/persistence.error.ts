@@ -2,7 +2,15 @@ import { PersistenceErrorCode } from './persistence-error-code.enum';
 
 /** What the store was doing when an error happened. */
 export type PersistenceOperation =
-  'init' | 'save' | 'load' | 'clear' | 'backup' | 'restore' | 'auto-save' | 'shutdown';
+  | 'init'
+  | 'save'
+  | 'checkpoint'
+  | 'load'
+  | 'clear'
+  | 'backup'
+  | 'restore'
+  | 'auto-save'
+  | 'shutdown';
 
 /** Where an error happened; every field is optional. */
 export interface PersistenceErrorContext {

@@ -1,5 +1,10 @@
 import { Logger } from '@nestjs/common';
 import type { EventEmitter2 } from '@nestjs/event-emitter';
+import { Observable, Subject } from 'rxjs';
+import {
+  PersistenceErrorRecord,
+  PersistenceEvent,
+} from '../interfaces/persistence-event.interface';
 import {
   LoadMetadata,
   PersistenceErrorEvent,
@@ -11,9 +16,16 @@ import { PersistenceEvents } from './persistence-events.enum';
 
 type Listener<T> = (payload: T) => unknown;
 
+const EVENT_TYPES = {
+  [PersistenceEvents.Saved]: 'saved',
+  [PersistenceEvents.Loaded]: 'loaded',
+  [PersistenceEvents.Error]: 'error',
+} as const;
+
 /**
- * Delivers save/load/error notifications to the store's callbacks and to EventEmitter2. A listener that
- * throws or rejects is logged and never reaches the save or the auto-save loop.
+ * Delivers save/load/error notifications to the store's callbacks, to EventEmitter2 and to `events$`.
+ * A callback or `@OnEvent` listener that throws or rejects is logged and never reaches the save or the
+ * auto-save loop. Also remembers the last error and the last successful save, for health checks.
  */
 export class PersistenceNotifier {
   private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
@@ -26,7 +38,26 @@ export class PersistenceNotifier {
   /** Emitter events held back until `@OnEvent` listeners are wired (see {@link holdEmitterUntil}). */
   private held: Array<[PersistenceEvents, unknown]> | undefined;
 
+  private readonly subject = new Subject<PersistenceEvent>();
+
+  /** Every event, in order; completes on {@link complete}. Delivered when the emitter's are. */
+  readonly events$: Observable<PersistenceEvent> = this.subject.asObservable();
+
+  /** The last error reported, if any. */
+  lastError: PersistenceErrorRecord | undefined;
+
+  /** True when an error was reported after the last successful save (or before any). */
+  errorSinceSave = false;
+
   constructor(private readonly emitter: EventEmitter2 | undefined) {}
+
+  /** Sends the events still held, then completes `events$` (the store has closed). */
+  complete(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const [event, payload] of held) this.emit(event, payload);
+    this.subject.complete();
+  }
 
   /**
    * `@nestjs/event-emitter` wires `@OnEvent` handlers at application bootstrap, after the store has
@@ -55,6 +86,7 @@ export class PersistenceNotifier {
   }
 
   saved(meta: SaveMetadata): void {
+    this.errorSinceSave = false;
     this.deliver(PersistenceEvents.Saved, meta);
   }
 
@@ -64,6 +96,16 @@ export class PersistenceNotifier {
 
   error(event: PersistenceErrorEvent): void {
     this.logger.error(event.error.message);
+    this.lastError = {
+      code: event.error.code,
+      message: event.error.message,
+      operation: event.operation,
+      adapter: event.adapter,
+      itemId: event.itemId,
+      path: event.path,
+      timestamp: new Date(),
+    };
+    this.errorSinceSave = true;
     this.deliver(PersistenceEvents.Error, event);
   }
 
@@ -82,6 +124,8 @@ export class PersistenceNotifier {
     if (this.emitter) {
       this.guard(event, () => this.emitter?.emit(event, payload));
     }
+    // A subscriber that throws is rxjs's to report (as an unhandled error), not the save's.
+    this.subject.next({ type: EVENT_TYPES[event], payload } as PersistenceEvent);
   }
 
   private guard(event: string, call: () => unknown): void {

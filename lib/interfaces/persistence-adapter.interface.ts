@@ -56,8 +56,20 @@ export interface PersistenceAdapter<T = unknown> {
 /**
  * DI token of the list of every adapter the store persists (built-in and yours), filled when the
  * module initialises: `@Inject(PersistenceAdapter) adapters: readonly PersistenceAdapter[]`.
+ * @deprecated Use `@InjectPersistenceAdapters()` (the `PERSISTENCE_ADAPTERS` token): the same list.
  */
 export const PersistenceAdapter = Symbol('PersistenceAdapter');
 
+/**
+ * An adapter class named by `@PersistedState('name')`: it may leave out `name` (the decorator gives
+ * it), or declare the same one.
+ */
+export type PersistedStateAdapter<T = unknown> = Omit<PersistenceAdapter<T>, 'name'> & {
+  readonly name?: string;
+};
+
+/** An adapter class for `PersistenceModule.forFeature()`. */
+export type PersistenceAdapterClass = Type<PersistenceAdapter | PersistedStateAdapter>;
+
 /** An adapter in the `adapters` option: a provider class (resolved through DI) or an instance. */
-export type PersistenceAdapterRef = Type<PersistenceAdapter> | PersistenceAdapter;
+export type PersistenceAdapterRef = PersistenceAdapterClass | PersistenceAdapter;

@@ -61,7 +61,8 @@ export interface PersistenceModuleOptions {
    */
   format?: BuiltInFormat | Serializer;
   /**
-   * Periodic saving through `@nestjs/schedule` (import `ScheduleModule.forRoot()`), or `false`.
+   * Periodic saving through `@nestjs/schedule`'s `SchedulerRegistry` (the application's when it imports
+   * `ScheduleModule.forRoot()`, else one of the module's own), or `false`.
    * @default { interval: 300000 }
    */
   autoSave?: AutoSaveOptions | false;
@@ -83,9 +84,10 @@ export interface PersistenceModuleOptions {
    */
   builtInAdapters?: boolean;
   /**
-   * Your own adapters, persisted beside the built-in ones. A class is looked up among the
-   * application's providers (register it in the module that owns its dependencies), or else
-   * instantiated in this module; an object is used as it is.
+   * Your own adapters, persisted beside the built-in ones. A class must be a provider of some module
+   * (it is taken from there); an object is used as it is.
+   * @deprecated Register adapters where they live: `PersistenceModule.forFeature([CartAdapter])` in
+   * the feature module, or `@PersistedState('carts')` on a provider of it.
    * @default []
    */
   adapters?: PersistenceAdapterRef[];

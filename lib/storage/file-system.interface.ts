@@ -31,6 +31,18 @@ export interface PersistenceFileSystem {
   unlink(path: string): Promise<void>;
   /** Removes an empty folder. */
   rmdir(path: string): Promise<void>;
+  /** Resolves when this process may write into `path` now (access(2) with W_OK); rejects otherwise. */
+  access(path: string, how: 'write'): Promise<void>;
+  /** Space of the file system holding `path` (statfs(2)). */
+  statfs(path: string): Promise<DiskSpace>;
+}
+
+/** Space of a file system, in bytes. */
+export interface DiskSpace {
+  /** Bytes this process may still write (the blocks available to unprivileged users). */
+  available: number;
+  /** Size of the file system. */
+  total: number;
 }
 
 export interface PersistenceFile {

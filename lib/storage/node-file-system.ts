@@ -1,5 +1,6 @@
 import { constants, Dirent, Stats } from 'node:fs';
 import {
+  access,
   FileHandle,
   link,
   lstat,
@@ -8,10 +9,12 @@ import {
   readdir,
   rename,
   rmdir,
+  statfs,
   unlink,
 } from 'node:fs/promises';
 import {
   DirEntry,
+  DiskSpace,
   EntryType,
   FileStat,
   PersistenceFile,
@@ -128,5 +131,14 @@ export class NodeFileSystem implements PersistenceFileSystem {
 
   rmdir(path: string): Promise<void> {
     return rmdir(path);
+  }
+
+  access(path: string, how: 'write'): Promise<void> {
+    return access(path, how === 'write' ? constants.W_OK : constants.F_OK);
+  }
+
+  async statfs(path: string): Promise<DiskSpace> {
+    const stats = await statfs(path);
+    return { available: stats.bavail * stats.bsize, total: stats.blocks * stats.bsize };
   }
 }

@@ -1,60 +1,83 @@
 import { ModuleRef } from '@nestjs/core';
+import { getPersistedStateMetadata } from '../decorators/persisted-state.decorator';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import {
   PersistenceAdapter,
   PersistenceAdapterRef,
 } from '../interfaces/persistence-adapter.interface';
-import { adapterUnresolvable, duplicateAdapter, invalidAdapter } from '../persistence.messages';
+import {
+  adapterNameMismatch,
+  adapterNameMissing,
+  adapterUnresolvable,
+  duplicateAdapter,
+  invalidAdapter,
+} from '../persistence.messages';
 
 const ADAPTER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 
-const invalid = (message: string): PersistenceError =>
-  new PersistenceError(PersistenceErrorCode.InvalidAdapter, message, { operation: 'init' });
+const invalid = (message: string, cause?: unknown): PersistenceError =>
+  new PersistenceError(PersistenceErrorCode.InvalidAdapter, message, { operation: 'init', cause });
+
+/** An adapter found for the store, and where it was registered (for error messages). */
+export interface AdapterCandidate {
+  instance: unknown;
+  /** The class name, or "object" for an instance given in the `adapters` option. */
+  label: string;
+  /** Where it was registered: `in CartModule`, `in the "adapters" option`, … */
+  where: string;
+}
 
 /**
- * Turns the `adapters` option into instances: a class is taken from the application's providers when
- * registered there (so its dependencies come from its own module), else created in this module's
- * scope. Checks each one's shape and that names are safe folder names and unique.
+ * The deprecated `adapters` option: a class must be a provider of some module (it is taken from
+ * there, with the dependencies of its module); an object is used as it is.
  */
-export async function resolveAdapters(
+export function candidatesFromOption(
   moduleRef: ModuleRef,
-  builtIn: readonly PersistenceAdapter[],
   refs: readonly PersistenceAdapterRef[],
-): Promise<PersistenceAdapter[]> {
-  const adapters = [...builtIn];
-  for (const ref of refs) {
-    let adapter: unknown = ref;
-    if (typeof ref === 'function') {
-      try {
-        adapter = moduleRef.get(ref, { strict: false });
-      } catch {
-        try {
-          adapter = await moduleRef.create(ref);
-        } catch (error) {
-          throw new PersistenceError(
-            PersistenceErrorCode.InvalidAdapter,
-            adapterUnresolvable(ref.name),
-            {
-              operation: 'init',
-              cause: error,
-            },
-          );
-        }
-      }
+): AdapterCandidate[] {
+  return refs.map((ref) => {
+    if (typeof ref !== 'function') {
+      return { instance: ref, label: 'object', where: 'in the "adapters" option' };
     }
-    adapters.push(assertAdapter(adapter, typeof ref === 'function' ? ref.name : 'object'));
-  }
-  const names = new Set<string>();
-  for (const adapter of adapters) {
-    if (names.has(adapter.name)) throw invalid(duplicateAdapter(adapter.name));
-    names.add(adapter.name);
+    let instance: unknown;
+    try {
+      instance = moduleRef.get(ref, { strict: false });
+    } catch (error) {
+      throw invalid(adapterUnresolvable(ref.name), error);
+    }
+    return { instance, label: ref.name, where: 'in the "adapters" option' };
+  });
+}
+
+/**
+ * Checks every candidate (shape, name: given by `@PersistedState()` or the class, a safe folder name,
+ * unique) and returns the adapters in order. The same instance found twice (decorated and listed in
+ * the option, say) counts once.
+ */
+export function resolveAdapters(candidates: readonly AdapterCandidate[]): PersistenceAdapter[] {
+  const seen = new Set<unknown>();
+  const byName = new Map<string, AdapterCandidate>();
+  const adapters: PersistenceAdapter[] = [];
+  for (const candidate of candidates) {
+    if (seen.has(candidate.instance)) continue;
+    seen.add(candidate.instance);
+    const adapter = assertAdapter(candidate);
+    const other = byName.get(adapter.name);
+    if (other) {
+      throw invalid(duplicateAdapter(adapter.name, describe(other), describe(candidate)));
+    }
+    byName.set(adapter.name, candidate);
+    adapters.push(adapter);
   }
   return adapters;
 }
 
-function assertAdapter(value: unknown, label: string): PersistenceAdapter {
-  const adapter = value as Partial<PersistenceAdapter> | null;
+const describe = (candidate: AdapterCandidate): string => `${candidate.label} (${candidate.where})`;
+
+function assertAdapter(candidate: AdapterCandidate): PersistenceAdapter {
+  const what = describe(candidate);
+  const adapter = candidate.instance as Partial<PersistenceAdapter> | null;
   if (
     typeof adapter !== 'object' ||
     adapter === null ||
@@ -63,15 +86,26 @@ function assertAdapter(value: unknown, label: string): PersistenceAdapter {
   ) {
     throw invalid(
       invalidAdapter(
-        label,
+        what,
         'does not implement PersistenceAdapter: it needs name, snapshot() and restore().',
       ),
     );
   }
+  const declared = getPersistedStateMetadata(adapter.constructor)?.name;
+  if (declared !== undefined) {
+    if (adapter.name === undefined) {
+      Object.defineProperty(adapter, 'name', { value: declared, enumerable: true });
+    } else if (adapter.name !== declared) {
+      throw invalid(adapterNameMismatch(what, declared, adapter.name));
+    }
+  }
+  if (adapter.name === undefined) {
+    throw invalid(adapterNameMissing(what));
+  }
   if (typeof adapter.name !== 'string' || !ADAPTER_NAME.test(adapter.name)) {
     throw invalid(
       invalidAdapter(
-        `${label} (name ${JSON.stringify(adapter.name)})`,
+        `${what} (name ${JSON.stringify(adapter.name)})`,
         'needs a name of 1-64 lower-case letters, digits, "-" or "_", starting with a letter: it becomes a folder name.',
       ),
     );

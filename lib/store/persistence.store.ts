@@ -11,6 +11,7 @@ import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { join, resolve } from 'node:path';
+import { Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
 import { SessionAdapter } from '../adapters/session/session.adapter';
@@ -20,6 +21,10 @@ import { PersistenceError, PersistenceOperation } from '../errors/persistence.er
 import { PersistenceEvents } from '../events/persistence-events.enum';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
+import {
+  PersistenceErrorRecord,
+  PersistenceEvent,
+} from '../interfaces/persistence-event.interface';
 import {
   BackupMetadata,
   LoadMetadata,
@@ -31,8 +36,13 @@ import {
   PersistenceModuleOptions,
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
+import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
-import { JOURNAL_FILE, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import {
+  JOURNAL_FILE,
+  PERSISTENCE_LOGGER_CONTEXT,
+  PERSISTENCE_SCHEDULER_REGISTRY,
+} from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
 import { createSerializer } from '../serializers/serializer.factory';
@@ -54,7 +64,8 @@ import { isSameOrInside } from '../storage/path.util';
 import { readRegularFile } from '../storage/safe-read';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { AdapterCaller } from './adapter.caller';
-import { resolveAdapters } from './adapter.resolver';
+import { PersistenceAdapterExplorer } from './adapter.explorer';
+import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
 import { CommittedIndex } from './committed.index';
 import { FailureMemo } from './failure.memo';
@@ -108,6 +119,7 @@ export class PersistenceStore
     isBootstrapped: () => this.bootstrapped,
     supersede: () => this.supersede(),
   };
+  private startedAt: Date | null = null;
 
   constructor(
     @Inject(PERSISTENCE_MODULE_OPTIONS) private readonly rawOptions: PersistenceModuleOptions,
@@ -117,11 +129,13 @@ export class PersistenceStore
     private readonly memoryAdapter: MemoryAdapter,
     private readonly focusAdapter: FocusAdapter,
     @Optional() eventEmitter?: EventEmitter2,
-    @Optional() private readonly schedulerRegistry?: SchedulerRegistry,
+    @Optional()
+    @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
+    private readonly schedulerRegistry?: SchedulerRegistry,
   ) {
     this.notifier = new PersistenceNotifier(eventEmitter);
     if (!eventEmitter) {
-      this.logger.warn(messages.eventEmitterMissing());
+      this.logger.log(messages.eventEmitterMissing());
     }
   }
 
@@ -153,13 +167,16 @@ export class PersistenceStore
       });
     }
     this.setCodec(createSerializer(this.options.format));
-    const builtIn = this.options.builtInAdapters
-      ? [this.sessionAdapter, this.memoryAdapter, this.focusAdapter]
-      : [];
+    // Built-in, forFeature() and @PersistedState() adapters, then the deprecated `adapters` option.
     this.adapterList.push(
-      ...(await resolveAdapters(this.moduleRef, builtIn, this.options.adapters)),
+      ...resolveAdapters([
+        ...this.moduleRef.get(PersistenceAdapterExplorer).explore(this.options.builtInAdapters),
+        ...candidatesFromOption(this.moduleRef, this.options.adapters),
+      ]),
     );
-    for (const adapter of builtIn) this.trustedAdapters.add(adapter);
+    for (const adapter of [this.sessionAdapter, this.memoryAdapter, this.focusAdapter]) {
+      this.trustedAdapters.add(adapter);
+    }
     if (this.options.autoSave !== false && !this.schedulerRegistry && !this.options.readOnly) {
       throw new PersistenceError(
         PersistenceErrorCode.SchedulerMissing,
@@ -200,6 +217,7 @@ export class PersistenceStore
       this.logger.warn(messages.writableByOthers(path));
     }
     this.state = 'ready';
+    this.startedAt = new Date();
     if (this.options.loadOnBoot) {
       // A failed load never stops the application: it starts with what could be read.
       await this.queue.run(() => this.runLoad('load', overlay)).catch(() => undefined);
@@ -223,7 +241,7 @@ export class PersistenceStore
    * folder. A failure is logged and emitted; shutdown goes on.
    */
   beforeApplicationShutdown(): Promise<void> {
-    this.shutdown ??= this.close();
+    this.shutdown ??= this.close().finally(() => this.notifier.complete());
     return this.shutdown;
   }
 
@@ -257,7 +275,7 @@ export class PersistenceStore
     return (
       this.refuse('checkpoint', true) ??
       this.enqueue(() =>
-        this.io('save', 'checkpoint', this.options.path, () => this.applyJournal()),
+        this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal()),
       )
     );
   }
@@ -441,7 +459,7 @@ export class PersistenceStore
         const stem = encodeId(id);
         const entry = entries?.get(stem);
         if (!entries || entry?.unloaded === undefined) return [];
-        await this.io('save', 'checkpoint', this.options.path, () => this.applyJournal());
+        await this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal());
         const moved: string[] = [];
         for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
           const file = {
@@ -463,7 +481,10 @@ export class PersistenceStore
     );
   }
 
-  /** Starts (or restarts with a new interval) auto-save. Needs `ScheduleModule.forRoot()`. */
+  /**
+   * Starts (or restarts with a new interval) auto-save, in the application's `SchedulerRegistry` when
+   * it imports `ScheduleModule.forRoot()`, else in one of this module's own.
+   */
   enableAutoSave(intervalMs: number): void {
     this.assertWritable('enable auto-save');
     assertInterval('interval', intervalMs);
@@ -537,6 +558,55 @@ export class PersistenceStore
   /** Calls `callback` for every error. Returns a function that unsubscribes. */
   onError(callback: (event: PersistenceErrorEvent) => unknown): () => void {
     return this.notifier.on(PersistenceEvents.Error, callback);
+  }
+
+  /**
+   * Every save, load and error, as `{ type: 'saved' | 'loaded' | 'error', payload }` (the payloads of
+   * the callbacks and of `@OnEvent`). Completes when the application shuts down, after the last
+   * save. Like `@OnEvent`, the boot load's events arrive once the application has bootstrapped.
+   */
+  get events$(): Observable<PersistenceEvent> {
+    return this.notifier.events$;
+  }
+
+  /** The last error the store reported (an event of `persistence.error`); `null` before any. */
+  getLastError(): PersistenceErrorRecord | null {
+    return this.notifier.lastError ?? null;
+  }
+
+  /**
+   * The facts a health check needs, measured now: can the store save (checks that the folder is
+   * writable), the last save and the last error, the journal not yet checkpointed, the free space.
+   * Never throws; reads nothing but the folder's metadata.
+   */
+  async getStatus(): Promise<PersistenceStatus> {
+    const state = this.state === 'created' ? 'starting' : this.state;
+    const path = this.options?.path ?? '';
+    let notWritableReason: string | undefined;
+    if (state !== 'ready') {
+      notWritableReason = `the store is ${state}`;
+    } else if (this.options.readOnly) {
+      notWritableReason = 'the store was opened with readOnly: true';
+    } else {
+      notWritableReason = await this.fs.access(path, 'write').then(
+        () => undefined,
+        (error: unknown) => `the folder is not writable: ${messages.reasonOf(error)}`,
+      );
+    }
+    const disk = path === '' ? null : await this.fs.statfs(path).catch(() => null);
+    return {
+      path,
+      state,
+      readOnly: this.options?.readOnly ?? false,
+      writable: notWritableReason === undefined,
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      startedAt: this.startedAt,
+      lastSaveTime: this.lastSaveTime,
+      lastError: this.notifier.lastError ?? null,
+      errorSinceLastSave: this.notifier.errorSinceSave,
+      journal: { bytes: this.journal?.size ?? 0, pendingItems: this.pending.length },
+      disk,
+    };
   }
 
   private setCodec(serializer: Serializer): void {
@@ -777,7 +847,7 @@ export class PersistenceStore
     this.queue
       .run(async () => {
         this.checkpointQueued = false;
-        await this.io('save', 'checkpoint', this.options.path, () => this.applyJournal());
+        await this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal());
       })
       .catch(() => undefined); // reported by io(); the journal keeps every commit meanwhile
   }

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { PersistedState } from '../../decorators/persisted-state.decorator';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
 import { reviveModel } from '../model.schema';
 import { FocusChain } from './focus.model';
@@ -7,6 +8,7 @@ import { FocusManager } from './focus.manager';
 
 /** Persists `FocusManager` under `<path>/focus/`, one file per chain. */
 @Injectable()
+@PersistedState('focus')
 export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   readonly name = 'focus';
   /** Records are frozen and replaced on every change. */

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { PersistedState } from '../../decorators/persisted-state.decorator';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
 import { reviveModel } from '../model.schema';
 import { Conversation } from './conversation.model';
@@ -7,6 +8,7 @@ import { MemoryManager } from './memory.manager';
 
 /** Persists `MemoryManager` under `<path>/conversations/`, one file per conversation. */
 @Injectable()
+@PersistedState('conversations')
 export class MemoryAdapter implements PersistenceAdapter<Conversation> {
   readonly name = 'conversations';
   /** Records are frozen and replaced on every change. */

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { PersistedState } from '../../decorators/persisted-state.decorator';
 import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
 import { reviveModel } from '../model.schema';
 import { Session } from './session.model';
@@ -7,6 +8,7 @@ import { SessionManager } from './session.manager';
 
 /** Persists `SessionManager` under `<path>/sessions/`. */
 @Injectable()
+@PersistedState('sessions')
 export class SessionAdapter implements PersistenceAdapter<Session> {
   readonly name = 'sessions';
   /** Records are frozen and replaced on every change. */

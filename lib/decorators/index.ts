@@ -1,0 +1,2 @@
+export * from './inject-persistence-adapters.decorator';
+export { PersistedState } from './persisted-state.decorator';

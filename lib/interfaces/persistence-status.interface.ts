@@ -1,0 +1,32 @@
+import { DiskSpace } from '../storage/file-system.interface';
+import { PersistenceErrorRecord } from './persistence-event.interface';
+
+/** What `PersistenceStore.getStatus()` reports: the facts a health check needs, measured now. */
+export interface PersistenceStatus {
+  /** Absolute path of the store folder. */
+  path: string;
+  /** `starting` until `app.init()` has opened the store; `closed` once the application shut down. */
+  state: 'starting' | 'ready' | 'closing' | 'closed';
+  readOnly: boolean;
+  /** The store can save now: ready, not read-only, and the folder is writable at this moment. */
+  writable: boolean;
+  /** Why it cannot save, when `writable` is false. */
+  notWritableReason?: string;
+  /** When the store opened (its start-up load finished); `null` before. */
+  startedAt: Date | null;
+  /** Start of the last successful save (`getLastSaveTime()`); `null` before the first. */
+  lastSaveTime: Date | null;
+  /** The last error reported; `null` before any. */
+  lastError: PersistenceErrorRecord | null;
+  /** True when an error was reported after the last successful save (or with no save yet). */
+  errorSinceLastSave: boolean;
+  /** Committed saves not yet written into the item files by a checkpoint. */
+  journal: {
+    /** Size of the journal file. */
+    bytes: number;
+    /** Item writes and removals waiting in it. */
+    pendingItems: number;
+  };
+  /** Space of the file system holding the store; `null` when it could not be measured. */
+  disk: DiskSpace | null;
+}
