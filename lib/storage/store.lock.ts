@@ -103,7 +103,8 @@ export class StoreLock {
     this.owner = undefined;
   }
 
-  private async read(): Promise<LockOwner | undefined> {
+  /** Who holds the lock now, as written in the lock file; `undefined` when free or unreadable. */
+  async read(): Promise<LockOwner | undefined> {
     try {
       const handle = await this.fs.open(this.path, 'read');
       try {
@@ -125,7 +126,7 @@ export class StoreLock {
 }
 
 /** A lock from another host cannot be checked, so it counts as alive. */
-function isAlive(owner: LockOwner): boolean {
+export function isAlive(owner: LockOwner): boolean {
   if (owner.host !== hostname()) return true;
   if (owner.pid === process.pid) return false; // ours from a previous life (e.g. pid 1 in a container)
   try {

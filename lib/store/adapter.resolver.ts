@@ -7,7 +7,8 @@ import {
 } from '../interfaces/persistence-adapter.interface';
 import { adapterUnresolvable, duplicateAdapter, invalidAdapter } from '../persistence.messages';
 
-const ADAPTER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+/** What an adapter's name (its folder) may be. */
+export const ADAPTER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 
 const invalid = (message: string): PersistenceError =>
   new PersistenceError(PersistenceErrorCode.InvalidAdapter, message, { operation: 'init' });
