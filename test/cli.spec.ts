@@ -1,6 +1,9 @@
 import { INestApplication } from '@nestjs/common';
 import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { PersistenceModuleOptions, PersistenceStore, SessionManager } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
@@ -28,6 +31,9 @@ async function tree(root: string): Promise<Record<string, string>> {
 }
 
 const KEY = 'a1'.repeat(32);
+
+/** util-linux `script` runs a command on a pseudo-terminal: how a user's shell runs the CLI. */
+const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => existsSync(p));
 
 /*
  * The CLI as users run it: lib compiled once, each command a real child process, against stores
@@ -203,6 +209,22 @@ describe('CLI (nestjs-persistence bin)', () => {
     expect(bad.stdout).not.toContain('sess-2.json:');
     expect(await tree(store)).toEqual(before); // nothing quarantined, nothing cut off
   });
+
+  (SCRIPT ? it : it.skip)(
+    'shows a progress bar on stderr when it is a terminal (needs util-linux script)',
+    async () => {
+      const store = join(root, 'store');
+      await makeStore(store);
+      const { stdout } = await promisify(execFile)(SCRIPT!, [
+        '-qec',
+        `"${process.execPath}" "${main}" verify "${store}" > "${join(root, 'out.txt')}"`,
+        '/dev/null',
+      ]);
+      expect(stdout).toContain('verify [');
+      expect(stdout).toContain('0/5');
+      expect(await readFile(join(root, 'out.txt'), 'utf8')).toContain('no problems');
+    },
+  );
 
   it('reads an encrypted store with the key from --key or NESTJS_PERSISTENCE_KEY', async () => {
     const store = join(root, 'store');

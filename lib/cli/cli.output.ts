@@ -38,10 +38,12 @@ export function table(rows: readonly (readonly string[])[], indent = '  '): stri
     .join('\n');
 }
 
-/** `{ json: 3, 'json-gzip': 1 }` → `json 3, json-gzip 1`. */
+/** `{ json: 3, 'json-gzip': 1 }` → `json 3, json-gzip 1`; `prefix` goes before numeric keys. */
 export function formatCounts(counts: Readonly<Record<string, number>>, prefix = ''): string {
   const entries = Object.entries(counts);
-  return entries.length === 0 ? '-' : entries.map(([k, n]) => `${prefix}${k} ${n}`).join(', ');
+  return entries.length === 0
+    ? '-'
+    : entries.map(([k, n]) => `${/^\d+$/.test(k) ? prefix : ''}${k} ${n}`).join(', ');
 }
 
 /** `1 file`, `2 files`. */

@@ -102,12 +102,13 @@ async function restore(path: string, spec: string, keys: string[] | undefined): 
     throw new CliError(quarantineNameUnknown(label));
   }
   const itemFile = file.originalName;
-  await withStore(folder, 'restore a quarantined file', [file.collection], async () => {
-    const codec = new ItemFileCodec(
-      new JsonSerializer(),
-      cipher,
-      DEFAULT_OPTIONS.limits.maxInflatedBytes,
-    );
+  const codec = new ItemFileCodec(
+    new JsonSerializer(),
+    cipher,
+    DEFAULT_OPTIONS.limits.maxInflatedBytes,
+  );
+  /** Refuses a file that does not parse, or whose item has a file; returns the item's id. */
+  const check = async (): Promise<string> => {
     let id: string;
     try {
       id = (await codec.decode(file.collection, parsed, await folder.read(file.path))).envelope.id;
@@ -122,6 +123,11 @@ async function restore(path: string, spec: string, keys: string[] | undefined): 
         quarantineItemExists(label, `${file.collection}/${existing.fileName}`, id),
       );
     }
+    return id;
+  };
+  await check(); // fails fast, before taking the store
+  await withStore(folder, 'restore a quarantined file', [file.collection], async () => {
+    const id = await check(); // again, now that the store is locked and its journal replayed
     const dir = folder.storage.collectionPath(file.collection);
     await folder.fs.rename(file.path, join(dir, itemFile));
     await fsyncDirectory(folder.fs, dir);
