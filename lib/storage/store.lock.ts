@@ -116,6 +116,11 @@ export class StoreLock {
     return join(this.root, LOCK_FILE);
   }
 
+  /** Who holds the lock now, as written in the lock file; `undefined` when free or unreadable. */
+  async currentOwner(): Promise<LockOwner | undefined> {
+    return (await this.read(this.path).catch(() => undefined))?.owner;
+  }
+
   /** Takes the lock; returns the stale owner it replaced, if any. Throws `LockHeldError`. */
   async acquire(): Promise<LockOwner | undefined> {
     if (lockedHere.has(this.root)) {
@@ -326,7 +331,7 @@ function parse(bytes: Buffer): LockOwner | undefined {
 }
 
 /** A lock from another host cannot be checked, so it counts as alive. */
-function isAlive(owner: LockOwner): boolean {
+export function isAlive(owner: LockOwner): boolean {
   if (owner.host !== hostname()) return true;
   // Our own pid: alive only with a token this process holds (else ours from a previous life, e.g.
   // pid 1 in a container).

@@ -14,7 +14,8 @@ import {
   invalidAdapter,
 } from '../persistence.messages';
 
-const ADAPTER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+/** What an adapter's name (its folder) may be. */
+export const ADAPTER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 
 const invalid = (message: string, cause?: unknown): PersistenceError =>
   new PersistenceError(PersistenceErrorCode.InvalidAdapter, message, { operation: 'init', cause });

@@ -1,0 +1,65 @@
+/* Every message of the CLI in one place: what happened, then what to do. */
+
+import { LockState } from './store.folder';
+
+const holder = (lock: LockState): string =>
+  `process ${lock.pid} on ${lock.host}` + (lock.since ? ` (since ${lock.since})` : '');
+
+export const noStore = (path: string, problem: string): string =>
+  `No store at ${path}: ${problem}. Give the folder of a store (the "path" option of PersistenceModule).`;
+
+export const storeHeld = (command: string, path: string, lock: LockState): string =>
+  `Cannot ${command}: the store ${path} is in use by ${holder(lock)}, and ${command} writes to it. ` +
+  'Stop that application first (inspect, verify, export and quarantine list work while it runs). ' +
+  (lock.sameHost ? '' : 'If that host is gone, delete the .lock file. ') +
+  'Nothing was changed.';
+
+export const lockLine = (lock: LockState | undefined): string =>
+  !lock
+    ? 'free (no application holds it)'
+    : lock.running
+      ? `held by ${holder(lock)}${lock.sameHost ? ', running' : ', on another host (cannot be checked)'}`
+      : `stale: ${holder(lock)} is no longer running (the next start takes it over)`;
+
+export const readOnlyNote = (lock: LockState): string =>
+  `note: the store is in use by ${holder(lock)}; reading it read-only (item files and the journal's committed records), writing nothing.`;
+
+export const badKey = (fix: string): string =>
+  `Invalid --key (or NESTJS_PERSISTENCE_KEY): ${fix} Give KEY or ID:KEY, KEY being 64 hex digits or the base64 of 32 bytes.`;
+
+export const badFormat = (format: string): string =>
+  `Unknown --format "${format}". Use json, json-compact or json-gzip.`;
+
+export const encryptedNeedsKey = (path: string): string =>
+  `The store ${path} holds encrypted item files; pass its key with --key (or NESTJS_PERSISTENCE_KEY) so imported items are encrypted too. Nothing was changed.`;
+
+export const lockedFile = (reason: string): string =>
+  `${reason}; pass the key with --key (or NESTJS_PERSISTENCE_KEY) to check it`;
+
+export const collectionsNotEmpty = (path: string, names: readonly string[]): string =>
+  `The store ${path} already holds items in ${names.map((n) => `"${n}"`).join(', ')}. ` +
+  "Add --replace to replace the items of those collections with the document's (others are kept), or import into an empty store. Nothing was changed.";
+
+export const invalidDocument = (file: string, problem: string): string =>
+  `${file} is not an export document: ${problem}. Give a file written by "nestjs-persistence export". Nothing was changed.`;
+
+export const quarantineFileUnknown = (spec: string, path: string): string =>
+  `No quarantined file "${spec}" in ${path}. Run "nestjs-persistence quarantine list ${path}" for the names.`;
+
+export const quarantineFileAmbiguous = (spec: string, matches: readonly string[]): string =>
+  `"${spec}" names several quarantined files (${matches.join(', ')}); give it as <collection>/<name>.`;
+
+export const quarantineNameUnknown = (name: string): string =>
+  `"${name}" does not have the name of a quarantined item file (<time>-<random>-<file name>), so its item file name is unknown. Move it by hand if you know where it belongs.`;
+
+export const quarantineUnreadable = (file: string, reason: string): string =>
+  `${file} still does not parse (${reason}); it stays in quarantine. Discard it with "quarantine discard --yes", or repair it first.`;
+
+export const quarantineItemExists = (file: string, existing: string, id: string): string =>
+  `${file} holds item ${JSON.stringify(id)}, which already has a file (${existing}); restoring would overwrite it, so it stays in quarantine. Discard one of the two.`;
+
+export const discardNeedsYes = (file: string): string =>
+  `"quarantine discard" deletes ${file} for good; add --yes to confirm.`;
+
+export const restoreNeedsKey = (): string =>
+  'The backup holds encrypted files: pass the key with --key (or NESTJS_PERSISTENCE_KEY).';

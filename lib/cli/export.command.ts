@@ -1,0 +1,73 @@
+import { Command } from 'commander';
+import { resolve } from 'node:path';
+import { atomicWrite } from '../storage/atomic-write';
+import { isSameOrInside } from '../storage/path.util';
+import { CliError, ExitCode } from './cli.error';
+import { collectKey, encryptionFrom } from './cli.keys';
+import { readOnlyNote } from './cli.messages';
+import { err, out, plural } from './cli.output';
+import { createExportDocument } from './export.document';
+import { StoreFolder } from './store.folder';
+
+interface ExportOptions {
+  out?: string;
+  key?: string[];
+}
+
+export function registerExport(program: Command, done: (code: ExitCode) => void): void {
+  program
+    .command('export')
+    .summary('Write the whole state as one JSON document')
+    .description(
+      "Write the whole state (item files and committed journal records) as one JSON document, read through the store's own read path. Reads only; works while an application runs. Exits 1 when some files could not be read (they are listed; the rest is exported).",
+    )
+    .argument('<path>', 'the store folder')
+    .option('-o, --out <file>', 'write to this file (atomically, mode 0600) instead of stdout')
+    .option('--key <key>', 'key to read encrypted files: KEY or ID:KEY (repeatable)', collectKey)
+    .action(async (path: string, options: ExportOptions) => {
+      const folder = new StoreFolder(path);
+      await folder.assertExists();
+      const target = options.out === undefined ? undefined : resolve(options.out);
+      if (target && isSameOrInside(target, folder.root)) {
+        throw new CliError(
+          `--out ${target} is inside the store folder; write the export elsewhere.`,
+          ExitCode.Usage,
+        );
+      }
+      const lock = await folder.lock();
+      if (lock?.running) err(readOnlyNote(lock));
+      const { StoreContext } = await import('./store.context');
+      const { names } = await folder.collections();
+      const context = await StoreContext.open({
+        command: 'export',
+        folder,
+        collections: names,
+        readOnly: true,
+        encryption: encryptionFrom(options.key),
+      });
+      let items = 0;
+      let text: string;
+      try {
+        await context.load();
+        const state = new Map([...context.adapters].map(([name, a]) => [name, a.state]));
+        for (const collection of state.values()) items += collection.size;
+        text = JSON.stringify(createExportDocument(folder.root, state), null, 2) + '\n';
+      } finally {
+        await context.close();
+      }
+      if (target) {
+        await atomicWrite(folder.fs, target, Buffer.from(text, 'utf8'), { mode: 0o600 });
+      } else {
+        process.stdout.write(text);
+      }
+      for (const problem of context.problems) err(`problem: ${problem.message}`);
+      const summary = `Exported ${plural(items, 'item')} from ${plural(names.length, 'collection')}${target ? ` to ${target}` : ''}.`;
+      if (context.problems.length > 0) {
+        err(`${summary} ${plural(context.problems.length, 'file')} could not be read (above).`);
+        done(ExitCode.Failed);
+      } else {
+        if (target) out(summary);
+        done(ExitCode.Ok);
+      }
+    });
+}

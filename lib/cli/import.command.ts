@@ -1,0 +1,114 @@
+import { Command } from 'commander';
+import { resolve } from 'node:path';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { isPersistenceError } from '../errors/persistence.error';
+import { BuiltInFormat } from '../interfaces/serializer.interface';
+import { BUILT_IN_FORMATS } from '../serializers/serializer.factory';
+import { ENCRYPTED_SUFFIX } from '../storage/item-file.codec';
+import { readRegularFile } from '../storage/safe-read';
+import { CliError, ExitCode } from './cli.error';
+import { collectKey, encryptionFrom } from './cli.keys';
+import { badFormat, collectionsNotEmpty, encryptedNeedsKey, storeHeld } from './cli.messages';
+import { err, out, plural } from './cli.output';
+import { parseExportDocument } from './export.document';
+import { StoreFolder } from './store.folder';
+
+interface ImportOptions {
+  replace?: boolean;
+  format: string;
+  key?: string[];
+}
+
+/** Checks `--format`. */
+export function parseFormat(format: string): BuiltInFormat {
+  if (!(BUILT_IN_FORMATS as readonly string[]).includes(format)) {
+    throw new CliError(badFormat(format), ExitCode.Usage);
+  }
+  return format as BuiltInFormat;
+}
+
+export function registerImport(program: Command, done: (code: ExitCode) => void): void {
+  program
+    .command('import')
+    .summary('Write an export document into a store (through its save path)')
+    .description(
+      "Write an export document into a store through the store's own save path (one journaled, atomic commit, then a checkpoint). Refuses a store held by a running application, and collections that already hold items unless --replace.",
+    )
+    .argument('<path>', 'the store folder (created when missing)')
+    .argument('<file>', 'a document written by "export"')
+    .option(
+      '--replace',
+      'replace the items of the collections named in the document (their other items are deleted); other collections are kept',
+    )
+    .option(
+      '--format <format>',
+      'format of the files written: json, json-compact, json-gzip',
+      'json',
+    )
+    .option(
+      '--key <key>',
+      'encrypt with this key: KEY or ID:KEY (repeatable; the first is used)',
+      collectKey,
+    )
+    .action(async (path: string, file: string, options: ImportOptions) => {
+      const format = parseFormat(options.format);
+      const encryption = encryptionFrom(options.key);
+      const folder = new StoreFolder(path);
+      const source = resolve(file);
+      const text = (
+        await readRegularFile(folder.fs, source, Number.MAX_SAFE_INTEGER).catch(
+          (error: unknown) => {
+            throw new CliError(
+              `Cannot read ${source}: ${error instanceof Error ? error.message : String(error)}.`,
+            );
+          },
+        )
+      ).toString('utf8');
+      const doc = parseExportDocument(text, source);
+      const names = Object.keys(doc.collections).sort();
+      const lock = await folder.lock();
+      if (lock?.running) throw new CliError(storeHeld('import', folder.root, lock));
+      if (await folder.exists()) {
+        const nonEmpty: string[] = [];
+        let encrypted = false;
+        for (const name of (await folder.collections()).names) {
+          const files = await folder.itemFiles(name);
+          if (files.length > 0 && names.includes(name)) nonEmpty.push(name);
+          encrypted ||= files.some((f) => f.extension.endsWith(ENCRYPTED_SUFFIX));
+        }
+        if (nonEmpty.length > 0 && !options.replace) {
+          throw new CliError(collectionsNotEmpty(folder.root, nonEmpty));
+        }
+        if (encrypted && !encryption) throw new CliError(encryptedNeedsKey(folder.root));
+      }
+      const { StoreContext } = await import('./store.context');
+      const context = await StoreContext.open({
+        command: 'import',
+        folder,
+        collections: names,
+        readOnly: false,
+        encryption,
+        format,
+      });
+      let items = 0;
+      try {
+        for (const name of names) {
+          const entries = Object.entries(doc.collections[name]);
+          items += entries.length;
+          context.adapters.get(name)?.set(new Map(entries));
+        }
+        await context.store.saveAll();
+      } catch (error) {
+        if (isPersistenceError(error, PersistenceErrorCode.SaveIncomplete)) {
+          for (const problem of context.problems) err(`problem: ${problem.message}`);
+        }
+        throw error;
+      } finally {
+        await context.close();
+      }
+      out(
+        `Imported ${plural(items, 'item')} into ${plural(names.length, 'collection')} of ${folder.root}.`,
+      );
+      done(ExitCode.Ok);
+    });
+}

@@ -1,0 +1,195 @@
+import { Command } from 'commander';
+import { isEncrypted, ItemCipher } from '../encryption/item.cipher';
+import { DetectedFormat } from '../interfaces/serializer.interface';
+import { detectFormat, isGzip } from '../serializers/detect-format';
+import { JsonGzipSerializer } from '../serializers/json-gzip.serializer';
+import { ExitCode } from './cli.error';
+import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
+import { lockLine } from './cli.messages';
+import { formatBytes, formatCounts, out, plural, table } from './cli.output';
+import { startProgress } from './cli.progress';
+import { LockState, StoreFolder } from './store.folder';
+
+/** One collection folder. */
+export interface CollectionReport {
+  name: string;
+  /** Distinct items (an item can briefly have files in two formats after a format switch). */
+  items: number;
+  files: number;
+  bytes: number;
+  /** Files by `detectFormat()`: json, json-gzip, encrypted, binary. */
+  formats: Partial<Record<DetectedFormat, number>>;
+  /** Files by envelope version (`v`); `unknown` when encrypted without a key, `unreadable` when broken. */
+  versions: Record<string, number>;
+  /** Entries the store ignores (other extensions, hidden files, folders, links). */
+  ignored: number;
+}
+
+/** What `inspect --json` prints. */
+export interface InspectReport {
+  path: string;
+  lock: LockState | null;
+  collections: CollectionReport[];
+  /** Entries of the store folder that are neither collections nor the store's own files. */
+  otherEntries: string[];
+  journal: { records: number; changes: number; bytes: number; tornBytes: number };
+  quarantine: {
+    files: number;
+    bytes: number;
+    list: Array<{ file: string; size: number; quarantinedAt?: string }>;
+  };
+}
+
+/** Reads the whole store, changing nothing. */
+export async function inspectStore(
+  folder: StoreFolder,
+  cipher: ItemCipher | undefined,
+): Promise<InspectReport> {
+  await folder.assertExists();
+  const gzip = new JsonGzipSerializer();
+  const { names, others } = await folder.collections();
+  const listed = await Promise.all(names.map((name) => folder.itemFiles(name)));
+  const progress = startProgress('inspect', listed.flat().length);
+  const collections: CollectionReport[] = [];
+  try {
+    for (const [i, name] of names.entries()) {
+      const report: CollectionReport = {
+        name,
+        items: new Set(listed[i].map((f) => f.stem)).size,
+        files: listed[i].length,
+        bytes: 0,
+        formats: {},
+        versions: {},
+        ignored: await folder.ignoredEntries(name),
+      };
+      for (const file of listed[i]) {
+        let version: string;
+        try {
+          const data = await folder.read(file.path);
+          report.bytes += data.length;
+          const format = detectFormat(data);
+          report.formats[format] = (report.formats[format] ?? 0) + 1;
+          version = await envelopeVersion(data, name, file.stem, cipher, gzip);
+        } catch {
+          version = 'unreadable';
+        }
+        report.versions[version] = (report.versions[version] ?? 0) + 1;
+        progress.tick();
+      }
+      collections.push(report);
+    }
+  } finally {
+    progress.stop();
+  }
+  const journal = await folder.journal();
+  const quarantined = await folder.quarantined();
+  return {
+    path: folder.root,
+    lock: (await folder.lock()) ?? null,
+    collections,
+    otherEntries: others,
+    journal: {
+      records: journal.records.length,
+      changes: journal.records.reduce((n, r) => n + r.length, 0),
+      bytes: journal.bytes,
+      tornBytes: journal.tornBytes,
+    },
+    quarantine: {
+      files: quarantined.length,
+      bytes: quarantined.reduce((n, q) => n + q.size, 0),
+      list: quarantined.map((q) => ({
+        file: `${q.collection}/${q.name}`,
+        size: q.size,
+        quarantinedAt: q.quarantinedAt,
+      })),
+    },
+  };
+}
+
+/** The envelope's `v` as text, `unknown` for an encrypted file without its key. */
+async function envelopeVersion(
+  data: Buffer,
+  collection: string,
+  stem: string,
+  cipher: ItemCipher | undefined,
+  gzip: JsonGzipSerializer,
+): Promise<string> {
+  let plain = data;
+  if (isEncrypted(data)) {
+    if (!cipher) return 'unknown';
+    try {
+      plain = cipher.decrypt(data, collection, stem);
+    } catch {
+      return 'unknown';
+    }
+  }
+  const parsed = (
+    isGzip(plain) ? await gzip.deserialize(plain) : JSON.parse(plain.toString('utf8'))
+  ) as { v?: unknown } | null;
+  return typeof parsed?.v === 'number' ? String(parsed.v) : 'unreadable';
+}
+
+/** The report for people. */
+export function formatInspect(report: InspectReport): string {
+  const { journal, quarantine } = report;
+  const lines = [`Store       ${report.path}`, `Lock        ${lockLine(report.lock ?? undefined)}`];
+  lines.push(
+    `Journal     ${
+      journal.records === 0
+        ? 'empty (everything is checkpointed)'
+        : `${plural(journal.records, 'record')} (${plural(journal.changes, 'change')}, ${formatBytes(journal.bytes)}) not yet checkpointed`
+    }${journal.tornBytes > 0 ? `; ${formatBytes(journal.tornBytes)} of torn tail after them` : ''}`,
+  );
+  if (report.collections.length === 0) {
+    lines.push('Collections none');
+  } else {
+    lines.push('Collections');
+    lines.push(
+      table([
+        ['NAME', 'ITEMS', 'FILES', 'SIZE', 'FORMATS', 'VERSIONS', 'IGNORED'],
+        ...report.collections.map((c) => [
+          c.name,
+          String(c.items),
+          String(c.files),
+          formatBytes(c.bytes),
+          formatCounts(c.formats),
+          formatCounts(c.versions, 'v'),
+          String(c.ignored),
+        ]),
+      ]),
+    );
+  }
+  if (report.otherEntries.length > 0) {
+    lines.push(
+      `Other       ${report.otherEntries.join(', ')} (not collections; ignored by the store)`,
+    );
+  }
+  lines.push(
+    `Quarantine  ${
+      quarantine.files === 0
+        ? 'empty'
+        : `${plural(quarantine.files, 'file')} (${formatBytes(quarantine.bytes)}): see "nestjs-persistence quarantine list ${report.path}"`
+    }`,
+  );
+  return lines.join('\n');
+}
+
+export function registerInspect(program: Command, done: (code: ExitCode) => void): void {
+  program
+    .command('inspect')
+    .summary(
+      'Show collections, items, formats, sizes, versions, journal backlog, quarantine, lock holder',
+    )
+    .description(
+      'Show collections, item counts, formats, sizes, envelope versions, the journal backlog, quarantined files and the lock holder. Reads only; works while an application runs.',
+    )
+    .argument('<path>', 'the store folder')
+    .option('--json', 'print one JSON document (machine output)')
+    .option('--key <key>', 'key to read encrypted files: KEY or ID:KEY (repeatable)', collectKey)
+    .action(async (path: string, options: { json?: boolean; key?: string[] }) => {
+      const cipher = cipherFrom(encryptionFrom(options.key));
+      const report = await inspectStore(new StoreFolder(path), cipher);
+      out(options.json ? JSON.stringify(report, null, 2) : formatInspect(report));
+      done(ExitCode.Ok);
+    });
+}

@@ -1,0 +1,62 @@
+import { Command } from 'commander';
+import { resolve } from 'node:path';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { isPersistenceError } from '../errors/persistence.error';
+import { ADAPTER_NAME } from '../store/adapter.resolver';
+import { listDirectory } from '../storage/fs.util';
+import { CliError, ExitCode } from './cli.error';
+import { collectKey, encryptionFrom } from './cli.keys';
+import { restoreNeedsKey, storeHeld } from './cli.messages';
+import { out, plural } from './cli.output';
+import { StoreFolder } from './store.folder';
+
+export function registerRestore(program: Command, done: (code: ExitCode) => void): void {
+  program
+    .command('restore')
+    .summary("Replace the store's state with a backup")
+    .description(
+      "Replace the store's state with a backup (or a plain copy of a store folder with an empty journal), through the store's restore(): every file is checked first, and the swap happens whole or not at all. Refused while an application holds the store.",
+    )
+    .argument('<path>', 'the store folder (created when missing)')
+    .argument('<backup>', 'a folder written by "backup" or PersistenceStore.backup()')
+    .option('--key <key>', 'key to check encrypted backups: KEY or ID:KEY (repeatable)', collectKey)
+    .action(async (path: string, backup: string, options: { key?: string[] }) => {
+      const encryption = encryptionFrom(options.key);
+      const folder = new StoreFolder(path);
+      const lock = await folder.lock();
+      if (lock?.running) throw new CliError(storeHeld('restore', folder.root, lock));
+      const source = resolve(backup);
+      // Every collection of the store and of the backup: the store becomes what the backup holds.
+      const collections = new Set((await folder.collections()).names);
+      for (const entry of await listDirectory(folder.fs, source)) {
+        if (entry.type === 'directory' && ADAPTER_NAME.test(entry.name))
+          collections.add(entry.name);
+      }
+      const { StoreContext } = await import('./store.context');
+      const context = await StoreContext.open({
+        command: 'restore',
+        folder,
+        collections: [...collections].sort(),
+        readOnly: false,
+        encryption,
+      });
+      try {
+        const meta = await context.store.restore(source);
+        out(
+          `Restored ${plural(meta.files, 'file')} from ${meta.source} into ${folder.root}; ${plural(meta.load.items, 'item')} read back.`,
+        );
+      } catch (error) {
+        if (
+          isPersistenceError(error, PersistenceErrorCode.InvalidBackup) &&
+          !encryption &&
+          error.message.includes('encrypted')
+        ) {
+          throw new CliError(`${error.message} ${restoreNeedsKey()}`);
+        }
+        throw error;
+      } finally {
+        await context.close();
+      }
+      done(ExitCode.Ok);
+    });
+}

@@ -1,0 +1,425 @@
+import { INestApplication } from '@nestjs/common';
+import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { PersistenceModuleOptions, PersistenceStore, SessionManager } from 'nestjs-persistence';
+import { createApp } from './fixtures/app.factory';
+import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
+import { buildCli, CliResult, runCli, unresolvedRequires } from './fixtures/cli';
+import { dumpState, saveToFiles, seedState } from './fixtures/state';
+import { makeTempDir, removeDir } from './fixtures/temp-dir';
+
+/** Every file and folder under `root` with its bytes: for "the CLI wrote nothing" checks. */
+async function tree(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        out[`${relative(root, path)}/`] = '';
+        await walk(path);
+      } else {
+        out[relative(root, path)] = (await readFile(path)).toString('base64');
+      }
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+const KEY = 'a1'.repeat(32);
+
+/** util-linux `script` runs a command on a pseudo-terminal: how a user's shell runs the CLI. */
+const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => existsSync(p));
+
+/*
+ * The CLI as users run it: lib compiled once, each command a real child process, against stores
+ * written by real Nest applications (built-in managers and a custom cart adapter).
+ */
+describe('CLI (nestjs-persistence bin)', () => {
+  let work: string;
+  let main: string;
+  let root: string;
+  const apps: INestApplication[] = [];
+
+  beforeAll(async () => {
+    work = await makeTempDir('persistence-cli-build-');
+    main = await buildCli(work);
+  }, 60_000);
+  afterAll(() => removeDir(work));
+  beforeEach(async () => {
+    root = await makeTempDir('persistence-cli-');
+  });
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await removeDir(root);
+  });
+
+  const cli = (...args: string[]): Promise<CliResult> => runCli(main, args);
+
+  const openApp = async (
+    path: string,
+    options: PersistenceModuleOptions = {},
+  ): Promise<INestApplication> => {
+    const app = await createApp(
+      { path, adapters: [CartAdapter], ...options },
+      { imports: [CartModule] },
+    );
+    apps.push(app);
+    return app;
+  };
+  const dump = (app: INestApplication): unknown => ({
+    ...(dumpState(app) as object),
+    carts: Object.fromEntries(app.get(CartService).entries()),
+  });
+  const closeApp = async (app: INestApplication): Promise<void> => {
+    apps.splice(apps.indexOf(app), 1);
+    await app.close();
+  };
+  /** A store with 2 sessions, 1 conversation, 1 focus chain, 1 cart, all in item files; closed. */
+  const makeStore = async (
+    path: string,
+    options: PersistenceModuleOptions = {},
+  ): Promise<unknown> => {
+    const app = await openApp(path, options);
+    seedState(app);
+    app.get(CartService).set('cart-1', { items: ['apple', 'pear'], total: 5 });
+    await saveToFiles(app);
+    const state = dump(app);
+    await closeApp(app);
+    return state;
+  };
+
+  it('compiles to a runnable bin: imports resolve, --help exits 0, usage errors exit 2', async () => {
+    expect(await unresolvedRequires(join(work, 'dist'))).toEqual([]);
+    expect((await readFile(main, 'utf8')).startsWith('#!/usr/bin/env node\n')).toBe(true);
+    const [help, noPath, unknown, badFormat, missing] = await Promise.all([
+      cli('--help'),
+      cli('verify'),
+      cli('frobnicate'),
+      cli('import', join(root, 's'), join(root, 'doc.json'), '--format', 'xml'),
+      cli('inspect', join(root, 'nothing-here')),
+    ]);
+    expect(help.code).toBe(0);
+    for (const command of ['inspect', 'verify', 'export', 'import', 'backup', 'restore']) {
+      expect(help.stdout).toContain(`  ${command} `);
+    }
+    expect(help.stdout).toContain('quarantine');
+    expect(help.stdout).not.toContain('migrate');
+    expect(noPath).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("missing required argument 'path'"),
+    });
+    expect(unknown).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("unknown command 'frobnicate'"),
+    });
+    expect(badFormat).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('Unknown --format "xml"'),
+    });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(
+      `No store at ${join(root, 'nothing-here')}: it does not exist`,
+    );
+  });
+
+  it('inspect reports collections, counts, formats, sizes, versions, journal, quarantine and lock', async () => {
+    const store = join(root, 'store');
+    await makeStore(store);
+    // One file in another format, and one file in quarantine.
+    const sess2 = join(store, 'sessions', 'sess-2.json');
+    await writeFile(`${sess2}.gz`, gzipSync(await readFile(sess2)));
+    await rm(sess2);
+    await mkdir(join(store, '.quarantine', 'focus'), { recursive: true });
+    await writeFile(
+      join(store, '.quarantine', 'focus', '2026-01-02T03-04-05-006Z-0a1b2c3d-chain-9.json'),
+      '{"id":',
+    );
+
+    const [json, text] = await Promise.all([
+      cli('inspect', store, '--json'),
+      cli('inspect', store),
+    ]);
+    expect(json.code).toBe(0);
+    expect(json.stderr).toBe(''); // no progress bar when stderr is not a terminal
+    const report = JSON.parse(json.stdout);
+    expect(report.lock).toBeNull();
+    expect(report.journal).toEqual({ records: 0, changes: 0, bytes: 0, tornBytes: 0 });
+    expect(report.collections.map((c: { name: string }) => c.name)).toEqual([
+      'carts',
+      'conversations',
+      'focus',
+      'sessions',
+    ]);
+    const sessions = report.collections.find((c: { name: string }) => c.name === 'sessions');
+    expect(sessions).toMatchObject({
+      items: 2,
+      files: 2,
+      formats: { json: 1, 'json-gzip': 1 },
+      versions: { '1': 2 },
+      ignored: 0,
+    });
+    expect(sessions.bytes).toBe(
+      (await readFile(join(store, 'sessions', 'sess-1.json'))).length +
+        (await readFile(`${sess2}.gz`)).length,
+    );
+    expect(report.quarantine).toMatchObject({
+      files: 1,
+      list: [
+        {
+          file: 'focus/2026-01-02T03-04-05-006Z-0a1b2c3d-chain-9.json',
+          quarantinedAt: '2026-01-02T03:04:05.006Z',
+        },
+      ],
+    });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('Lock        free');
+    expect(text.stdout).toContain('Journal     empty');
+    expect(text.stdout).toMatch(/sessions\s+2\s+2\s+\d+ B\s+json 1, json-gzip 1\s+v1 2/);
+    expect(text.stdout).toContain('Quarantine  1 file');
+  });
+
+  it('verify exits 0 on a good store, and 1 listing each damaged file and a torn journal, changing nothing', async () => {
+    const store = join(root, 'store');
+    await makeStore(store);
+    const good = await cli('verify', store);
+    expect(good).toMatchObject({ code: 0, stderr: '' });
+    expect(good.stdout).toContain('5 item files in 4 collections');
+    expect(good.stdout).toContain('no problems');
+
+    await writeFile(join(store, 'sessions', 'sess-1.json'), '{"id": "sess-1", "v": 1, "da');
+    await writeFile(
+      join(store, 'sessions', 'sess-3.json'),
+      await readFile(join(store, 'sessions', 'sess-2.json')),
+    );
+    await appendFile(join(store, '.journal'), Buffer.from('NPJ\u0001torn'));
+    const before = await tree(store);
+    const bad = await cli('verify', store);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toContain('3 problems');
+    expect(bad.stdout).toMatch(/^ {2}sessions\/sess-1\.json: .*JSON/m);
+    expect(bad.stdout).toContain(
+      'sessions/sess-3.json: the id inside ("sess-2") does not match the file name',
+    );
+    expect(bad.stdout).toMatch(/^ {2}\.journal: 8 bytes after record 0 are not a complete record/m);
+    expect(bad.stdout).not.toContain('sess-2.json:');
+    expect(await tree(store)).toEqual(before); // nothing quarantined, nothing cut off
+  });
+
+  (SCRIPT ? it : it.skip)(
+    'shows a progress bar on stderr when it is a terminal (needs util-linux script)',
+    async () => {
+      const store = join(root, 'store');
+      await makeStore(store);
+      const { stdout } = await promisify(execFile)(SCRIPT!, [
+        '-qec',
+        `"${process.execPath}" "${main}" verify "${store}" > "${join(root, 'out.txt')}"`,
+        '/dev/null',
+      ]);
+      expect(stdout).toContain('verify [');
+      expect(stdout).toContain('0/5');
+      expect(await readFile(join(root, 'out.txt'), 'utf8')).toContain('no problems');
+    },
+  );
+
+  it('reads an encrypted store with the key from --key or NESTJS_PERSISTENCE_KEY', async () => {
+    const store = join(root, 'store');
+    await makeStore(store, { encryption: { key: KEY } });
+    const [noKey, withEnv, inspect] = await Promise.all([
+      cli('verify', store),
+      runCli(main, ['verify', store], { NESTJS_PERSISTENCE_KEY: KEY }),
+      cli('inspect', store, '--json', '--key', KEY),
+    ]);
+    expect(noKey.code).toBe(1);
+    expect(noKey.stdout).toContain('sessions/sess-1.json.enc: it is encrypted (key "default")');
+    expect(noKey.stdout).toContain('pass the key with --key');
+    expect(withEnv).toMatchObject({ code: 0, stdout: expect.stringContaining('no problems') });
+    const sessions = JSON.parse(inspect.stdout).collections.find(
+      (c: { name: string }) => c.name === 'sessions',
+    );
+    expect(sessions).toMatchObject({ formats: { encrypted: 2 }, versions: { '1': 2 } });
+    expect(`${noKey.stdout}${noKey.stderr}${inspect.stdout}`).not.toContain(KEY);
+  });
+
+  it('export then import into a fresh store gives the same state; import never overwrites by surprise', async () => {
+    const source = join(root, 'source');
+    const state = await makeStore(source);
+    const file = join(root, 'export.json');
+    const exported = await cli('export', source, '--out', file);
+    expect(exported).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('Exported 5 items'),
+    });
+    const doc = JSON.parse(await readFile(file, 'utf8'));
+    expect(doc).toMatchObject({ format: 'nestjs-persistence-export', version: 1, itemVersion: 1 });
+    expect(doc.collections.carts).toEqual({ 'cart-1': { items: ['apple', 'pear'], total: 5 } });
+    expect(Object.keys(doc.collections.sessions)).toEqual(['sess-1', 'sess-2']);
+
+    const target = join(root, 'target');
+    const imported = await cli('import', target, file);
+    expect(imported).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('Imported 5 items'),
+    });
+    expect((await readdir(target)).sort()).toEqual(
+      ['.journal', 'carts', 'conversations', 'focus', 'sessions'].sort(),
+    );
+    expect((await readFile(join(target, '.journal'))).length).toBe(0); // checkpointed
+    const app = await openApp(target);
+    expect(dump(app)).toEqual(state);
+    await closeApp(app);
+
+    // A second import into collections that hold items is refused unless --replace.
+    const before = await tree(target);
+    const again = await cli('import', target, file);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(
+      'already holds items in "carts", "conversations", "focus", "sessions"',
+    );
+    expect(await tree(target)).toEqual(before);
+    delete doc.collections.sessions['sess-2'];
+    delete doc.collections.carts;
+    await writeFile(file, JSON.stringify(doc));
+    expect((await cli('import', target, file, '--replace', '--format', 'json-gzip')).code).toBe(0);
+    expect(await readdir(join(target, 'sessions'))).toEqual(['sess-1.json.gz']);
+    const replaced = await openApp(target);
+    expect(
+      replaced
+        .get(SessionManager)
+        .list()
+        .map((s) => s.id),
+    ).toEqual(['sess-1']);
+    expect(replaced.get(CartService).get('cart-1')).toEqual({ items: ['apple', 'pear'], total: 5 });
+  });
+
+  it('backup, then restore, brings the backed-up state back', async () => {
+    const store = join(root, 'store');
+    const state = await makeStore(store);
+    const backup = join(root, 'backup');
+    const made = await cli('backup', store, backup);
+    expect(made).toMatchObject({ code: 0, stdout: expect.stringContaining('Backed up 5 files') });
+    expect(await readdir(backup)).toContain('persistence-backup.json');
+    const twice = await cli('backup', store, backup);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('already holds files');
+
+    const app = await openApp(store);
+    app.get(SessionManager).delete('sess-1');
+    app.get(CartService).set('cart-2', { items: [], total: 0 });
+    await closeApp(app); // saves on shutdown
+    const restored = await cli('restore', store, backup);
+    expect(restored).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('Restored 5 files'),
+    });
+    const after = await openApp(store);
+    expect(dump(after)).toEqual(state);
+  });
+
+  it('quarantine list, restore (only when it parses and never over an item) and discard (only with --yes)', async () => {
+    const store = join(root, 'store');
+    await makeStore(store);
+    const sess2 = join(store, 'sessions', 'sess-2.json');
+    const good = await readFile(sess2);
+    await writeFile(sess2, good.subarray(0, 20));
+    await writeFile(join(store, 'carts', 'cart-1.json'), 'not json');
+    await closeApp(await openApp(store)); // the load quarantines both
+
+    const listed = await cli('quarantine', 'list', store, '--json');
+    expect(listed.code).toBe(0);
+    const files = JSON.parse(listed.stdout) as Array<{ file: string; itemFile: string }>;
+    expect(files.map((f) => f.itemFile)).toEqual(['cart-1.json', 'sess-2.json']);
+    const [cart, session] = files.map((f) => f.file);
+    expect(session).toMatch(/^sessions\/\d{4}-.+-sess-2\.json$/);
+
+    const broken = await cli('quarantine', 'restore', store, session);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toContain(`${session} still does not parse`);
+    expect(await readdir(join(store, 'sessions'))).toEqual(['sess-1.json']);
+
+    await writeFile(join(store, '.quarantine', session), good); // repaired by hand
+    const fixed = await cli('quarantine', 'restore', store, session.split('/')[1]);
+    expect(fixed).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('as sessions/sess-2.json'),
+    });
+    expect(await readFile(sess2)).toEqual(good);
+
+    const copy = 'sessions/2026-01-02T03-04-05-006Z-0a1b2c3d-sess-2.json';
+    await writeFile(join(store, '.quarantine', copy), good);
+    const clash = await cli('quarantine', 'restore', store, copy);
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toContain('already has a file (sessions/sess-2.json)');
+    expect(await readFile(join(store, '.quarantine', copy))).toEqual(good);
+
+    const unconfirmed = await cli('quarantine', 'discard', store, cart);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toContain('add --yes');
+    expect(await readdir(join(store, '.quarantine', 'carts'))).toHaveLength(1);
+    expect((await cli('quarantine', 'discard', store, cart, '--yes')).code).toBe(0);
+    expect(await readdir(join(store, '.quarantine', 'carts'))).toEqual([]);
+
+    const app = await openApp(store);
+    expect(app.get(SessionManager).get('sess-2')?.status).toBe('paused');
+  });
+
+  it('while an application holds the store: reads it read-only, writes nothing, refuses writes', async () => {
+    const store = join(root, 'store');
+    await makeStore(store);
+    const app = await openApp(store);
+    const backup = join(root, 'backup');
+    await app.get(PersistenceStore).backup(backup);
+    app.get(SessionManager).create({ id: 'sess-new' });
+    await app.get(PersistenceStore).saveAll(); // in the journal, not yet in the item files
+    const doc = join(root, 'doc.json');
+    await writeFile(
+      doc,
+      JSON.stringify({
+        format: 'nestjs-persistence-export',
+        version: 1,
+        itemVersion: 1,
+        collections: { carts: { x: { items: [], total: 0 } } },
+      }),
+    );
+    const before = await tree(store);
+
+    const [inspect, exported, verify, imported, restored, backedUp] = await Promise.all([
+      cli('inspect', store, '--json'),
+      cli('export', store),
+      cli('verify', store),
+      cli('import', store, doc),
+      cli('restore', store, backup),
+      cli('backup', store, join(root, 'backup-2')),
+    ]);
+    const report = JSON.parse(inspect.stdout);
+    expect(report.lock).toMatchObject({ pid: process.pid, running: true, sameHost: true });
+    expect(report.journal).toMatchObject({ records: 1, changes: 1 });
+    expect(exported.code).toBe(0);
+    expect(exported.stderr).toContain(`in use by process ${process.pid}`);
+    expect(exported.stderr).toContain('read-only');
+    expect(Object.keys(JSON.parse(exported.stdout).collections.sessions)).toEqual([
+      'sess-1',
+      'sess-2',
+      'sess-new',
+    ]);
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toContain('1 journal record');
+    for (const [refused, command] of [
+      [imported, 'import'],
+      [restored, 'restore'],
+      [backedUp, 'back up'],
+    ] as const) {
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        `Cannot ${command}: the store ${store} is in use by process ${process.pid}`,
+      );
+      expect(refused.stderr).toContain('Nothing was changed.');
+    }
+    expect(await tree(store)).toEqual(before);
+    expect(await readdir(root)).not.toContain('backup-2');
+  });
+});
