@@ -53,8 +53,8 @@ export const notFound = (kind: string, id: string): string =>
   `${kind} "${id}" does not exist. Create it first, or check the id.`;
 
 export const serializeFailed = (adapter: string, id: string, reason: string): string =>
-  `Could not serialize item "${id}" of "${adapter}": ${reason}. Its previous file was kept; ` +
-  'make the item JSON-serializable (no cycles, no BigInt).';
+  `Could not save item "${id}" of "${adapter}" exactly: ${reason}. Its last saved version was ` +
+  'kept; store plain JSON data (or add a revive() to the adapter for values with a toJSON()).';
 
 export const corruptFile = (path: string, reason: string, quarantinedTo?: string): string =>
   `Could not read ${path}: ${reason}.` +

@@ -426,6 +426,115 @@ describe('nothing accepted is ever lost', () => {
     });
   });
 
+  describe('custom values JSON cannot carry exactly are refused at save, never silently changed', () => {
+    const cases: Array<[string, unknown]> = [
+      ['undefined', undefined],
+      ['a function', () => 1],
+      ['a symbol', Symbol('s')],
+      ['a toJSON() returning undefined', { toJSON: () => undefined }],
+      ['a Map', { m: new Map([['a', 1]]) }],
+      ['a Set', { s: new Set([1]) }],
+      ['a RegExp', { r: /x/ }],
+      ['an Error', { e: new Error('x') }],
+      ['NaN', { n: Number.NaN }],
+      ['Infinity', { n: Number.POSITIVE_INFINITY }],
+      ['a key whose value is undefined', { a: 1, b: undefined }],
+      ['a nested Date (no revive)', { at: new Date(0) }],
+      ['a BigInt', { n: BigInt(1) }],
+      [
+        'a cycle',
+        (() => {
+          const o: Record<string, unknown> = {};
+          o.self = o;
+          return o;
+        })(),
+      ],
+    ];
+    it.each(cases)(
+      '%s: SERIALIZE_FAILED for that item, its last version kept, the rest saved',
+      async (_, bad) => {
+        const value = new Map<string, unknown>([
+          ['good', { ok: true }],
+          ['bad', { version: 1 }],
+        ]);
+        const adapter: PersistenceAdapter = {
+          name: 'custom',
+          snapshot: () => new Map(value),
+          restore: () => undefined,
+        };
+        let app = await open({ adapters: [adapter] });
+        await app.get(PersistenceStore).saveAll();
+        const errors = errorsOf(app);
+        value.set('bad', bad);
+        value.set('good', { ok: 'changed' });
+        await expect(app.get(PersistenceStore).saveAll()).rejects.toMatchObject({
+          code: PersistenceErrorCode.SaveIncomplete,
+        });
+        expect(errors.map((e) => [e.itemId, e.error.code])).toEqual([
+          ['bad', PersistenceErrorCode.SerializeFailed],
+        ]);
+        await closeAll();
+        let restored: ReadonlyMap<string, unknown> | undefined;
+        app = await open({
+          adapters: [
+            {
+              name: 'custom',
+              snapshot: () => new Map(),
+              restore: (items) => void (restored = items),
+            },
+          ],
+          saveOnShutdown: false,
+        });
+        expect(restored).toEqual(
+          new Map<string, unknown>([
+            ['good', { ok: 'changed' }],
+            ['bad', { version: 1 }],
+          ]),
+        );
+        expect(await readdir(dir)).not.toContain('.quarantine');
+      },
+    );
+
+    it('with a revive(), Dates and class instances are written as JSON and rebuilt by revive()', async () => {
+      class Slot {
+        constructor(
+          readonly at: Date,
+          readonly label: string,
+        ) {}
+      }
+      const slot = new Slot(new Date('2026-01-02T03:04:05.678Z'), 'x');
+      const revive = (raw: unknown): Slot => {
+        const value = raw as { at: string; label: string };
+        return new Slot(new Date(value.at), value.label);
+      };
+      let app = await open({
+        adapters: [
+          {
+            name: 'slots',
+            snapshot: () => new Map([['s', slot]]),
+            revive,
+            restore: () => undefined,
+          },
+        ],
+      });
+      await app.get(PersistenceStore).saveAll();
+      await closeAll();
+      let restored: ReadonlyMap<string, unknown> | undefined;
+      app = await open({
+        adapters: [
+          {
+            name: 'slots',
+            snapshot: () => new Map(),
+            revive,
+            restore: (items) => void (restored = items),
+          },
+        ],
+        saveOnShutdown: false,
+      });
+      expect(restored?.get('s')).toStrictEqual(slot);
+    });
+  });
+
   describe('changes made in place', () => {
     it('an adapter that mutates the object it handed out is saved again (bytes are compared)', async () => {
       const cart = { items: ['apple'] };

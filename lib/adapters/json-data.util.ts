@@ -91,6 +91,23 @@ export function appendPath(path: string, key: string | number): string {
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
 const DATE_TO_JSON = Date.prototype.toJSON;
+
+/** Objects of a built-in kind whose content JSON.stringify drops or changes. */
+function isBuiltInKind(value: object): boolean {
+  return (
+    types.isMap(value) ||
+    types.isSet(value) ||
+    types.isWeakMap(value) ||
+    types.isWeakSet(value) ||
+    types.isRegExp(value) ||
+    types.isNativeError(value) ||
+    value instanceof Error ||
+    types.isAnyArrayBuffer(value) ||
+    ArrayBuffer.isView(value) ||
+    types.isPromise(value) ||
+    types.isBoxedPrimitive(value)
+  );
+}
 /** Returned by the walk when it found a problem (`undefined` is a value it may return). */
 const FAIL: unique symbol = Symbol('fail');
 type Walked = unknown;
@@ -200,7 +217,14 @@ class JsonDataWalker {
         ? this.array(value as unknown[], depth)
         : this.fail(...nonPlain(value));
     }
-    if (prototype !== Object.prototype && prototype !== null) {
+    if (
+      prototype !== Object.prototype &&
+      prototype !== null &&
+      // With a revive() (allowToJSON), an instance of the application's own class is written as its
+      // own fields, which revive() turns back into the class; built-in kinds whose content JSON
+      // drops (Map, Set, RegExp, Error, binary, boxed primitives, promises) are refused even then.
+      (!this.allowToJSON || isBuiltInKind(value))
+    ) {
       return this.fail(...nonPlain(value));
     }
     this.ancestors.push(value);

@@ -63,6 +63,7 @@ import { decodeRecords, Journal, JournalDamage, JournalOp } from '../storage/jou
 import { isSameOrInside } from '../storage/path.util';
 import { readRegularFile } from '../storage/safe-read';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
+import { findNonJsonData } from '../adapters/json-data.util';
 import { AdapterCaller } from './adapter.caller';
 import { PersistenceAdapterExplorer } from './adapter.explorer';
 import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
@@ -74,6 +75,12 @@ import { OperationQueue } from './operation.queue';
 import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
 import { SnapshotReader } from './snapshot.reader';
 import { SnapshotWriter } from './snapshot.writer';
+
+/** What JSON cannot carry exactly in a custom adapter's value, as one sentence; undefined: none. */
+function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
+  const found = findNonJsonData(value, { allowToJSON, path: 'the value' });
+  return found && `${found.path} ${found.problem}; ${found.fix}`;
+}
 
 /**
  * The public API: save, load, clear, back up and restore the state of every adapter, and watch it
@@ -784,7 +791,7 @@ export class PersistenceStore
       (error) => this.fail(error, operation),
       this.caller,
       this.failures,
-      { trusted: this.trustedAdapters, findProblem: undefined },
+      { trusted: this.trustedAdapters, findProblem },
     );
     let result;
     try {
