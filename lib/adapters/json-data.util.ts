@@ -92,6 +92,22 @@ const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called unbound
 const DATE_TO_JSON = Date.prototype.toJSON;
 
+/*
+ * Another realm's Object.prototype or Array.prototype (data made by structuredClone under a test
+ * runner's vm context, or by a vm/worker) is as plain as this realm's: JSON writes it the same way.
+ */
+function isObjectPrototype(prototype: object): boolean {
+  return (
+    Object.getPrototypeOf(prototype) === null &&
+    Object.prototype.hasOwnProperty.call(prototype, 'hasOwnProperty') &&
+    (prototype as { constructor?: { name?: string } }).constructor?.name === 'Object'
+  );
+}
+
+function isArrayPrototype(prototype: object | null): boolean {
+  return prototype !== null && Array.isArray(prototype);
+}
+
 /** Objects of a built-in kind whose content JSON.stringify drops or changes. */
 function isBuiltInKind(value: object): boolean {
   return (
@@ -213,13 +229,14 @@ class JsonDataWalker {
     }
     const prototype = Object.getPrototypeOf(value) as object | null;
     if (Array.isArray(value)) {
-      return prototype === Array.prototype
+      return prototype === Array.prototype || isArrayPrototype(prototype)
         ? this.array(value as unknown[], depth)
         : this.fail(...nonPlain(value));
     }
     if (
       prototype !== Object.prototype &&
       prototype !== null &&
+      !isObjectPrototype(prototype) &&
       // With a revive() (allowToJSON), an instance of the application's own class is written as its
       // own fields, which revive() turns back into the class; built-in kinds whose content JSON
       // drops (Map, Set, RegExp, Error, binary, boxed primitives, promises) are refused even then.

@@ -92,6 +92,9 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
       });
       let items = 0;
       try {
+        // Load first: a save replaces or removes only what the store loaded (never a file it did
+        // not read), so --replace is an explicit replacement of every loaded item.
+        await context.store.loadAll();
         for (const name of names) {
           const entries = Object.entries(doc.collections[name]);
           items += entries.length;
