@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isTempFileName } from '../lib/storage/atomic-write';
+import { childCommand } from './fixtures/child-process';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /**
@@ -72,12 +73,7 @@ describeWithStrace('durability (strace of a real process)', () => {
         'trace=openat,fsync,fdatasync,close,rename,renameat,renameat2,write,pwrite64,ftruncate,unlink',
         '-o',
         join(work, 'trace'),
-        process.execPath,
-        '-r',
-        'ts-node/register/transpile-only',
-        '-r',
-        'tsconfig-paths/register',
-        join(__dirname, 'fixtures', 'save-once.main.ts'),
+        ...childCommand('test/fixtures/save-once.main.ts'),
       ],
       {
         cwd: join(__dirname, '..'),
