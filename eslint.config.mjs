@@ -5,6 +5,7 @@ import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'coverage/**', 'node_modules/**', 'jest.config.js', 'eslint.config.mjs'] },
+  { ignores: ['.test-build/**'] }, // children's compiled JavaScript (test/fixtures/child-build.ts)
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   prettier,

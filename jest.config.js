@@ -14,4 +14,6 @@ module.exports = {
   },
   collectCoverageFrom: ['lib/**/*.ts'],
   testTimeout: 30000,
+  // Compiles what child processes run, once per run (test/fixtures/child-build.ts).
+  globalSetup: '<rootDir>/test/global-setup.ts',
 };

@@ -35,7 +35,11 @@ describe('atomic writes', () => {
   it('a write that fails keeps the old file and removes its temporary file', async () => {
     const target = join(dir, 'item.json');
     await mkdir(target); // rename() of a file over a folder fails
-    await expect(atomicWrite(fs, target, Buffer.from('x'))).rejects.toThrow();
+    await expect(atomicWrite(fs, target, Buffer.from('x'))).rejects.toMatchObject({
+      code: 'EISDIR',
+      syscall: 'rename',
+      dest: target,
+    });
     expect(await readdir(dir)).toEqual(['item.json']);
     expect((await stat(target)).isDirectory()).toBe(true);
   });

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PersistenceStore, SessionManager } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
+import { OperationRecorder, RecordingFileSystem } from './fixtures/operation-recorder';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /** An adapter whose snapshot() waits for a gate, so a save can be held open on purpose. */
@@ -30,6 +31,33 @@ class GatedAdapter {
 
   restore(): void {
     this.restores++;
+  }
+}
+
+/** An adapter whose one item changes at every snapshot; it records its snapshot() and restore(). */
+class CountingAdapter {
+  readonly name = 'counting';
+  private value = 0;
+  /** The value each restore() received. */
+  readonly restored: number[] = [];
+
+  constructor(private readonly recorder: OperationRecorder) {}
+
+  snapshots = 0;
+  /** Called at the start of each snapshot(), while its save runs. */
+  onSnapshot: () => void = () => undefined;
+
+  async snapshot(): Promise<ReadonlyMap<string, unknown>> {
+    this.recorder.mark('snapshot');
+    this.snapshots++;
+    this.onSnapshot();
+    await new Promise((resolve) => setImmediate(resolve)); // let other work in, if it could run
+    return new Map([['n', { value: ++this.value }]]);
+  }
+
+  restore(items: ReadonlyMap<string, unknown>): void {
+    this.recorder.mark('restore');
+    this.restored.push((items.get('n') as { value: number } | undefined)?.value ?? 0);
   }
 }
 
@@ -88,16 +116,55 @@ describe('concurrency', () => {
     expect(gated.snapshots).toBe(2);
   });
 
-  it('many concurrent saves and loads never interleave and all settle', async () => {
-    for (let i = 0; i < 20; i++) sessions.create({ id: `s${i}` });
-    const results = await Promise.all([
-      ...Array.from({ length: 10 }, () => store.saveAll()),
-      store.loadAll(),
-      ...Array.from({ length: 10 }, () => store.saveAll()),
-    ]);
-    expect(results).toHaveLength(21);
-    // The load ran after the first save finished, so it restored the 20 saved sessions.
-    expect(sessions.list()).toHaveLength(20);
+  it('many concurrent saves, loads and checkpoints never interleave and all settle', async () => {
+    const recorder = new OperationRecorder();
+    const counter = new CountingAdapter(recorder);
+    const recorded = await createApp(
+      {
+        path: join(dir, 'recorded'),
+        adapters: [counter],
+        saveOnShutdown: false,
+        checkpointBytes: Number.MAX_SAFE_INTEGER, // no checkpoint but the ones called here
+      },
+      { fileSystem: new RecordingFileSystem(recorder) },
+    );
+    try {
+      const recordedStore = recorded.get(PersistenceStore);
+      for (let i = 0; i < 20; i++) recorded.get(SessionManager).create({ id: `s${i}` });
+      // While each of the first four saves runs (inside its snapshot()), a load, a save and a
+      // checkpoint are called: each arrives while another operation is in the middle of its work.
+      const calls: Array<Promise<unknown>> = [];
+      const call = (label: string, operation: () => Promise<unknown>): void => {
+        calls.push(recorder.run(`${label}#${calls.length}`, operation));
+      };
+      counter.onSnapshot = () => {
+        if (counter.snapshots > 4) return;
+        call('load', () => recordedStore.loadAll());
+        call('save', () => recordedStore.saveAll());
+        call('checkpoint', () => recordedStore.checkpoint());
+      };
+      call('save', () => recordedStore.saveAll());
+      for (let settled = 0; settled < calls.length; settled++) await calls[settled];
+      expect(calls).toHaveLength(13);
+
+      const spans = recorder.spans();
+      // Every operation reached the disk, in call order.
+      expect(spans.map((s) => s.op)).toEqual([
+        'save#0',
+        ...[1, 4, 7, 10].flatMap((i) => [`load#${i}`, `save#${i + 1}`, `checkpoint#${i + 2}`]),
+      ]);
+      // No operation made a disk call before the previous one had made its last.
+      for (let i = 1; i < spans.length; i++) {
+        expect({ op: spans[i].op, startsAfterPrevious: spans[i].start > spans[i - 1].end }).toEqual(
+          { op: spans[i].op, startsAfterPrevious: true },
+        );
+      }
+      // Each load restored the state of the whole save before it (the boot load found nothing).
+      expect(counter.restored).toEqual([0, 1, 2, 3, 4]);
+      expect(recorded.get(SessionManager).list()).toHaveLength(20);
+    } finally {
+      await recorded.close();
+    }
   });
 
   it('loadAll() waits for a running save instead of reading half of it', async () => {

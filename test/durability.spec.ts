@@ -3,6 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isTempFileName } from '../lib/storage/atomic-write';
 import { isLockFileName } from '../lib/storage/store.lock';
+import { childCommand } from './fixtures/child-process';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /**
@@ -73,12 +74,7 @@ describeWithStrace('durability (strace of a real process)', () => {
         'trace=openat,fsync,fdatasync,close,rename,renameat,renameat2,write,pwrite64,ftruncate,unlink',
         '-o',
         join(work, 'trace'),
-        process.execPath,
-        '-r',
-        'ts-node/register/transpile-only',
-        '-r',
-        'tsconfig-paths/register',
-        join(__dirname, 'fixtures', 'save-once.main.ts'),
+        ...childCommand('test/fixtures/save-once.main.ts'),
       ],
       {
         cwd: join(__dirname, '..'),

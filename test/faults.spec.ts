@@ -1,6 +1,6 @@
 import { INestApplication } from '@nestjs/common';
 import { execFileSync } from 'node:child_process';
-import { chmod, chown, mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   PersistenceErrorCode,
@@ -10,12 +10,14 @@ import {
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
 import { ChildApp } from './fixtures/child-process';
+import { itOrSkip, mountProblem, permissionCheckedPrefix } from './fixtures/preconditions';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
  * Real faults, each produced for real: a full disk (a 512 KiB tmpfs), permission denied (a child
- * process running as "nobody"), too many open files (a child with `ulimit -n 100`), and the store
- * folder removed while the application runs. Each must give a persistence.error with a clear message,
+ * process subject to permission checks, writing into a folder of mode 0500: an ordinary user, or
+ * root with its capabilities dropped by setpriv), too many open files (a child with `ulimit -n
+ * 100`), and the store folder removed while the application runs. Each must give a persistence.error with a clear message,
  * keep the last committed snapshot loadable and the in-memory state intact, and let the next save
  * succeed once the fault is cleared.
  */
@@ -27,14 +29,8 @@ const ids = (app: INestApplication): string[] =>
     .map((s) => `${s.id}:${s.status}`)
     .sort();
 
-function canMount(dir: string): string | undefined {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir], { stdio: 'pipe' });
-    return undefined;
-  } catch (error) {
-    return `cannot mount a tmpfs here (${(error as Error).message.split('\n')[0]}): run the tests as root with mount permitted`;
-  }
-}
+const noMount = mountProblem();
+const permissionChecked = permissionCheckedPrefix();
 
 describe('real faults', () => {
   let root: string;
@@ -45,87 +41,85 @@ describe('real faults', () => {
     await removeDir(root);
   });
 
-  it('disk full (ENOSPC): the commit fails cleanly, nothing committed is lost, and the save succeeds once there is room', async () => {
-    const disk = join(root, 'disk');
-    await mkdir(disk);
-    const problem = canMount(disk);
-    if (problem) {
-      console.warn(`ENOSPC case skipped: ${problem}`);
-      return;
-    }
-    const apps: INestApplication[] = [];
-    try {
-      const path = join(disk, 'store');
-      let app = await createApp({ path, saveOnShutdown: false });
-      apps.push(app);
-      const errors: PersistenceErrorEvent[] = [];
-      app.get(PersistenceStore).onError((e) => errors.push(e));
-      const sessions = app.get(SessionManager);
-      for (let i = 0; i < 3; i++) sessions.create({ id: `s${i}` });
-      await app.get(PersistenceStore).saveAll();
-      const committed = ids(app);
-      sessions.create({ id: 'huge', metadata: { blob: 'x'.repeat(1024 * 1024) } });
-      sessions.update('s0', { status: 'changed' });
-      const failure = (await app
-        .get(PersistenceStore)
-        .saveAll()
-        .catch((e: unknown) => e)) as Error;
-      expect(failure).toMatchObject({ code: PersistenceErrorCode.IoFailed });
-      expect(failure.message).toMatch(
-        /Could not commit the save to .*\.journal: .*ENOSPC: no space left.*free space/,
+  itOrSkip(noMount)(
+    'disk full (ENOSPC): the commit fails cleanly, nothing committed is lost, and the save succeeds once there is room',
+    async () => {
+      const disk = join(root, 'disk');
+      await mkdir(disk);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', disk]);
+      const apps: INestApplication[] = [];
+      try {
+        const path = join(disk, 'store');
+        let app = await createApp({ path, saveOnShutdown: false });
+        apps.push(app);
+        const errors: PersistenceErrorEvent[] = [];
+        app.get(PersistenceStore).onError((e) => errors.push(e));
+        const sessions = app.get(SessionManager);
+        for (let i = 0; i < 3; i++) sessions.create({ id: `s${i}` });
+        await app.get(PersistenceStore).saveAll();
+        const committed = ids(app);
+        sessions.create({ id: 'huge', metadata: { blob: 'x'.repeat(1024 * 1024) } });
+        sessions.update('s0', { status: 'changed' });
+        const failure = (await app
+          .get(PersistenceStore)
+          .saveAll()
+          .catch((e: unknown) => e)) as Error;
+        expect(failure).toMatchObject({ code: PersistenceErrorCode.IoFailed });
+        expect(failure.message).toMatch(
+          /Could not commit the save to .*\.journal: .*ENOSPC: no space left.*free space/,
+        );
+        expect(errors.map((e) => e.error.code)).toEqual([PersistenceErrorCode.IoFailed]);
+        expect(ids(app)).toContain('huge:active'); // memory kept
+        await app.close();
+        apps.length = 0;
+
+        app = await createApp({ path, saveOnShutdown: false });
+        apps.push(app);
+        expect(ids(app)).toEqual(committed); // the last committed snapshot, intact
+        app.get(SessionManager).create({ id: 'huge', metadata: { blob: 'x'.repeat(1024 * 1024) } });
+        execFileSync('mount', ['-o', 'remount,size=8m', disk]); // the fault is cleared
+        await expect(app.get(PersistenceStore).saveAll()).resolves.toMatchObject({ changed: 1 });
+        await app.close();
+        apps.length = 0;
+        app = await createApp({ path, saveOnShutdown: false });
+        apps.push(app);
+        expect(ids(app)).toContain('huge:active');
+      } finally {
+        for (const app of apps) await app.close();
+        execFileSync('umount', [disk]);
+      }
+    },
+    30_000,
+  );
+
+  itOrSkip('problem' in permissionChecked ? permissionChecked.problem : undefined)(
+    'permission denied (EACCES, subject to permission checks): reported, memory kept, the commit waits in the journal',
+    async () => {
+      const steps = await runFault(
+        { PERSISTENCE_PATH: join(root, 'store'), FAULT: 'eacces' },
+        'prefix' in permissionChecked ? permissionChecked.prefix : [],
       );
-      expect(errors.map((e) => e.error.code)).toEqual([PersistenceErrorCode.IoFailed]);
-      expect(ids(app)).toContain('huge:active'); // memory kept
-      await app.close();
-      apps.length = 0;
-
-      app = await createApp({ path, saveOnShutdown: false });
-      apps.push(app);
-      expect(ids(app)).toEqual(committed); // the last committed snapshot, intact
-      app.get(SessionManager).create({ id: 'huge', metadata: { blob: 'x'.repeat(1024 * 1024) } });
-      execFileSync('mount', ['-o', 'remount,size=8m', disk]); // the fault is cleared
-      await expect(app.get(PersistenceStore).saveAll()).resolves.toMatchObject({ changed: 1 });
-      await app.close();
-      apps.length = 0;
-      app = await createApp({ path, saveOnShutdown: false });
-      apps.push(app);
-      expect(ids(app)).toContain('huge:active');
-    } finally {
-      for (const app of apps) await app.close();
-      execFileSync('umount', [disk]);
-    }
-  }, 30_000);
-
-  it('permission denied (EACCES, as a non-root user): reported, memory kept, the commit waits in the journal', async () => {
-    if (process.getuid?.() !== 0) {
-      console.warn('EACCES case skipped: it needs root to start the child as "nobody"');
-      return;
-    }
-    await chown(root, 65534, 65534);
-    await chmod(root, 0o755);
-    const steps = await runFault(
-      { PERSISTENCE_PATH: join(root, 'store'), FAULT: 'eacces', HOME: '/tmp' },
-      ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
-    );
-    expect(steps['save-a']).toEqual({ ok: true, events: [] });
-    expect(steps['save-b']).toEqual({ ok: true, events: [] }); // committed to the journal
-    expect(steps['checkpoint-denied']).toMatchObject({
-      ok: false,
-      code: PersistenceErrorCode.IoFailed,
-    });
-    expect(steps['checkpoint-denied'].message).toMatch(
-      /EACCES: permission denied.*Check that the folder exists, is writable/,
-    );
-    expect(steps['checkpoint-denied'].events).toHaveLength(1);
-    expect(steps.memory).toEqual(['s-new:active', 's0:changed', 's1:active', 's2:active']);
-    expect(steps['checkpoint-allowed']).toEqual({ ok: true, events: [] });
-    expect(steps.reloaded).toEqual(['s-new:active', 's0:changed', 's1:active', 's2:active']);
-    expect(steps['start-read-only-folder']).toMatchObject({
-      ok: false,
-      code: PersistenceErrorCode.IoFailed,
-    });
-    expect(steps['start-read-only-folder'].message).toMatch(/Could not lock .*EACCES/);
-  }, 30_000);
+      expect(steps['save-a']).toEqual({ ok: true, events: [] });
+      expect(steps['save-b']).toEqual({ ok: true, events: [] }); // committed to the journal
+      expect(steps['checkpoint-denied']).toMatchObject({
+        ok: false,
+        code: PersistenceErrorCode.IoFailed,
+      });
+      expect(steps['checkpoint-denied'].message).toMatch(
+        /EACCES: permission denied.*Check that the folder exists, is writable/,
+      );
+      expect(steps['checkpoint-denied'].events).toHaveLength(1);
+      expect(steps.memory).toEqual(['s-new:active', 's0:changed', 's1:active', 's2:active']);
+      expect(steps['checkpoint-allowed']).toEqual({ ok: true, events: [] });
+      expect(steps.reloaded).toEqual(['s-new:active', 's0:changed', 's1:active', 's2:active']);
+      expect(steps['start-read-only-folder']).toMatchObject({
+        ok: false,
+        code: PersistenceErrorCode.IoFailed,
+      });
+      expect(steps['start-read-only-folder'].message).toMatch(/Could not lock .*EACCES/);
+    },
+    30_000,
+  );
 
   it('too many open files (EMFILE): the checkpoint fails and is retried; nothing is lost', async () => {
     const steps = await runFault({ PERSISTENCE_PATH: join(root, 'store'), FAULT: 'emfile' }, [

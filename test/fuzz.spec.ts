@@ -4,7 +4,7 @@ import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { PersistenceErrorEvent, PersistenceStore, SessionManager } from 'nestjs-persistence';
 import { encodeId } from '../lib/storage/file-name.codec';
-import { createApp } from './fixtures/app.factory';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
 import { saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 import { prng } from './fixtures/prng';
@@ -180,7 +180,8 @@ describe('fuzz (seeded, deterministic)', () => {
     const errors: PersistenceErrorEvent[] = [];
     await first.close();
     apps.splice(apps.indexOf(first), 1);
-    const second = await createApp({ path: dir, saveOnShutdown: false });
+    const logger = new RecordingLogger();
+    const second = await createApp({ path: dir, saveOnShutdown: false }, { logger });
     apps.push(second);
     second.get(PersistenceStore).onError((e) => errors.push(e));
     const meta = await second.get(PersistenceStore).loadAll(); // all junk already set aside at boot
@@ -193,12 +194,23 @@ describe('fuzz (seeded, deterministic)', () => {
       [],
     );
     const quarantined = await readdir(join(dir, '.quarantine', 'sessions')).catch(() => []);
+    // Every corrupted file was either set aside at boot or is valid and loaded: none left behind.
+    const junkLoaded = loaded.filter((s) => s.id.startsWith('junk-')).length;
+    expect(quarantined.length + junkLoaded).toBe(1000);
+    // ...and each one set aside was reported when the boot load moved it.
+    expect(logger.lines.filter((l) => /It was moved to .*\.quarantine/.test(l))).toHaveLength(
+      quarantined.length,
+    );
+    expect((await readdir(join(dir, 'sessions'))).length).toBe(valid.size + junkLoaded);
+    // The load after boot found nothing left to set aside, so it reported no error.
+    expect(errors).toEqual([]);
     console.log(
       `fuzz: 1000 corrupted files -> ${quarantined.length} quarantined, ` +
-        `${loaded.filter((s) => s.id.startsWith('junk-')).length} still valid after mutation and loaded, ` +
+        `${junkLoaded} still valid after mutation and loaded, ` +
         `${valid.size} valid items all intact`,
     );
     await saveToFiles(second);
+    expect(errors).toEqual([]); // saving what was loaded reports nothing either
     for (const id of valid.keys())
       expect(await readdir(join(dir, 'sessions'))).toContain(`${id}.json`);
   }, 60_000);

@@ -47,10 +47,10 @@ describe('serializers', () => {
   });
 
   it('rejects bytes it cannot read', async () => {
-    expect(() => new JsonSerializer().deserialize(Buffer.from('{oops'))).toThrow();
+    expect(() => new JsonSerializer().deserialize(Buffer.from('{oops'))).toThrow(SyntaxError);
     await expect(
       new JsonGzipSerializer().deserialize(Buffer.from([0x1f, 0x8b, 0, 1])),
-    ).rejects.toThrow();
+    ).rejects.toMatchObject({ code: 'Z_DATA_ERROR' });
   });
 });
 
