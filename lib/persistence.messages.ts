@@ -175,8 +175,8 @@ export const unloadedItem = (adapter: string, id: string, path: string, why: str
 
 export const reentrantCall = (operation: string, adapter: string): string =>
   `Cannot ${operation} from inside adapter "${adapter}": the store is waiting for that adapter, ` +
-  'so the call would wait forever. Do it after the adapter call returns (e.g. in a setImmediate ' +
-  'callback or an event listener).';
+  'so the call would wait forever. Do it once the adapter call has returned (e.g. from a timer or ' +
+  'a persistence.saved/loaded listener).';
 
 export const optionsMissing = (got: unknown): string =>
   `PersistenceModule options are ${describe(got)}: the forRootAsync() factory must return an ` +

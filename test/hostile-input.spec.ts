@@ -295,7 +295,8 @@ describe('hostile input', () => {
         () => store.backup(join(root, 'x')),
         () => store.restore(join(root, 'x')),
       ]) {
-        expect(call).toThrow(expect.objectContaining({ code: PersistenceErrorCode.StoreClosed }));
+        // A refusal is a rejection (so .catch() sees it), never a synchronous throw.
+        await expect(call()).rejects.toMatchObject({ code: PersistenceErrorCode.StoreClosed });
       }
     });
   });

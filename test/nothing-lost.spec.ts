@@ -318,6 +318,27 @@ describe('nothing accepted is ever lost', () => {
       expect((refusal as Error).message).toMatch(/inside adapter "reentrant"/);
     });
 
+    it('work an adapter leaves behind (a callback that runs after its call returned) may call the store', async () => {
+      let later: Promise<unknown> | undefined;
+      @Injectable()
+      class SchedulingAdapter implements PersistenceAdapter {
+        readonly name = 'scheduling';
+        constructor(private readonly store: PersistenceStore) {}
+        snapshot(): ReadonlyMap<string, unknown> {
+          return new Map([['one', { v: 1 }]]);
+        }
+        restore(): void {
+          // Same async context as restore(), but it runs once restore() has returned.
+          setImmediate(() => {
+            later = this.store.saveAll();
+          });
+        }
+      }
+      await open({ adapters: [SchedulingAdapter] }, { providers: [SchedulingAdapter] });
+      while (!later) await new Promise((resolve) => setImmediate(resolve));
+      await expect(later).resolves.toMatchObject({ adapters: { scheduling: 1 } });
+    });
+
     it('a snapshot() that never settles does not hang shutdown; the other adapters are saved', async () => {
       jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] });
       try {

@@ -66,12 +66,12 @@ describe('one writer per store (two real processes)', () => {
         .map((s) => s.id)
         .sort(),
     ).toEqual(['session-ada', 'session-grace']);
-    expect(() => reader.get(PersistenceStore).saveAll()).toThrow(
-      expect.objectContaining({ code: PersistenceErrorCode.ReadOnly }),
-    );
-    expect(() => reader.get(PersistenceStore).clear()).toThrow(
-      expect.objectContaining({ code: PersistenceErrorCode.ReadOnly }),
-    );
+    await expect(reader.get(PersistenceStore).saveAll()).rejects.toMatchObject({
+      code: PersistenceErrorCode.ReadOnly,
+    });
+    await expect(reader.get(PersistenceStore).clear()).rejects.toMatchObject({
+      code: PersistenceErrorCode.ReadOnly,
+    });
   }, 30_000);
 
   it('a lock left by a process that died is taken over, and logged', async () => {

@@ -12,13 +12,18 @@ import { adapterFailed, adapterTimedOut, reasonOf } from '../persistence.message
  *    would wait for, while the store waits for it) is refused instead of deadlocking.
  */
 export class AdapterCaller {
-  private readonly context = new AsyncLocalStorage<string>();
+  private readonly context = new AsyncLocalStorage<{ adapter: string; active: boolean }>();
 
   constructor(private readonly timeoutMs: number) {}
 
-  /** The adapter whose code is running in the current async context, if any. */
+  /**
+   * The adapter whose call the store is waiting for, when the current code runs inside it. Work the
+   * adapter left behind (a timer, a listener) runs in the same async context but after the call
+   * settled: it is free to call the store.
+   */
   get activeAdapter(): string | undefined {
-    return this.context.getStore();
+    const call = this.context.getStore();
+    return call?.active ? call.adapter : undefined;
   }
 
   async snapshot(
@@ -47,7 +52,13 @@ export class AdapterCaller {
 
   /** `revive()` is synchronous: it runs marked, without a time limit. */
   revive(adapter: PersistenceAdapter, raw: unknown, id: string): unknown {
-    return adapter.revive ? this.context.run(adapter.name, () => adapter.revive!(raw, id)) : raw;
+    if (!adapter.revive) return raw;
+    const call = { adapter: adapter.name, active: true };
+    try {
+      return this.context.run(call, () => adapter.revive!(raw, id));
+    } finally {
+      call.active = false;
+    }
   }
 
   private async call<T>(
@@ -71,14 +82,16 @@ export class AdapterCaller {
       );
       timer.unref?.();
     });
+    const call = { adapter: adapter.name, active: true };
     try {
-      return await Promise.race([this.context.run(adapter.name, async () => work()), timeout]);
+      return await Promise.race([this.context.run(call, async () => work()), timeout]);
     } catch (error) {
       if (error instanceof PersistenceError && error.code === PersistenceErrorCode.AdapterFailed) {
         throw error;
       }
       throw failure(adapter, method, operation, reasonOf(error), error);
     } finally {
+      call.active = false;
       clearTimeout(timer);
     }
   }
