@@ -88,7 +88,8 @@ async function main(): Promise<void> {
       if (backends.includes('ours')) {
         for (const format of formats) specs.push({ tier, backend: 'ours', format });
       }
-      for (const backend of COMPARATORS) if (backends.includes(backend)) specs.push({ tier, backend });
+      for (const backend of COMPARATORS)
+        if (backends.includes(backend)) specs.push({ tier, backend });
       for (const spec of specs) {
         const workDir = await mkdtemp(join(tmpdir(), 'persistence-bench-'));
         try {
@@ -146,8 +147,7 @@ async function main(): Promise<void> {
   console.log(`\nresults: bench/results/latest.json; run took ${seconds.toFixed(0)} s`);
 
   const medium = cells.filter((c) => c.tier === 'medium');
-  const complete =
-    formats.length === supported.length && backends.length === ALL_BACKENDS.length;
+  const complete = formats.length === supported.length && backends.length === ALL_BACKENDS.length;
   if (values['no-docs']) return;
   if (medium.length > 0 && complete) {
     await writeDocs(

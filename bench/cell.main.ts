@@ -64,7 +64,11 @@ function oursSaver(app: INestApplicationContext, dir: string): Saver {
   };
 }
 
-function comparatorSaver(app: INestApplicationContext, backend: Backend, workload: Workload): Saver {
+function comparatorSaver(
+  app: INestApplicationContext,
+  backend: Backend,
+  workload: Workload,
+): Saver {
   return {
     full: async () => (await backend.save(workload.all()), {}),
     changed: async (keys) => (await backend.save(workload.items(keys)), {}),
@@ -78,9 +82,7 @@ function comparatorSaver(app: INestApplicationContext, backend: Backend, workloa
 }
 
 /** Runs one save inside the probe; the journal sizes are read outside the measured window. */
-async function measured(
-  work: () => Promise<Record<string, number | boolean>>,
-): Promise<Op> {
+async function measured(work: () => Promise<Record<string, number | boolean>>): Promise<Op> {
   const { figures, result } = await probe(work);
   return { ...figures, extra: result };
 }

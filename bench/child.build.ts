@@ -11,4 +11,3 @@ export async function prepareChildren(): Promise<() => Promise<void>> {
   process.env[BUILD_ENV] = out;
   return () => rm(out, { recursive: true, force: true });
 }
-

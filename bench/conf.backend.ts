@@ -54,7 +54,11 @@ export class ConfBackend implements Backend {
   async load(dir: string): Promise<Array<[string, string, unknown]>> {
     const conf = await openConf(dir);
     return Object.entries(conf.store).flatMap(([collection, items]) =>
-      Object.entries(items).map(([id, value]): [string, string, unknown] => [collection, id, value]),
+      Object.entries(items).map(([id, value]): [string, string, unknown] => [
+        collection,
+        id,
+        value,
+      ]),
     );
   }
 }

@@ -57,7 +57,11 @@ export class LowdbBackend implements Backend {
     const db = await openLow(join(dir, 'db.json'));
     await db.read();
     return Object.entries(db.data).flatMap(([collection, items]) =>
-      Object.entries(items).map(([id, value]): [string, string, unknown] => [collection, id, value]),
+      Object.entries(items).map(([id, value]): [string, string, unknown] => [
+        collection,
+        id,
+        value,
+      ]),
     );
   }
 }

@@ -90,7 +90,12 @@ const quantile = (values: number[], q: number): number => {
 export function summarize(series: OpFigures[]): SeriesFigures {
   const at = (q: number): OpFigures => {
     const pick = (key: keyof OpFigures): number | null =>
-      series.some((f) => f[key] === null) ? null : quantile(series.map((f) => f[key]!), q);
+      series.some((f) => f[key] === null)
+        ? null
+        : quantile(
+            series.map((f) => f[key]!),
+            q,
+          );
     return {
       ms: pick('ms')!,
       stallMs: pick('stallMs')!,

@@ -1,4 +1,4 @@
-import { CellResult, Op, OPERATION_LABELS, OPERATIONS } from './cell.types';
+import { CellResult, OPERATION_LABELS, OPERATIONS } from './cell.types';
 import { HttpResult } from './http.scenario';
 import { OpFigures } from './probe';
 
@@ -17,7 +17,7 @@ const ratio = (value: number, base: number | undefined): string =>
 
 /** Wall time of an operation, the figure the ratio is taken on (steady: p50). */
 function wall(cell: CellResult, op: (typeof OPERATIONS)[number]): number {
-  return op === 'steady' ? cell.steady.p50.ms : (cell[op] as Op).ms;
+  return op === 'steady' ? cell.steady.p50.ms : cell[op].ms;
 }
 
 /** The markdown table of one tier: a row per operation and backend, ratios to sqlite. */
@@ -44,7 +44,7 @@ export function tierTable(cells: CellResult[]): string {
           read: s.p50.read,
         };
       } else {
-        figures = cell[op] as Op;
+        figures = cell[op];
         time = ms(figures.ms);
       }
       const written = op === 'coldLoad' ? `read ${bytes(figures.read)}` : bytes(figures.written);

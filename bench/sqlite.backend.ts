@@ -25,7 +25,8 @@ export class SqliteBackend implements Backend {
       'INSERT INTO items (collection, id, data) VALUES (?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET data = excluded.data',
     );
     this.upsertAll = db.transaction((items: Item[]) => {
-      for (const [collection, id, value] of items) upsert.run(collection, id, JSON.stringify(value));
+      for (const [collection, id, value] of items)
+        upsert.run(collection, id, JSON.stringify(value));
     });
     this.db = db;
   }

@@ -204,8 +204,17 @@ export class Workload {
 /** Every item the built-in managers of an application hold. */
 export function itemsOf(app: INestApplicationContext): Item[] {
   return [
-    ...app.get(SessionManager).list().map((s): Item => ['sessions', s.id, s]),
-    ...app.get(MemoryManager).listConversations().map((c): Item => ['conversations', c.id, c]),
-    ...app.get(FocusManager).listChains().map((c): Item => ['focus', c.id, c]),
+    ...app
+      .get(SessionManager)
+      .list()
+      .map((s): Item => ['sessions', s.id, s]),
+    ...app
+      .get(MemoryManager)
+      .listConversations()
+      .map((c): Item => ['conversations', c.id, c]),
+    ...app
+      .get(FocusManager)
+      .listChains()
+      .map((c): Item => ['focus', c.id, c]),
   ];
 }
