@@ -25,7 +25,8 @@ export function childCommand(entry: ChildEntry): string[] {
       ? join(build, 'bench', `${entry}.js`)
       : undefined;
   if (!file) throw new Error('prepareChildren() was not called');
-  return [process.execPath, file];
+  // The large tier holds a few hundred MiB of state, and lowdb/conf a copy or two of it.
+  return [process.execPath, '--max-old-space-size=8192', file];
 }
 
 /** Prefix of the line through which a child reports its result (JSON). */

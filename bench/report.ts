@@ -1,6 +1,7 @@
 import { CellResult, OPERATION_LABELS, OPERATIONS } from './cell.types';
 import { HttpResult } from './http.scenario';
 import { OpFigures } from './probe';
+import { TIERS } from './workload';
 
 const ms = (value: number): string =>
   value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
@@ -34,7 +35,7 @@ export function tierTable(cells: CellResult[]): string {
       let time: string;
       if (op === 'steady') {
         const s = cell.steady;
-        time = `${ms(s.p50.ms)} / ${ms(s.p95.ms)} / ${ms(s.max.ms)}`;
+        time = `${ms(s.p50.ms)} / ${ms(s.p95.ms)} / ${ms(s.max.ms)} (${s.count} saves)`;
         figures = {
           ms: s.p50.ms,
           stallMs: s.max.stallMs,
@@ -67,7 +68,11 @@ export function tierTable(cells: CellResult[]): string {
 export function tierNotes(cells: CellResult[]): string {
   const notes: string[] = [];
   const first = cells[0];
-  if (first) notes.push(`${first.items} items; steady state = ${first.steady.count} saves.`);
+  if (first) {
+    notes.push(
+      `${first.items} items; steady state: up to ${TIERS[first.tier].steadySaves} 1% saves back to back, cut after 30 s (at least 5).`,
+    );
+  }
   for (const cell of cells.filter((c) => c.backend === 'ours')) {
     const after = cell.afterFullSave.extra ?? {};
     const none = cell.noChangeSave.extra ?? {};
