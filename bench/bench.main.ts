@@ -32,6 +32,7 @@ const ALL_BACKENDS = ['ours', ...COMPARATORS];
 const DOCS = join(ROOT, 'docs', 'benchmarks.md');
 const START = '<!-- bench:generated:start -->';
 const END = '<!-- bench:generated:end -->';
+const PRETTIER = 'prettier';
 
 function list(value: string | undefined, all: readonly string[], what: string): string[] {
   if (!value) return [...all];
@@ -183,10 +184,14 @@ async function writeDocs(section: string): Promise<void> {
   const from = current.indexOf(START);
   const to = current.indexOf(END);
   if (from < 0 || to < from) throw new Error(`${DOCS} lacks the ${START} … ${END} markers`);
-  await writeFile(
-    DOCS,
-    `${current.slice(0, from + START.length)}\n\n${section}\n\n${current.slice(to)}`,
-  );
+  const text = `${current.slice(0, from + START.length)}\n\n${section}\n\n${current.slice(to)}`;
+  // Formatted as `prettier --check .` expects (tables aligned).
+  const prettier = (await import(PRETTIER)) as {
+    format(source: string, options: Record<string, unknown>): Promise<string>;
+    resolveConfig(file: string): Promise<Record<string, unknown> | null>;
+  };
+  const config = (await prettier.resolveConfig(DOCS)) ?? {};
+  await writeFile(DOCS, await prettier.format(text, { ...config, filepath: DOCS }));
 }
 
 main().catch((error: unknown) => {
