@@ -179,10 +179,7 @@ export class ItemFileCodec {
     if (typeof envelope.v !== 'number' || envelope.v > ITEM_FILE_VERSION) {
       throw new Error(`envelope version ${String(envelope.v)} is not supported by this release`);
     }
-    if (
-      envelope.sv !== undefined &&
-      (!Number.isSafeInteger(envelope.sv) || (envelope.sv as number) < 1)
-    ) {
+    if (envelope.sv !== undefined && (!Number.isSafeInteger(envelope.sv) || envelope.sv < 1)) {
       throw new Error(`schema version ${JSON.stringify(envelope.sv)} is not a positive integer`);
     }
     if (envelope.id === '' || encodeId(envelope.id) !== file.stem) {

@@ -56,7 +56,13 @@ export class AdapterCaller {
    * next: synchronous, marked, without a time limit (like `revive()`). A step that throws or returns
    * a Promise fails as a `MigrationError` naming that step.
    */
-  migrate(adapter: PersistenceAdapter, raw: unknown, id: string, from: number, to: number): unknown {
+  migrate(
+    adapter: PersistenceAdapter,
+    raw: unknown,
+    id: string,
+    from: number,
+    to: number,
+  ): unknown {
     return this.context.run(adapter.name, () => {
       let item = raw;
       for (let step = from + 1; step <= to; step++) {

@@ -179,7 +179,11 @@ export class SnapshotReader {
           const item = await this.decode(adapter, codec, file, op.data);
           items.set(parsed.stem, item);
         } catch (error) {
-          const schema = schemaFailure(collection, `journal entry ${collection}/${op.fileName}`, error);
+          const schema = schemaFailure(
+            collection,
+            `journal entry ${collection}/${op.fileName}`,
+            error,
+          );
           if (schema) {
             // Not loadable by this code, and not to be replaced by an older file's value either.
             items.delete(parsed.stem);
