@@ -14,6 +14,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
+import { buildCli, runCli } from './fixtures/cli';
 import { dumpState, saveToFiles, seedState } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
@@ -294,6 +295,48 @@ describe('schema versions and migrations', () => {
     expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidAdapter });
     expect((error as Error).message).toContain('(name "notes")');
     expect((error as Error).message).toContain(problem);
+  });
+
+  describe('CLI', () => {
+    let work: string;
+    let main: string;
+    beforeAll(async () => {
+      work = await makeTempDir('persistence-cli-build-');
+      main = await buildCli(work);
+    }, 60_000);
+    afterAll(() => removeDir(work));
+
+    it('export and import carry each item at its schema version, without migrating or refusing it', async () => {
+      const adapter = v3();
+      await session(adapter, () => adapter.items.set('x', { title: 'X', tags: [], tagCount: 0 }));
+      const old = new NotesAdapter();
+      await session(old, () => old.items.set('y', { title: 'y' })); // x: newer, kept
+      const elsewhere = await makeTempDir();
+      const docFile = join(elsewhere, 'doc.json');
+      const target = join(elsewhere, 'target');
+      try {
+        const exported = await runCli(main, ['export', dir, '--out', docFile]);
+        expect(exported).toMatchObject({ code: 0 });
+        const doc = JSON.parse(await readFile(docFile, 'utf8')) as Record<string, unknown>;
+        expect(doc.collections).toEqual({
+          notes: { x: { title: 'X', tags: [], tagCount: 0 }, y: { title: 'y' } },
+        });
+        expect(doc.schemaVersions).toEqual({ notes: { x: 3 } });
+
+        expect(await runCli(main, ['import', target, docFile])).toMatchObject({
+          code: 0,
+        });
+        expect(await readFile(join(target, 'notes', 'x.json'))).toEqual(
+          await readFile(join(dir, 'notes', 'x.json')),
+        );
+        const app = await createApp({ path: target, builtInAdapters: false, adapters: [v3()] });
+        apps.push(app);
+        const loaded = app.get(PersistenceStore);
+        expect(loaded.listUnloaded()).toEqual([]);
+      } finally {
+        await removeDir(elsewhere);
+      }
+    });
   });
 
   it('the built-in adapters are at version 1: they write no sv, read old files, refuse newer ones', async () => {

@@ -13,8 +13,27 @@ import {
 import { ItemEnvelope } from '../storage/item-file.codec';
 import type { AdapterCaller } from './adapter.caller';
 
-/** An adapter's schema version: its `version`, or 1. */
-export const schemaVersionOf = (adapter: PersistenceAdapter): number => adapter.version ?? 1;
+/**
+ * Internal marker of an adapter that carries items of any schema version as they are (the CLI's
+ * generic adapter): nothing is migrated or refused; the map holds each item's schema version, which
+ * loading fills and saving writes back.
+ */
+export const SCHEMA_PASS_THROUGH = Symbol('nestjs-persistence:schema-pass-through');
+
+/** An adapter with the {@link SCHEMA_PASS_THROUGH} marker. */
+export interface SchemaPassThrough {
+  readonly [SCHEMA_PASS_THROUGH]: Map<string, number>;
+}
+
+const passThroughOf = (adapter: PersistenceAdapter): Map<string, number> | undefined =>
+  (adapter as Partial<SchemaPassThrough>)[SCHEMA_PASS_THROUGH];
+
+/** The schema version an item is written with: its adapter's `version`, or 1. */
+export const schemaVersionOf = (adapter: PersistenceAdapter, id?: string): number => {
+  const passThrough = passThroughOf(adapter);
+  if (passThrough) return (id === undefined ? undefined : passThrough.get(id)) ?? 1;
+  return adapter.version ?? 1;
+};
 
 /** The schema version an item file was written with: its `sv`, or 1 (files from before `sv`). */
 export const storedSchemaVersion = (envelope: ItemEnvelope): number => envelope.sv ?? 1;
@@ -88,6 +107,11 @@ export function reviveStored(
   envelope: ItemEnvelope,
 ): { value: unknown; migrated: boolean } {
   const stored = storedSchemaVersion(envelope);
+  const passThrough = passThroughOf(adapter);
+  if (passThrough) {
+    passThrough.set(envelope.id, stored);
+    return { value: caller.revive(adapter, envelope.data, envelope.id), migrated: false };
+  }
   const current = schemaVersionOf(adapter);
   if (stored > current) throw new NewerSchemaError(envelope.id, stored, current);
   if (stored === current) {

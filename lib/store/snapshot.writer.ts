@@ -223,7 +223,7 @@ export class SnapshotWriter {
       try {
         const problem = checkValues?.(value, typeof adapter.revive === 'function');
         if (problem !== undefined) throw new TypeError(problem);
-        plain = await codec.serialize(id, value, schemaVersionOf(adapter));
+        plain = await codec.serialize(id, value, schemaVersionOf(adapter, id));
         data = codec.seal(collection, stem, plain);
       } catch (error) {
         meta.failed++;
