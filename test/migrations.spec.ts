@@ -271,9 +271,51 @@ describe('schema versions and migrations', () => {
       await store.saveAll();
       await store.checkpoint();
       expect(await readJson(dir, 'r.json')).toMatchObject({ sv: 3, data: { title: 'RESTORED' } });
+
+      // A backup holding items of a newer version is refused by older code; nothing changes.
+      const newerBackup = join(backupDir, '..', 'newer');
+      await store.backup(newerBackup);
+      await apps.pop()!.close();
+      const rolledBack = new NotesAdapter(2, { 2: (item) => item });
+      const older = await start(rolledBack);
+      rolledBack.items.set('keep', { title: 'mine' });
+      await older.store.saveAll();
+      await expect(older.store.restore(newerBackup)).rejects.toMatchObject({
+        code: PersistenceErrorCode.InvalidBackup,
+        message: expect.stringContaining(
+          'written with schema version 3; this code knows 2',
+        ) as unknown,
+      });
+      expect([...rolledBack.items.keys()]).toEqual(['keep']);
     } finally {
       await removeDir(join(backupDir, '..'));
     }
+  });
+
+  it('a migration runs as adapter code: a store call from inside it is refused', async () => {
+    const old = new NotesAdapter();
+    await session(old, () => old.items.set('a', { title: 'a' }));
+    let inner: Promise<unknown> | undefined;
+    const ref: { store?: PersistenceStore } = {};
+    const adapter = new NotesAdapter(2, {
+      2: (item) => {
+        inner = ref.store!.saveAll();
+        inner.catch(() => undefined);
+        return item;
+      },
+    });
+    const app = await createApp({
+      path: dir,
+      builtInAdapters: false,
+      adapters: [adapter],
+      loadOnBoot: false,
+    });
+    apps.push(app);
+    const store = app.get(PersistenceStore);
+    ref.store = store;
+    await store.loadAll();
+    expect(adapter.items.get('a')).toEqual({ title: 'a' });
+    await expect(inner).rejects.toMatchObject({ code: PersistenceErrorCode.ReentrantCall });
   });
 
   const fn = (item: unknown): unknown => item;
