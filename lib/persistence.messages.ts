@@ -195,3 +195,43 @@ export const replayDeferred = (records: number, path: string, reason: string): s
   `Recovery could not write ${records} committed save(s) from the journal into the item files of ` +
   `${path} (${reason}). The store started anyway and loads them from the journal, which keeps ` +
   'them; the next checkpoint writes them. Free disk space (or fix the cause) soon.';
+
+export const migrationFailed = (
+  adapter: string,
+  id: string,
+  from: number,
+  to: number,
+  path: string,
+  reason: string,
+): string =>
+  `Item "${id}" of "${adapter}" was not loaded: its migration from schema version ${from} to ${to} ` +
+  `failed (${reason}). Its file ${path} is kept as it is (a save never overwrites or removes it); ` +
+  'fix the migration and load again (loadAll() or a restart).';
+
+export const itemFromNewerVersion = (
+  adapter: string,
+  id: string,
+  stored: number,
+  known: number,
+  path: string,
+): string =>
+  `Item "${id}" of "${adapter}" was written by a newer version of the application (schema ` +
+  `${stored}, this code knows ${known}); it is kept as it is in ${path}, not loaded, and never ` +
+  'overwritten or removed by a save. Run the newer version of the application to use it.';
+
+export const invalidSchemaVersion = (got: unknown): string =>
+  `has version ${describe(got)}: it must be a positive integer (1 for the first schema, raised by ` +
+  'one with each migration).';
+
+export const missingMigration = (version: number, step: number): string =>
+  `has version ${version} but no migration to version ${step} (migrations[${step}] is missing or ` +
+  `not a function): declare one function for each step 2..${version}, each turning an item of ` +
+  `version n-1 into version n.`;
+
+export const strayMigration = (version: number, key: string): string =>
+  `declares migrations[${key}] but its version is ${version}: a migration key is the version it ` +
+  `migrates to, an integer from 2 to the version. Raise version, or remove that migration.`;
+
+export const invalidMigrations = (got: unknown): string =>
+  `has migrations ${describe(got)}: it must be an object of functions by target version, e.g. ` +
+  '{ 2: (item) => ({ ...item, added: 0 }) }.';

@@ -51,7 +51,10 @@ export function registerExport(program: Command, done: (code: ExitCode) => void)
         await context.load();
         const state = new Map([...context.adapters].map(([name, a]) => [name, a.state]));
         for (const collection of state.values()) items += collection.size;
-        text = JSON.stringify(createExportDocument(folder.root, state), null, 2) + '\n';
+        const versions = new Map(
+          [...context.adapters].map(([name, a]) => [name, a.schemaVersions]),
+        );
+        text = JSON.stringify(createExportDocument(folder.root, state, versions), null, 2) + '\n';
       } finally {
         await context.close();
       }

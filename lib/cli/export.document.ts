@@ -25,6 +25,11 @@ export interface ExportDocument {
   source: string;
   /** `{ collection: { id: data } }`. */
   collections: Record<string, Record<string, unknown>>;
+  /**
+   * `{ collection: { id: sv } }`: the schema version of each item above version 1 (`sv` in its
+   * file). Absent when every item is at version 1; an item not listed is at version 1.
+   */
+  schemaVersions?: Record<string, Record<string, number>>;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -34,7 +39,12 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 export function createExportDocument(
   source: string,
   collections: ReadonlyMap<string, ReadonlyMap<string, unknown>>,
+  schemaVersions: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map(),
 ): ExportDocument {
+  const versions = [...schemaVersions]
+    .filter(([, byId]) => byId.size > 0)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, byId]) => [name, Object.fromEntries(sortById(byId))] as const);
   return {
     format: EXPORT_FORMAT,
     version: EXPORT_VERSION,
@@ -45,11 +55,15 @@ export function createExportDocument(
       [...collections].map(([name, items]) => [
         name,
         // fromEntries defines own properties, so an id such as "__proto__" stays an ordinary key.
-        Object.fromEntries([...items].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+        Object.fromEntries(sortById(items)),
       ]),
     ),
+    ...(versions.length > 0 ? { schemaVersions: Object.fromEntries(versions) } : {}),
   };
 }
+
+const sortById = <T>(items: ReadonlyMap<string, T>): Array<[string, T]> =>
+  [...items].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
 /** Parses and checks a document; throws a `CliError` naming the first problem. */
 export function parseExportDocument(text: string, file: string): ExportDocument {
@@ -82,6 +96,25 @@ export function parseExportDocument(text: string, file: string): ExportDocument 
         assertValidId(id);
       } catch (error) {
         fail(`in "${name}": ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+  if (doc.schemaVersions !== undefined) {
+    if (!isObject(doc.schemaVersions)) return fail('"schemaVersions" is not an object');
+    for (const [name, byId] of Object.entries(doc.schemaVersions)) {
+      const items = doc.collections[name];
+      if (!isObject(byId) || !isObject(items)) {
+        fail(`"schemaVersions" names collection "${name}", which is not in "collections"`);
+      }
+      for (const [id, sv] of Object.entries(byId as Record<string, unknown>)) {
+        if (!Object.prototype.hasOwnProperty.call(items, id)) {
+          fail(
+            `"schemaVersions" of "${name}" names item ${JSON.stringify(id)}, which is not there`,
+          );
+        }
+        if (!Number.isSafeInteger(sv) || (sv as number) < 1) {
+          fail(`schema version of "${name}" item ${JSON.stringify(id)} is not a positive integer`);
+        }
       }
     }
   }

@@ -98,7 +98,8 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
         for (const name of names) {
           const entries = Object.entries(doc.collections[name]);
           items += entries.length;
-          context.adapters.get(name)?.set(new Map(entries));
+          const versions = Object.entries(doc.schemaVersions?.[name] ?? {});
+          context.adapters.get(name)?.set(new Map(entries), new Map(versions));
         }
         await context.store.saveAll();
       } catch (error) {

@@ -65,4 +65,16 @@ export enum PersistenceErrorCode {
    * after the damage was replayed; only the saves in the damaged bytes are lost.
    */
   JournalDamaged = 'PERSISTENCE_JOURNAL_DAMAGED',
+  /**
+   * A stored item's migration (`migrations` of its adapter) threw, or its result was rejected by
+   * `revive()`. The file is left in place as it is, unloaded (never overwritten or removed by a save):
+   * fix the migration and load again.
+   */
+  MigrationFailed = 'PERSISTENCE_MIGRATION_FAILED',
+  /**
+   * A stored item was written by a newer version of the application (its schema version is higher
+   * than its adapter's `version`). It is kept in place as it is, unloaded, never overwritten or
+   * removed, so rolling back the application destroys nothing.
+   */
+  ItemFromNewerVersion = 'PERSISTENCE_ITEM_FROM_NEWER_VERSION',
 }

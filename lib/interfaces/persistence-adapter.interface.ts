@@ -32,6 +32,37 @@ export interface PersistenceAdapter<T = unknown> {
    */
   readonly immutable?: boolean;
   /**
+   * The schema version of the items this adapter hands out and expects back: a positive integer,
+   * raised by one each time the shape of an item changes, with a migration for each step in
+   * `migrations`. Every item file records the version it was written with (`sv` in the envelope;
+   * files written before versions existed count as version 1). Loading runs the migrations of an
+   * older item, one version after the other, before `revive()`; the next save writes it again in
+   * the current version. An item written by a newer version (after a rollback of the application)
+   * is not loaded and never overwritten or removed (`PERSISTENCE_ITEM_FROM_NEWER_VERSION`).
+   * @default 1
+   */
+  readonly version?: number;
+  /**
+   * The migrations to the current `version`, by the version each one produces: `migrations[n]`
+   * turns an item of version `n - 1` (as parsed from JSON, or as the previous migration returned it)
+   * into version `n`. Every step from 2 to `version` is required (checked at start-up,
+   * `PERSISTENCE_INVALID_ADAPTER`). They run synchronously while loading, inside the adapter's
+   * context (like `revive()`: no store calls from here). One that throws leaves that item's file
+   * as it is, unloaded, and reports `PERSISTENCE_MIGRATION_FAILED`; the other items load.
+   * @default {} (no migrations: version 1)
+   * @example
+   * ```ts
+   * readonly version = 3;
+   * readonly migrations = {
+   *   // v1 had `name`; v2 splits it.
+   *   2: (item: any) => ({ ...item, first: item.name.split(' ')[0], last: item.name.split(' ')[1] ?? '' }),
+   *   // v3 adds a counter.
+   *   3: (item: any) => ({ ...item, visits: 0 }),
+   * };
+   * ```
+   */
+  readonly migrations?: PersistenceMigrations;
+  /**
    * The items to persist, by id, as they are at the moment of the call: a `Map` (or a
    * `ReadonlyMap`). The store serializes them after this returns, so return copies or immutable
    * values, never objects you go on mutating. Values must be JSON data; with a `revive()`, objects
@@ -52,6 +83,15 @@ export interface PersistenceAdapter<T = unknown> {
    */
   restore(items: ReadonlyMap<string, T>): void | Promise<void>;
 }
+
+/**
+ * An adapter's migrations, by the schema version each one produces: `migrations[n]` turns an item of
+ * version `n - 1` into version `n`. It receives the item and its id, and returns the new item
+ * (synchronously: never a Promise).
+ */
+export type PersistenceMigrations = Readonly<
+  Record<number, (item: unknown, id: string) => unknown>
+>;
 
 /**
  * DI token of the list of every adapter the store persists (built-in and yours), filled when the

@@ -8,11 +8,17 @@ import { encodeId } from './file-name.codec';
 
 /**
  * What every item file holds once deserialized: the id (file names may be encoded or hashed), the
- * envelope version (for migrations), and the adapter's value.
+ * envelope format version, the adapter's schema version, and the adapter's value.
  */
 export interface ItemEnvelope {
   id: string;
+  /** Format of the envelope itself (`ITEM_FILE_VERSION`). */
   v: number;
+  /**
+   * Schema version of `data`: the adapter's `version` when the file was written. Written only when
+   * above 1; absent means 1 (every file written before schema versions existed).
+   */
+  sv?: number;
   data: unknown;
 }
 
@@ -64,8 +70,11 @@ export class ItemFileCodec {
    * {@link ItemTooLargeError} when the reader would refuse it: the writer and the reader agree on
    * the limits, so nothing is saved that cannot be loaded.
    */
-  async serialize(id: string, data: unknown): Promise<Buffer> {
-    const envelope: ItemEnvelope = { id, v: ITEM_FILE_VERSION, data };
+  async serialize(id: string, data: unknown, schemaVersion = 1): Promise<Buffer> {
+    const envelope: ItemEnvelope =
+      schemaVersion > 1
+        ? { id, v: ITEM_FILE_VERSION, sv: schemaVersion, data }
+        : { id, v: ITEM_FILE_VERSION, data };
     let bytes: unknown;
     if (this.serializer instanceof JsonGzipSerializer) {
       const json = Buffer.from(JSON.stringify(envelope), 'utf8');
@@ -101,9 +110,10 @@ export class ItemFileCodec {
     adapter: string,
     id: string,
     data: unknown,
+    schemaVersion = 1,
   ): Promise<{ stem: string; fileName: string; data: Buffer }> {
     const stem = encodeId(id);
-    const plain = await this.serialize(id, data);
+    const plain = await this.serialize(id, data, schemaVersion);
     return { stem, fileName: stem + this.extension, data: this.seal(adapter, stem, plain) };
   }
 
@@ -168,6 +178,9 @@ export class ItemFileCodec {
     }
     if (typeof envelope.v !== 'number' || envelope.v > ITEM_FILE_VERSION) {
       throw new Error(`envelope version ${String(envelope.v)} is not supported by this release`);
+    }
+    if (envelope.sv !== undefined && (!Number.isSafeInteger(envelope.sv) || envelope.sv < 1)) {
+      throw new Error(`schema version ${JSON.stringify(envelope.sv)} is not a positive integer`);
     }
     if (envelope.id === '' || encodeId(envelope.id) !== file.stem) {
       throw new Error(

@@ -3,6 +3,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { adapterFailed, adapterTimedOut, reasonOf } from '../persistence.messages';
+import { MigrationError } from './schema.migrator';
 
 /**
  * Every call into an adapter goes through here:
@@ -61,6 +62,42 @@ export class AdapterCaller {
     }
   }
 
+  /**
+   * Runs `migrations[from + 1]` … `migrations[to]` on a stored item, each step's output fed to the
+   * next: synchronous, marked, without a time limit (like `revive()`). A step that throws or returns
+   * a Promise fails as a `MigrationError` naming that step.
+   */
+  migrate(
+    adapter: PersistenceAdapter,
+    raw: unknown,
+    id: string,
+    from: number,
+    to: number,
+  ): unknown {
+    return this.context.run(adapter.name, () => {
+      let item = raw;
+      for (let step = from + 1; step <= to; step++) {
+        const migration = adapter.migrations?.[step];
+        try {
+          if (typeof migration !== 'function') throw new Error('there is no such migration');
+          item = migration(item, id);
+        } catch (error) {
+          throw new MigrationError(id, step - 1, step, reasonOf(error), { cause: error });
+        }
+        if (isThenable(item)) {
+          (item as PromiseLike<unknown>).then(undefined, () => undefined); // no unhandled rejection
+          throw new MigrationError(
+            id,
+            step - 1,
+            step,
+            'it returned a Promise: migrations must be synchronous and return the item',
+          );
+        }
+      }
+      return item;
+    });
+  }
+
   private async call<T>(
     adapter: PersistenceAdapter,
     method: 'snapshot' | 'restore',
@@ -108,6 +145,14 @@ function failure(
     PersistenceErrorCode.AdapterFailed,
     adapterFailed(adapter.name, method, reason),
     { operation, adapter: adapter.name, cause },
+  );
+}
+
+function isThenable(value: unknown): boolean {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
   );
 }
 

@@ -13,6 +13,7 @@ import {
   duplicateAdapter,
   invalidAdapter,
 } from '../persistence.messages';
+import { findMigrationProblem } from './schema.migrator';
 
 /** What an adapter's name (its folder) may be. */
 export const ADAPTER_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
@@ -110,6 +111,10 @@ function assertAdapter(candidate: AdapterCandidate): PersistenceAdapter {
         'needs a name of 1-64 lower-case letters, digits, "-" or "_", starting with a letter: it becomes a folder name.',
       ),
     );
+  }
+  const migrationProblem = findMigrationProblem(adapter as PersistenceAdapter);
+  if (migrationProblem !== undefined) {
+    throw invalid(invalidAdapter(`${what} (name "${adapter.name}")`, migrationProblem));
   }
   return adapter as PersistenceAdapter;
 }

@@ -13,6 +13,12 @@ export interface CommittedEntry {
   hash: string;
   /** Key id of the file, when encrypted. */
   keyId?: string;
+  /**
+   * Set when the item was loaded from an older schema version and migrated: its file holds the old
+   * version, so the next save rewrites it (in the adapter's current version) even when the adapter
+   * hands back the very object it was given.
+   */
+  migrated?: boolean;
   /** Other files of the same item (an older format) to remove at the next save. */
   others?: string[];
   /**

@@ -73,6 +73,7 @@ import { FailureMemo } from './failure.memo';
 import { OpenStore, openStores } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
 import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
+import { reviveStored } from './schema.migrator';
 import { SnapshotReader } from './snapshot.reader';
 import { SnapshotWriter } from './snapshot.writer';
 
@@ -411,7 +412,7 @@ export class PersistenceStore
             try {
               const { envelope } = await this.codec.decode(file.collection, file, file.data);
               const adapter = byName.get(file.collection);
-              if (adapter) this.caller.revive(adapter, envelope.data, envelope.id);
+              if (adapter) reviveStored(this.caller, adapter, envelope); // migrations, revive()
             } catch (error) {
               throw new BackupProblem(
                 `"${file.collection}/${file.fileName}" is not a valid item file (${messages.reasonOf(error)})`,

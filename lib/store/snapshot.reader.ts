@@ -17,6 +17,7 @@ import { mapLimit } from '../storage/map-limit.util';
 import { UnsafeFileError } from '../storage/safe-read';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { reviveStored, schemaFailure } from './schema.migrator';
 
 interface LoadedItem {
   id: string;
@@ -170,6 +171,7 @@ export class SnapshotReader {
         if (!op.data) {
           const current = items.get(parsed.stem);
           if (current?.entry.fileName === op.fileName) items.delete(parsed.stem);
+          if (unloaded.get(parsed.stem)?.fileName === op.fileName) unloaded.delete(parsed.stem);
           continue;
         }
         try {
@@ -177,6 +179,23 @@ export class SnapshotReader {
           const item = await this.decode(adapter, codec, file, op.data);
           items.set(parsed.stem, item);
         } catch (error) {
+          const schema = schemaFailure(
+            collection,
+            `journal entry ${collection}/${op.fileName}`,
+            error,
+          );
+          if (schema) {
+            // Not loadable by this code, and not to be replaced by an older file's value either.
+            items.delete(parsed.stem);
+            unloaded.set(parsed.stem, {
+              fileName: op.fileName,
+              ref: undefined,
+              hash: '',
+              unloaded: schema.why,
+            });
+            this.report(schema.error);
+            continue;
+          }
           this.report(
             new PersistenceError(
               PersistenceErrorCode.CorruptFile,
@@ -197,15 +216,18 @@ export class SnapshotReader {
     data: Buffer,
   ): Promise<LoadedItem> {
     const { envelope, plain, keyId } = await codec.decode(adapter.name, file, data);
-    const value = this.caller.revive(adapter, envelope.data, envelope.id);
+    // Migrations (from an older schema version), then revive(); a migrated item's file holds the
+    // old version, so it is marked for the next save to rewrite.
+    const { value, migrated } = reviveStored(this.caller, adapter, envelope);
     return {
       id: envelope.id,
       value,
       entry: {
         fileName: file.fileName,
         ref: value,
-        hash: file.extension === codec.extension ? hashBytes(plain) : '',
+        hash: file.extension === codec.extension && !migrated ? hashBytes(plain) : '',
         keyId,
+        ...(migrated ? { migrated: true } : {}),
       },
     };
   }
@@ -236,6 +258,13 @@ export class SnapshotReader {
       path: file.path,
       cause,
     };
+    const schema = schemaFailure(collection, file.path, cause);
+    if (schema) {
+      // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
+      this.storage.pin(file.path);
+      this.report(schema.error);
+      return schema.why;
+    }
     const invalid =
       cause instanceof UnsafeFileError ||
       (cause instanceof ItemDecodeError && cause.kind === 'corrupt') ||

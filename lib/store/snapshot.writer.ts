@@ -18,6 +18,7 @@ import { Journal, JournalOp } from '../storage/journal';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 import { FailureMemo } from './failure.memo';
+import { schemaVersionOf } from './schema.migrator';
 
 /** Serializing is synchronous CPU work: let the application's I/O in between batches. */
 const YIELD_EVERY = 64;
@@ -207,7 +208,8 @@ export class SnapshotWriter {
         entry !== undefined &&
         entry.fileName === fileName &&
         entry.keyId === codec.keyId &&
-        !entry.others;
+        !entry.others &&
+        entry.migrated !== true;
       if (immutable && current && entry.ref === value) {
         part.saved++;
         continue;
@@ -221,7 +223,7 @@ export class SnapshotWriter {
       try {
         const problem = checkValues?.(value, typeof adapter.revive === 'function');
         if (problem !== undefined) throw new TypeError(problem);
-        plain = await codec.serialize(id, value);
+        plain = await codec.serialize(id, value, schemaVersionOf(adapter, id));
         data = codec.seal(collection, stem, plain);
       } catch (error) {
         meta.failed++;

@@ -13,6 +13,12 @@ export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   readonly name = 'focus';
   /** Records are frozen and replaced on every change. */
   readonly immutable = true;
+  /**
+   * Schema version of the stored records (`sv` in their files; absent means 1). A future release
+   * that changes the record's shape raises it and adds the migration from the previous version in
+   * `migrations` here, so files written by this release keep loading.
+   */
+  readonly version = 1;
 
   constructor(private readonly focus: FocusManager) {}
 
