@@ -295,7 +295,7 @@ describe('hostile input', () => {
         () => store.backup(join(root, 'x')),
         () => store.restore(join(root, 'x')),
       ]) {
-        expect(call).toThrow(expect.objectContaining({ code: PersistenceErrorCode.StoreClosed }));
+        await expect(call()).rejects.toMatchObject({ code: PersistenceErrorCode.StoreClosed });
       }
     });
   });
