@@ -3,6 +3,7 @@ import {
   FocusManager,
   MemoryManager,
   PersistenceAdapter,
+  PersistenceModuleOptions,
   PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
@@ -43,6 +44,7 @@ function cartAdapter(): PersistenceAdapter<{ items: string[] }> & {
 
 async function open(
   fs: SimulatedFileSystem,
+  extra: PersistenceModuleOptions = {},
 ): Promise<{ app: INestApplication; carts: Map<string, { items: string[] }> }> {
   const adapter = cartAdapter();
   const app = await createApp(
@@ -51,6 +53,7 @@ async function open(
       adapters: [adapter],
       saveOnShutdown: false,
       checkpointBytes: Number.MAX_SAFE_INTEGER,
+      ...extra,
     },
     { fileSystem: fs },
   );
@@ -113,6 +116,7 @@ async function checkEveryCrashPoint(
     app: INestApplication,
     carts: Map<string, { items: string[] }>,
   ) => Promise<void>,
+  options: PersistenceModuleOptions = {},
 ): Promise<Tally> {
   const tally: Tally = { points: fs.recordedCalls.length, synced: 0, any: 0, passed: 0 };
   const random = prng(7);
@@ -128,7 +132,7 @@ async function checkEveryCrashPoint(
     for (const { model, image } of images) {
       const crashed = new SimulatedFileSystem(image.state);
       const before = crashed.listLive('/srv');
-      const { app, carts } = await open(crashed);
+      const { app, carts } = await open(crashed, options);
       const loaded = fingerprint(app, carts);
       const which = allowed.get(loaded);
       if (!which) {
@@ -233,6 +237,41 @@ describe('crash points (simulated disk, every call, two models)', () => {
     );
     expect(complete).toBeGreaterThan(0);
   }, 120_000);
+
+  it('backup() into backups.directory, differential, then retention: a complete backup always remains', async () => {
+    const backups = { backups: { directory: '/srv/backups', keep: 1 } };
+    const { fs, a } = await storeWithA();
+    const { app, carts } = await open(fs, backups);
+    const first = await app.get(PersistenceStore).backup(); // of A, full
+    mutate(app, carts);
+    await app.get(PersistenceStore).saveAll();
+    await app.get(PersistenceStore).checkpoint();
+    const b = fingerprint(app, carts);
+    fs.record();
+    const second = await app.get(PersistenceStore).backup(); // of B, sharing A's unchanged files
+    fs.stopRecording();
+    expect(second.newBytes).toBeLessThan(second.size);
+    expect(fs.recordedCalls.some((call) => call.startsWith('link('))).toBe(true);
+    await app.close();
+    const holds = new Map([
+      [first.id, a],
+      [second.id, b],
+    ]);
+    report.backupDirectory = await checkEveryCrashPoint(
+      fs,
+      new Map([[b, 'B']]),
+      async (_crashed, crashedApp, crashedCarts) => {
+        const store = crashedApp.get(PersistenceStore);
+        const listed = await store.listBackups();
+        expect(listed.length).toBeGreaterThan(0); // never left without a backup
+        for (const { id } of listed) {
+          await store.restore(id); // verified against its manifest first
+          expect(fingerprint(crashedApp, crashedCarts)).toBe(holds.get(id));
+        }
+      },
+      backups,
+    );
+  }, 180_000);
 
   it('restore(): the store holds exactly the old state or exactly the backup', async () => {
     const { fs, a } = await storeWithA();
