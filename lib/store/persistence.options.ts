@@ -195,7 +195,7 @@ function resolveBackups(
     if (typeof dir !== 'string' || dir.trim() === '' || dir.includes('\0')) {
       fail('backups.directory', dir, "Use a folder path outside the store, such as './backups'.");
     }
-    directory = isAbsolute(dir) ? dir : resolve(process.cwd(), dir);
+    directory = resolve(process.cwd(), dir); // absolute, normalised (no trailing slash)
     if (isSameOrInside(directory, storePath) || isSameOrInside(storePath, directory)) {
       fail(
         'backups.directory',
