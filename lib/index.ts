@@ -6,6 +6,7 @@ export * from './interfaces';
 export {
   PERSISTENCE_ADAPTERS,
   PERSISTENCE_AUTO_SAVE_INTERVAL,
+  PERSISTENCE_BACKUP_CRON,
   QUARANTINE_DIR,
 } from './persistence.constants';
 export { PersistenceModule } from './persistence.module';
@@ -35,3 +36,5 @@ export type {
   PersistenceFile,
 } from './storage/file-system.interface';
 export { NodeFileSystem } from './storage/node-file-system';
+export { LocalBackupTarget } from './storage/local-backup.target';
+export type { LocalBackupTargetOptions } from './storage/local-backup.target';

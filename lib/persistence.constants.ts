@@ -33,3 +33,9 @@ export const PERSISTED_STATE_METADATA = 'nestjs-persistence:persisted-state';
  * initialises. Inject it with `@InjectPersistenceAdapters()`.
  */
 export const PERSISTENCE_ADAPTERS = Symbol('PERSISTENCE_ADAPTERS');
+
+/** Name of the scheduled backup's `CronJob` in `SchedulerRegistry` (option `backups.cron`). */
+export const PERSISTENCE_BACKUP_CRON = 'nestjs-persistence:backup';
+
+/** How many backups in `backups.directory` retention keeps by default (option `backups.keep`). */
+export const DEFAULT_BACKUPS_KEPT = 7;

@@ -115,6 +115,21 @@ export const backupDestinationNotEmpty = (destination: string): string =>
 export const backupSourceInvalid = (source: string, problem: string): string =>
   `Cannot restore from ${source}: ${problem}. The store was not changed.`;
 
+export const backupsNotConfigured = (): string =>
+  'backup() without a destination writes into backups.directory, which is not configured. Pass ' +
+  "backups: { directory: './backups' } to PersistenceModule.forRoot(), or give backup() a folder.";
+
+export const backupNotFound = (id: string): string =>
+  `there is no backup "${id}" there; listBackups() lists the backups that exist`;
+
+export const backupRetentionFailed = (id: string, reason: string): string =>
+  `The backup was written, but the old backup ${id} could not be removed: ${reason}. ` +
+  'It is tried again after the next backup; check the permissions of backups.directory.';
+
+export const scheduledBackupReadOnly = (): string =>
+  'backups.cron is ignored: the store was opened with readOnly: true, and only the process that ' +
+  'writes the store backs it up.';
+
 export const journalTornTail = (path: string, bytes: number): string =>
   `Recovery: cut ${bytes} byte(s) off the end of the journal ${path}: a save interrupted by a crash; ` +
   'it was never acknowledged.';

@@ -3,12 +3,13 @@ import {
   FocusManager,
   MemoryManager,
   PersistenceAdapter,
+  PersistenceModuleOptions,
   PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
 import { SimulatedFileSystem } from './fixtures/simulated-fs';
-import { dumpState } from './fixtures/state';
+import { dumpState, saveToFiles } from './fixtures/state';
 import { prng } from './fixtures/prng';
 
 /*
@@ -43,6 +44,7 @@ function cartAdapter(): PersistenceAdapter<{ items: string[] }> & {
 
 async function open(
   fs: SimulatedFileSystem,
+  extra: PersistenceModuleOptions = {},
 ): Promise<{ app: INestApplication; carts: Map<string, { items: string[] }> }> {
   const adapter = cartAdapter();
   const app = await createApp(
@@ -51,6 +53,7 @@ async function open(
       adapters: [adapter],
       saveOnShutdown: false,
       checkpointBytes: Number.MAX_SAFE_INTEGER,
+      ...extra,
     },
     { fileSystem: fs },
   );
@@ -113,6 +116,8 @@ async function checkEveryCrashPoint(
     app: INestApplication,
     carts: Map<string, { items: string[] }>,
   ) => Promise<void>,
+  options: PersistenceModuleOptions = {},
+  draws = DRAWS,
 ): Promise<Tally> {
   const tally: Tally = { points: fs.recordedCalls.length, synced: 0, any: 0, passed: 0 };
   const random = prng(7);
@@ -120,7 +125,7 @@ async function checkEveryCrashPoint(
     const images = [
       { model: 'synced' as const, image: fs.crashAfter(k, 'synced') },
       { model: 'any' as const, image: fs.crashAfter(k, 'any') },
-      ...Array.from({ length: DRAWS }, () => ({
+      ...Array.from({ length: draws }, () => ({
         model: 'any' as const,
         image: fs.crashAfter(k, 'any', random),
       })),
@@ -128,7 +133,7 @@ async function checkEveryCrashPoint(
     for (const { model, image } of images) {
       const crashed = new SimulatedFileSystem(image.state);
       const before = crashed.listLive('/srv');
-      const { app, carts } = await open(crashed);
+      const { app, carts } = await open(crashed, options);
       const loaded = fingerprint(app, carts);
       const which = allowed.get(loaded);
       if (!which) {
@@ -233,6 +238,49 @@ describe('crash points (simulated disk, every call, two models)', () => {
     );
     expect(complete).toBeGreaterThan(0);
   }, 120_000);
+
+  it('backup() into backups.directory, differential, then retention: a complete backup always remains', async () => {
+    // A small state: this case records ~100 calls and restores every listed backup at each of them.
+    const backups = { backups: { directory: '/srv/backups', keep: 1 } };
+    const fs = new SimulatedFileSystem();
+    const { app, carts } = await open(fs, backups);
+    const store = app.get(PersistenceStore);
+    app.get(SessionManager).create({ id: 's0' });
+    app.get(SessionManager).create({ id: 's1' });
+    carts.set('cart0', { items: ['x'] });
+    await saveToFiles(app);
+    const a = fingerprint(app, carts);
+    const first = await store.backup(); // of A, full
+    app.get(SessionManager).update('s0', { status: 'completed' });
+    carts.set('cart1', { items: ['y'] });
+    await saveToFiles(app);
+    const b = fingerprint(app, carts);
+    fs.record();
+    const second = await store.backup(); // of B: s1 and cart0 shared with the first, which goes
+    fs.stopRecording();
+    expect(second.newBytes).toBeLessThan(second.size);
+    expect(fs.recordedCalls.filter((call) => call.startsWith('link('))).toHaveLength(2);
+    await app.close();
+    const holds = new Map([
+      [first.id, a],
+      [second.id, b],
+    ]);
+    report.backupDirectory = await checkEveryCrashPoint(
+      fs,
+      new Map([[b, 'B']]),
+      async (_crashed, crashedApp, crashedCarts) => {
+        const crashedStore = crashedApp.get(PersistenceStore);
+        const listed = await crashedStore.listBackups();
+        expect(listed.length).toBeGreaterThan(0); // never left without a backup
+        for (const { id } of listed) {
+          await crashedStore.restore(id); // verified against its manifest first
+          expect(fingerprint(crashedApp, crashedCarts)).toBe(holds.get(id));
+        }
+      },
+      backups,
+      0, // no random draws: "synced" and "any" with every pending operation (it restores at each)
+    );
+  }, 180_000);
 
   it('restore(): the store holds exactly the old state or exactly the backup', async () => {
     const { fs, a } = await storeWithA();

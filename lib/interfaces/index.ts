@@ -3,7 +3,15 @@ export * from './persistence-event.interface';
 export * from './persistence-metadata.interface';
 export type { PersistenceStatus } from './persistence-status.interface';
 export type {
+  BackupContents,
+  BackupEntry,
+  BackupManifest,
+  BackupTarget,
+  StoredBackup,
+} from './backup-target.interface';
+export type {
   AutoSaveOptions,
+  BackupOptions,
   EncryptionKey,
   EncryptionOptions,
   PersistenceLimits,

@@ -66,6 +66,28 @@ export interface BackupMetadata {
   size: number;
   timestamp: Date;
   durationMs: number;
+  /** The backup's id, for a backup into `backups.directory` (`backup()` without a path). */
+  id?: string;
+  /** Bytes stored anew; less than `size` when unchanged files are shared with the previous backup. */
+  newBytes?: number;
+}
+
+/** One backup in `backups.directory` (or the configured target), as `listBackups()` returns it. */
+export interface BackupInfo {
+  /** Pass it to `restore(id)`. Sorts by time, as text. */
+  id: string;
+  /** When the backup was taken. */
+  time: Date;
+  /** Item files it holds. */
+  files: number;
+  /** Bytes of those files. */
+  bytes: number;
+  /** Bytes stored anew when it was taken; the rest were shared with `base`. */
+  newBytes: number;
+  /** The older backup it shares unchanged files with, if any (a differential backup). */
+  base: string | null;
+  /** The store folder that wrote it; retention only removes the backups of its own store. */
+  store: string | null;
 }
 
 /** Metadata returned by `restore()`: the backup that was swapped in, and the load that followed. */

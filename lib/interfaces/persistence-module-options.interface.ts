@@ -1,3 +1,4 @@
+import { BackupTarget } from './backup-target.interface';
 import { PersistenceAdapterRef } from './persistence-adapter.interface';
 import { BuiltInFormat, Serializer } from './serializer.interface';
 
@@ -31,6 +32,41 @@ export interface EncryptionOptions {
   keys?: Record<string, EncryptionKey>;
   /** Id of the key in `keys` that new files are encrypted with. */
   current?: string;
+}
+
+/**
+ * Backups into a folder of their own: `backup()` without a path, `listBackups()`, `restore(id)`, an
+ * optional schedule and retention. Each backup is complete and checked on its own; unchanged files
+ * are shared with the previous backup (hard links), so a backup costs what changed. See docs/backups.md.
+ */
+export interface BackupOptions {
+  /**
+   * Folder of the backups, one sub-folder per backup, outside the store folder; created (mode
+   * `dirMode`) at the first backup. Relative paths resolve against `process.cwd()`. Required unless
+   * `target` is given.
+   */
+  directory?: string;
+  /**
+   * When to take a backup by itself: a cron expression of `@nestjs/schedule` (`cron` package syntax,
+   * seconds optional, e.g. `'0 3 * * *'` for every day at 03:00 local time). The job is registered in
+   * the `SchedulerRegistry` under `PERSISTENCE_BACKUP_CRON` and runs in the store's operation queue; a
+   * failure is reported as `persistence.error` (operation `'backup'`) and never stops the
+   * application. Ignored (with a warning) on a read-only store.
+   * @default undefined (no schedule: call `backup()` yourself)
+   */
+  cron?: string;
+  /**
+   * After each backup into the folder, the oldest backups of this store beyond this many are removed.
+   * Only folders this store wrote are ever removed (named as a backup id, with a manifest naming that
+   * id and this store).
+   * @default 7
+   */
+  keep?: number;
+  /**
+   * Where the backups go, in place of the local `directory`: your own {@link BackupTarget} (S3, GCS, …).
+   * @default a LocalBackupTarget on `directory`
+   */
+  target?: BackupTarget;
 }
 
 /** Size limits for reading files (protection against huge files and gzip bombs). */
@@ -139,6 +175,19 @@ export interface PersistenceModuleOptions {
    * @default 0o700
    */
   dirMode?: number;
+  /**
+   * Backups into a folder (or a target) of their own, optionally scheduled, with retention.
+   * @default undefined (`backup(path)` and `restore(path)` still work)
+   */
+  backups?: BackupOptions;
+}
+
+/** `backups` after defaults were merged in. */
+export interface ResolvedBackupOptions {
+  directory: string | undefined;
+  cron: string | undefined;
+  keep: number;
+  target: BackupTarget | undefined;
 }
 
 /** Options after defaults were merged in: what the store works with. */
@@ -158,4 +207,5 @@ export interface ResolvedPersistenceOptions {
   adapterTimeout: number;
   fileMode: number;
   dirMode: number;
+  backups: ResolvedBackupOptions | undefined;
 }

@@ -6,6 +6,11 @@ import {
   JOURNAL_FILE,
   QUARANTINE_DIR,
 } from '../persistence.constants';
+import {
+  BackupContents,
+  BackupEntry,
+  BackupManifest,
+} from '../interfaces/backup-target.interface';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { FileSystemStorage, parseItemFileName } from './file-system.storage';
@@ -22,13 +27,7 @@ export interface BackupFile {
   data: Buffer;
 }
 
-/** `persistence-backup.json`: what a backup holds, so a restore can tell a complete one. */
-export interface BackupManifest {
-  version: number;
-  createdAt: string;
-  collections: string[];
-  files: Array<{ path: string; size: number; sha256: string }>;
-}
+export type { BackupManifest };
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
@@ -37,6 +36,20 @@ const COMMIT_MARKER = 'COMMIT';
 
 /** Thrown with a reason a user can act on; the caller wraps it in a PersistenceError. */
 export class BackupProblem extends Error {}
+
+/** The committed item files of `collections`, one at a time, as backup entries. */
+export async function* storeEntries(
+  storage: FileSystemStorage,
+  collections: readonly string[],
+  extraExtension: string | undefined,
+): AsyncGenerator<BackupEntry> {
+  for (const collection of collections) {
+    for (const file of await storage.list(collection, extraExtension)) {
+      const data = await storage.read(file.path);
+      yield { path: `${collection}/${file.fileName}`, data, sha256: sha256(data) };
+    }
+  }
+}
 
 /**
  * Copies the item files of `collections` into a staging folder beside `destination`, writes the
@@ -49,56 +62,124 @@ export async function writeBackup(
   destination: string,
   extraExtension: string | undefined,
 ): Promise<{ files: number; size: number }> {
-  const { fs } = storage;
-  const { dirMode, fileMode } = storage.settings;
-  const parent = dirname(destination);
-  await ensureDirectory(fs, parent, dirMode);
-  const staging = join(
-    parent,
+  const manifest = await writeBackupFolder(
+    storage.fs,
+    storage.settings,
+    destination,
     `.${basename(destination)}.backup-${randomBytes(6).toString('hex')}`,
-  );
-  await fs.mkdir(staging, dirMode);
-  try {
-    const manifest: BackupManifest = {
+    {
       version: BACKUP_MANIFEST_VERSION,
       createdAt: new Date().toISOString(),
       collections: [...collections],
-      files: [],
-    };
-    let size = 0;
-    for (const collection of collections) {
-      const dir = join(staging, collection);
-      await fs.mkdir(dir, dirMode);
-      for (const file of await storage.list(collection, extraExtension)) {
-        const data = await storage.read(file.path);
-        await atomicWrite(fs, join(dir, file.fileName), data, {
-          syncDirectory: false,
-          mode: fileMode,
-        });
-        manifest.files.push({
-          path: `${collection}/${file.fileName}`,
-          size: data.length,
-          sha256: sha256(data),
-        });
-        size += data.length;
+    },
+    storeEntries(storage, collections, extraExtension),
+  );
+  return { files: manifest.files.length, size: manifest.newBytes ?? 0 };
+}
+
+/**
+ * Writes a backup folder: a staging folder `stagingName` beside `destination` gets one folder per
+ * collection and every entry (a new file through {@link atomicWrite}, or, when `share` holds the same
+ * bytes under the same path, a hard link to that file), each folder fsynced; then the manifest
+ * (written last, folder fsynced); then the staging folder is renamed to `destination` and the parent
+ * fsynced. A crash leaves no backup (only a hidden staging folder) or the whole one.
+ */
+export async function writeBackupFolder(
+  fs: PersistenceFileSystem,
+  modes: { dirMode: number; fileMode: number },
+  destination: string,
+  stagingName: string,
+  header: Omit<BackupManifest, 'files' | 'newBytes'>,
+  entries: AsyncIterable<BackupEntry>,
+  share?: { folder: string; manifest: BackupManifest },
+): Promise<BackupManifest> {
+  const { dirMode, fileMode } = modes;
+  const parent = dirname(destination);
+  await ensureDirectory(fs, parent, dirMode);
+  const staging = join(parent, stagingName);
+  await fs.mkdir(staging, dirMode);
+  try {
+    const manifest: BackupManifest = { ...header, files: [], newBytes: 0 };
+    for (const collection of header.collections) {
+      await fs.mkdir(join(staging, collection), dirMode);
+    }
+    const shareable = new Map((share?.manifest.files ?? []).map((f) => [f.path, f]));
+    for await (const entry of entries) {
+      const target = join(staging, ...entry.path.split('/'));
+      const old = shareable.get(entry.path);
+      let shared = false;
+      if (share && old && old.sha256 === entry.sha256 && old.size === entry.data.length) {
+        shared = await shareFile(fs, join(share.folder, ...entry.path.split('/')), target, entry);
       }
-      await fsyncDirectory(fs, dir);
+      if (!shared) {
+        await atomicWrite(fs, target, entry.data, { syncDirectory: false, mode: fileMode });
+        manifest.newBytes! += entry.data.length;
+      }
+      manifest.files.push({ path: entry.path, size: entry.data.length, sha256: entry.sha256 });
+    }
+    for (const collection of header.collections) {
+      await fsyncDirectory(fs, join(staging, collection));
     }
     await atomicWrite(
       fs,
       join(staging, BACKUP_MANIFEST_FILE),
       Buffer.from(JSON.stringify(manifest, null, 2)),
-      {
-        mode: fileMode,
-      },
+      { mode: fileMode },
     );
     await fs.rename(staging, destination);
     await fsyncDirectory(fs, parent);
-    return { files: manifest.files.length, size };
+    return manifest;
   } catch (error) {
     await removeTree(fs, staging).catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Links `existing` (a file of an older backup) as `target` when it holds exactly the entry's bytes;
+ * false when it does not, or cannot be linked (another file system, a link limit): the caller copies.
+ */
+async function shareFile(
+  fs: PersistenceFileSystem,
+  existing: string,
+  target: string,
+  entry: BackupEntry,
+): Promise<boolean> {
+  try {
+    const data = await readRegularFile(fs, existing, entry.data.length);
+    if (!data.equals(entry.data)) return false;
+    await fs.link(existing, target);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks what a {@link BackupTarget} read back, as a restore needs it: every file in a folder of this
+ * store's adapters, named as an item file, and exactly the files of the manifest with their sizes and
+ * checksums. The files' contents are checked by the caller.
+ */
+export function checkBackupContents(
+  contents: BackupContents,
+  collections: readonly string[],
+  extraExtension: string | undefined,
+): BackupFile[] {
+  const known = new Set(collections);
+  const files: BackupFile[] = [];
+  for (const { path, data } of contents.files) {
+    const parts = path.split('/');
+    if (parts.length !== 2 || !known.has(parts[0])) {
+      throw new BackupProblem(
+        `it holds "${path}", which is not in a folder of this store's adapters (${[...known].join(', ')})`,
+      );
+    }
+    const parsed = parseItemFileName(parts[1], extraExtension);
+    if (!parsed) throw new BackupProblem(`"${path}" is not an item file`);
+    files.push({ collection: parts[0], fileName: parts[1], ...parsed, data });
+  }
+  checkManifest(parseManifestObject(contents.manifest), files);
+  return files;
 }
 
 /**
@@ -188,19 +269,32 @@ export async function readBackup(
   return files;
 }
 
-function parseManifest(data: Buffer): BackupManifest {
+/** Parses a manifest's bytes; throws a {@link BackupProblem} unless this release can read it. */
+export function parseManifest(data: Buffer): BackupManifest {
   let manifest: BackupManifest;
   try {
     manifest = JSON.parse(data.toString('utf8')) as BackupManifest;
   } catch {
     throw new BackupProblem(`${BACKUP_MANIFEST_FILE} is not valid JSON`);
   }
+  return parseManifestObject(manifest);
+}
+
+function parseManifestObject(manifest: BackupManifest): BackupManifest {
   if (
     typeof manifest !== 'object' ||
     manifest === null ||
     typeof manifest.version !== 'number' ||
     manifest.version > BACKUP_MANIFEST_VERSION ||
-    !Array.isArray(manifest.files)
+    !Array.isArray(manifest.files) ||
+    !manifest.files.every(
+      (f) =>
+        typeof f === 'object' &&
+        f !== null &&
+        typeof f.path === 'string' &&
+        typeof f.size === 'number' &&
+        typeof f.sha256 === 'string',
+    )
   ) {
     throw new BackupProblem(`${BACKUP_MANIFEST_FILE} is not a manifest this release can read`);
   }

@@ -74,7 +74,23 @@ export class AdapterCaller {
     from: number,
     to: number,
   ): unknown {
-    return this.context.run(adapter.name, () => {
+    const call = { adapter: adapter.name, active: true };
+    try {
+      return this.migrateSteps(call, adapter, raw, id, from, to);
+    } finally {
+      call.active = false;
+    }
+  }
+
+  private migrateSteps(
+    call: { adapter: string; active: boolean },
+    adapter: PersistenceAdapter,
+    raw: unknown,
+    id: string,
+    from: number,
+    to: number,
+  ): unknown {
+    return this.context.run(call, () => {
       let item = raw;
       for (let step = from + 1; step <= to; step++) {
         const migration = adapter.migrations?.[step];

@@ -1,10 +1,13 @@
+import { CronTime } from 'cron';
 import { isAbsolute, resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import {
   PersistenceModuleOptions,
+  ResolvedBackupOptions,
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
+import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
@@ -25,6 +28,7 @@ export const DEFAULT_OPTIONS = {
   readOnly: false,
   checkpointBytes: 8 * 1024 * 1024,
   adapterTimeout: 10_000,
+  backups: { keep: DEFAULT_BACKUPS_KEPT },
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -140,8 +144,9 @@ export function resolveOptions(
     }
     ItemCipher.create(given.encryption, (option, fix) => fail(option, '<hidden>', fix));
   }
+  const storePath = isAbsolute(path) ? path : resolve(process.cwd(), path);
   return {
-    path: isAbsolute(path) ? path : resolve(process.cwd(), path),
+    path: storePath,
     format,
     autoSave,
     loadOnBoot: given.loadOnBoot ?? DEFAULT_OPTIONS.loadOnBoot,
@@ -156,7 +161,66 @@ export function resolveOptions(
     adapterTimeout,
     fileMode,
     dirMode,
+    backups: resolveBackups(given.backups, storePath),
   };
+}
+
+function resolveBackups(
+  backups: PersistenceModuleOptions['backups'],
+  storePath: string,
+): ResolvedBackupOptions | undefined {
+  if (backups === undefined) return undefined;
+  if (typeof backups !== 'object' || backups === null || Array.isArray(backups)) {
+    fail('backups', backups, "Use { directory: './backups', cron?: '0 3 * * *', keep?: 7 }.");
+  }
+  const { target } = backups;
+  if (
+    target !== undefined &&
+    (typeof target !== 'object' ||
+      target === null ||
+      target.targetVersion !== 1 ||
+      !['list', 'write', 'read', 'remove'].every(
+        (method) => typeof (target as unknown as Record<string, unknown>)[method] === 'function',
+      ))
+  ) {
+    fail(
+      'backups.target',
+      target,
+      'Give an object implementing BackupTarget: targetVersion 1, location, list, write, read, remove.',
+    );
+  }
+  let directory: string | undefined;
+  if (backups.directory !== undefined || target === undefined) {
+    const dir = backups.directory;
+    if (typeof dir !== 'string' || dir.trim() === '' || dir.includes('\0')) {
+      fail('backups.directory', dir, "Use a folder path outside the store, such as './backups'.");
+    }
+    directory = resolve(process.cwd(), dir); // absolute, normalised (no trailing slash)
+    if (isSameOrInside(directory, storePath) || isSameOrInside(storePath, directory)) {
+      fail(
+        'backups.directory',
+        dir,
+        `Use a folder that is neither inside the store folder ${storePath} nor contains it.`,
+      );
+    }
+  }
+  const { cron } = backups;
+  if (cron !== undefined) {
+    let valid = typeof cron === 'string';
+    try {
+      if (valid) new CronTime(cron);
+    } catch {
+      valid = false;
+    }
+    if (!valid) {
+      fail('backups.cron', cron, "Use a cron expression such as '0 3 * * *' (every day at 03:00).");
+    }
+  }
+  const keep = backups.keep ?? DEFAULT_OPTIONS.backups.keep;
+  if (!Number.isSafeInteger(keep) || keep < 1) {
+    fail('backups.keep', keep, 'Use a whole number, 1 or more.');
+  }
+  return { directory, cron, keep, target };
 }
 
 function assertCustomExtension(extension: string): void {

@@ -26,6 +26,7 @@ import {
   PersistenceEvent,
 } from '../interfaces/persistence-event.interface';
 import {
+  BackupInfo,
   BackupMetadata,
   LoadMetadata,
   PersistenceErrorEvent,
@@ -68,6 +69,7 @@ import { AdapterCaller } from './adapter.caller';
 import { PersistenceAdapterExplorer } from './adapter.explorer';
 import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
+import { BackupOrchestrator } from './backup.orchestrator';
 import { CommittedIndex } from './committed.index';
 import { FailureMemo } from './failure.memo';
 import { OpenStore, openStores } from './open-stores.registry';
@@ -112,6 +114,7 @@ export class PersistenceStore
   private codec!: ItemFileCodec;
   private cipher?: ItemCipher;
   private autoSave?: AutoSaveScheduler;
+  private backups?: BackupOrchestrator;
   private queuedSave?: Promise<SaveMetadata>;
   private checkpointQueued = false;
   private folderRemoved = false;
@@ -235,6 +238,17 @@ export class PersistenceStore
     if (this.options.autoSave !== false && !this.options.readOnly) {
       this.enableAutoSave(this.options.autoSave.interval);
     }
+    this.backups = new BackupOrchestrator(this.options.backups, {
+      fs: this.fs,
+      storage: this.storage,
+      storePath: path,
+      maxFileBytes: this.options.limits.maxFileBytes,
+      collections: () => this.adapterList.map((a) => a.name),
+      extension: () => this.codec.serializer.extension,
+      checkpoint: () => this.io('backup', 'checkpoint', path, () => this.applyJournal()),
+      report: (error) => this.fail(error),
+    });
+    this.backups.startSchedule(this.schedulerRegistry, this.options.readOnly, () => this.backup());
   }
 
   /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
@@ -330,12 +344,14 @@ export class PersistenceStore
   /**
    * Writes a complete copy of the saved state (not of unsaved changes: call `saveAll()` first for
    * those) to `destination`, which must be outside the store and missing or empty. The copy appears
-   * whole or not at all.
+   * whole or not at all. Without `destination`: a new backup into `backups.directory` (or
+   * `backups.target`), sharing unchanged files with the previous one, then retention (`backups.keep`).
    */
-  backup(destination: string): Promise<BackupMetadata> {
+  backup(destination?: string): Promise<BackupMetadata> {
     return (
       this.refuse('back up', true) ??
       this.enqueue(async () => {
+        if (destination === undefined) return this.backups!.backupNow();
         const started = performance.now();
         const target = resolve(destination);
         const store = this.options.path;
@@ -380,12 +396,14 @@ export class PersistenceStore
    * Replaces the saved state with a backup, then loads it into the adapters. Every file of the backup
    * is read and checked first; a backup that is incomplete, tampered with or holds anything unexpected
    * is refused and nothing changes. The swap itself survives a crash (it completes at the next start).
+   * `source` is a folder, or the id of a backup from `listBackups()`.
    */
   restore(source: string): Promise<RestoreMetadata> {
     return (
       this.refuse('restore', true) ??
       this.enqueue(async () => {
-        const from = resolve(source);
+        const backupId = this.backups?.backupIdOf(source);
+        const from = backupId === undefined ? resolve(source) : this.backups!.locate(backupId);
         const invalid = (problem: string, cause?: unknown): PersistenceError =>
           this.fail(
             new PersistenceError(
@@ -394,20 +412,26 @@ export class PersistenceStore
               { operation: 'restore', path: from, cause },
             ),
           );
-        if (isSameOrInside(from, this.options.path) || isSameOrInside(this.options.path, from)) {
+        if (
+          backupId === undefined &&
+          (isSameOrInside(from, this.options.path) || isSameOrInside(this.options.path, from))
+        ) {
           throw invalid('it is the store folder, inside it, or contains it');
         }
         const collections = this.adapterList.map((a) => a.name);
         const byName = new Map(this.adapterList.map((a) => [a.name, a]));
         let files;
         try {
-          files = await readBackup(
-            this.fs,
-            from,
-            collections,
-            this.codec.serializer.extension,
-            this.options.limits.maxFileBytes,
-          );
+          files =
+            backupId === undefined
+              ? await readBackup(
+                  this.fs,
+                  from,
+                  collections,
+                  this.codec.serializer.extension,
+                  this.options.limits.maxFileBytes,
+                )
+              : await this.backups!.read(backupId);
           for (const file of files) {
             try {
               const { envelope } = await this.codec.decode(file.collection, file, file.data);
@@ -430,6 +454,11 @@ export class PersistenceStore
         return { source: from, files: files.length, load };
       })
     );
+  }
+
+  /** The backups in `backups.directory` (or `backups.target`), newest first; none when not configured. */
+  listBackups(): Promise<BackupInfo[]> {
+    return this.refuse<BackupInfo[]>('list backups', false) ?? this.backups!.list();
   }
 
   /**
@@ -911,6 +940,7 @@ export class PersistenceStore
   private async supersede(): Promise<void> {
     if (this.state !== 'ready') return;
     this.disableAutoSave();
+    this.backups?.stopSchedule();
     this.state = 'closing';
     await this.queue.idle();
     await this.journal.close().catch(() => undefined);
@@ -925,6 +955,7 @@ export class PersistenceStore
       return;
     }
     this.disableAutoSave();
+    this.backups?.stopSchedule();
     this.state = 'closing';
     await this.queue.idle();
     if (!this.options.readOnly) {

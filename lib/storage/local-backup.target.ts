@@ -1,0 +1,190 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  BackupContents,
+  BackupEntry,
+  BackupManifest,
+  BackupTarget,
+  StoredBackup,
+} from '../interfaces/backup-target.interface';
+import { BACKUP_MANIFEST_FILE } from '../persistence.constants';
+import { isBackupId } from './backup-id.util';
+import { BackupProblem, parseManifest, writeBackupFolder } from './backup.storage';
+import { errorCode, PersistenceFileSystem } from './file-system.interface';
+import { ensureDirectory, fsyncDirectory, listDirectory, removeTree } from './fs.util';
+import { readRegularFile, UnsafeFileError } from './safe-read';
+
+/** Settings of a {@link LocalBackupTarget}. */
+export interface LocalBackupTargetOptions {
+  /** Absolute path of the folder holding the backups, one sub-folder per backup. */
+  directory: string;
+  /** Permission bits of the files written. @default 0o600 */
+  fileMode?: number;
+  /** Permission bits of the folders created. @default 0o700 */
+  dirMode?: number;
+  /**
+   * A short tag (`[0-9a-f]+`) of the one store writing here: leftovers of its own interrupted writes
+   * and removals (hidden folders carrying the tag) are removed before its next write. Without it,
+   * leftovers stay (they are never listed).
+   */
+  owner?: string;
+  /** Largest manifest read, in bytes. @default 67108864 (64 MiB) */
+  maxManifestBytes?: number;
+}
+
+/**
+ * The default {@link BackupTarget}: a folder on the local file system, through
+ * `PersistenceFileSystem` and `atomicWrite()`.
+ *
+ * ```
+ * <directory>/
+ *   <id>/                          a complete backup: the manifest, one folder per adapter
+ *   .<id>.backup-<owner>-<rnd>/    only while a backup is written (renamed to <id>/ when complete)
+ *   .<id>.removing-<owner>-<rnd>/  only while a backup is removed (renamed away first)
+ * ```
+ *
+ * Unchanged files are hard links to the same file of the base backup (verified byte for byte first),
+ * so a differential backup stores only what changed and still stands on its own: removing the base
+ * removes one name of each shared file, never the file. Where a link cannot be made (another file
+ * system, a link limit), the file is copied.
+ */
+export class LocalBackupTarget implements BackupTarget {
+  readonly targetVersion = 1;
+  readonly location: string;
+
+  constructor(
+    private readonly fs: PersistenceFileSystem,
+    private readonly options: LocalBackupTargetOptions,
+  ) {
+    this.location = options.directory;
+  }
+
+  private get modes(): { fileMode: number; dirMode: number } {
+    return { fileMode: this.options.fileMode ?? 0o600, dirMode: this.options.dirMode ?? 0o700 };
+  }
+
+  private get maxManifestBytes(): number {
+    return this.options.maxManifestBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Folders named as backup ids whose manifest can be read and names that same id. */
+  async list(): Promise<StoredBackup[]> {
+    const found: StoredBackup[] = [];
+    for (const entry of await listDirectory(this.fs, this.location)) {
+      if (entry.type !== 'directory' || !isBackupId(entry.name)) continue;
+      const manifest = await this.readManifest(entry.name).catch(() => undefined);
+      if (manifest?.id === entry.name) found.push({ id: entry.name, manifest });
+    }
+    return found;
+  }
+
+  async write(
+    id: string,
+    header: Omit<BackupManifest, 'files' | 'newBytes'>,
+    entries: AsyncIterable<BackupEntry>,
+    base?: StoredBackup,
+  ): Promise<BackupManifest> {
+    this.assertId(id);
+    await ensureDirectory(this.fs, this.location, this.modes.dirMode);
+    await this.removeLeftovers();
+    return writeBackupFolder(
+      this.fs,
+      this.modes,
+      join(this.location, id),
+      `.${id}.backup-${this.options.owner ?? 'x'}-${randomBytes(6).toString('hex')}`,
+      header,
+      entries,
+      base && isBackupId(base.id)
+        ? { folder: join(this.location, base.id), manifest: base.manifest }
+        : undefined,
+    );
+  }
+
+  /**
+   * Reads a backup: the manifest first, then every file of its adapter folders, never through a
+   * symbolic link. A file with several names (hard links) is read only when the manifest lists it (it
+   * is then checked against its checksum like any other); anything else is refused.
+   */
+  async read(id: string, limits: { maxFileBytes: number }): Promise<BackupContents> {
+    this.assertId(id);
+    const folder = join(this.location, id);
+    const stat = await this.fs.lstat(folder).catch((error: unknown) => {
+      throw errorCode(error) === 'ENOENT' ? new BackupProblem('it does not exist') : error;
+    });
+    if (stat.type !== 'directory') throw new BackupProblem('it is not a folder');
+    const manifest = await this.readManifest(id);
+    if (manifest.id !== id) {
+      throw new BackupProblem(`its manifest names another backup (${String(manifest.id)})`);
+    }
+    const listed = new Set(manifest.files.map((f) => f.path));
+    const files: BackupContents['files'] = [];
+    for (const entry of await this.fs.readdir(folder)) {
+      if (entry.name === BACKUP_MANIFEST_FILE) continue;
+      if (entry.type !== 'directory') {
+        throw new BackupProblem(`it holds "${entry.name}", which is not a folder of item files`);
+      }
+      for (const item of await this.fs.readdir(join(folder, entry.name))) {
+        const path = `${entry.name}/${item.name}`;
+        if (item.type !== 'file') throw new BackupProblem(`"${path}" is not an item file`);
+        const data = await readRegularFile(
+          this.fs,
+          join(folder, entry.name, item.name),
+          limits.maxFileBytes,
+          { singleLink: !listed.has(path) },
+        ).catch((error: unknown) => {
+          throw error instanceof UnsafeFileError
+            ? new BackupProblem(`"${path}" cannot be restored: ${error.message}`)
+            : error;
+        });
+        files.push({ path, data });
+      }
+    }
+    return { manifest, files };
+  }
+
+  /** Renames the backup to a hidden name (one atomic step: it is no longer listed), then deletes it. */
+  async remove(id: string): Promise<void> {
+    this.assertId(id);
+    const hidden = join(
+      this.location,
+      `.${id}.removing-${this.options.owner ?? 'x'}-${randomBytes(6).toString('hex')}`,
+    );
+    await this.fs.rename(join(this.location, id), hidden);
+    await fsyncDirectory(this.fs, this.location);
+    await removeTree(this.fs, hidden);
+    await fsyncDirectory(this.fs, this.location);
+  }
+
+  private async readManifest(id: string): Promise<BackupManifest> {
+    const data = await readRegularFile(
+      this.fs,
+      join(this.location, id, BACKUP_MANIFEST_FILE),
+      this.maxManifestBytes,
+      { singleLink: true },
+    ).catch((error: unknown) => {
+      throw new BackupProblem(
+        `its ${BACKUP_MANIFEST_FILE} cannot be read (${error instanceof Error ? error.message : String(error)})`,
+      );
+    });
+    return parseManifest(data);
+  }
+
+  /** Hidden folders this store's owner left when a write or a removal was cut off. */
+  private async removeLeftovers(): Promise<void> {
+    const { owner } = this.options;
+    if (!owner) return;
+    const pattern = new RegExp(`^\\.(.+)\\.(?:backup|removing)-${owner}-[0-9a-f]{12}$`);
+    let removed = false;
+    for (const entry of await listDirectory(this.fs, this.location)) {
+      const match = pattern.exec(entry.name);
+      if (entry.type !== 'directory' || !match || !isBackupId(match[1])) continue;
+      await removeTree(this.fs, join(this.location, entry.name));
+      removed = true;
+    }
+    if (removed) await fsyncDirectory(this.fs, this.location);
+  }
+
+  private assertId(id: string): void {
+    if (!isBackupId(id)) throw new BackupProblem(`"${String(id)}" is not a backup id`);
+  }
+}
