@@ -70,14 +70,14 @@ function fill(app: INestApplication): void {
   const focus = app.get(FocusManager);
   for (let i = 0; i < N; i++) {
     sessions.create({ id: `session-${i}`, metadata: { user: `user-${i}`, plan: 'pro' } });
-    memory.createConversation({ id: `conversation-${i}`, sessionId: `session-${i}` });
+    memory.create({ id: `conversation-${i}`, sessionId: `session-${i}` });
     for (let m = 0; m < MESSAGES; m++) {
       memory.addMessage(`conversation-${i}`, {
         role: m % 2 ? 'assistant' : 'user',
         content: text(random),
       });
     }
-    focus.createChain({ id: `chain-${i}` });
+    focus.create({ id: `chain-${i}` });
     for (let f = 0; f < 5; f++)
       focus.pushFocus(`chain-${i}`, { type: 'file', target: `src/file-${f}.ts` });
   }

@@ -6,15 +6,9 @@ import { gzipBuffer, JsonGzipSerializer } from '../serializers/json-gzip.seriali
 import { JsonSerializer } from '../serializers/json.serializer';
 import { encodeId } from './file-name.codec';
 
-/**
- * What every item file holds once deserialized: the id (file names may be encoded or hashed), the
- * envelope version (for migrations), and the adapter's value.
- */
-export interface ItemEnvelope {
-  id: string;
-  v: number;
-  data: unknown;
-}
+import { ItemEnvelope } from '../interfaces/item-envelope.interface';
+
+export type { ItemEnvelope };
 
 /** Suffix of encrypted files, after the serializer's extension: `.json.enc`, `.json.gz.enc`. */
 export const ENCRYPTED_SUFFIX = '.enc';

@@ -1,0 +1,18 @@
+/**
+ * What a {@link Serializer} is given to write, and must give back when it reads a file: one item's
+ * id (file names may be encoded or hashed, so the id is kept inside), the envelope version (`v`, for
+ * migrations), and the adapter's value, as JSON data.
+ *
+ * @example
+ * ```ts
+ * const envelope: ItemEnvelope = { id: 'session-1', v: 1, data: { status: 'active' } };
+ * ```
+ */
+export interface ItemEnvelope {
+  /** The item's id, exactly as the adapter gave it. */
+  id: string;
+  /** Version of the envelope format (currently `1`). */
+  v: number;
+  /** The adapter's value for this item, as JSON data. */
+  data: unknown;
+}
