@@ -1,5 +1,3 @@
-import type { ItemEnvelope } from './item-envelope.interface';
-
 /** Names of the built-in formats. */
 export type BuiltInFormat = 'json' | 'json-compact' | 'json-gzip';
 
@@ -10,7 +8,7 @@ export type DetectedFormat = 'json' | 'json-gzip' | 'encrypted' | 'binary';
  * Turns one item file's content into bytes and back. Implement it for a format of your own and pass
  * the instance as the `format` option or to `PersistenceStore.setSerializer()`.
  *
- * `serialize()` is given one item's {@link ItemEnvelope} (`{ id, v, data }`), and `deserialize()`
+ * `serialize()` is given one item's `ItemEnvelope` (`{ id, v, data }`), and `deserialize()`
  * must give the same envelope back. `deserialize()` must throw on bytes it cannot read: the store
  * then quarantines the file.
  */
