@@ -1,3 +1,7 @@
+/*
+ * The public API of `nestjs-persistence`, and nothing else. Health checks are in the separate
+ * `nestjs-persistence/health` entry point (lib/health/index.ts).
+ */
 export * from './adapters';
 export * from './decorators';
 export * from './errors';
@@ -10,14 +14,11 @@ export {
   QUARANTINE_DIR,
 } from './persistence.constants';
 export { PersistenceModule } from './persistence.module';
-export {
-  PERSISTENCE_ASYNC_OPTIONS_TYPE,
-  PERSISTENCE_MODULE_OPTIONS,
-  PERSISTENCE_OPTIONS_TYPE,
-} from './persistence.module-definition';
+export { PERSISTENCE_MODULE_OPTIONS } from './persistence.module-definition';
 export type {
   PersistenceFeatureOptions,
   PersistenceModuleAsyncOptions,
+  PersistenceModuleForRootOptions,
   PersistenceOptionsFactory,
 } from './persistence.types';
 export {

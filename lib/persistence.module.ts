@@ -16,13 +16,14 @@ import {
 import { PersistenceFeature, PersistenceFeatureModule } from './persistence-feature.module';
 import { PERSISTENCE_ADAPTERS, PERSISTENCE_SCHEDULER_REGISTRY } from './persistence.constants';
 import { invalidOption } from './persistence.messages';
-import {
-  ConfigurablePersistenceModule,
-  PERSISTENCE_OPTIONS_TYPE,
-} from './persistence.module-definition';
+import { ConfigurablePersistenceModule } from './persistence.module-definition';
 import { PersistenceFileSystem } from './storage/file-system.interface';
 import { NodeFileSystem } from './storage/node-file-system';
-import { PersistenceFeatureOptions } from './persistence.types';
+import {
+  PersistenceFeatureOptions,
+  PersistenceModuleAsyncOptions,
+  PersistenceModuleForRootOptions,
+} from './persistence.types';
 import { PersistenceAdapterExplorer } from './store/adapter.explorer';
 import { PersistenceStore } from './store/persistence.store';
 
@@ -86,8 +87,26 @@ import { PersistenceStore } from './store/persistence.store';
 })
 export class PersistenceModule extends ConfigurablePersistenceModule {
   /** Every option has a default, so `forRoot()` alone persists to `./data`. */
-  static override forRoot(options: typeof PERSISTENCE_OPTIONS_TYPE = {}): DynamicModule {
+  static override forRoot(options: PersistenceModuleForRootOptions = {}): DynamicModule {
     return super.forRoot(options);
+  }
+
+  /**
+   * Like `forRoot()`, with the options made by a factory that may inject providers (such as
+   * `ConfigService`), by a class implementing `PersistenceOptionsFactory` (`useClass`), or by an
+   * existing provider of one (`useExisting`).
+   *
+   * @example
+   * ```ts
+   * PersistenceModule.forRootAsync({
+   *   imports: [ConfigModule],
+   *   inject: [ConfigService],
+   *   useFactory: (config: ConfigService) => ({ path: config.getOrThrow<string>('STATE_DIR') }),
+   * });
+   * ```
+   */
+  static override forRootAsync(options: PersistenceModuleAsyncOptions): DynamicModule {
+    return super.forRootAsync(options);
   }
 
   /**

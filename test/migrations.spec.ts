@@ -1,16 +1,16 @@
 import { INestApplication } from '@nestjs/common';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FocusAdapter } from '../lib/adapters/focus/focus.adapter';
+import { MemoryAdapter } from '../lib/adapters/memory/memory.adapter';
+import { SessionAdapter } from '../lib/adapters/session/session.adapter';
 import {
-  FocusAdapter,
-  MemoryAdapter,
   PersistenceAdapter,
   PersistenceErrorCode,
   PersistenceErrorEvent,
   PersistenceMigrations,
   PersistenceModuleOptions,
   PersistenceStore,
-  SessionAdapter,
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';

@@ -1,3 +1,4 @@
+export type { ItemEnvelope } from './item-envelope.interface';
 export * from './persistence-adapter.interface';
 export * from './persistence-event.interface';
 export * from './persistence-metadata.interface';

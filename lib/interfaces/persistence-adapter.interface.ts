@@ -78,8 +78,10 @@ export interface PersistenceAdapter<T = unknown> {
    */
   revive?(value: unknown, id: string): T;
   /**
-   * Replace the in-memory state with `items` (what `revive()` returned, or the parsed JSON). Called at
-   * boot, by `loadAll()` and after `restore()`.
+   * Restore into memory: replace the in-memory state with `items` (what `revive()` returned, or the
+   * parsed JSON). The store calls it whenever it loads: at boot, in `loadAll()`, and after restoring
+   * a backup with `PersistenceStore.restore()` (which is a different thing: that one replaces the
+   * saved files with a backup's, then loads them through this method).
    */
   restore(items: ReadonlyMap<string, T>): void | Promise<void>;
 }

@@ -8,7 +8,9 @@ export type DetectedFormat = 'json' | 'json-gzip' | 'encrypted' | 'binary';
  * Turns one item file's content into bytes and back. Implement it for a format of your own and pass
  * the instance as the `format` option or to `PersistenceStore.setSerializer()`.
  *
- * `deserialize()` must throw on bytes it cannot read: the store then quarantines the file.
+ * `serialize()` is given one item's `ItemEnvelope` (`{ id, v, data }`), and `deserialize()`
+ * must give the same envelope back. `deserialize()` must throw on bytes it cannot read: the store
+ * then quarantines the file.
  */
 export interface Serializer {
   /** Name reported in `SaveMetadata.format`, e.g. `'msgpack'`. */

@@ -6,21 +6,9 @@ import { gzipBuffer, JsonGzipSerializer } from '../serializers/json-gzip.seriali
 import { JsonSerializer } from '../serializers/json.serializer';
 import { encodeId } from './file-name.codec';
 
-/**
- * What every item file holds once deserialized: the id (file names may be encoded or hashed), the
- * envelope format version, the adapter's schema version, and the adapter's value.
- */
-export interface ItemEnvelope {
-  id: string;
-  /** Format of the envelope itself (`ITEM_FILE_VERSION`). */
-  v: number;
-  /**
-   * Schema version of `data`: the adapter's `version` when the file was written. Written only when
-   * above 1; absent means 1 (every file written before schema versions existed).
-   */
-  sv?: number;
-  data: unknown;
-}
+import { ItemEnvelope } from '../interfaces/item-envelope.interface';
+
+export type { ItemEnvelope };
 
 /** Suffix of encrypted files, after the serializer's extension: `.json.enc`, `.json.gz.enc`. */
 export const ENCRYPTED_SUFFIX = '.enc';

@@ -393,7 +393,8 @@ export class PersistenceStore
   }
 
   /**
-   * Replaces the saved state with a backup, then loads it into the adapters. Every file of the backup
+   * Restores a backup: replaces the saved state with the backup's, then loads it into memory
+   * through each adapter's `restore(items)` (which only restores into memory). Every file of the backup
    * is read and checked first; a backup that is incomplete, tampered with or holds anything unexpected
    * is refused and nothing changes. The swap itself survives a crash (it completes at the next start).
    * `source` is a folder, or the id of a backup from `listBackups()`.

@@ -16,12 +16,20 @@ export class FocusManager {
    * Creates an empty chain. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store exactly
    * (see {@link CreateFocusChainInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
    */
+  create(init: CreateFocusChainInput = {}): FocusChain {
+    return this.createAs(init, 'FocusManager.create()');
+  }
+
+  /**
+   * Same as {@link FocusManager.create}.
+   * @deprecated Use `create()`. This alias will be removed in the next minor version.
+   */
   createChain(init: CreateFocusChainInput = {}): FocusChain {
-    const input = parseInput(FOCUS_CHAIN_SCHEMA, init, 'FocusManager.createChain()', [
-      'id',
-      'name',
-      'metadata',
-    ]);
+    return this.createAs(init, 'FocusManager.createChain()');
+  }
+
+  private createAs(init: CreateFocusChainInput, caller: string): FocusChain {
+    const input = parseInput(FOCUS_CHAIN_SCHEMA, init, caller, ['id', 'name', 'metadata']);
     const id = input.id ?? randomUUID();
     if (this.chains.has(id)) {
       throw new PersistenceError(
@@ -93,17 +101,43 @@ export class FocusManager {
     return this.require(chainId).items.at(-1);
   }
 
-  getChain(id: string): FocusChain | undefined {
+  /** The chain with this id, or `undefined`. */
+  get(id: string): FocusChain | undefined {
     return this.chains.get(id);
   }
 
   /** Removes a chain; returns whether it existed. */
-  deleteChain(id: string): boolean {
+  delete(id: string): boolean {
     return this.chains.delete(id);
   }
 
-  listChains(): FocusChain[] {
+  /** Every chain, as a new array. */
+  list(): FocusChain[] {
     return [...this.chains.values()];
+  }
+
+  /**
+   * Same as {@link FocusManager.get}.
+   * @deprecated Use `get()`. This alias will be removed in the next minor version.
+   */
+  getChain(id: string): FocusChain | undefined {
+    return this.get(id);
+  }
+
+  /**
+   * Same as {@link FocusManager.delete}.
+   * @deprecated Use `delete()`. This alias will be removed in the next minor version.
+   */
+  deleteChain(id: string): boolean {
+    return this.delete(id);
+  }
+
+  /**
+   * Same as {@link FocusManager.list}.
+   * @deprecated Use `list()`. This alias will be removed in the next minor version.
+   */
+  listChains(): FocusChain[] {
+    return this.list();
   }
 
   /** @internal Used by the adapter. */

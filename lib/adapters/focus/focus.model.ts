@@ -20,7 +20,7 @@ export interface FocusChain {
 }
 
 /**
- * What `FocusManager.createChain()` takes.
+ * What `FocusManager.create()` takes.
  * An optional field may be absent or `undefined`; `null`, another type, a missing required field or a
  * field not listed here is refused with `PERSISTENCE_INVALID_INPUT`, naming the field.
  */

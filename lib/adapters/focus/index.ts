@@ -1,3 +1,2 @@
-export * from './focus.adapter';
 export * from './focus.manager';
 export * from './focus.model';

@@ -23,7 +23,7 @@ export interface Conversation {
 }
 
 /**
- * What `MemoryManager.createConversation()` takes.
+ * What `MemoryManager.create()` takes.
  * An optional field may be absent or `undefined`; `null`, another type, a missing required field or a
  * field not listed here is refused with `PERSISTENCE_INVALID_INPUT`, naming the field.
  */

@@ -1,3 +1,2 @@
 export * from './conversation.model';
-export * from './memory.adapter';
 export * from './memory.manager';

@@ -21,8 +21,20 @@ export class MemoryManager {
    * Creates an empty conversation. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store
    * exactly (see {@link CreateConversationInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
    */
+  create(init: CreateConversationInput = {}): Conversation {
+    return this.createAs(init, 'MemoryManager.create()');
+  }
+
+  /**
+   * Same as {@link MemoryManager.create}.
+   * @deprecated Use `create()`. This alias will be removed in the next minor version.
+   */
   createConversation(init: CreateConversationInput = {}): Conversation {
-    const input = parseInput(CONVERSATION_SCHEMA, init, 'MemoryManager.createConversation()', [
+    return this.createAs(init, 'MemoryManager.createConversation()');
+  }
+
+  private createAs(init: CreateConversationInput, caller: string): Conversation {
+    const input = parseInput(CONVERSATION_SCHEMA, init, caller, [
       'id',
       'title',
       'sessionId',
@@ -82,17 +94,43 @@ export class MemoryManager {
     return added;
   }
 
-  getConversation(id: string): Conversation | undefined {
+  /** The conversation with this id, or `undefined`. */
+  get(id: string): Conversation | undefined {
     return this.conversations.get(id);
   }
 
   /** Removes a conversation; returns whether it existed. */
-  deleteConversation(id: string): boolean {
+  delete(id: string): boolean {
     return this.conversations.delete(id);
   }
 
-  listConversations(): Conversation[] {
+  /** Every conversation, as a new array. */
+  list(): Conversation[] {
     return [...this.conversations.values()];
+  }
+
+  /**
+   * Same as {@link MemoryManager.get}.
+   * @deprecated Use `get()`. This alias will be removed in the next minor version.
+   */
+  getConversation(id: string): Conversation | undefined {
+    return this.get(id);
+  }
+
+  /**
+   * Same as {@link MemoryManager.delete}.
+   * @deprecated Use `delete()`. This alias will be removed in the next minor version.
+   */
+  deleteConversation(id: string): boolean {
+    return this.delete(id);
+  }
+
+  /**
+   * Same as {@link MemoryManager.list}.
+   * @deprecated Use `list()`. This alias will be removed in the next minor version.
+   */
+  listConversations(): Conversation[] {
+    return this.list();
   }
 
   /** @internal Used by the adapter. */

@@ -1,3 +1,2 @@
-export * from './session.adapter';
 export * from './session.manager';
 export * from './session.model';

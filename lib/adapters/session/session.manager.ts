@@ -42,6 +42,7 @@ export class SessionManager {
     return session;
   }
 
+  /** The session with this id, or `undefined`. */
   get(id: string): Session | undefined {
     return this.sessions.get(id);
   }
@@ -76,6 +77,7 @@ export class SessionManager {
     return this.sessions.delete(id);
   }
 
+  /** Every session, as a new array. */
   list(): Session[] {
     return [...this.sessions.values()];
   }

@@ -30,7 +30,7 @@ export class ChatService {
   /** Starts a chat for a user and has a short exchange. */
   startChat(user: string): void {
     const session = this.sessions.create({ id: `session-${user}`, metadata: { user } });
-    const conversation = this.memory.createConversation({
+    const conversation = this.memory.create({
       id: `conversation-${user}`,
       sessionId: session.id,
       title: `Chat with ${user}`,
@@ -38,7 +38,7 @@ export class ChatService {
     this.memory.addMessage(conversation.id, { role: 'user', content: 'Where is bootstrap()?' });
     this.memory.addMessage(conversation.id, { role: 'assistant', content: 'In src/main.ts.' });
     this.memory.addMessage(conversation.id, { role: 'user', content: 'Thanks!' });
-    const chain = this.focus.createChain({ id: `focus-${user}` });
+    const chain = this.focus.create({ id: `focus-${user}` });
     this.focus.pushFocus(chain.id, { type: 'file', target: 'src/main.ts' });
     this.focus.pushFocus(chain.id, { type: 'symbol', target: 'bootstrap' });
   }
@@ -51,11 +51,11 @@ export class ChatService {
         .sort(byId)
         .map((s) => ({ id: s.id, status: s.status, user: s.metadata.user })),
       conversations: this.memory
-        .listConversations()
+        .list()
         .sort(byId)
         .map((c) => ({ id: c.id, messages: c.messages.map((m) => `${m.role}: ${m.content}`) })),
       focus: this.focus
-        .listChains()
+        .list()
         .sort(byId)
         .map((c) => ({ id: c.id, targets: c.items.map((f) => f.target) })),
     };
