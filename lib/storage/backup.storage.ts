@@ -6,11 +6,7 @@ import {
   JOURNAL_FILE,
   QUARANTINE_DIR,
 } from '../persistence.constants';
-import {
-  BackupContents,
-  BackupEntry,
-  BackupManifest,
-} from '../interfaces/backup-target.interface';
+import { BackupContents, BackupEntry, BackupManifest } from '../interfaces/backup-target.interface';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { FileSystemStorage, parseItemFileName } from './file-system.storage';

@@ -127,29 +127,33 @@ export class BackupOrchestrator {
     }
     const started = performance.now();
     await this.host.checkpoint();
-    const { id, manifest, own } = await this.io('write a backup into', target.location, async () => {
-      const existing = await target.list();
-      const own = this.own(existing);
-      const id = newBackupId(
-        new Date(),
-        existing.map((b) => b.id),
-      );
-      const collections = this.host.collections();
-      const manifest = await target.write(
-        id,
-        {
-          version: BACKUP_MANIFEST_VERSION,
-          createdAt: new Date().toISOString(),
-          collections,
+    const { id, manifest, own } = await this.io(
+      'write a backup into',
+      target.location,
+      async () => {
+        const existing = await target.list();
+        const own = this.own(existing);
+        const id = newBackupId(
+          new Date(),
+          existing.map((b) => b.id),
+        );
+        const collections = this.host.collections();
+        const manifest = await target.write(
           id,
-          store: this.host.storePath,
-          ...(own[0] ? { base: own[0].id } : {}),
-        },
-        storeEntries(this.host.storage, collections, this.host.extension()),
-        own[0],
-      );
-      return { id, manifest, own };
-    });
+          {
+            version: BACKUP_MANIFEST_VERSION,
+            createdAt: new Date().toISOString(),
+            collections,
+            id,
+            store: this.host.storePath,
+            ...(own[0] ? { base: own[0].id } : {}),
+          },
+          storeEntries(this.host.storage, collections, this.host.extension()),
+          own[0],
+        );
+        return { id, manifest, own };
+      },
+    );
     await this.applyRetention([{ id, manifest }, ...own]);
     const size = manifest.files.reduce((sum, f) => sum + f.size, 0);
     return {
