@@ -53,13 +53,7 @@ export class AdapterCaller {
 
   /** `revive()` is synchronous: it runs marked, without a time limit. */
   revive(adapter: PersistenceAdapter, raw: unknown, id: string): unknown {
-    if (!adapter.revive) return raw;
-    const call = { adapter: adapter.name, active: true };
-    try {
-      return this.context.run(call, () => adapter.revive!(raw, id));
-    } finally {
-      call.active = false;
-    }
+    return adapter.revive ? this.marked(adapter, () => adapter.revive!(raw, id)) : raw;
   }
 
   /**
@@ -74,23 +68,7 @@ export class AdapterCaller {
     from: number,
     to: number,
   ): unknown {
-    const call = { adapter: adapter.name, active: true };
-    try {
-      return this.migrateSteps(call, adapter, raw, id, from, to);
-    } finally {
-      call.active = false;
-    }
-  }
-
-  private migrateSteps(
-    call: { adapter: string; active: boolean },
-    adapter: PersistenceAdapter,
-    raw: unknown,
-    id: string,
-    from: number,
-    to: number,
-  ): unknown {
-    return this.context.run(call, () => {
+    return this.marked(adapter, () => {
       let item = raw;
       for (let step = from + 1; step <= to; step++) {
         const migration = adapter.migrations?.[step];
@@ -112,6 +90,16 @@ export class AdapterCaller {
       }
       return item;
     });
+  }
+
+  /** Runs synchronous adapter code marked as an adapter call the store is waiting for. */
+  private marked<T>(adapter: PersistenceAdapter, work: () => T): T {
+    const call = { adapter: adapter.name, active: true };
+    try {
+      return this.context.run(call, work);
+    } finally {
+      call.active = false;
+    }
   }
 
   private async call<T>(
