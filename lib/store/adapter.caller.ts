@@ -12,9 +12,21 @@ import { MigrationError } from './schema.migrator';
  *  - marked: the adapter's code runs inside an async context, so a store operation it calls (and
  *    would wait for, while the store waits for it) is refused instead of deadlocking.
  */
-export class AdapterCaller {
-  private readonly context = new AsyncLocalStorage<{ adapter: string; active: boolean }>();
+/**
+ * One async context for the whole process, shared by every store. An `AsyncLocalStorage` is never
+ * released once used (until `disable()`), and every promise the application creates pays for each
+ * one alive: an instance per store would make a process that opens many stores (tests, workers)
+ * slower with each.
+ */
+const adapterCalls = new AsyncLocalStorage<AdapterCall>();
 
+interface AdapterCall {
+  caller: AdapterCaller;
+  adapter: string;
+  active: boolean;
+}
+
+export class AdapterCaller {
   constructor(private readonly timeoutMs: number) {}
 
   /**
@@ -23,8 +35,8 @@ export class AdapterCaller {
    * settled: it is free to call the store.
    */
   get activeAdapter(): string | undefined {
-    const call = this.context.getStore();
-    return call?.active ? call.adapter : undefined;
+    const call = adapterCalls.getStore();
+    return call?.active && call.caller === this ? call.adapter : undefined;
   }
 
   async snapshot(
@@ -94,9 +106,9 @@ export class AdapterCaller {
 
   /** Runs synchronous adapter code marked as an adapter call the store is waiting for. */
   private marked<T>(adapter: PersistenceAdapter, work: () => T): T {
-    const call = { adapter: adapter.name, active: true };
+    const call: AdapterCall = { caller: this, adapter: adapter.name, active: true };
     try {
-      return this.context.run(call, work);
+      return adapterCalls.run(call, work);
     } finally {
       call.active = false;
     }
@@ -123,9 +135,9 @@ export class AdapterCaller {
       );
       timer.unref?.();
     });
-    const call = { adapter: adapter.name, active: true };
+    const call: AdapterCall = { caller: this, adapter: adapter.name, active: true };
     try {
-      return await Promise.race([this.context.run(call, async () => work()), timeout]);
+      return await Promise.race([adapterCalls.run(call, async () => work()), timeout]);
     } catch (error) {
       if (error instanceof PersistenceError && error.code === PersistenceErrorCode.AdapterFailed) {
         throw error;
