@@ -250,3 +250,8 @@ export const strayMigration = (version: number, key: string): string =>
 export const invalidMigrations = (got: unknown): string =>
   `has migrations ${describe(got)}: it must be an object of functions by target version, e.g. ` +
   '{ 2: (item) => ({ ...item, added: 0 }) }.';
+
+export const migrateWrongStore = (command: string, named: string, configured: string): string =>
+  `nestjs-persistence ${command} was run on ${named}, but this module's store is ${configured}. ` +
+  `Nothing was opened. Run the command on ${configured}, or point --module at the module whose ` +
+  `PersistenceModule.forRoot() uses ${named}.`;

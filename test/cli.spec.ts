@@ -104,11 +104,19 @@ describe('CLI (nestjs-persistence bin)', () => {
       cli('inspect', join(root, 'nothing-here')),
     ]);
     expect(help.code).toBe(0);
-    for (const command of ['inspect', 'verify', 'export', 'import', 'backup', 'restore']) {
+    for (const command of [
+      'inspect',
+      'verify',
+      'export',
+      'import',
+      'migrate',
+      'backup',
+      'restore',
+    ]) {
       expect(help.stdout).toContain(`  ${command} `);
     }
     expect(help.stdout).toContain('quarantine');
-    expect(help.stdout).not.toContain('migrate');
+    expect(help.stdout).toContain('backups');
     expect(noPath).toMatchObject({
       code: 2,
       stderr: expect.stringContaining("missing required argument 'path'"),
@@ -318,6 +326,120 @@ describe('CLI (nestjs-persistence bin)', () => {
     });
     const after = await openApp(store);
     expect(dump(after)).toEqual(state);
+  });
+
+  it('backup --into keeps differential backups; backups list shows their sizes; each restores alone', async () => {
+    const store = join(root, 'store');
+    const first = await makeStore(store);
+    const backups = join(root, 'backups');
+    const usage = await cli('backup', store, join(root, 'b'), '--into', backups);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('either a destination folder');
+    expect((await cli('backup', store, '--into', backups)).code).toBe(0);
+
+    const app = await openApp(store);
+    app.get(CartService).set('cart-2', { items: ['fig'], total: 1 });
+    await closeApp(app); // saves on shutdown
+    const second = await cli('backup', store, '--into', backups);
+    expect(second).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('new, the rest shared'),
+    });
+
+    const listed = await cli('backups', 'list', backups, '--json');
+    expect(listed.code).toBe(0);
+    const list = JSON.parse(listed.stdout) as Array<{
+      id: string;
+      files: number;
+      bytes: number;
+      newBytes: number;
+      base: string | null;
+    }>;
+    expect(list).toHaveLength(2);
+    const [newer, older] = list; // newest first
+    expect(older).toMatchObject({ files: 5, base: null });
+    expect(older.newBytes).toBe(older.bytes);
+    expect(newer).toMatchObject({ files: 6, base: older.id });
+    expect(newer.newBytes).toBeLessThan(newer.bytes / 2); // only the new cart was stored anew
+    const table = await cli('backups', 'list', backups);
+    expect(table.stdout).toContain('SHARES WITH');
+    expect(table.stdout).toContain(older.id);
+    expect((await cli('backups', 'list', join(root, 'none'))).stderr).toContain(
+      'No backups folder',
+    );
+
+    // The older one restores on its own, after the newer one was removed by hand.
+    await rm(join(backups, newer.id), { recursive: true });
+    expect((await cli('restore', store, join(backups, older.id))).code).toBe(0);
+    expect(dump(await openApp(store))).toEqual(first);
+  });
+
+  /** A compiled application module, as `nest build` leaves it, whose carts adapter is at schema 2. */
+  const writeModuleV2 = async (file: string, storePath: string): Promise<void> => {
+    await writeFile(
+      file,
+      `const { Module } = require('@nestjs/common');
+const { PersistenceModule } = require(${JSON.stringify(join(work, 'dist', 'index.js'))});
+const carts = new Map();
+const cartsV2 = {
+  name: 'carts',
+  version: 2,
+  migrations: { 2: (old) => ({ ...old, currency: 'EUR' }) },
+  snapshot: () => new Map(carts),
+  restore: (items) => { carts.clear(); for (const [id, cart] of items) carts.set(id, cart); },
+};
+class AppModule {}
+Module({ imports: [PersistenceModule.forRoot({ path: ${JSON.stringify(storePath)}, adapters: [cartsV2] })] })(AppModule);
+exports.AppModule = AppModule;
+`,
+    );
+  };
+
+  it('migrate boots the application module, rewrites old items in the current schema, and refuses another store', async () => {
+    const store = join(root, 'store');
+    await makeStore(store); // carts at schema 1
+    const cartFile = async (): Promise<{ sv?: number; data: unknown }> =>
+      JSON.parse(await readFile(join(store, 'carts', 'cart-1.json'), 'utf8')) as {
+        sv?: number;
+        data: unknown;
+      };
+    expect((await cartFile()).sv).toBeUndefined();
+    const moduleFile = join(work, 'app.module.js');
+    await writeModuleV2(moduleFile, store);
+
+    const missing = await cli('migrate', store, '--module', moduleFile, '--export', 'Nope');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('exports no class "Nope" (it exports AppModule)');
+
+    const migrated = await cli('migrate', store, '--module', moduleFile);
+    expect(migrated.stderr).not.toMatch(/problem|error/);
+    expect(migrated.code).toBe(0);
+    expect(migrated.stdout).toMatch(/carts\s+1\s+v1 1\s+v2 1/);
+    expect(await cartFile()).toMatchObject({
+      sv: 2,
+      data: { items: ['apple', 'pear'], total: 5, currency: 'EUR' },
+    });
+    const inspected = JSON.parse((await cli('inspect', store, '--json')).stdout) as {
+      collections: Array<{ name: string; schemaVersions: Record<string, number> }>;
+      journal: { records: number };
+    };
+    expect(inspected.journal.records).toBe(0); // checkpointed
+    expect(inspected.collections.find((c) => c.name === 'carts')?.schemaVersions).toEqual({
+      '2': 1,
+    });
+    expect((await cli('migrate', store, '--module', moduleFile)).stdout).toContain(
+      'saved 0 changed items',
+    );
+
+    // A module whose store is another folder: refused before anything is opened.
+    const other = join(root, 'other');
+    await writeModuleV2(moduleFile, other);
+    const before = await tree(store);
+    const wrong = await cli('migrate', store, '--module', moduleFile);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(`but this module's store is ${other}`);
+    expect(await tree(store)).toEqual(before);
+    expect(existsSync(other)).toBe(false);
   });
 
   it('quarantine list, restore (only when it parses and never over an item) and discard (only with --yes)', async () => {

@@ -1,6 +1,7 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { resolve } from 'node:path';
 import { CliError, ExitCode } from './cli.error';
-import { storeHeld } from './cli.messages';
+import { backupWhere, storeHeld } from './cli.messages';
 import { formatBytes, out, plural } from './cli.output';
 import { StoreFolder } from './store.folder';
 
@@ -12,8 +13,20 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
       "Write a complete, checked copy of the store (with its manifest) to a new or empty folder, through the store's backup(). Needs the store to itself: refused while an application holds it (call PersistenceStore.backup() there instead).",
     )
     .argument('<path>', 'the store folder')
-    .argument('<destination>', 'a new or empty folder outside the store')
-    .action(async (path: string, destination: string) => {
+    .argument('[destination]', 'a new or empty folder outside the store')
+    .option(
+      '--into <directory>',
+      'instead of a destination: a backups folder, as the backups.directory option (a differential backup sharing unchanged files with the newest one there; see "backups list")',
+    )
+    .option(
+      '--keep <count>',
+      'with --into: backups of this store kept there (oldest removed)',
+      parseKeep,
+    )
+    .action(async (path: string, destination: string | undefined, options: BackupOptions) => {
+      if ((destination === undefined) === (options.into === undefined)) {
+        throw new CliError(backupWhere(), ExitCode.Usage);
+      }
       const folder = new StoreFolder(path);
       await folder.assertExists();
       const lock = await folder.lock();
@@ -25,15 +38,34 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
         folder,
         collections: names,
         readOnly: false,
+        backups: options.into
+          ? { directory: resolve(options.into), keep: options.keep ?? Number.MAX_SAFE_INTEGER }
+          : undefined,
       });
       try {
         const meta = await context.store.backup(destination);
         out(
-          `Backed up ${plural(meta.files, 'file')} (${formatBytes(meta.size)}) of ${plural(names.length, 'collection')} to ${meta.path}.`,
+          `Backed up ${plural(meta.files, 'file')} (${formatBytes(meta.size)}) of ${plural(names.length, 'collection')} to ${meta.path}` +
+            (meta.id !== undefined && meta.newBytes !== undefined && meta.newBytes < meta.size
+              ? ` (${formatBytes(meta.newBytes)} new, the rest shared with the previous backup).`
+              : '.'),
         );
       } finally {
         await context.close();
       }
       done(ExitCode.Ok);
     });
+}
+
+interface BackupOptions {
+  into?: string;
+  keep?: number;
+}
+
+function parseKeep(value: string): number {
+  const keep = Number(value);
+  if (!Number.isInteger(keep) || keep < 1) {
+    throw new InvalidArgumentError('use a whole number, 1 or more.');
+  }
+  return keep;
 }

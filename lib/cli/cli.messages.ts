@@ -63,3 +63,25 @@ export const discardNeedsYes = (file: string): string =>
 
 export const restoreNeedsKey = (): string =>
   'The backup holds encrypted files: pass the key with --key (or NESTJS_PERSISTENCE_KEY).';
+
+export const moduleNotLoaded = (path: string, reason: string): string =>
+  `Cannot load the module ${path}: ${reason}. Give --module the compiled CommonJS file of your module (build first: e.g. "nest build", then --module dist/app.module.js).`;
+
+export const moduleExportMissing = (
+  path: string,
+  name: string,
+  classes: readonly string[],
+): string =>
+  `${path} exports no class "${name}"` +
+  (classes.length > 0
+    ? ` (it exports ${classes.join(', ')}); pass --export with one of them.`
+    : '; pass --export with the name of your module class.');
+
+export const noPersistenceStore = (name: string): string =>
+  `${name} does not provide a PersistenceStore: point --module at a module that imports PersistenceModule.forRoot() (or forRootAsync()), and run the nestjs-persistence installed in that application's project (npx nestjs-persistence), so both use one copy of the library.`;
+
+export const backupWhere = (): string =>
+  'Give backup either a destination folder (a complete copy) or --into <backups folder> (a differential backup kept with the others), not both.';
+
+export const noBackupsFolder = (path: string): string =>
+  `No backups folder at ${path}: it does not exist. Give the folder of the backups.directory option (or of backup --into).`;

@@ -1,12 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { isPersistenceError } from '../errors/persistence.error';
 import { registerBackup } from './backup.command';
+import { registerBackups } from './backups.command';
 import { CliError, ExitCode } from './cli.error';
 import { KEY_ENV } from './cli.keys';
 import { err } from './cli.output';
 import { registerExport } from './export.command';
 import { registerImport } from './import.command';
 import { registerInspect } from './inspect.command';
+import { registerMigrate } from './migrate.command';
 import { registerQuarantine } from './quarantine.command';
 import { registerRestore } from './restore.command';
 import { registerVerify } from './verify.command';
@@ -32,7 +34,9 @@ export function createProgram(done: (code: ExitCode) => void): Command {
   registerVerify(program, done);
   registerExport(program, done);
   registerImport(program, done);
+  registerMigrate(program, done);
   registerBackup(program, done);
+  registerBackups(program, done);
   registerRestore(program, done);
   registerQuarantine(program, done);
   return program;

@@ -21,6 +21,11 @@ export interface CollectionReport {
   formats: Partial<Record<DetectedFormat, number>>;
   /** Files by envelope version (`v`); `unknown` when encrypted without a key, `unreadable` when broken. */
   versions: Record<string, number>;
+  /**
+   * Files by the schema version of the item (`sv`; 1 when absent), as the application's adapter
+   * migrations see it; `unknown` and `unreadable` as for `versions`.
+   */
+  schemaVersions: Record<string, number>;
   /** Entries the store ignores (other extensions, hidden files, folders, links). */
   ignored: number;
 }
@@ -60,20 +65,23 @@ export async function inspectStore(
         bytes: 0,
         formats: {},
         versions: {},
+        schemaVersions: {},
         ignored: await folder.ignoredEntries(name),
       };
       for (const file of listed[i]) {
         let version: string;
+        let schema: string;
         try {
           const data = await folder.read(file.path);
           report.bytes += data.length;
           const format = detectFormat(data);
           report.formats[format] = (report.formats[format] ?? 0) + 1;
-          version = await envelopeVersion(data, name, file.stem, cipher, gzip);
+          ({ version, schema } = await envelopeVersions(data, name, file.stem, cipher, gzip));
         } catch {
-          version = 'unreadable';
+          version = schema = 'unreadable';
         }
         report.versions[version] = (report.versions[version] ?? 0) + 1;
+        report.schemaVersions[schema] = (report.schemaVersions[schema] ?? 0) + 1;
         progress.tick();
       }
       collections.push(report);
@@ -106,27 +114,36 @@ export async function inspectStore(
   };
 }
 
-/** The envelope's `v` as text, `unknown` for an encrypted file without its key. */
-async function envelopeVersion(
+/**
+ * The envelope's `v` and the item's schema version `sv` (1 when absent) as text, `unknown` for an
+ * encrypted file without its key.
+ */
+async function envelopeVersions(
   data: Buffer,
   collection: string,
   stem: string,
   cipher: ItemCipher | undefined,
   gzip: JsonGzipSerializer,
-): Promise<string> {
+): Promise<{ version: string; schema: string }> {
+  const unknown = { version: 'unknown', schema: 'unknown' };
   let plain = data;
   if (isEncrypted(data)) {
-    if (!cipher) return 'unknown';
+    if (!cipher) return unknown;
     try {
       plain = cipher.decrypt(data, collection, stem);
     } catch {
-      return 'unknown';
+      return unknown;
     }
   }
   const parsed = (
     isGzip(plain) ? await gzip.deserialize(plain) : JSON.parse(plain.toString('utf8'))
-  ) as { v?: unknown } | null;
-  return typeof parsed?.v === 'number' ? String(parsed.v) : 'unreadable';
+  ) as { v?: unknown; sv?: unknown } | null;
+  if (typeof parsed?.v !== 'number') return { version: 'unreadable', schema: 'unreadable' };
+  const schema = parsed.sv === undefined ? 1 : parsed.sv;
+  return {
+    version: String(parsed.v),
+    schema: typeof schema === 'number' ? String(schema) : 'unreadable',
+  };
 }
 
 /** The report for people. */
@@ -146,7 +163,7 @@ export function formatInspect(report: InspectReport): string {
     lines.push('Collections');
     lines.push(
       table([
-        ['NAME', 'ITEMS', 'FILES', 'SIZE', 'FORMATS', 'VERSIONS', 'IGNORED'],
+        ['NAME', 'ITEMS', 'FILES', 'SIZE', 'FORMATS', 'ENVELOPE', 'SCHEMA', 'IGNORED'],
         ...report.collections.map((c) => [
           c.name,
           String(c.items),
@@ -154,6 +171,7 @@ export function formatInspect(report: InspectReport): string {
           formatBytes(c.bytes),
           formatCounts(c.formats),
           formatCounts(c.versions, 'v'),
+          formatCounts(c.schemaVersions, 'v'),
           String(c.ignored),
         ]),
       ]),
@@ -181,7 +199,7 @@ export function registerInspect(program: Command, done: (code: ExitCode) => void
       'Show collections, items, formats, sizes, versions, journal backlog, quarantine, lock holder',
     )
     .description(
-      'Show collections, item counts, formats, sizes, envelope versions, the journal backlog, quarantined files and the lock holder. Reads only; works while an application runs.',
+      'Show collections, item counts, formats, sizes, envelope and schema versions, the journal backlog, quarantined files and the lock holder. Reads only; works while an application runs.',
     )
     .argument('<path>', 'the store folder')
     .option('--json', 'print one JSON document (machine output)')

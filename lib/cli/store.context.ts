@@ -15,7 +15,7 @@ import { GenericAdapter } from './generic.adapter';
 import { StoreFolder } from './store.folder';
 
 /** The store's own log lines (recovery, stale lock) and every warning or error go to stderr. */
-class StderrLogger implements LoggerService {
+export class StderrLogger implements LoggerService {
   log(message: unknown, context?: unknown): void {
     if (context === PERSISTENCE_LOGGER_CONTEXT) err(String(message));
   }
@@ -38,6 +38,8 @@ export interface StoreContextOptions {
   encryption?: EncryptionOptions;
   /** Format of the files this process writes. @default 'json' */
   format?: BuiltInFormat;
+  /** Backups into a folder of their own (differential, with retention), as the `backups` option. */
+  backups?: { directory: string; keep?: number };
 }
 
 /**
@@ -68,6 +70,7 @@ export class StoreContext {
           readOnly: options.readOnly,
           format: options.format ?? 'json',
           encryption: options.encryption,
+          backups: options.backups,
           autoSave: false,
           saveOnShutdown: false,
           loadOnBoot: false,

@@ -175,19 +175,7 @@ export class BackupOrchestrator {
     return found
       .filter((b) => isBackupId(b.id))
       .sort((a, b) => (a.id < b.id ? 1 : -1))
-      .map(({ id, manifest }) => {
-        const bytes = manifest.files.reduce((sum, f) => sum + f.size, 0);
-        const time = new Date(manifest.createdAt);
-        return {
-          id,
-          time: Number.isNaN(time.getTime()) ? backupIdTime(id) : time,
-          files: manifest.files.length,
-          bytes,
-          newBytes: manifest.newBytes ?? bytes,
-          base: manifest.base ?? null,
-          store: manifest.store ?? null,
-        };
-      });
+      .map(backupInfoOf);
   }
 
   /**
@@ -243,4 +231,19 @@ export class BackupOrchestrator {
       );
     }
   }
+}
+
+/** What `listBackups()` says of one backup. */
+export function backupInfoOf({ id, manifest }: StoredBackup): BackupInfo {
+  const bytes = manifest.files.reduce((sum, f) => sum + f.size, 0);
+  const time = new Date(manifest.createdAt);
+  return {
+    id,
+    time: Number.isNaN(time.getTime()) ? backupIdTime(id) : time,
+    files: manifest.files.length,
+    bytes,
+    newBytes: manifest.newBytes ?? bytes,
+    base: manifest.base ?? null,
+    store: manifest.store ?? null,
+  };
 }

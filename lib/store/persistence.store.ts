@@ -76,6 +76,7 @@ import { OpenStore, openStores } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
 import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
 import { reviveStored } from './schema.migrator';
+import { applyCommandLineOverride } from './command-line.override';
 import { SnapshotReader } from './snapshot.reader';
 import { SnapshotWriter } from './snapshot.writer';
 
@@ -170,7 +171,7 @@ export class PersistenceStore
    * replays the journal, removes temporary files), loads, and starts auto-save.
    */
   async onModuleInit(): Promise<void> {
-    this.options = resolveOptions(this.rawOptions);
+    this.options = applyCommandLineOverride(resolveOptions(this.rawOptions));
     this.caller = new AdapterCaller(this.options.adapterTimeout);
     if (this.options.encryption) {
       this.cipher = ItemCipher.create(this.options.encryption, () => {
