@@ -794,22 +794,23 @@ export class PersistenceStore
    * the active journal gives the same files.
    */
   private drainSealed(): Promise<void> {
-    this.draining ??= (async () => {
-      try {
-        while (this.sealed.length > 0) {
-          const segment = this.sealed[0];
-          await this.storage.apply(segment.ops);
-          await this.fs.unlink(segment.path).catch((error: unknown) => {
-            if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-          });
-          await fsyncDirectory(this.fs, this.options.path);
-          this.sealed.shift();
-        }
-      } finally {
-        this.draining = undefined;
+    if (this.draining) return this.draining;
+    const run = (async () => {
+      await Promise.resolve(); // `draining` is set before the first segment starts
+      while (this.sealed.length > 0) {
+        const segment = this.sealed[0];
+        await this.storage.apply(segment.ops);
+        await this.fs.unlink(segment.path).catch((error: unknown) => {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        });
+        await fsyncDirectory(this.fs, this.options.path);
+        this.sealed.shift();
       }
-    })();
-    return this.draining;
+    })().finally(() => {
+      if (this.draining === run) this.draining = undefined;
+    });
+    this.draining = run;
+    return run;
   }
 
   /**
