@@ -112,6 +112,11 @@ export class PersistenceStore
   /** The built-in adapters: their managers check every value when they accept it. */
   private readonly trustedAdapters = new Set<PersistenceAdapter>();
   private readonly index: CommittedIndex = new Map();
+  /**
+   * Adapters reporting their changes whose index is in step with them (see `WriterChecks.inSync`);
+   * emptied whenever the index changes under the adapters, so the next save compares every item.
+   */
+  private readonly inSync = new Map<string, number>();
   private readonly failures = new FailureMemo();
   private caller = new AdapterCaller(DEFAULT_OPTIONS.adapterTimeout);
   /** Operations committed in the active journal, not yet checkpointed. */
@@ -350,6 +355,7 @@ export class PersistenceStore
           if (ops.length > 0) await this.journal.append(ops);
           this.pending.push(...ops);
           for (const entries of this.index.values()) entries.clear();
+          this.inSync.clear();
           await this.applyJournal();
         });
       })
@@ -528,6 +534,7 @@ export class PersistenceStore
           moved.push(to);
         }
         entries.delete(stem);
+        this.inSync.delete(adapter); // the item in memory (if any) is saved at the next save
         this.failures.clear(adapter, stem);
         return moved;
       })
@@ -591,6 +598,7 @@ export class PersistenceStore
     this.assertOpen('change the format');
     const resolved = resolveOptions({ ...this.rawOptions, format, adapters: [] }).format;
     this.setCodec(createSerializer(resolved));
+    this.inSync.clear(); // every file is rewritten in the new format
   }
 
   /** The serializer used for the next save. */
@@ -909,7 +917,7 @@ export class PersistenceStore
       (error) => this.fail(error, operation),
       this.caller,
       this.failures,
-      { trusted: this.trustedAdapters, findProblem },
+      { trusted: this.trustedAdapters, findProblem, inSync: this.inSync },
     );
     let result;
     try {
@@ -963,6 +971,7 @@ export class PersistenceStore
     await this.draining?.catch(() => undefined);
     this.sealed = [];
     for (const entries of this.index.values()) entries.clear(); // everything is written again
+    this.inSync.clear();
     this.folderRemoved = false;
     this.logger.warn(`Recreated the store folder ${this.options.path}; saving the whole state.`);
   }
@@ -992,6 +1001,7 @@ export class PersistenceStore
           records = [...overlay, ...this.uncheckpointed()];
         }
       }
+      this.inSync.clear(); // the index is rebuilt from the files
       const meta = await reader.load(this.adapterList, this.codec, this.index, records);
       this.notifier.loaded(meta);
       return meta;
