@@ -123,12 +123,25 @@ export class SnapshotWriter {
         this.report(error as PersistenceError);
       }
     }
+    await beforeWrite();
+    for (const taken of [...snapshots]) {
+      if (taken.deleted !== undefined && !this.checks.inSync.has(taken.adapter.name)) {
+        // The index changed under the adapter (a recreated folder): compare every item.
+        try {
+          taken.items = await this.caller.snapshot(taken.adapter, operation);
+          taken.deleted = undefined;
+        } catch (error) {
+          failedAdapters++;
+          snapshots.splice(snapshots.indexOf(taken), 1);
+          this.report(error as PersistenceError);
+        }
+      }
+    }
     if (failedAdapters === 0 && snapshots.every(isEmpty)) {
-      // Nothing changed: nothing to compare, nothing to write, no I/O at all.
+      // Nothing changed: nothing to compare, nothing to write.
       this.committed(snapshots, operation);
       return { meta: this.unchanged(snapshots, codec, timestamp, started), ops: [] };
     }
-    await beforeWrite();
     const meta: SaveMetadata = {
       path: this.root,
       format: codec.serializer.format,
