@@ -11,7 +11,7 @@ import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { join, resolve } from 'node:path';
-import { Observable } from 'rxjs';
+import { merge, Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
 import { SessionAdapter } from '../adapters/session/session.adapter';
@@ -295,12 +295,17 @@ export class PersistenceStore
   saveAll(): Promise<SaveMetadata> {
     const refused = this.refuse<SaveMetadata>('save', true);
     if (refused) return refused;
+    return this.requestSave('save');
+  }
+
+  /** A save after those queued, shared with a save already waiting to start. */
+  private requestSave(operation: PersistenceOperation): Promise<SaveMetadata> {
     if (this.queuedSave) {
       return this.queuedSave;
     }
     const save = this.queue.run(async () => {
       if (this.queuedSave === save) this.queuedSave = undefined;
-      return this.runSave('save');
+      return this.runSave(operation);
     });
     this.queuedSave = save;
     return save;
@@ -554,26 +559,32 @@ export class PersistenceStore
         messages.schedulerMissing(),
       );
     }
+    // Items that could not be saved were reported; the rest was committed: not a failure of the
+    // store, so auto-save keeps its schedule.
+    const incompleteIsDone = (error: unknown): undefined => {
+      if (error instanceof PersistenceError && error.code === PersistenceErrorCode.SaveIncomplete) {
+        return undefined;
+      }
+      throw error;
+    };
     this.autoSave ??= new AutoSaveScheduler(
       this.schedulerRegistry,
       () => this.queue.busy,
-      () =>
-        this.queue.run(() =>
-          this.runSave('auto-save').catch((error: unknown) => {
-            // Items that could not be saved were reported; the rest was committed: not a failure
-            // of the store, so auto-save keeps its schedule.
-            if (
-              error instanceof PersistenceError &&
-              error.code === PersistenceErrorCode.SaveIncomplete
-            ) {
-              return undefined;
-            }
-            throw error;
-          }),
-        ),
+      () => this.queue.run(() => this.runSave('auto-save').catch(incompleteIsDone)),
       this.options.autoSave === false ? 8 : this.options.autoSave.maxBackoffTicks,
+      () =>
+        this.state === 'ready'
+          ? this.requestSave('auto-save').catch(incompleteIsDone)
+          : Promise.resolve(),
     );
     this.autoSave.start(intervalMs);
+    const debounce = this.options.autoSave === false ? false : this.options.autoSave.debounce;
+    if (debounce !== false) {
+      const streams = this.adapterList.flatMap((adapter) =>
+        adapter.changes$ ? [adapter.changes$] : [],
+      );
+      this.autoSave.startDebounce(debounce, merge(...streams));
+    }
   }
 
   /** Stops auto-save; a save in flight finishes. */
