@@ -156,8 +156,10 @@ export interface PersistenceModuleOptions {
    */
   readOnly?: boolean;
   /**
-   * Journal size, in bytes, past which committed saves are written into the item files (the
-   * checkpoint). Smaller means more frequent checkpoints; larger means more replay after a crash.
+   * Journal size, in bytes, past which the journal is sealed (renamed to `.journal.<n>`, a new one
+   * takes the next saves at once) and its saves are written into the item files in the background
+   * (the checkpoint); saves never wait for it. Smaller means more frequent checkpoints; larger means
+   * more replay after a crash. `0`: after every save that wrote something.
    * @default 8388608 (8 MiB)
    */
   checkpointBytes?: number;

@@ -97,9 +97,10 @@ function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
  * The public API: save, load, clear, back up and restore the state of every adapter, and watch it
  * happen. One operation runs at a time; `saveAll()` calls that arrive during a save share one more.
  *
- * A save commits by appending one record to the journal (one fsync); the item files are brought up
- * to date by a checkpoint when the journal grows past `checkpointBytes`, before a load, a backup or
- * a restore, at shutdown, and at the next start after a crash.
+ * A save commits by appending one record to the journal (one fsync). Past `checkpointBytes` the
+ * journal is sealed and its records are written into the item files in the background, while the
+ * next saves commit into a new journal; the rest is checkpointed before a load, a backup or a
+ * restore, at shutdown, and at the next start after a crash.
  */
 @Injectable()
 export class PersistenceStore
@@ -754,7 +755,8 @@ export class PersistenceStore
       const contents = await readSealedSegment(this.fs, segment.path, this.options.fileMode);
       if (contents.damage)
         this.reportJournalDamage('init', contents.records.length, contents.damage);
-      this.sealed.push({ path: segment.path, ops: contents.records.flat(), bytes: 0 });
+      const { size } = await this.fs.lstat(segment.path);
+      this.sealed.push({ path: segment.path, ops: contents.records.flat(), bytes: size });
       this.nextSegment = segment.n + 1;
       saves += contents.records.length;
     }
@@ -838,7 +840,7 @@ export class PersistenceStore
    * failure is reported; the commits stay in the journal and the next checkpoint writes them.
    */
   private async rotateJournal(): Promise<void> {
-    if (this.journal.size < this.options.checkpointBytes) return;
+    if (this.journal.size === 0 || this.journal.size < this.options.checkpointBytes) return;
     const path = sealedSegmentPath(this.journal.path, this.nextSegment);
     const bytes = this.journal.size;
     try {
