@@ -66,6 +66,31 @@ describe('journal rotation: saves never wait for a checkpoint', () => {
     expect(app.get(SessionManager).list()).toHaveLength(50);
   });
 
+  it('a read-only store reads the sealed segments, then the active journal', async () => {
+    const gated = gatedFs();
+    app = await createApp({ path: dir, checkpointBytes: 1 }, { fileSystem: gated.fs });
+    const sessions = app.get(SessionManager);
+    sessions.create({ id: 'a' });
+    sessions.create({ id: 'b' });
+    await app.get(PersistenceStore).saveAll(); // sealed as .journal.1, its checkpoint held
+    sessions.update('a', { status: 'second' });
+    sessions.delete('b');
+    await app.get(PersistenceStore).saveAll(); // sealed as .journal.2
+    expect(await journalFiles()).toEqual(['.journal', '.journal.1', '.journal.2']);
+    const reader = await createApp({ path: dir, readOnly: true });
+    try {
+      expect(
+        reader
+          .get(SessionManager)
+          .list()
+          .map((s) => [s.id, s.status]),
+      ).toEqual([['a', 'second']]);
+    } finally {
+      await reader.close();
+    }
+    gated.release();
+  });
+
   it('loadAll() waits for the background checkpoint, and loads what it wrote', async () => {
     const gated = gatedFs();
     app = await createApp({ path: dir, checkpointBytes: 1 }, { fileSystem: gated.fs });
