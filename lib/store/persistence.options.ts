@@ -85,7 +85,11 @@ export function resolveOptions(
   if (given.autoSave !== false) {
     const auto = given.autoSave ?? DEFAULT_OPTIONS.autoSave;
     if (typeof auto !== 'object' || auto === null) {
-      fail('autoSave', auto, 'Use { interval: milliseconds, debounce?: milliseconds } or false.');
+      fail(
+        'autoSave',
+        auto,
+        'Use { interval: milliseconds } or false (optionally with debounce: milliseconds).',
+      );
     }
     const interval = auto.interval ?? DEFAULT_OPTIONS.autoSave.interval;
     assertInterval('autoSave.interval', interval);
