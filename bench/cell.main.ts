@@ -4,13 +4,14 @@
  * the sequence an application lives through, verifies a fresh process reads back exactly what was
  * saved, and reports a CellResult.
  *
- * The sequence: full save into an empty store; the 1% save right after it (for ours the journal is
- * then past checkpointBytes, so this save waits behind the checkpoint); steady 1% saves back to back
- * (checkpoints run among them); a save with nothing changed; backup(); cold load in a fresh process.
+ * The sequence: full save into an empty store; the 1% save right after it (for ours the full save's
+ * journal is past checkpointBytes, so it was sealed and its checkpoint runs in the background while
+ * this save commits); steady 1% saves back to back (checkpoints run among them); a save with nothing
+ * changed; backup(); cold load in a fresh process.
  */
 import 'reflect-metadata';
 import { INestApplicationContext } from '@nestjs/common';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PersistenceStore, SaveMetadata } from '../lib';
 import { Backend } from './backend.interface';
@@ -30,11 +31,12 @@ import { CollectionName, TIERS, Workload } from './workload';
 const STEADY_BUDGET_MS = 30_000;
 const MIN_STEADY = 5;
 
-/** The library's default, which the store under test keeps. */
-const CHECKPOINT_BYTES = 8 * 1024 * 1024;
-
 /** The save operations of one backend. */
 interface Saver {
+  /** Ours: the journal's state, read before and after each measured save (outside the probe). */
+  state?(): Promise<Record<string, number>>;
+  /** Ours: waits until no checkpoint runs (not measured). */
+  settle?(): Promise<void>;
   full(): Promise<Record<string, number | boolean>>;
   changed(keys: Array<[CollectionName, string]>): Promise<Record<string, number | boolean>>;
   backup(destination: string): Promise<void>;
@@ -49,16 +51,17 @@ function oursSaver(app: INestApplicationContext, dir: string): Saver {
   const store = app.get(PersistenceStore);
   const journal = join(dir, '.journal');
   const save = async (): Promise<Record<string, number | boolean>> => {
-    const journalBefore = await fileSize(journal);
     const meta: SaveMetadata = await store.saveAll();
-    return {
-      journalBefore,
-      journalAfter: await fileSize(journal),
-      metaSize: meta.size,
-      changedItems: meta.changed,
-    };
+    return { metaSize: meta.size, changedItems: meta.changed };
   };
   return {
+    // `.journal` is the active segment; `.journal.<n>` are sealed ones, each in (or waiting for)
+    // the background checkpoint.
+    state: async () => ({
+      journal: await fileSize(journal),
+      sealed: (await readdir(dir)).filter((name) => /^\.journal\.\d+$/.test(name)).length,
+    }),
+    settle: () => store.checkpoint(),
     full: save,
     changed: save,
     backup: async (destination) => {
@@ -89,10 +92,24 @@ function comparatorSaver(
   };
 }
 
-/** Runs one save inside the probe; the journal sizes are read outside the measured window. */
-async function measured(work: () => Promise<Record<string, number | boolean>>): Promise<Op> {
+/** Runs one save inside the probe; the journal's state is read outside the measured window. */
+async function measured(
+  saver: Saver,
+  work: () => Promise<Record<string, number | boolean>>,
+): Promise<Op> {
+  const before = (await saver.state?.()) ?? {};
   const { figures, result } = await probe(work);
-  return { ...figures, extra: result };
+  const after = (await saver.state?.()) ?? {};
+  const extra: Record<string, number | boolean> = { ...result };
+  if (saver.state) {
+    extra.journalBefore = before.journal;
+    extra.journalAfter = after.journal;
+    // A sealed segment at the start: the save committed while a background checkpoint ran.
+    extra.duringCheckpoint = before.sealed > 0;
+    // A save that wrote something and left the active journal empty sealed it.
+    extra.sealedJournal = Number(result.metaSize) > 0 && after.journal === 0;
+  }
+  return { ...figures, extra };
 }
 
 async function main(): Promise<void> {
@@ -116,37 +133,33 @@ async function main(): Promise<void> {
   const items = workload.all().length;
   progress(spec, 'full save');
 
-  const fullSave = await measured(() => saver.full());
+  const fullSave = await measured(saver, () => saver.full());
   const firstChange = workload.changeOnePercent(0);
-  const afterFullSave = await measured(() => saver.changed(firstChange));
-  if (ours) {
-    afterFullSave.extra!.waitedBehindCheckpoint =
-      Number(afterFullSave.extra!.journalBefore) >= CHECKPOINT_BYTES;
-  }
+  const afterFullSave = await measured(saver, () => saver.changed(firstChange));
 
   progress(spec, `${tier.steadySaves} steady 1% saves`);
   const steady: OpFigures[] = [];
   let checkpoints = 0;
-  let lastJournal = Number(afterFullSave.extra?.journalAfter ?? 0);
+  const duringCheckpoint: OpFigures[] = [];
   const steadyStarted = performance.now();
   for (let round = 1; round <= tier.steadySaves; round++) {
     if (round > MIN_STEADY && performance.now() - steadyStarted > STEADY_BUDGET_MS) break;
     const keys = workload.changeOnePercent(round);
-    const op = await measured(() => saver.changed(keys));
+    const op = await measured(saver, () => saver.changed(keys));
     steady.push(op);
-    if (ours) {
-      const before = Number(op.extra!.journalBefore);
-      const after = Number(op.extra!.journalAfter);
-      if (before < lastJournal) checkpoints++;
-      if (after < before) checkpoints++;
-      lastJournal = after;
-    }
+    if (op.extra?.sealedJournal === true) checkpoints++;
+    if (op.extra?.duringCheckpoint === true) duringCheckpoint.push(op);
   }
 
-  const noChangeSave = await measured(() => saver.changed([]));
+  const noChangeSave = await measured(saver, () => saver.changed([]));
   if (ours) {
     noChangeSave.extra!.journalGrowth =
       Number(noChangeSave.extra!.journalAfter) - Number(noChangeSave.extra!.journalBefore);
+    // The same save once no checkpoint runs: the save's own cost, without the background work.
+    await saver.settle?.();
+    const idle = await measured(saver, () => saver.changed([]));
+    noChangeSave.extra!.idleMs = idle.ms;
+    noChangeSave.extra!.idleWritten = idle.written ?? -1;
   }
 
   progress(spec, 'backup');
@@ -169,14 +182,29 @@ async function main(): Promise<void> {
     backend: spec.backend,
     format: spec.format,
     description: ours
-      ? `nestjs-persistence, format ${spec.format}: PersistenceStore.saveAll() (one journal record, one fsync; checkpoint past 8 MiB), loadAll() in a fresh Nest app`
+      ? `nestjs-persistence, format ${spec.format}: PersistenceStore.saveAll() (one journal record, one fsync; past 8 MiB the journal is sealed and checkpointed in the background), loadAll() in a fresh Nest app`
       : backend!.description,
     items,
     fullSave,
     afterFullSave,
     steady: {
       ...summarize(steady),
-      ...(ours ? { extra: { checkpoints, saves: steady.length } } : {}),
+      ...(ours
+        ? {
+            extra: {
+              checkpoints,
+              saves: steady.length,
+              ...(duringCheckpoint.length > 0
+                ? (({ count, p50, p95, max }) => ({
+                    duringCount: count,
+                    duringP50: p50.ms,
+                    duringP95: p95.ms,
+                    duringMax: max.ms,
+                  }))(summarize(duringCheckpoint))
+                : { duringCount: 0 }),
+            },
+          }
+        : {}),
     },
     noChangeSave,
     backup,

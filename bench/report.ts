@@ -64,6 +64,14 @@ export function tierTable(cells: CellResult[]): string {
   return lines.join('\n');
 }
 
+/** The steady saves' checkpoints, and the saves that committed while one ran. */
+function steadyNote(cell: CellResult): string {
+  const extra = cell.steady.extra ?? {};
+  const sealed = `${extra.checkpoints ?? 0} journal segment(s) sealed and checkpointed in the background during the steady saves`;
+  if (!extra.duringCount) return sealed;
+  return `${sealed}; the ${extra.duringCount} saves that committed while a checkpoint ran: p50/p95/max ${ms(extra.duringP50)} / ${ms(extra.duringP95)} / ${ms(extra.duringMax)} ms`;
+}
+
 /** What the table cannot show: checkpoints, journal sizes, what each row is. */
 export function tierNotes(cells: CellResult[]): string {
   const notes: string[] = [];
@@ -78,9 +86,12 @@ export function tierNotes(cells: CellResult[]): string {
     const none = cell.noChangeSave.extra ?? {};
     notes.push(
       `${cell.label}: full save committed ${bytes(Number(cell.fullSave.extra?.metaSize))} (journal ${bytes(Number(cell.fullSave.extra?.journalAfter))}); ` +
-        `the 1% save right after it ${after.waitedBehindCheckpoint ? 'waited behind the checkpoint (journal past checkpointBytes = 8 MiB)' : 'found no checkpoint to wait for (journal under 8 MiB)'}; ` +
-        `${cell.steady.extra?.checkpoints ?? 0} checkpoint(s) ran during the steady saves; ` +
-        `nothing-changed save: SaveMetadata.size ${Number(none.metaSize)} B, journal grew ${Number(none.journalGrowth)} B; ` +
+        `the 1% save right after it ${after.duringCheckpoint ? 'committed while the full save’s sealed journal was checkpointed in the background' : 'committed with no checkpoint running'}; ` +
+        `${steadyNote(cell)}; ` +
+        `nothing-changed save: SaveMetadata.size ${Number(none.metaSize)} B, journal grew ${Number(none.journalGrowth)} B` +
+        (none.idleMs === undefined
+          ? '; '
+          : `, ${ms(Number(none.idleMs))} ms and ${bytes(Number(none.idleWritten))} written once no checkpoint runs; `) +
         `close (final checkpoint) ${ms(Number(cell.coldLoad.extra?.closeMs))} ms; Nest boot in the fresh process ${ms(Number(cell.coldLoad.extra?.bootMs))} ms.`,
     );
   }

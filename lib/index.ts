@@ -9,6 +9,7 @@ export { PersistenceEvents } from './events/persistence-events.enum';
 export * from './interfaces';
 export {
   PERSISTENCE_ADAPTERS,
+  PERSISTENCE_AUTO_SAVE_DEBOUNCE,
   PERSISTENCE_AUTO_SAVE_INTERVAL,
   PERSISTENCE_BACKUP_CRON,
   QUARANTINE_DIR,

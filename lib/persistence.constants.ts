@@ -1,6 +1,9 @@
 /** Name of the auto-save interval in `SchedulerRegistry`. */
 export const PERSISTENCE_AUTO_SAVE_INTERVAL = 'nestjs-persistence:auto-save';
 
+/** Name of the auto-save timeout (`autoSave.debounce`: a save soon after a change) in `SchedulerRegistry`. */
+export const PERSISTENCE_AUTO_SAVE_DEBOUNCE = 'nestjs-persistence:auto-save-debounce';
+
 /** Folder under the store path where unreadable files are moved, never deleted. */
 export const QUARANTINE_DIR = '.quarantine';
 

@@ -8,6 +8,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
+import { GatedFileSystem } from './fixtures/gated-fs';
 import { SimulatedFileSystem } from './fixtures/simulated-fs';
 import { dumpState, saveToFiles } from './fixtures/state';
 import { prng } from './fixtures/prng';
@@ -193,6 +194,60 @@ describe('crash points (simulated disk, every call, two models)', () => {
       ]),
     );
     expect(report.save.points).toBeGreaterThan(50);
+  }, 120_000);
+
+  it('a save that seals the journal, then a save committed while the sealed segment is checkpointed', async () => {
+    const { fs, a } = await storeWithA();
+    // checkpointBytes: 1 — every save seals its journal; the second one is sealed too while the
+    // first segment may still be in its background checkpoint (two sealed segments at once).
+    // The background checkpoint writes one item file, then is held until the second save commits.
+    const gated = new GatedFileSystem(fs, (path) => /^\/srv\/store\/\w+\//.test(path), 1);
+    const { app, carts } = await open(gated.fs as SimulatedFileSystem, { checkpointBytes: 1 });
+    const store = app.get(PersistenceStore);
+    mutate(app, carts);
+    const b1 = fingerprint(app, carts);
+    fs.record();
+    await store.saveAll(); // commits into .journal, renames it to .journal.1, checkpoints it in the background
+    app.get(SessionManager).update('s2', { status: 'paused' });
+    carts.set('cart2', { items: ['item-2', 'b2'] });
+    const b2 = fingerprint(app, carts);
+    await store.saveAll(); // commits into the new .journal without waiting for that checkpoint
+    expect(gated.held).toBeGreaterThan(0); // the checkpoint of .journal.1 is still running
+    gated.release();
+    await store.checkpoint();
+    fs.stopRecording();
+    await app.close();
+    const calls = fs.recordedCalls;
+    const sealed = calls.findIndex((call) => call.startsWith('rename(/srv/store/.journal,'));
+    const firstItemWrite = calls.findIndex(
+      (call, i) => i > sealed && /^rename\(\/srv\/store\/\w+\/\./.test(call),
+    );
+    const segmentRemoved = calls.findIndex((call) =>
+      call.startsWith('unlink(/srv/store/.journal.1'),
+    );
+    const secondCommit = calls.findIndex(
+      (call, i) => i > sealed && call === 'fsync(/srv/store/.journal)',
+    );
+    expect(sealed).toBeGreaterThan(0);
+    // The second save committed after the background checkpoint had started, before it ended.
+    expect(firstItemWrite).toBeGreaterThan(sealed);
+    expect(secondCommit).toBeGreaterThan(firstItemWrite);
+    expect(secondCommit).toBeLessThan(segmentRemoved);
+    report.rotation = await checkEveryCrashPoint(
+      fs,
+      new Map([
+        [a, 'A'],
+        [b1, 'B1'],
+        [b2, 'B2'],
+      ]),
+      async (crashed) => {
+        // Recovery replayed every sealed segment and removed it.
+        const left = (await crashed.readdir(PATH)).filter((e) => /^\.journal\.\d+$/.test(e.name));
+        expect(left).toEqual([]);
+      },
+      {},
+      1,
+    );
   }, 120_000);
 
   it('first start on an empty disk, first save, first checkpoint', async () => {

@@ -49,6 +49,7 @@ describe('public API', () => {
         'MemoryManager',
         'NodeFileSystem',
         'PERSISTENCE_ADAPTERS',
+        'PERSISTENCE_AUTO_SAVE_DEBOUNCE',
         'PERSISTENCE_AUTO_SAVE_INTERVAL',
         'PERSISTENCE_BACKUP_CRON',
         'PERSISTENCE_MODULE_OPTIONS',

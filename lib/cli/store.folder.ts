@@ -6,9 +6,8 @@ import { ADAPTER_NAME } from '../store/adapter.resolver';
 import { errorCode, PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage, ItemFile } from '../storage/file-system.storage';
 import { listDirectory } from '../storage/fs.util';
-import { decodeRecords, JournalOp } from '../storage/journal';
+import { JournalOp, readAllSegments } from '../storage/journal';
 import { NodeFileSystem } from '../storage/node-file-system';
-import { readRegularFile } from '../storage/safe-read';
 import { isAlive, LockOwner, StoreLock } from '../storage/store.lock';
 import { CliError } from './cli.error';
 import { noStore } from './cli.messages';
@@ -117,15 +116,12 @@ export class StoreFolder {
   }
 
   async journal(): Promise<JournalState> {
-    let data: Buffer;
-    try {
-      data = await readRegularFile(this.fs, join(this.root, JOURNAL_FILE), Number.MAX_SAFE_INTEGER);
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return { records: [], bytes: 0, tornBytes: 0 };
-      throw error;
-    }
-    const { records, validLength } = decodeRecords(data);
-    return { records, bytes: validLength, tornBytes: data.length - validLength };
+    // Sealed segments (not yet checkpointed) first, then the active journal.
+    const { records, bytes, tornBytes } = await readAllSegments(
+      this.fs,
+      join(this.root, JOURNAL_FILE),
+    );
+    return { records, bytes, tornBytes };
   }
 
   async quarantined(): Promise<QuarantinedFile[]> {

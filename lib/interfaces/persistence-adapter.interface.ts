@@ -1,4 +1,5 @@
 import { Type } from '@nestjs/common';
+import type { Observable } from 'rxjs';
 
 /**
  * Connects one piece of in-memory state to the store. The three built-in managers use it, and so can
@@ -72,6 +73,33 @@ export interface PersistenceAdapter<T = unknown> {
    */
   snapshot(): ReadonlyMap<string, T> | Promise<ReadonlyMap<string, T>>;
   /**
+   * Optional: the items changed and deleted since the changes last handed to `committed()`, so a
+   * save costs what changed instead of what exists. With it, a save calls `changes()` (before
+   * `snapshot()`), and once the store's index is in step with the adapter (after the first save that
+   * follows a start, a load, a clear or a restore, which still compares every item of `snapshot()`)
+   * it looks at these items only: a save where nothing changed takes no snapshot and writes nothing.
+   * Report every change: one that is missing is not saved until the item changes again (or the next
+   * load). The built-in managers implement it. Without it, every save takes `snapshot()` and
+   * compares each item with what was saved last.
+   *
+   * `changed` holds each changed item's value as it is now (taken in this call, so every value is
+   * of the same moment); `deleted` the ids removed. An id changed, then deleted, is only in
+   * `deleted`. Synchronous, like `revive()`.
+   */
+  changes?(): PersistenceChanges<T>;
+  /**
+   * Optional, with `changes()`: called with the `token` of a `changes()` result once the save that
+   * included those changes is durable (its journal record fsynced). Forget the changes reported in
+   * that call, but not those made since. Never called for a save that failed, so a failed save
+   * loses no change.
+   */
+  committed?(token: unknown): void;
+  /**
+   * Optional: a notice for every change, as it happens (the built-in managers' `changes$`). With
+   * `autoSave.debounce`, the store subscribes to it and saves that many milliseconds after a change.
+   */
+  readonly changes$?: Observable<PersistenceChange>;
+  /**
    * Optional: turn one item as parsed from JSON (dates are ISO strings) back into a `T`, throwing when
    * it is not a valid `T`. A file whose item throws here is quarantined like a corrupt file, and the
    * other items load. Without it, `restore()` receives the parsed JSON as it is.
@@ -84,6 +112,26 @@ export interface PersistenceAdapter<T = unknown> {
    * saved files with a backup's, then loads them through this method).
    */
   restore(items: ReadonlyMap<string, T>): void | Promise<void>;
+}
+
+/** What {@link PersistenceAdapter.changes} reports. */
+export interface PersistenceChanges<T = unknown> {
+  /** Items created or changed since the last committed changes, by id, as they are now. */
+  readonly changed: ReadonlyMap<string, T>;
+  /** Ids of the items deleted since the last committed changes. */
+  readonly deleted: Iterable<string>;
+  /** Handed back to `committed()` once these changes are durable. */
+  readonly token: unknown;
+}
+
+/** One change notice of `changes$`. */
+export interface PersistenceChange {
+  /** The adapter (collection) name: `sessions`, `conversations`, `focus`, or yours. */
+  readonly adapter: string;
+  /** The item's id. */
+  readonly id: string;
+  /** `changed`: created or changed; `deleted`: removed. */
+  readonly kind: 'changed' | 'deleted';
 }
 
 /**

@@ -8,7 +8,17 @@ export interface AutoSaveOptions {
    * Milliseconds between two saves. A tick that comes while a save still runs is skipped.
    * @default 300000 (five minutes)
    */
-  interval: number;
+  interval?: number;
+  /**
+   * Save soon after a change: the first change after a save (a notice on an adapter's `changes$`:
+   * the built-in managers', and yours if your adapter has one) schedules a save this many
+   * milliseconds later; the changes made meanwhile go into the same save. Saves never overlap (a
+   * change during a save schedules the next one). After failed saves the delay doubles, up to
+   * `interval`. The window of loss after a crash is then about `debounce`, not `interval`; the
+   * interval still runs (for adapters without `changes$`). `false`: no save on change.
+   * @default false
+   */
+  debounce?: number | false;
   /**
    * After consecutive failed saves, skip 0, 1, 3, 7, … ticks (up to this many) before trying again, so
    * a full disk is not hammered. A successful save resets it.
@@ -146,8 +156,10 @@ export interface PersistenceModuleOptions {
    */
   readOnly?: boolean;
   /**
-   * Journal size, in bytes, past which committed saves are written into the item files (the
-   * checkpoint). Smaller means more frequent checkpoints; larger means more replay after a crash.
+   * Journal size, in bytes, past which the journal is sealed (renamed to `.journal.<n>`, a new one
+   * takes the next saves at once) and its saves are written into the item files in the background
+   * (the checkpoint); saves never wait for it. Smaller means more frequent checkpoints; larger means
+   * more replay after a crash. `0`: after every save that wrote something.
    * @default 8388608 (8 MiB)
    */
   checkpointBytes?: number;

@@ -22,9 +22,9 @@ export interface PersistenceStatus {
   errorSinceLastSave: boolean;
   /** Committed saves not yet written into the item files by a checkpoint. */
   journal: {
-    /** Size of the journal file. */
+    /** Size of the journal: the active file and the sealed segments not yet checkpointed. */
     bytes: number;
-    /** Item writes and removals waiting in it. */
+    /** Item writes and removals waiting in them. */
     pendingItems: number;
   };
   /** Space of the file system holding the store; `null` when it could not be measured. */

@@ -12,6 +12,7 @@ import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { FileSystemStorage, parseItemFileName } from './file-system.storage';
 import { ensureDirectory, exists, fsyncDirectory, listDirectory, removeTree } from './fs.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
+import { sealedSegmentNumber } from './journal';
 import { LOCK_FILE } from './store.lock';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
@@ -231,7 +232,10 @@ export async function readBackup(
     }
     if (entry.name === QUARANTINE_DIR && entry.type === 'directory') continue;
     if (entry.name === LOCK_FILE && entry.type === 'file') continue;
-    if (entry.name === JOURNAL_FILE && entry.type === 'file') {
+    if (
+      entry.type === 'file' &&
+      (entry.name === JOURNAL_FILE || sealedSegmentNumber(JOURNAL_FILE, entry.name) !== undefined)
+    ) {
       if ((await fs.lstat(join(source, entry.name))).size > 0) {
         throw new BackupProblem(
           `it holds a journal with saves not yet written into the item files; call checkpoint() (or stop the application) before copying a store folder, or use backup()`,

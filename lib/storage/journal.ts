@@ -3,10 +3,15 @@ import { basename, dirname, join } from 'node:path';
 import { atomicWrite } from './atomic-write';
 import { yieldToEventLoop } from './event-loop.util';
 import { errorCode, PersistenceFile, PersistenceFileSystem } from './file-system.interface';
+import { fsyncDirectory } from './fs.util';
+import { readRegularFile } from './safe-read';
 
 /*
  * The write-ahead journal, `<path>/.journal`. A save appends one record and fsyncs the journal once:
- * that is the commit. Record layout (integers little-endian):
+ * that is the commit. When it grows past `checkpointBytes` it is sealed: renamed to `.journal.<n>`
+ * (n = 1, 2, …; see {@link sealedSegmentPath}) and a new, empty `.journal` takes the next commits,
+ * while the sealed segment is written into the item files in the background. Recovery replays the
+ * sealed segments in ascending n, then the active one. Record layout (integers little-endian):
  *
  *   offset  size  field
  *   0       4     magic "NPJ" + version 0x01
@@ -259,6 +264,126 @@ function parsePayload(payload: Buffer): JournalOp[] | undefined {
   }
 }
 
+/** The path of the sealed segment number `n` of the journal at `activePath`: `<activePath>.<n>`. */
+export function sealedSegmentPath(activePath: string, n: number): string {
+  return `${activePath}.${n}`;
+}
+
+/** The number of a sealed segment's file name, or undefined when `name` is not one. */
+export function sealedSegmentNumber(activePath: string, name: string): number | undefined {
+  const prefix = `${basename(activePath)}.`;
+  if (!name.startsWith(prefix)) return undefined;
+  const digits = name.slice(prefix.length);
+  if (!/^[1-9][0-9]{0,14}$/.test(digits)) return undefined;
+  return Number(digits);
+}
+
+/** A sealed segment on disk. */
+export interface SealedSegment {
+  n: number;
+  path: string;
+}
+
+/** The sealed segments beside the journal at `activePath`, oldest (lowest n) first. */
+export async function listSealedSegments(
+  fs: PersistenceFileSystem,
+  activePath: string,
+): Promise<SealedSegment[]> {
+  let entries;
+  try {
+    entries = await fs.readdir(dirname(activePath));
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return [];
+    throw error;
+  }
+  const found: SealedSegment[] = [];
+  for (const entry of entries) {
+    const n = entry.type === 'file' ? sealedSegmentNumber(activePath, entry.name) : undefined;
+    if (n !== undefined) found.push({ n, path: join(dirname(activePath), entry.name) });
+  }
+  return found.sort((a, b) => a.n - b.n);
+}
+
+/**
+ * Reads a sealed segment (never changed: it is removed whole once checkpointed). A torn tail is
+ * ignored; damage in the middle is copied aside as for the active journal.
+ */
+export async function readSealedSegment(
+  fs: PersistenceFileSystem,
+  path: string,
+  fileMode: number,
+): Promise<JournalContents> {
+  const bytes = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
+  const { records, validLength, damaged } = decodeRecords(bytes);
+  let damage: JournalDamage | undefined;
+  if (damaged.length > 0) {
+    damage = {
+      copyPath: await copyAside(fs, path, bytes, fileMode),
+      regions: damaged,
+      unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
+    };
+  }
+  return { records, tornTailBytes: bytes.length - validLength, damage };
+}
+
+/**
+ * Every complete record of the sealed segments (in order) then of the active journal, read without
+ * changing anything (read-only stores, the CLI). `bytes`: valid bytes; `tornBytes`: torn tails.
+ */
+export async function readAllSegments(
+  fs: PersistenceFileSystem,
+  activePath: string,
+): Promise<{ records: JournalOp[][]; bytes: number; tornBytes: number; damaged: DamagedRegion[] }> {
+  const paths = [...(await listSealedSegments(fs, activePath)).map((s) => s.path), activePath];
+  const all = {
+    records: [] as JournalOp[][],
+    bytes: 0,
+    tornBytes: 0,
+    damaged: [] as DamagedRegion[],
+  };
+  for (const path of paths) {
+    let data: Buffer;
+    try {
+      data = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') continue;
+      throw error;
+    }
+    const { records, validLength, damaged } = decodeRecords(data);
+    all.records.push(...records);
+    all.bytes += validLength;
+    all.tornBytes += data.length - validLength;
+    all.damaged.push(...damaged);
+  }
+  return all;
+}
+
+/** Writes `bytes` to a new `<journal>.damaged-<time>-<random>` beside it, never over a file. */
+async function copyAside(
+  fs: PersistenceFileSystem,
+  journalPath: string,
+  bytes: Buffer,
+  fileMode: number,
+): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  for (;;) {
+    const target = join(
+      dirname(journalPath),
+      `${basename(journalPath)}${DAMAGED_COPY_INFIX}${stamp}-${randomBytes(4).toString('hex')}`,
+    );
+    const taken = await fs.lstat(target).then(
+      () => true,
+      (error: unknown) => {
+        if (errorCode(error) === 'ENOENT') return false;
+        throw error;
+      },
+    );
+    if (taken) continue;
+    await atomicWrite(fs, target, bytes, { mode: fileMode });
+    return target;
+  }
+}
+
 /** Between the journal's name and the time in the name of a damaged journal's copy. */
 export const DAMAGED_COPY_INFIX = '.damaged-';
 
@@ -286,6 +411,8 @@ export interface JournalContents {
 export class Journal {
   private handle?: PersistenceFile;
   private length = 0;
+  /** False after a rotation until the new journal's name is fsynced into the folder. */
+  private created = true;
 
   constructor(
     private readonly fs: PersistenceFileSystem,
@@ -319,7 +446,7 @@ export class Journal {
     let damage: JournalDamage | undefined;
     if (damaged.length > 0) {
       damage = {
-        copyPath: await this.copyAside(bytes),
+        copyPath: await copyAside(this.fs, this.path, bytes, this.fileMode),
         regions: damaged,
         unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
       };
@@ -332,27 +459,6 @@ export class Journal {
     return { records, tornTailBytes: size - validLength, damage };
   }
 
-  /** Writes `bytes` to a new `.journal.damaged-<time>-<random>` beside the journal. */
-  private async copyAside(bytes: Buffer): Promise<string> {
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (;;) {
-      const target = join(
-        dirname(this.path),
-        `${basename(this.path)}${DAMAGED_COPY_INFIX}${stamp}-${randomBytes(4).toString('hex')}`,
-      );
-      const taken = await this.fs.lstat(target).then(
-        () => true,
-        (error: unknown) => {
-          if (errorCode(error) === 'ENOENT') return false;
-          throw error;
-        },
-      );
-      if (taken) continue;
-      await atomicWrite(this.fs, target, bytes, { mode: this.fileMode });
-      return target;
-    }
-  }
-
   /**
    * Appends one record and fsyncs: when this resolves, the record is committed. The payload is written
    * first and the prefix (magic, length, checksum) last, so until then the record does not exist for
@@ -360,7 +466,7 @@ export class Journal {
    */
   async append(ops: readonly JournalOp[]): Promise<number> {
     const record = await encodeRecord(ops);
-    const handle = this.opened();
+    const handle = await this.reopened();
     try {
       let position = this.length + record.prefix.length;
       for (const chunk of record.chunks) {
@@ -378,9 +484,30 @@ export class Journal {
     return record.length;
   }
 
+  /**
+   * Seals the journal: renames it to `sealedPath` and starts a new, empty one, then fsyncs the folder
+   * so both names are durable before the next commit. Resolves true once the rename is done (the
+   * records are then in `sealedPath`), false when the journal was not renamed. When the new journal
+   * cannot be created here, the next append creates it (and fsyncs the folder) before committing.
+   */
+  async rotate(sealedPath: string): Promise<boolean> {
+    await this.handle?.close();
+    this.handle = undefined;
+    try {
+      await this.fs.rename(this.path, sealedPath);
+    } catch (error) {
+      await this.reopened().catch(() => undefined);
+      throw error;
+    }
+    this.length = 0;
+    this.created = false;
+    await this.reopened().catch(() => undefined);
+    return true;
+  }
+
   /** Empties the journal once every record is checkpointed into the item files. */
   async reset(): Promise<void> {
-    const handle = this.opened();
+    const handle = await this.reopened();
     await handle.truncate(0);
     await handle.sync();
     this.length = 0;
@@ -391,8 +518,23 @@ export class Journal {
     this.handle = undefined;
   }
 
-  private opened(): PersistenceFile {
-    if (!this.handle) throw new Error('the journal is not open');
-    return this.handle;
+  /**
+   * The open journal. After a rotation whose new journal could not be created, creates it now and
+   * fsyncs the folder, so a commit never goes into a file whose name is not durable.
+   */
+  private async reopened(): Promise<PersistenceFile> {
+    if (this.handle) return this.handle;
+    const handle = await this.fs.open(this.path, 'append', this.fileMode);
+    try {
+      if (!this.created) {
+        await fsyncDirectory(this.fs, dirname(this.path));
+        this.created = true;
+      }
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    this.handle = handle;
+    return handle;
   }
 }

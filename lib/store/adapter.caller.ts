@@ -55,6 +55,56 @@ export class AdapterCaller {
     return result;
   }
 
+  /**
+   * The adapter's reported changes (`undefined` when it does not report them): synchronous, marked,
+   * checked (`changed` a Map, `deleted` iterable, copied into an array).
+   */
+  changes(
+    adapter: PersistenceAdapter,
+    operation: PersistenceOperation,
+  ):
+    | { changed: ReadonlyMap<string, unknown>; deleted: readonly string[]; token: unknown }
+    | undefined {
+    if (typeof adapter.changes !== 'function') return undefined;
+    let result;
+    try {
+      result = this.marked(adapter, () => adapter.changes!());
+    } catch (error) {
+      throw failure(adapter, 'changes', operation, reasonOf(error), error);
+    }
+    if (!isMapLike(result?.changed)) {
+      throw failure(
+        adapter,
+        'changes',
+        operation,
+        `its "changed" is ${describeKind(result?.changed)}, not a Map`,
+      );
+    }
+    const deleted = result.deleted as unknown;
+    if (deleted == null || typeof (deleted as Iterable<string>)[Symbol.iterator] !== 'function') {
+      throw failure(
+        adapter,
+        'changes',
+        operation,
+        `its "deleted" is ${describeKind(deleted)}, not an iterable of ids`,
+      );
+    }
+    return {
+      changed: result.changed,
+      deleted: [...(deleted as Iterable<string>)],
+      token: result.token,
+    };
+  }
+
+  /** Hands a change token back once the save that included it is durable. */
+  committed(adapter: PersistenceAdapter, token: unknown, operation: PersistenceOperation): void {
+    try {
+      this.marked(adapter, () => adapter.committed?.(token));
+    } catch (error) {
+      throw failure(adapter, 'committed', operation, reasonOf(error), error);
+    }
+  }
+
   restore(
     adapter: PersistenceAdapter,
     items: ReadonlyMap<string, unknown>,

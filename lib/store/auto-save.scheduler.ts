@@ -1,6 +1,8 @@
 import { Logger } from '@nestjs/common';
 import type { SchedulerRegistry } from '@nestjs/schedule';
+import type { Observable, Subscription } from 'rxjs';
 import {
+  PERSISTENCE_AUTO_SAVE_DEBOUNCE,
   PERSISTENCE_AUTO_SAVE_INTERVAL,
   PERSISTENCE_LOGGER_CONTEXT,
 } from '../persistence.constants';
@@ -9,18 +11,27 @@ import {
  * The auto-save interval, kept in the application's `SchedulerRegistry` under
  * {@link PERSISTENCE_AUTO_SAVE_INTERVAL}. A tick is skipped while the store is busy; after failures,
  * ticks are skipped in a growing number (0, 1, 3, 7, … up to `maxBackoffTicks`) until a save succeeds.
+ *
+ * With `debounce`, also a save soon after a change: the first change notice schedules a timeout
+ * ({@link PERSISTENCE_AUTO_SAVE_DEBOUNCE} in the registry) `debounce` ms later; notices that come
+ * before it fires ride along. The save goes through the store's queue, shared with a `saveAll()`
+ * already waiting, so saves never overlap. After failures the delay doubles, up to the interval.
  */
 export class AutoSaveScheduler {
   private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   private failures = 0;
   private skip = 0;
   private intervalMs: number | undefined;
+  private debounceMs: number | false = false;
+  private subscription?: Subscription;
 
   constructor(
     private readonly registry: SchedulerRegistry,
     private readonly isBusy: () => boolean,
     private readonly save: () => Promise<unknown>,
     private readonly maxBackoffTicks: number,
+    /** A save shared with any already waiting in the queue (the debounced save). */
+    private readonly saveSoon: () => Promise<unknown> = save,
   ) {}
 
   get enabled(): boolean {
@@ -41,11 +52,59 @@ export class AutoSaveScheduler {
     this.registry.addInterval(PERSISTENCE_AUTO_SAVE_INTERVAL, handle);
   }
 
+  /** Saves `debounceMs` after the first of a burst of `changes`. */
+  startDebounce(debounceMs: number, changes: Observable<unknown>): void {
+    this.stopDebounce();
+    this.debounceMs = debounceMs;
+    this.subscription = changes.subscribe(() => this.changed());
+  }
+
   stop(): void {
     // The registry's own shutdown may already have removed it.
     if (this.registry.doesExist('interval', PERSISTENCE_AUTO_SAVE_INTERVAL)) {
       this.registry.deleteInterval(PERSISTENCE_AUTO_SAVE_INTERVAL);
     }
+    this.stopDebounce();
+  }
+
+  private stopDebounce(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.debounceMs = false;
+    this.clearTimeout();
+  }
+
+  private clearTimeout(): void {
+    if (this.registry.doesExist('timeout', PERSISTENCE_AUTO_SAVE_DEBOUNCE)) {
+      this.registry.deleteTimeout(PERSISTENCE_AUTO_SAVE_DEBOUNCE);
+    }
+  }
+
+  /** A change: schedules the debounced save unless one is already scheduled. */
+  private changed(): void {
+    if (this.debounceMs === false) return;
+    if (this.registry.doesExist('timeout', PERSISTENCE_AUTO_SAVE_DEBOUNCE)) return;
+    const delay =
+      this.failures === 0
+        ? this.debounceMs
+        : Math.min(
+            this.debounceMs * 2 ** this.failures,
+            Math.max(this.intervalMs ?? 0, this.debounceMs),
+          );
+    const handle = setTimeout(() => {
+      this.clearTimeout();
+      this.saveSoon().then(
+        () => {
+          this.failures = 0;
+        },
+        () => {
+          // The store already emitted persistence.error for this failure.
+          this.failures++;
+        },
+      );
+    }, delay);
+    handle.unref?.();
+    this.registry.addTimeout(PERSISTENCE_AUTO_SAVE_DEBOUNCE, handle);
   }
 
   /** One tick; never throws, never overlaps a running save. */

@@ -17,7 +17,7 @@ import { isSameOrInside } from '../storage/path.util';
 export const DEFAULT_OPTIONS = {
   path: './data',
   format: 'json',
-  autoSave: { interval: 300_000, maxBackoffTicks: 8 },
+  autoSave: { interval: 300_000, maxBackoffTicks: 8, debounce: false as number | false },
   loadOnBoot: true,
   saveOnShutdown: true,
   builtInAdapters: true,
@@ -85,14 +85,21 @@ export function resolveOptions(
   if (given.autoSave !== false) {
     const auto = given.autoSave ?? DEFAULT_OPTIONS.autoSave;
     if (typeof auto !== 'object' || auto === null) {
-      fail('autoSave', auto, 'Use { interval: milliseconds } or false.');
+      fail(
+        'autoSave',
+        auto,
+        'Use { interval: milliseconds } or false (optionally with debounce: milliseconds).',
+      );
     }
-    assertInterval('autoSave.interval', auto.interval);
+    const interval = auto.interval ?? DEFAULT_OPTIONS.autoSave.interval;
+    assertInterval('autoSave.interval', interval);
     const maxBackoffTicks = auto.maxBackoffTicks ?? DEFAULT_OPTIONS.autoSave.maxBackoffTicks;
     if (!Number.isInteger(maxBackoffTicks) || maxBackoffTicks < 0) {
       fail('autoSave.maxBackoffTicks', maxBackoffTicks, 'Use a whole number, 0 or more.');
     }
-    autoSave = { interval: auto.interval, maxBackoffTicks };
+    const debounce = auto.debounce ?? DEFAULT_OPTIONS.autoSave.debounce;
+    if (debounce !== false) assertInterval('autoSave.debounce', debounce);
+    autoSave = { interval, maxBackoffTicks, debounce };
   }
   const flags = ['loadOnBoot', 'saveOnShutdown', 'builtInAdapters', 'readOnly'] as const;
   for (const flag of flags) {

@@ -11,7 +11,7 @@ import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { join, resolve } from 'node:path';
-import { Observable } from 'rxjs';
+import { merge, Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
 import { SessionAdapter } from '../adapters/session/session.adapter';
@@ -60,9 +60,16 @@ import { FileSystemStorage } from '../storage/file-system.storage';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { ItemFileCodec } from '../storage/item-file.codec';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
-import { decodeRecords, Journal, JournalDamage, JournalOp } from '../storage/journal';
+import {
+  Journal,
+  JournalDamage,
+  JournalOp,
+  listSealedSegments,
+  readAllSegments,
+  readSealedSegment,
+  sealedSegmentPath,
+} from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
-import { readRegularFile } from '../storage/safe-read';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { findNonJsonData } from '../adapters/json-data.util';
 import { AdapterCaller } from './adapter.caller';
@@ -90,9 +97,10 @@ function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
  * The public API: save, load, clear, back up and restore the state of every adapter, and watch it
  * happen. One operation runs at a time; `saveAll()` calls that arrive during a save share one more.
  *
- * A save commits by appending one record to the journal (one fsync); the item files are brought up
- * to date by a checkpoint when the journal grows past `checkpointBytes`, before a load, a backup or
- * a restore, at shutdown, and at the next start after a crash.
+ * A save commits by appending one record to the journal (one fsync). Past `checkpointBytes` the
+ * journal is sealed and its records are written into the item files in the background, while the
+ * next saves commit into a new journal; the rest is checkpointed before a load, a backup or a
+ * restore, at shutdown, and at the next start after a crash.
  */
 @Injectable()
 export class PersistenceStore
@@ -105,9 +113,21 @@ export class PersistenceStore
   /** The built-in adapters: their managers check every value when they accept it. */
   private readonly trustedAdapters = new Set<PersistenceAdapter>();
   private readonly index: CommittedIndex = new Map();
+  /**
+   * Adapters reporting their changes whose index is in step with them (see `WriterChecks.inSync`);
+   * emptied whenever the index changes under the adapters, so the next save compares every item.
+   */
+  private readonly inSync = new Map<string, number>();
   private readonly failures = new FailureMemo();
   private caller = new AdapterCaller(DEFAULT_OPTIONS.adapterTimeout);
+  /** Operations committed in the active journal, not yet checkpointed. */
   private pending: JournalOp[] = [];
+  /** Sealed journal segments, oldest first, waiting for (or in) the background checkpoint. */
+  private sealed: Array<{ path: string; ops: JournalOp[]; bytes: number }> = [];
+  /** Number of the next sealed segment. */
+  private nextSegment = 1;
+  /** The background checkpoint of the sealed segments, while it runs. */
+  private draining?: Promise<void>;
   private options!: ResolvedPersistenceOptions;
   private storage!: FileSystemStorage;
   private journal!: Journal;
@@ -117,7 +137,6 @@ export class PersistenceStore
   private autoSave?: AutoSaveScheduler;
   private backups?: BackupOrchestrator;
   private queuedSave?: Promise<SaveMetadata>;
-  private checkpointQueued = false;
   private folderRemoved = false;
   private lastSaveTime: Date | null = null;
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
@@ -277,12 +296,17 @@ export class PersistenceStore
   saveAll(): Promise<SaveMetadata> {
     const refused = this.refuse<SaveMetadata>('save', true);
     if (refused) return refused;
+    return this.requestSave('save');
+  }
+
+  /** A save after those queued, shared with a save already waiting to start. */
+  private requestSave(operation: PersistenceOperation): Promise<SaveMetadata> {
     if (this.queuedSave) {
       return this.queuedSave;
     }
     const save = this.queue.run(async () => {
       if (this.queuedSave === save) this.queuedSave = undefined;
-      return this.runSave('save');
+      return this.runSave(operation);
     });
     this.queuedSave = save;
     return save;
@@ -290,9 +314,10 @@ export class PersistenceStore
 
   /**
    * Writes every committed save into the item files now and empties the journal. Saves do not wait
-   * for this (their commit is the journal record); it also runs by itself when the journal passes
-   * `checkpointBytes`, before a load, a backup or a restore, and at shutdown. Call it when something
-   * outside the store is about to read the item files.
+   * for this (their commit is the journal record); the journal is also sealed and checkpointed in the
+   * background when it passes `checkpointBytes`, and checkpointed before a load, a backup or a
+   * restore, and at shutdown. Call it when something outside the store is about to read the item
+   * files.
    */
   checkpoint(): Promise<void> {
     return (
@@ -336,6 +361,7 @@ export class PersistenceStore
           if (ops.length > 0) await this.journal.append(ops);
           this.pending.push(...ops);
           for (const entries of this.index.values()) entries.clear();
+          this.inSync.clear();
           await this.applyJournal();
         });
       })
@@ -514,6 +540,7 @@ export class PersistenceStore
           moved.push(to);
         }
         entries.delete(stem);
+        this.inSync.delete(adapter); // the item in memory (if any) is saved at the next save
         this.failures.clear(adapter, stem);
         return moved;
       })
@@ -533,26 +560,32 @@ export class PersistenceStore
         messages.schedulerMissing(),
       );
     }
+    // Items that could not be saved were reported; the rest was committed: not a failure of the
+    // store, so auto-save keeps its schedule.
+    const incompleteIsDone = (error: unknown): undefined => {
+      if (error instanceof PersistenceError && error.code === PersistenceErrorCode.SaveIncomplete) {
+        return undefined;
+      }
+      throw error;
+    };
     this.autoSave ??= new AutoSaveScheduler(
       this.schedulerRegistry,
       () => this.queue.busy,
-      () =>
-        this.queue.run(() =>
-          this.runSave('auto-save').catch((error: unknown) => {
-            // Items that could not be saved were reported; the rest was committed: not a failure
-            // of the store, so auto-save keeps its schedule.
-            if (
-              error instanceof PersistenceError &&
-              error.code === PersistenceErrorCode.SaveIncomplete
-            ) {
-              return undefined;
-            }
-            throw error;
-          }),
-        ),
+      () => this.queue.run(() => this.runSave('auto-save').catch(incompleteIsDone)),
       this.options.autoSave === false ? 8 : this.options.autoSave.maxBackoffTicks,
+      () =>
+        this.state === 'ready'
+          ? this.requestSave('auto-save').catch(incompleteIsDone)
+          : Promise.resolve(),
     );
     this.autoSave.start(intervalMs);
+    const debounce = this.options.autoSave === false ? false : this.options.autoSave.debounce;
+    if (debounce !== false) {
+      const streams = this.adapterList.flatMap((adapter) =>
+        adapter.changes$ ? [adapter.changes$] : [],
+      );
+      this.autoSave.startDebounce(debounce, merge(...streams));
+    }
   }
 
   /** Stops auto-save; a save in flight finishes. */
@@ -577,6 +610,7 @@ export class PersistenceStore
     this.assertOpen('change the format');
     const resolved = resolveOptions({ ...this.rawOptions, format, adapters: [] }).format;
     this.setCodec(createSerializer(resolved));
+    this.inSync.clear(); // every file is rewritten in the new format
   }
 
   /** The serializer used for the next save. */
@@ -643,7 +677,10 @@ export class PersistenceStore
       lastSaveTime: this.lastSaveTime,
       lastError: this.notifier.lastError ?? null,
       errorSinceLastSave: this.notifier.errorSinceSave,
-      journal: { bytes: this.journal?.size ?? 0, pendingItems: this.pending.length },
+      journal: {
+        bytes: (this.journal?.size ?? 0) + this.sealed.reduce((sum, s) => sum + s.bytes, 0),
+        pendingItems: this.pending.length + this.sealed.reduce((sum, s) => sum + s.ops.length, 0),
+      },
       disk,
     };
   }
@@ -713,6 +750,16 @@ export class PersistenceStore
     for (const done of await recoverRestores(this.fs, this.options.path)) {
       this.logger.warn(`Recovery: ${done}.`);
     }
+    let saves = 0;
+    for (const segment of await listSealedSegments(this.fs, this.journal.path)) {
+      const contents = await readSealedSegment(this.fs, segment.path, this.options.fileMode);
+      if (contents.damage)
+        this.reportJournalDamage('init', contents.records.length, contents.damage);
+      const { size } = await this.fs.lstat(segment.path);
+      this.sealed.push({ path: segment.path, ops: contents.records.flat(), bytes: size });
+      this.nextSegment = segment.n + 1;
+      saves += contents.records.length;
+    }
     const { records, tornTailBytes, damage } = await this.journal.open();
     await fsyncDirectory(this.fs, this.options.path); // the journal file itself, when just created
     if (tornTailBytes > 0) {
@@ -720,12 +767,13 @@ export class PersistenceStore
     }
     if (damage) this.reportJournalDamage('init', records.length, damage);
     const removed = await this.storage.prepare(this.adapterList.map((a) => a.name));
-    if (records.length > 0) {
-      this.pending = records.flat();
+    saves += records.length;
+    this.pending = records.flat();
+    if (this.sealed.length > 0 || records.length > 0) {
       try {
         await this.applyJournal();
         this.logger.warn(
-          `Recovery: replayed ${records.length} committed save(s) from the journal into the item files.`,
+          `Recovery: replayed ${saves} committed save(s) from the journal into the item files.`,
         );
       } catch (error) {
         // E.g. a full disk: the commits stay in the journal (the load reads them from there) and the
@@ -734,7 +782,7 @@ export class PersistenceStore
         this.fail(
           new PersistenceError(
             PersistenceErrorCode.IoFailed,
-            messages.replayDeferred(records.length, this.options.path, messages.reasonOf(error)),
+            messages.replayDeferred(saves, this.options.path, messages.reasonOf(error)),
             { operation: 'init', path: this.options.path, cause: error },
           ),
           'init',
@@ -746,30 +794,89 @@ export class PersistenceStore
     }
   }
 
-  /** Applies committed journal records to the item files, then empties the journal. */
+  /**
+   * The full checkpoint: waits for the background checkpoint of the sealed segments (running it
+   * again when it failed), then applies the active journal's records to the item files and empties
+   * it. Runs on the queue only (load, backup, restore, clear, shutdown, `checkpoint()`).
+   */
   private async applyJournal(): Promise<void> {
+    await this.draining?.catch(() => undefined);
+    await this.drainSealed();
     if (this.pending.length === 0 && this.journal.size === 0) return;
     await this.storage.apply(this.pending);
     await this.journal.reset();
     this.pending = [];
   }
 
-  /** The journal's complete records, read without changing anything (read-only stores). */
-  private async readJournalOnly(): Promise<JournalOp[][]> {
-    try {
-      const data = await readRegularFile(this.fs, this.journal.path, Number.MAX_SAFE_INTEGER);
-      const { records, damaged } = decodeRecords(data);
-      if (damaged.length > 0) {
-        this.reportJournalDamage('load', records.length, {
-          regions: damaged,
-          unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
+  /**
+   * Writes the sealed segments into the item files, oldest first, one at a time. A segment is
+   * removed (and the removal fsynced) only once every item it holds is durably in its file, and
+   * before anything newer is applied: whatever a crash leaves, replaying the remaining segments then
+   * the active journal gives the same files.
+   */
+  private drainSealed(): Promise<void> {
+    if (this.draining) return this.draining;
+    const run = (async () => {
+      await Promise.resolve(); // `draining` is set before the first segment starts
+      while (this.sealed.length > 0) {
+        const segment = this.sealed[0];
+        await this.storage.apply(segment.ops);
+        await this.fs.unlink(segment.path).catch((error: unknown) => {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         });
+        await fsyncDirectory(this.fs, this.options.path);
+        this.sealed.shift();
       }
-      return records;
+    })().finally(() => {
+      if (this.draining === run) this.draining = undefined;
+    });
+    this.draining = run;
+    return run;
+  }
+
+  /**
+   * Seals the active journal once it passes `checkpointBytes` and checkpoints the sealed segment in
+   * the background, off the queue: the next save commits into a new journal without waiting. A
+   * failure is reported; the commits stay in the journal and the next checkpoint writes them.
+   */
+  private async rotateJournal(): Promise<void> {
+    if (this.journal.size === 0 || this.journal.size < this.options.checkpointBytes) return;
+    const path = sealedSegmentPath(this.journal.path, this.nextSegment);
+    const bytes = this.journal.size;
+    try {
+      await this.journal.rotate(path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
+      this.fail(
+        this.wrapIo('checkpoint', 'seal the journal', this.journal.path, error),
+        'checkpoint',
+      );
+      return;
     }
+    this.nextSegment++;
+    this.sealed.push({ path, ops: this.pending, bytes });
+    this.pending = [];
+    if (!this.draining) {
+      this.drainSealed().catch((error: unknown) => {
+        this.fail(this.wrapIo('checkpoint', 'checkpoint', this.options.path, error), 'checkpoint');
+      });
+    }
+  }
+
+  /** The complete records of every journal segment, read without changing anything (read-only). */
+  private async readJournalOnly(): Promise<JournalOp[][]> {
+    const { records, damaged } = await readAllSegments(this.fs, this.journal.path);
+    if (damaged.length > 0) {
+      this.reportJournalDamage('load', records.length, {
+        regions: damaged,
+        unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
+      });
+    }
+    return records;
+  }
+
+  /** Every committed operation not yet in the item files, oldest first (sealed, then active). */
+  private uncheckpointed(): JournalOp[][] {
+    return [...this.sealed.map((segment) => segment.ops), this.pending];
   }
 
   /** Reports a journal damaged in the middle; the start goes on with the records recovered. */
@@ -823,7 +930,7 @@ export class PersistenceStore
       (error) => this.fail(error, operation),
       this.caller,
       this.failures,
-      { trusted: this.trustedAdapters, findProblem },
+      { trusted: this.trustedAdapters, findProblem, inSync: this.inSync },
     );
     let result;
     try {
@@ -839,7 +946,7 @@ export class PersistenceStore
       );
     }
     this.pending.push(...result.ops);
-    this.scheduleCheckpoint();
+    await this.rotateJournal();
     this.lastSaveTime = result.meta.timestamp;
     this.notifier.saved(result.meta);
     if (result.incomplete) {
@@ -874,21 +981,12 @@ export class PersistenceStore
     await fsyncDirectory(this.fs, this.options.path);
     await this.storage.prepare(this.adapterList.map((a) => a.name));
     this.pending = [];
+    await this.draining?.catch(() => undefined);
+    this.sealed = [];
     for (const entries of this.index.values()) entries.clear(); // everything is written again
+    this.inSync.clear();
     this.folderRemoved = false;
     this.logger.warn(`Recreated the store folder ${this.options.path}; saving the whole state.`);
-  }
-
-  /** Once the journal is large, a checkpoint runs after the operations already queued. */
-  private scheduleCheckpoint(): void {
-    if (this.checkpointQueued || this.journal.size < this.options.checkpointBytes) return;
-    this.checkpointQueued = true;
-    this.queue
-      .run(async () => {
-        this.checkpointQueued = false;
-        await this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal());
-      })
-      .catch(() => undefined); // reported by io(); the journal keeps every commit meanwhile
   }
 
   private async runLoad(
@@ -906,16 +1004,17 @@ export class PersistenceStore
       let records = overlay;
       if (this.replayDeferred) {
         this.replayDeferred = false; // reported by recovery already
-        records = [...overlay, this.pending];
+        records = [...overlay, ...this.uncheckpointed()];
       } else if (!this.options.readOnly) {
         try {
           await this.applyJournal();
         } catch (error) {
           // The item files are behind the journal: load them with its commits on top.
           this.fail(this.wrapIo(operation, 'checkpoint', this.options.path, error), operation);
-          records = [...overlay, this.pending];
+          records = [...overlay, ...this.uncheckpointed()];
         }
       }
+      this.inSync.clear(); // the index is rebuilt from the files
       const meta = await reader.load(this.adapterList, this.codec, this.index, records);
       this.notifier.loaded(meta);
       return meta;
@@ -945,6 +1044,7 @@ export class PersistenceStore
     this.backups?.stopSchedule();
     this.state = 'closing';
     await this.queue.idle();
+    await this.draining?.catch(() => undefined);
     await this.journal.close().catch(() => undefined);
     await this.lock?.release();
     openStores.delete(this.options.path, this.registration);
@@ -967,6 +1067,7 @@ export class PersistenceStore
       await this.queue
         .run(() => this.io('shutdown', 'checkpoint', this.options.path, () => this.applyJournal()))
         .catch(() => undefined); // the journal keeps the commits; the next start replays them
+      await this.draining?.catch(() => undefined);
       await this.journal.close().catch(() => undefined);
       await this.lock?.release();
       openStores.delete(this.options.path, this.registration);

@@ -31,12 +31,35 @@ export interface SaveResult {
   incomplete?: PersistenceError;
 }
 
+/** True when an adapter reported no change at all (only the changes were looked at). */
+const isEmpty = (taken: Taken): boolean =>
+  taken.deleted !== undefined && taken.items.size === 0 && taken.deleted.length === 0;
+
 /** How the writer checks values before they are committed. */
 export interface WriterChecks {
   /** Finds what JSON cannot carry exactly in a custom adapter's value (undefined: none). */
   findProblem?: (value: unknown, allowToJSON: boolean) => string | undefined;
   /** Adapters whose values were checked when they were accepted (the built-in managers). */
   trusted: ReadonlySet<PersistenceAdapter>;
+  /**
+   * Adapters reporting their changes (`changes()`) whose committed index matches what they last
+   * reported, by name, with the number of their entries that are unloaded files. A save of such an
+   * adapter looks at its reported changes only; any other is compared item by item (a full pass),
+   * after which it is added here. The store removes adapters whenever the index changes under them
+   * (load, clear, restore, a new format, a recreated folder, a discarded file).
+   */
+  inSync: Map<string, number>;
+}
+
+/** What one adapter gave for a save. */
+interface Taken {
+  adapter: PersistenceAdapter;
+  /** Every item (full pass), or only the changed ones (`deleted` set). */
+  items: ReadonlyMap<string, unknown>;
+  /** Ids deleted since the last commit, when only the changes are looked at. */
+  deleted?: readonly string[];
+  /** The adapter's change token, handed back to `committed()` once the save is durable. */
+  token?: { value: unknown };
 }
 
 /** One adapter's part of a save, merged into the commit only when the adapter completed. */
@@ -83,17 +106,42 @@ export class SnapshotWriter {
   ): Promise<SaveResult> {
     const started = performance.now();
     const timestamp = new Date();
-    const snapshots: Array<[PersistenceAdapter, ReadonlyMap<string, unknown>]> = [];
+    const snapshots: Taken[] = [];
     let failedAdapters = 0;
     for (const adapter of adapters) {
       try {
-        snapshots.push([adapter, await this.caller.snapshot(adapter, operation)]);
+        // The changes first: a change made between the two calls stays reported for the next save.
+        const changes = this.caller.changes(adapter, operation);
+        const token = changes && { value: changes.token };
+        if (changes && this.checks.inSync.has(adapter.name)) {
+          snapshots.push({ adapter, items: changes.changed, deleted: changes.deleted, token });
+        } else {
+          snapshots.push({ adapter, items: await this.caller.snapshot(adapter, operation), token });
+        }
       } catch (error) {
         failedAdapters++;
         this.report(error as PersistenceError);
       }
     }
     await beforeWrite();
+    for (const taken of [...snapshots]) {
+      if (taken.deleted !== undefined && !this.checks.inSync.has(taken.adapter.name)) {
+        // The index changed under the adapter (a recreated folder): compare every item.
+        try {
+          taken.items = await this.caller.snapshot(taken.adapter, operation);
+          taken.deleted = undefined;
+        } catch (error) {
+          failedAdapters++;
+          snapshots.splice(snapshots.indexOf(taken), 1);
+          this.report(error as PersistenceError);
+        }
+      }
+    }
+    if (failedAdapters === 0 && snapshots.every(isEmpty)) {
+      // Nothing changed: nothing to compare, nothing to write.
+      this.committed(snapshots, operation);
+      return { meta: this.unchanged(snapshots, codec, timestamp, started), ops: [] };
+    }
     const meta: SaveMetadata = {
       path: this.root,
       format: codec.serializer.format,
@@ -107,20 +155,21 @@ export class SnapshotWriter {
       durationMs: 0,
     };
     const ops: JournalOp[] = [];
-    const updates: Array<[Map<string, CommittedEntry>, AdapterPart]> = [];
-    for (const [adapter, items] of snapshots) {
+    const updates: Array<[Map<string, CommittedEntry>, AdapterPart, Taken]> = [];
+    for (const taken of snapshots) {
+      const { adapter, items } = taken;
       let committed = this.index.get(adapter.name);
       if (!committed) {
         committed = new Map();
         this.index.set(adapter.name, committed);
       }
-      const part = await this.savePart(adapter, items, committed, codec, operation, meta);
+      const part = await this.savePart(adapter, items, committed, codec, operation, meta, taken);
       if (!part) {
         failedAdapters++;
         continue;
       }
       ops.push(...part.ops);
-      updates.push([committed, part]);
+      updates.push([committed, part, taken]);
       meta.items += part.saved;
       meta.adapters[adapter.name] = part.saved;
       meta.changed += part.changed;
@@ -138,12 +187,27 @@ export class SnapshotWriter {
         );
       }
     }
-    for (const [committed, part] of updates) {
+    for (const [committed, part, taken] of updates) {
       for (const [stem, entry] of part.updates) {
         if (entry) committed.set(stem, entry);
         else committed.delete(stem);
       }
+      if (taken.deleted !== undefined) {
+        // Only the changes were looked at: the saved state is every committed, loaded item.
+        const saved = committed.size - (this.checks.inSync.get(taken.adapter.name) ?? 0);
+        meta.items += saved - part.saved;
+        meta.adapters[taken.adapter.name] = saved;
+      } else if (taken.token) {
+        let unloaded = 0;
+        for (const entry of committed.values()) if (entry.unloaded !== undefined) unloaded++;
+        this.checks.inSync.set(taken.adapter.name, unloaded);
+      }
     }
+    // Durable now: the adapters may forget the changes this save included.
+    this.committed(
+      updates.map(([, , taken]) => taken),
+      operation,
+    );
     meta.durationMs = performance.now() - started;
     const incomplete =
       meta.failed > 0 || failedAdapters > 0
@@ -156,6 +220,47 @@ export class SnapshotWriter {
     return { meta, ops, incomplete };
   }
 
+  /** Hands each adapter's change token back: its changes up to that token are durable. */
+  private committed(taken: readonly Taken[], operation: PersistenceOperation): void {
+    for (const { adapter, token } of taken) {
+      if (!token) continue;
+      try {
+        this.caller.committed(adapter, token.value, operation);
+      } catch (error) {
+        this.report(error as PersistenceError);
+      }
+    }
+  }
+
+  /** The metadata of a save in which no adapter reported a change. */
+  private unchanged(
+    taken: readonly Taken[],
+    codec: ItemFileCodec,
+    timestamp: Date,
+    started: number,
+  ): SaveMetadata {
+    const meta: SaveMetadata = {
+      path: this.root,
+      format: codec.serializer.format,
+      size: 0,
+      timestamp,
+      items: 0,
+      adapters: {},
+      changed: 0,
+      deleted: 0,
+      failed: 0,
+      durationMs: 0,
+    };
+    for (const { adapter } of taken) {
+      const saved =
+        (this.index.get(adapter.name)?.size ?? 0) - (this.checks.inSync.get(adapter.name) ?? 0);
+      meta.adapters[adapter.name] = saved;
+      meta.items += saved;
+    }
+    meta.durationMs = performance.now() - started;
+    return meta;
+  }
+
   /** One adapter's changes; `undefined` when the snapshot as a whole is unusable (reported). */
   private async savePart(
     adapter: PersistenceAdapter,
@@ -164,6 +269,7 @@ export class SnapshotWriter {
     codec: ItemFileCodec,
     operation: PersistenceOperation,
     meta: SaveMetadata,
+    taken: Taken,
   ): Promise<AdapterPart | undefined> {
     const collection = adapter.name;
     const part: AdapterPart = { ops: [], updates: [], saved: 0, changed: 0, deleted: 0, size: 0 };
@@ -245,7 +351,7 @@ export class SnapshotWriter {
       part.size += data.length;
       part.changed++;
     }
-    for (const [stem, entry] of committed) {
+    for (const [stem, entry] of this.removed(committed, seen, taken.deleted)) {
       if (seen.has(stem) || entry.unloaded !== undefined) continue; // never remove what was not loaded
       for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
         part.ops.push({ collection, fileName });
@@ -255,6 +361,31 @@ export class SnapshotWriter {
       this.failures.clear(collection, stem);
     }
     return part;
+  }
+
+  /**
+   * The committed entries whose item is gone: those of the ids reported deleted, or (full pass)
+   * every entry not seen in the snapshot.
+   */
+  private *removed(
+    committed: Map<string, CommittedEntry>,
+    seen: ReadonlySet<string>,
+    deleted: Iterable<string> | undefined,
+  ): Iterable<[string, CommittedEntry]> {
+    if (deleted === undefined) {
+      yield* committed;
+      return;
+    }
+    for (const id of deleted) {
+      let stem: string;
+      try {
+        stem = encodeId(String(id));
+      } catch {
+        continue; // never saved under an id that has no file name
+      }
+      const entry = committed.get(stem);
+      if (entry && !seen.has(stem)) yield [stem, entry];
+    }
   }
 
   private reportItem(

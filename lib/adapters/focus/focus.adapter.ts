@@ -1,6 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { PersistedState } from '../../decorators/persisted-state.decorator';
-import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
+import { Observable } from 'rxjs';
+import {
+  PersistenceAdapter,
+  PersistenceChange,
+  PersistenceChanges,
+} from '../../interfaces/persistence-adapter.interface';
 import { reviveModel } from '../model.schema';
 import { FocusChain } from './focus.model';
 import { FOCUS_CHAIN_SCHEMA } from './focus.schema';
@@ -21,6 +26,20 @@ export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   readonly version = 1;
 
   constructor(private readonly focus: FocusManager) {}
+
+  /** Change notices of the manager (see `autoSave.debounce`). */
+  get changes$(): Observable<PersistenceChange> {
+    return this.focus.changes$;
+  }
+
+  /** What changed since the last durable save: a save costs what changed. */
+  changes(): PersistenceChanges<FocusChain> {
+    return this.focus.changes();
+  }
+
+  committed(token: unknown): void {
+    this.focus.committed(token);
+  }
 
   snapshot(): ReadonlyMap<string, FocusChain> {
     return this.focus.entries();

@@ -1,8 +1,14 @@
 import { Injectable } from '@nestjs/common';
+import { Observable } from 'rxjs';
 import { randomUUID } from 'node:crypto';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
+import {
+  PersistenceChange,
+  PersistenceChanges,
+} from '../../interfaces/persistence-adapter.interface';
 import { notFound } from '../../persistence.messages';
+import { ChangeTracker } from '../change.tracker';
 import { emptyJsonObject, parseInput } from '../model.schema';
 import { CreateFocusChainInput, Focus, FocusChain, PushFocusInput } from './focus.model';
 import { FOCUS_CHAIN_SCHEMA, FOCUS_SCHEMA } from './focus.schema';
@@ -11,6 +17,14 @@ import { FOCUS_CHAIN_SCHEMA, FOCUS_SCHEMA } from './focus.schema';
 @Injectable()
 export class FocusManager {
   private chains = new Map<string, FocusChain>();
+  private readonly tracker = new ChangeTracker<FocusChain>('focus');
+
+  /**
+   * A notice for every change made through this manager (`{ adapter: 'focus', id, kind }`, kind
+   * `changed` or `deleted`), as it happens; not for a load, which replaces the whole state. With
+   * `autoSave.debounce`, the store saves that many milliseconds after a change.
+   */
+  readonly changes$: Observable<PersistenceChange> = this.tracker.changes$;
 
   /**
    * Creates an empty chain. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store exactly
@@ -47,7 +61,7 @@ export class FocusManager {
       updatedAt: now,
       metadata: input.metadata ?? emptyJsonObject(),
     });
-    this.chains.set(id, chain);
+    this.put(id, chain);
     return chain;
   }
 
@@ -72,7 +86,7 @@ export class FocusManager {
       context: input.context ?? emptyJsonObject(),
       createdAt: now,
     });
-    this.chains.set(
+    this.put(
       chainId,
       Object.freeze({ ...chain, items: Object.freeze([...chain.items, focus]), updatedAt: now }),
     );
@@ -84,7 +98,7 @@ export class FocusManager {
     const chain = this.require(chainId);
     const current = chain.items.at(-1);
     if (current) {
-      this.chains.set(
+      this.put(
         chainId,
         Object.freeze({
           ...chain,
@@ -108,7 +122,7 @@ export class FocusManager {
 
   /** Removes a chain; returns whether it existed. */
   delete(id: string): boolean {
-    return this.chains.delete(id);
+    return this.remove(id);
   }
 
   /** Every chain, as a new array. */
@@ -145,9 +159,20 @@ export class FocusManager {
     return new Map(this.chains);
   }
 
+  /** @internal Used by the adapter: what changed since the last durable save. */
+  changes(): PersistenceChanges<FocusChain> {
+    return this.tracker.changes(this.chains);
+  }
+
+  /** @internal Used by the adapter: the changes of `token` are durable. */
+  committed(token: unknown): void {
+    this.tracker.committed(token);
+  }
+
   /** @internal Used by the adapter. */
   replaceAll(chains: Map<string, FocusChain>): void {
     this.chains = chains;
+    this.tracker.reset();
   }
 
   private require(id: string): FocusChain {
@@ -158,5 +183,16 @@ export class FocusManager {
       });
     }
     return chain;
+  }
+
+  private put(id: string, value: FocusChain): void {
+    this.chains.set(id, value);
+    this.tracker.changed(id);
+  }
+
+  private remove(id: string): boolean {
+    const existed = this.chains.delete(id);
+    if (existed) this.tracker.deleted(id);
+    return existed;
   }
 }

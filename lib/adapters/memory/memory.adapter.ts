@@ -1,6 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { PersistedState } from '../../decorators/persisted-state.decorator';
-import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
+import { Observable } from 'rxjs';
+import {
+  PersistenceAdapter,
+  PersistenceChange,
+  PersistenceChanges,
+} from '../../interfaces/persistence-adapter.interface';
 import { reviveModel } from '../model.schema';
 import { Conversation } from './conversation.model';
 import { CONVERSATION_SCHEMA } from './conversation.schema';
@@ -21,6 +26,20 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
   readonly version = 1;
 
   constructor(private readonly memory: MemoryManager) {}
+
+  /** Change notices of the manager (see `autoSave.debounce`). */
+  get changes$(): Observable<PersistenceChange> {
+    return this.memory.changes$;
+  }
+
+  /** What changed since the last durable save: a save costs what changed. */
+  changes(): PersistenceChanges<Conversation> {
+    return this.memory.changes();
+  }
+
+  committed(token: unknown): void {
+    this.memory.committed(token);
+  }
 
   snapshot(): ReadonlyMap<string, Conversation> {
     return this.memory.entries();

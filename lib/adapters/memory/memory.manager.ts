@@ -1,8 +1,14 @@
 import { Injectable } from '@nestjs/common';
+import { Observable } from 'rxjs';
 import { randomUUID } from 'node:crypto';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
+import {
+  PersistenceChange,
+  PersistenceChanges,
+} from '../../interfaces/persistence-adapter.interface';
 import { notFound } from '../../persistence.messages';
+import { ChangeTracker } from '../change.tracker';
 import { emptyJsonObject, parseInput } from '../model.schema';
 import {
   AddMessageInput,
@@ -16,6 +22,14 @@ import { CONVERSATION_SCHEMA, MESSAGE_SCHEMA } from './conversation.schema';
 @Injectable()
 export class MemoryManager {
   private conversations = new Map<string, Conversation>();
+  private readonly tracker = new ChangeTracker<Conversation>('conversations');
+
+  /**
+   * A notice for every change made through this manager (`{ adapter: 'conversations', id, kind }`, kind
+   * `changed` or `deleted`), as it happens; not for a load, which replaces the whole state. With
+   * `autoSave.debounce`, the store saves that many milliseconds after a change.
+   */
+  readonly changes$: Observable<PersistenceChange> = this.tracker.changes$;
 
   /**
    * Creates an empty conversation. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store
@@ -58,7 +72,7 @@ export class MemoryManager {
       updatedAt: now,
       metadata: input.metadata ?? emptyJsonObject(),
     });
-    this.conversations.set(id, conversation);
+    this.put(id, conversation);
     return conversation;
   }
 
@@ -83,7 +97,7 @@ export class MemoryManager {
       timestamp,
       metadata: input.metadata ?? emptyJsonObject(),
     });
-    this.conversations.set(
+    this.put(
       conversationId,
       Object.freeze({
         ...current,
@@ -101,7 +115,7 @@ export class MemoryManager {
 
   /** Removes a conversation; returns whether it existed. */
   delete(id: string): boolean {
-    return this.conversations.delete(id);
+    return this.remove(id);
   }
 
   /** Every conversation, as a new array. */
@@ -138,9 +152,20 @@ export class MemoryManager {
     return new Map(this.conversations);
   }
 
+  /** @internal Used by the adapter: what changed since the last durable save. */
+  changes(): PersistenceChanges<Conversation> {
+    return this.tracker.changes(this.conversations);
+  }
+
+  /** @internal Used by the adapter: the changes of `token` are durable. */
+  committed(token: unknown): void {
+    this.tracker.committed(token);
+  }
+
   /** @internal Used by the adapter. */
   replaceAll(conversations: Map<string, Conversation>): void {
     this.conversations = conversations;
+    this.tracker.reset();
   }
 
   private require(id: string): Conversation {
@@ -151,5 +176,16 @@ export class MemoryManager {
       });
     }
     return conversation;
+  }
+
+  private put(id: string, value: Conversation): void {
+    this.conversations.set(id, value);
+    this.tracker.changed(id);
+  }
+
+  private remove(id: string): boolean {
+    const existed = this.conversations.delete(id);
+    if (existed) this.tracker.deleted(id);
+    return existed;
   }
 }

@@ -1,6 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { PersistedState } from '../../decorators/persisted-state.decorator';
-import { PersistenceAdapter } from '../../interfaces/persistence-adapter.interface';
+import { Observable } from 'rxjs';
+import {
+  PersistenceAdapter,
+  PersistenceChange,
+  PersistenceChanges,
+} from '../../interfaces/persistence-adapter.interface';
 import { reviveModel } from '../model.schema';
 import { Session } from './session.model';
 import { SESSION_SCHEMA } from './session.schema';
@@ -21,6 +26,20 @@ export class SessionAdapter implements PersistenceAdapter<Session> {
   readonly version = 1;
 
   constructor(private readonly sessions: SessionManager) {}
+
+  /** Change notices of the manager (see `autoSave.debounce`). */
+  get changes$(): Observable<PersistenceChange> {
+    return this.sessions.changes$;
+  }
+
+  /** What changed since the last durable save: a save costs what changed. */
+  changes(): PersistenceChanges<Session> {
+    return this.sessions.changes();
+  }
+
+  committed(token: unknown): void {
+    this.sessions.committed(token);
+  }
 
   snapshot(): ReadonlyMap<string, Session> {
     return this.sessions.entries();

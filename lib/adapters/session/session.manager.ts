@@ -1,8 +1,14 @@
 import { Injectable } from '@nestjs/common';
+import { Observable } from 'rxjs';
 import { randomUUID } from 'node:crypto';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
+import {
+  PersistenceChange,
+  PersistenceChanges,
+} from '../../interfaces/persistence-adapter.interface';
 import { notFound } from '../../persistence.messages';
+import { ChangeTracker } from '../change.tracker';
 import { emptyJsonObject, parseInput } from '../model.schema';
 import { CreateSessionInput, Session, UpdateSessionInput } from './session.model';
 import { SESSION_SCHEMA } from './session.schema';
@@ -11,6 +17,14 @@ import { SESSION_SCHEMA } from './session.schema';
 @Injectable()
 export class SessionManager {
   private sessions = new Map<string, Session>();
+  private readonly tracker = new ChangeTracker<Session>('sessions');
+
+  /**
+   * A notice for every change made through this manager (`{ adapter: 'sessions', id, kind }`, kind
+   * `changed` or `deleted`), as it happens; not for a load, which replaces the whole state. With
+   * `autoSave.debounce`, the store saves that many milliseconds after a change.
+   */
+  readonly changes$: Observable<PersistenceChange> = this.tracker.changes$;
 
   /**
    * Creates a session. Throws `PERSISTENCE_INVALID_INPUT` for a field it cannot store exactly (see
@@ -38,7 +52,7 @@ export class SessionManager {
       updatedAt: now,
       metadata: input.metadata ?? emptyJsonObject(),
     });
-    this.sessions.set(id, session);
+    this.put(id, session);
     return session;
   }
 
@@ -68,13 +82,13 @@ export class SessionManager {
       metadata: input.metadata ?? current.metadata,
       updatedAt: new Date(),
     });
-    this.sessions.set(id, next);
+    this.put(id, next);
     return next;
   }
 
   /** Removes a session; returns whether it existed. */
   delete(id: string): boolean {
-    return this.sessions.delete(id);
+    return this.remove(id);
   }
 
   /** Every session, as a new array. */
@@ -87,8 +101,30 @@ export class SessionManager {
     return new Map(this.sessions);
   }
 
+  /** @internal Used by the adapter: what changed since the last durable save. */
+  changes(): PersistenceChanges<Session> {
+    return this.tracker.changes(this.sessions);
+  }
+
+  /** @internal Used by the adapter: the changes of `token` are durable. */
+  committed(token: unknown): void {
+    this.tracker.committed(token);
+  }
+
   /** @internal Used by the adapter. */
   replaceAll(sessions: Map<string, Session>): void {
     this.sessions = sessions;
+    this.tracker.reset();
+  }
+
+  private put(id: string, value: Session): void {
+    this.sessions.set(id, value);
+    this.tracker.changed(id);
+  }
+
+  private remove(id: string): boolean {
+    const existed = this.sessions.delete(id);
+    if (existed) this.tracker.deleted(id);
+    return existed;
   }
 }
