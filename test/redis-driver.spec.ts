@@ -89,7 +89,10 @@ describe('RedisStorageDriver against Redis', () => {
   let prefix: string;
   const drivers: RedisStorageDriver[] = [];
 
-  async function driver(replicaId?: string, extra: { readChunkSize?: number } = {}) {
+  async function driver(
+    replicaId?: string,
+    extra: { readChunkSize?: number; optimisticReads?: number } = {},
+  ) {
     const created = new RedisStorageDriver({ url: URL, keyPrefix: prefix, replicaId, ...extra });
     drivers.push(created);
     await created.open();
@@ -302,7 +305,9 @@ describe('RedisStorageDriver against Redis', () => {
   itRedis('shows a concurrent reader every commit whole or not at all', async () => {
     const writer = await driver('writer');
     // Small chunks, so that the reader's chunked reads interleave with the commits.
-    const reader = await driver('reader', { readChunkSize: 3 });
+    const chunked = await driver('chunked', { readChunkSize: 3 });
+    // And one that always reads through the snapshot script (the fallback when commits race).
+    const scripted = await driver('scripted', { optimisticReads: 0 });
     const ids = Array.from({ length: 40 }, (_, i) => `item-${i}`);
     const revisions = new Map<string, number>();
     const commits = 60;
@@ -323,7 +328,7 @@ describe('RedisStorageDriver against Redis', () => {
       }
       writing = false;
     })();
-    const read = (async () => {
+    const read = async (reader: RedisStorageDriver) => {
       while (writing) {
         const { records, problems } = await reader.loadAll(['even', 'odd']);
         expect(problems).toEqual([]);
@@ -336,10 +341,10 @@ describe('RedisStorageDriver against Redis', () => {
         expect(records).toHaveLength(generation % 2 === 1 ? ids.length - 14 : ids.length);
         observed.push([...generations][0]);
       }
-    })();
-    await Promise.all([write, read]);
+    };
+    await Promise.all([write, read(chunked), read(scripted)]);
     expect(observed.length).toBeGreaterThan(0);
-    const final = await reader.loadAll(['even', 'odd']);
+    const final = await chunked.loadAll(['even', 'odd']);
     expect(new Set(final.records.map((r) => r.data.toString()))).toEqual(new Set([`g${commits}`]));
   });
 
@@ -460,6 +465,11 @@ describe('RedisStorageDriver against Redis', () => {
 
     const loaded = await a.loadAll(['c', 'broken']);
     expect(byId(loaded.records)).toEqual({ 'c/good': 'ok' });
+    const scripted = await (await driver('s', { optimisticReads: 0 })).loadAll(['c', 'broken']);
+    expect(scripted.records).toEqual(loaded.records);
+    expect(scripted.problems.map((p) => p.error.message).sort()).toEqual(
+      loaded.problems.map((p) => p.error.message).sort(),
+    );
     const problems = Object.fromEntries(
       loaded.problems.map((p) => [`${p.collection}/${p.id ?? '(index)'}`, p]),
     );

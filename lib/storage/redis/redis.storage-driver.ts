@@ -71,12 +71,16 @@ export interface RedisStorageDriverOptions {
    * @default 500
    */
   readChunkSize?: number;
+  /**
+   * @internal Chunked read attempts of `loadAll()` before it falls back to one atomic snapshot script
+   * (0: always the script). For tests.
+   * @default 4
+   */
+  optimisticReads?: number;
 }
 
 const DRIVER = 'RedisStorageDriver';
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
-/** Chunked loadAll attempts before one atomic snapshot script (when commits keep racing it). */
-const OPTIMISTIC_ATTEMPTS = 4;
 
 /** One stored entry as read, before it is judged good or bad. */
 interface RawEntry {
@@ -140,6 +144,7 @@ export class RedisStorageDriver implements StorageDriver {
   private readonly ownsClient: boolean;
   private readonly connectTimeoutMs: number;
   private readonly readChunkSize: number;
+  private readonly optimisticReads: number;
   private readonly logger = new Logger(DRIVER);
   private client?: Redis;
   private subscriber?: Redis;
@@ -197,6 +202,7 @@ export class RedisStorageDriver implements StorageDriver {
     this.replicaId = replicaId ?? randomUUID();
     this.connectTimeoutMs = connectTimeoutMs ?? 2000;
     this.readChunkSize = readChunkSize ?? 500;
+    this.optimisticReads = options.optimisticReads ?? 4;
     const server =
       client === undefined
         ? publicUrl(this.url)
@@ -215,7 +221,10 @@ export class RedisStorageDriver implements StorageDriver {
     try {
       if (client === undefined) {
         const RedisClient = await loadRedisModule();
-        client = new RedisClient(this.url, clientOptions(this.connectTimeoutMs, `nestjs-persistence:${this.replicaId}`));
+        client = new RedisClient(
+          this.url,
+          clientOptions(this.connectTimeoutMs, `nestjs-persistence:${this.replicaId}`),
+        );
         // Connection errors surface as rejected commands; the event would otherwise be logged.
         client.on('error', () => undefined);
       }
@@ -246,7 +255,7 @@ export class RedisStorageDriver implements StorageDriver {
   async loadAll(collections: readonly string[]): Promise<LoadResult> {
     const client = this.openClient();
     try {
-      for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
+      for (let attempt = 0; attempt < this.optimisticReads; attempt++) {
         const raw = await this.readChunked(client, collections);
         if (raw !== undefined) return await this.judge(client, raw, true);
       }
