@@ -271,7 +271,7 @@ export class RedisStorageDriver implements StorageDriver {
     try {
       const transaction = client.multi();
       for (const id of ids) transaction.hmgetBuffer(this.keys.item(collection, id), 'data', 'rev');
-      const results = (await transaction.exec()) as PipelineResult;
+      const results = await transaction.exec();
       const entries = await this.entries(client, collection, ids, results);
       // Absent items are not problems here: they were removed.
       const present = entries.filter((e) => e.wrongType !== undefined || e.data || e.rev);
@@ -464,7 +464,7 @@ export class RedisStorageDriver implements StorageDriver {
     const before = await client.get(this.keys.revision);
     const indexes = client.pipeline();
     for (const collection of collections) indexes.smembers(this.keys.index(collection));
-    const indexResults = (await indexes.exec()) as PipelineResult;
+    const indexResults = await indexes.exec();
     const out: RawCollection[] = [];
     for (const [j, collection] of collections.entries()) {
       const [error, members] = indexResults?.[j] ?? [new Error('no reply'), null];
@@ -482,7 +482,7 @@ export class RedisStorageDriver implements StorageDriver {
         const chunk = ids.slice(start, start + this.readChunkSize);
         const pipeline = client.pipeline();
         for (const id of chunk) pipeline.hmgetBuffer(this.keys.item(collection, id), 'data', 'rev');
-        const results = (await pipeline.exec()) as PipelineResult;
+        const results = await pipeline.exec();
         entries.push(...(await this.entries(client, collection, chunk, results)));
       }
       out.push({ collection, entries });
