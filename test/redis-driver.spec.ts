@@ -302,6 +302,23 @@ describe('RedisStorageDriver against Redis', () => {
     expect(await admin.exists(`${prefix}revision`)).toBe(0);
   });
 
+  itRedis('refuses a commit on a damaged revision counter, writing nothing', async () => {
+    const a = await driver('a');
+    await admin.set(`${prefix}revision`, 'not a number');
+    const error = await rejection(
+      a.commit(
+        [
+          { collection: 'c', id: 'x', data: bytes('x'), expectedRevision: null },
+          { collection: 'c', id: 'y', data: bytes('y'), expectedRevision: null },
+        ],
+        { conflicts: 'reject' },
+      ),
+    );
+    expect(error.code).toBe(PersistenceErrorCode.StorageRefused);
+    expect(error.message).toContain('not an integer');
+    expect(await admin.exists(`${prefix}item:c:x`, `${prefix}index:c`)).toBe(0);
+  });
+
   itRedis('shows a concurrent reader every commit whole or not at all', async () => {
     const writer = await driver('writer');
     // Small chunks, so that the reader's chunked reads interleave with the commits.

@@ -44,8 +44,8 @@ export interface RedisStorageDriverOptions {
   url?: string;
   /**
    * An ioredis client to use instead of `url`. The driver does not close it, and cannot set the
-   * options that make commands fail fast while disconnected: give it `enableOfflineQueue: false`
-   * and `maxRetriesPerRequest: 0` yourself (docs/storage-drivers.md).
+   * options that make commands fail fast while disconnected: give it `enableOfflineQueue: false`,
+   * `maxRetriesPerRequest: 0` and `autoResendUnfulfilledCommands: false` yourself (docs/storage-drivers.md).
    */
   client?: Redis;
   /**
