@@ -286,7 +286,7 @@ export const badStoredData = (
   problem: string,
   quarantinedAs?: string,
 ): string =>
-  `The stored value ${key} in ${location} ${problem}, so it was not loaded. It is kept as it is ` +
+  `The stored value ${key} in ${location} ${problem}, so it was neither loaded nor written. It is kept as it is ` +
   `and never overwritten or removed by a save` +
   (quarantinedAs === undefined ? '' : `; a copy is at ${quarantinedAs}`) +
   '. Repair it, or delete the key (and its id from the index set) to let saves write the item again.';
