@@ -40,3 +40,7 @@ export type {
 export { NodeFileSystem } from './storage/node-file-system';
 export { LocalBackupTarget } from './storage/local-backup.target';
 export type { LocalBackupTargetOptions } from './storage/local-backup.target';
+export { StorageDriver } from './interfaces/storage-driver.interface';
+export type * from './interfaces/storage-driver.interface';
+export { RedisStorageDriver } from './storage/redis';
+export type { RedisStorageDriverOptions } from './storage/redis';

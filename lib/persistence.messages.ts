@@ -255,3 +255,42 @@ export const migrateWrongStore = (command: string, named: string, configured: st
   `nestjs-persistence ${command} was run on ${named}, but this module's store is ${configured}. ` +
   `Nothing was opened. Run the command on ${configured}, or point --module at the module whose ` +
   `PersistenceModule.forRoot() uses ${named}.`;
+
+export const invalidDriverOption = (
+  driver: string,
+  option: string,
+  got: unknown,
+  fix: string,
+): string => `${driver} option "${option}" is invalid (got ${describe(got)}). ${fix}`;
+
+export const driverDependencyMissing = (driver: string, pkg: string, reason: string): string =>
+  `${driver} needs the package "${pkg}", which could not be loaded (${reason}). Install it: ` +
+  `npm install ${pkg}`;
+
+export const storageUnavailable = (location: string, operation: string, reason: string): string =>
+  `The storage ${location} could not be reached during ${operation} (${reason}). Nothing partial ` +
+  'was written; the operation can be retried once it answers again. Check that the server is up ' +
+  'and reachable.';
+
+export const storageRefused = (location: string, operation: string, reason: string): string =>
+  `The storage ${location} refused ${operation}: ${reason}. Nothing was written. Fix the server's ` +
+  'configuration (credentials, permissions, memory) or the key named, then retry.';
+
+export const driverNotOpen = (location: string, state: string): string =>
+  `The storage driver for ${location} is ${state}: call open() first (the store does), and do not ` +
+  'use it after close().';
+
+export const badStoredData = (
+  location: string,
+  key: string,
+  problem: string,
+  quarantinedAs?: string,
+): string =>
+  `The stored value ${key} in ${location} ${problem}, so it was neither loaded nor written. It is kept as it is ` +
+  `and never overwritten or removed by a save` +
+  (quarantinedAs === undefined ? '' : `; a copy is at ${quarantinedAs}`) +
+  '. Repair it, or delete the key (and its id from the index set) to let saves write the item again.';
+
+export const duplicateChange = (collection: string, id: string): string =>
+  `A commit names item "${id}" of "${collection}" twice; each item may change once per commit. ` +
+  'Merge the two changes into one.';

@@ -77,4 +77,25 @@ export enum PersistenceErrorCode {
    * removed, so rolling back the application destroys nothing.
    */
   ItemFromNewerVersion = 'PERSISTENCE_ITEM_FROM_NEWER_VERSION',
+  /**
+   * The storage (Redis, a database) cannot be reached, or stopped answering during an operation.
+   * Retryable: nothing partial is visible (a commit is atomic); the store keeps its state and its
+   * unsaved changes and tries again.
+   */
+  StorageUnavailable = 'PERSISTENCE_STORAGE_UNAVAILABLE',
+  /**
+   * The storage answered but refused the operation (authentication, permissions, out of memory, a
+   * key of the driver's with a wrong type). Not retryable as is: the message says what to fix.
+   */
+  StorageRefused = 'PERSISTENCE_STORAGE_REFUSED',
+  /**
+   * A storage driver needs a package that is not installed (e.g. `ioredis` for the Redis driver).
+   */
+  DriverDependencyMissing = 'PERSISTENCE_DRIVER_DEPENDENCY_MISSING',
+  /**
+   * A stored item is not in the driver's format (wrong key type, missing field, unreadable
+   * revision). It is kept as it is, copied aside to quarantine, reported, and never overwritten or
+   * removed by a save.
+   */
+  BadStoredData = 'PERSISTENCE_BAD_STORED_DATA',
 }
