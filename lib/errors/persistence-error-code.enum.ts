@@ -77,4 +77,10 @@ export enum PersistenceErrorCode {
    * removed, so rolling back the application destroys nothing.
    */
   ItemFromNewerVersion = 'PERSISTENCE_ITEM_FROM_NEWER_VERSION',
+  /**
+   * An optional package a feature needs is not installed: `format: 'msgpack'` (or a msgpack file
+   * found in the store) needs `msgpackr`. The message names the `npm install` command. Files that
+   * need it are left in place, unloaded (never overwritten or removed by a save).
+   */
+  OptionalDependencyMissing = 'PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING',
 }

@@ -258,6 +258,15 @@ export class SnapshotReader {
       path: file.path,
       cause,
     };
+    if (
+      cause instanceof PersistenceError &&
+      cause.code === PersistenceErrorCode.OptionalDependencyMissing
+    ) {
+      // The file is fine; a package to read it is missing: left in place, pinned, unloaded.
+      this.storage.pin(file.path);
+      this.report(new PersistenceError(cause.code, cause.message, context));
+      return cause.message;
+    }
     const schema = schemaFailure(collection, file.path, cause);
     if (schema) {
       // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
