@@ -2,7 +2,7 @@ import { INestApplication } from '@nestjs/common';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzip } from 'node:zlib';
 import { isDeepStrictEqual, promisify } from 'node:util';
@@ -14,7 +14,6 @@ import {
   JsonSerializer,
   MemoryManager,
   MsgpackSerializer,
-  PersistenceError,
   PersistenceErrorCode,
   PersistenceStore,
   Serializer,

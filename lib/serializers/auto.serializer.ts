@@ -40,7 +40,7 @@ export class AutoSerializer implements Serializer {
     return json.length > this.compressAbove ? gzipBuffer(json) : json;
   }
 
-  async deserialize(data: Buffer): Promise<unknown> {
+  deserialize(data: Buffer): unknown {
     return isGzip(data) ? this.gzip.deserialize(data) : JSON.parse(data.toString('utf8'));
   }
 }

@@ -25,8 +25,8 @@ export function isMsgpack(data: Uint8Array): boolean {
 /** Deepest nesting written as MessagePack; deeper values go through JSON (see below). */
 const MAX_DEPTH = 512;
 
-/** Thrown inside the walk: this value is written as JSON text instead. */
-const AS_JSON = Symbol('as JSON');
+/** Thrown inside the walk (made once: never seen outside): this value is written as JSON text. */
+const AS_JSON = new Error('written as JSON text');
 
 /**
  * MessagePack (msgpackr, an optional peer dependency loaded at first use) behind a 5-byte header.

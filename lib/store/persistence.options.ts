@@ -85,7 +85,11 @@ export function resolveOptions(
   }
   const compressAbove = given.compressAbove ?? DEFAULT_OPTIONS.compressAbove;
   if (!Number.isSafeInteger(compressAbove) || compressAbove < 0) {
-    fail('compressAbove', compressAbove, 'Use a whole number of bytes, 0 or more (0: compress every item).');
+    fail(
+      'compressAbove',
+      compressAbove,
+      'Use a whole number of bytes, 0 or more (0: compress every item).',
+    );
   }
   let autoSave: ResolvedPersistenceOptions['autoSave'] = false;
   if (given.autoSave !== false) {
