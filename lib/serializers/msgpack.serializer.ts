@@ -36,8 +36,8 @@ const AS_JSON = new Error('written as JSON text');
  * `undefined` and functions dropped, or `null` in arrays; non-finite numbers `null`; -0 → 0). A value
  * MessagePack cannot carry exactly (a string or key with a lone surrogate, which UTF-8 cannot hold; a
  * `__proto__` key; a class instance; very deep nesting) makes that one item's body its JSON text,
- * marked as such by the header's fifth byte. Reading accepts only JSON data (no binary, no extension types, no
- * NaN), so a crafted file cannot hand an adapter anything JSON could not.
+ * marked as such by the header's fifth byte. Reading accepts only JSON data (no binary, no extension
+ * types, no NaN), so a crafted file cannot hand an adapter anything JSON could not.
  */
 export class MsgpackSerializer implements Serializer {
   readonly format = 'msgpack';
