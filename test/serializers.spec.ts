@@ -2,7 +2,7 @@ import { INestApplication } from '@nestjs/common';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzip } from 'node:zlib';
 import { isDeepStrictEqual, promisify } from 'node:util';
@@ -363,6 +363,35 @@ describe('formats in the store', () => {
     }
     const last = await open({ format: 'msgpack' });
     expect(dumpState(last)).toEqual(expected);
+  });
+
+  it('reads each file by its bytes, and quarantines a crafted msgpack file', async () => {
+    const first = await open({ format: 'json' });
+    seedState(first);
+    await saveToFiles(first);
+    await removeAll();
+    const sessions = join(dir, 'sessions');
+    // A msgpack body under a .json name still loads (the bytes decide), and is written as JSON once
+    // it changes.
+    const envelope = JSON.parse(await readFile(join(sessions, 'sess-1.json'), 'utf8')) as unknown;
+    await writeFile(join(sessions, 'sess-1.json'), new MsgpackSerializer().serialize(envelope));
+    // A msgpack header over MessagePack that is not JSON data (a timestamp extension).
+    const crafted = Buffer.concat([
+      Buffer.from([0x89, 0x4e, 0x50, 0x4d, 0x01]),
+      new Packr({ useRecords: false }).pack({ id: 'evil', v: 1, data: { at: new Date(0) } }),
+    ]);
+    await writeFile(join(sessions, 'evil.msgpack'), crafted);
+    const app = await open({ format: 'json' });
+    expect(app.get(SessionManager).get('sess-1')?.metadata).toEqual({
+      user: 'ann',
+      tags: ['a', 'b'],
+    });
+    expect(app.get(SessionManager).get('evil')).toBeUndefined();
+    expect(app.get(PersistenceStore).getLastError()?.code).toBe(PersistenceErrorCode.CorruptFile);
+    expect((await readdir(join(dir, '.quarantine', 'sessions')))[0]).toMatch(/-evil\.msgpack$/);
+    app.get(SessionManager).update('sess-1', { status: 'paused' });
+    await saveToFiles(app);
+    expect(detectFormat(await readFile(join(sessions, 'sess-1.json')))).toBe('json');
   });
 
   it('a msgpack file in a store without msgpackr: reported with the install command, left in place', async () => {
