@@ -2,7 +2,7 @@
  * `npm run bench`: what persistence costs an application, timed from the application's side.
  *
  * For every tier (small, medium, large) and every format of ours (json, json-compact, json-gzip;
- * msgpack when the library exports it), and for better-sqlite3, lowdb, conf and the per-file floors,
+ * msgpack and auto when the library exports them), and for better-sqlite3, lowdb, conf and the per-file floors,
  * a cell in its own process runs the same sequence on the same seeded data (bench/cell.main.ts) and
  * verifies that a fresh process loads exactly what was saved. Then the HTTP scenario (medium tier):
  * GET /ping under autocannon while the server process saves. Tables on stdout, JSON in
@@ -27,7 +27,7 @@ import { HTTP_CASES, HttpResult, runHttpCase } from './http.scenario';
 import { httpTable, tierNotes, tierTable } from './report';
 import { TierName, TIERS } from './workload';
 
-const ALL_FORMATS = ['json', 'json-compact', 'json-gzip', 'msgpack'];
+const ALL_FORMATS = ['json', 'json-compact', 'json-gzip', 'msgpack', 'auto'];
 const ALL_BACKENDS = ['ours', ...COMPARATORS];
 const DOCS = join(ROOT, 'docs', 'benchmarks.md');
 const START = '<!-- bench:generated:start -->';
@@ -48,6 +48,7 @@ function supportedFormats(): string[] {
   const exported = Object.keys(library);
   const formats = ['json', 'json-compact', 'json-gzip'];
   if (exported.some((name) => /msgpack/i.test(name))) formats.push('msgpack');
+  if (exported.includes('AutoSerializer')) formats.push('auto');
   return formats;
 }
 

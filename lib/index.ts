@@ -23,10 +23,12 @@ export type {
   PersistenceOptionsFactory,
 } from './persistence.types';
 export {
+  AutoSerializer,
   CompactJsonSerializer,
   detectFormat,
   JsonGzipSerializer,
   JsonSerializer,
+  MsgpackSerializer,
 } from './serializers';
 export { PersistenceStore } from './store/persistence.store';
 export { PersistenceFileSystem } from './storage/file-system.interface';

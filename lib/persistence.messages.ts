@@ -167,6 +167,10 @@ export const describe = (value: unknown): string => {
   }
 };
 
+export const optionalDependencyMissing = (feature: string, pkg: string, cause: unknown): string =>
+  `${feature} needs the optional package "${pkg}", which could not be loaded (${reasonOf(cause).split('\n')[0]}). ` +
+  `Install it beside nestjs-persistence: npm install ${pkg}`;
+
 export const reasonOf = (error: unknown): string =>
   error instanceof Error ? error.message : String(error);
 

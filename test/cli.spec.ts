@@ -304,6 +304,36 @@ describe('CLI (nestjs-persistence bin)', () => {
     expect(replaced.get(CartService).get('cart-1')).toEqual({ items: ['apple', 'pear'], total: 5 });
   });
 
+  it('import --format msgpack and auto: inspect reports the formats, verify reads them, the app loads them', async () => {
+    const source = join(root, 'source');
+    const state = await makeStore(source);
+    const file = join(root, 'export.json');
+    expect((await cli('export', source, '--out', file)).code).toBe(0);
+    for (const [format, extension, detected] of [
+      ['msgpack', '.msgpack', 'msgpack'],
+      ['auto', '.jsonz', 'json'],
+    ] as const) {
+      const target = join(root, `target-${format}`);
+      expect((await cli('import', target, file, '--format', format)).code).toBe(0);
+      expect((await readdir(join(target, 'sessions'))).sort()).toEqual([
+        `sess-1${extension}`,
+        `sess-2${extension}`,
+      ]);
+      const inspect = await cli('inspect', target, '--json');
+      const sessions = JSON.parse(inspect.stdout).collections.find(
+        (c: { name: string }) => c.name === 'sessions',
+      );
+      expect(sessions).toMatchObject({ formats: { [detected]: 2 }, versions: { '1': 2 } });
+      expect(await cli('verify', target)).toMatchObject({
+        code: 0,
+        stdout: expect.stringContaining('no problems'),
+      });
+      const app = await openApp(target, { format });
+      expect(dump(app)).toEqual(state);
+      await closeApp(app);
+    }
+  });
+
   it('backup, then restore, brings the backed-up state back', async () => {
     const store = join(root, 'store');
     const state = await makeStore(store);

@@ -13,6 +13,8 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { MAX_JSON_DEPTH } from '../lib/adapters/json-data.util';
+import { reviveDate } from '../lib/adapters/model.schema';
+import { prng } from './fixtures/prng';
 import { createApp } from './fixtures/app.factory';
 import { dumpState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
@@ -535,5 +537,58 @@ describe('model schemas: what the managers accept comes back exactly', () => {
     const messages = errors.map((e) => e.error.message).join('\n');
     for (const [, , why] of files) expect(messages).toMatch(why);
     expect(errors.every((e) => e.error.code === PersistenceErrorCode.CorruptFile)).toBe(true);
+  });
+});
+
+describe('reviveDate', () => {
+  /** The reference: a Date whose toISOString() is the string itself. */
+  const exact = (value: string): number | undefined => {
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) || date.toISOString() !== value
+      ? undefined
+      : date.getTime();
+  };
+
+  it('accepts exactly the strings toISOString() gives, and their Dates', () => {
+    const cases = [
+      '2024-02-29T00:00:00.000Z',
+      '2026-02-29T00:00:00.000Z',
+      '2026-02-30T00:00:00.000Z',
+      '1900-02-29T00:00:00.000Z',
+      '2000-02-29T12:00:00.000Z',
+      '2026-04-31T00:00:00.000Z',
+      '2026-13-01T00:00:00.000Z',
+      '2026-00-01T00:00:00.000Z',
+      '2026-01-00T00:00:00.000Z',
+      '2026-01-01T24:00:00.000Z',
+      '2026-01-01T23:60:00.000Z',
+      '2026-01-01T23:59:60.000Z',
+      '0000-01-01T00:00:00.000Z',
+      '0099-12-31T23:59:59.999Z',
+      '0100-01-01T00:00:00.000Z',
+      '9999-12-31T23:59:59.999Z',
+      '+275760-09-13T00:00:00.000Z',
+      '-000001-01-01T00:00:00.000Z',
+      '2026-01-01T00:00:00Z',
+      '2026-01-01',
+      '2026-1-01T00:00:00.000Z0',
+      '２０２６-01-01T00:00:00.000Z',
+    ];
+    const random = prng(7);
+    for (let i = 0; i < 5000; i++) {
+      const time = Math.floor((random() * 2 - 1) * 8.64e15);
+      const iso = new Date(time).toISOString();
+      cases.push(iso);
+      // One digit changed: often still well-formed, sometimes out of range.
+      const at = Math.floor(random() * iso.length);
+      const code = iso.charCodeAt(at);
+      if (code >= 48 && code <= 57) {
+        cases.push(iso.slice(0, at) + String(Math.floor(random() * 10)) + iso.slice(at + 1));
+      }
+    }
+    const wrong = cases.filter((value) => reviveDate(value)?.getTime() !== exact(value));
+    expect(wrong).toEqual([]);
+    expect(cases.filter((value) => exact(value) === undefined).length).toBeGreaterThan(20);
+    expect(reviveDate(12)).toBeUndefined();
   });
 });

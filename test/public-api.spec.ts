@@ -39,6 +39,7 @@ describe('public API', () => {
   it('exports the runtime values a user needs, and no internals', () => {
     expect(Object.keys(api).sort()).toEqual(
       [
+        'AutoSerializer',
         'CompactJsonSerializer',
         'FocusManager',
         'InjectPersistenceAdapters',
@@ -47,6 +48,7 @@ describe('public API', () => {
         'LocalBackupTarget',
         'MESSAGE_ROLES',
         'MemoryManager',
+        'MsgpackSerializer',
         'NodeFileSystem',
         'PERSISTENCE_ADAPTERS',
         'PERSISTENCE_AUTO_SAVE_DEBOUNCE',

@@ -64,7 +64,7 @@ describe('RedisStorageDriver: options and loading', () => {
 
   it('says "npm install <package>" when the Redis client package is missing', async () => {
     const error = await rejection(loadRedisModule('ioredis-that-is-not-installed'));
-    expect(error.code).toBe(PersistenceErrorCode.DriverDependencyMissing);
+    expect(error.code).toBe(PersistenceErrorCode.OptionalDependencyMissing);
     expect(error.message).toContain('npm install ioredis-that-is-not-installed');
   });
 

@@ -159,68 +159,154 @@ export function reviveModel<T extends object>(
   id: string | undefined,
   path: string = schema.name,
 ): T {
+  return reviveRecord(schema, raw, id, path, -1);
+}
+
+/*
+ * Revival runs for every stored record at each load, so it allocates nothing it does not return:
+ * the path of a field (`conversation.messages[3].createdAt`) is only built for an error message,
+ * and dates are checked without formatting them back (see reviveDate).
+ */
+
+/** `path`, or `path[index]` for an item of a list (index ≥ 0). */
+function pathOf(path: string, index: number): string {
+  return index < 0 ? path : `${path}[${index}]`;
+}
+
+/** `path.name`, or `path[index].name`. */
+function fieldPath(path: string, index: number, name: string): string {
+  return `${pathOf(path, index)}.${name}`;
+}
+
+function reviveRecord<T extends object>(
+  schema: ModelSchema<T>,
+  raw: unknown,
+  id: string | undefined,
+  path: string,
+  index: number,
+): T {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new TypeError(`${path} is ${kindOf(raw)}, not a ${schema.name} object`);
+    throw new TypeError(`${pathOf(path, index)} is ${kindOf(raw)}, not a ${schema.name} object`);
   }
   const stored = raw as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const name in schema.fields) {
     const spec = schema.fields[name];
-    const at = `${path}.${name}`;
     const value = Object.prototype.hasOwnProperty.call(stored, name) ? stored[name] : undefined;
     if (value === undefined) {
       if (spec.optional) continue;
-      throw new TypeError(`${at} is missing`);
+      throw new TypeError(`${pathOf(path, index)}.${name} is missing`);
     }
-    out[name] = reviveField(spec.type, value, id, at);
+    out[name] = reviveField(spec.type, value, id, path, index, name);
   }
   return Object.freeze(out) as T;
 }
 
-function reviveField(type: FieldType, value: unknown, id: string | undefined, at: string): unknown {
+function reviveField(
+  type: FieldType,
+  value: unknown,
+  id: string | undefined,
+  path: string,
+  index: number,
+  name: string,
+): unknown {
   switch (type.kind) {
     case 'ownId':
       if (value !== id) {
-        throw new TypeError(`${at} ${describe(value)} is not the file's id ${describe(id)}`);
+        throw new TypeError(
+          `${fieldPath(path, index, name)} ${describe(value)} is not the file's id ${describe(id)}`,
+        );
       }
       return value;
     case 'itemId':
       try {
         assertValidId(value);
       } catch (error) {
-        throw new TypeError(`${at}: ${reasonOf(error)}`);
+        throw new TypeError(`${fieldPath(path, index, name)}: ${reasonOf(error)}`);
       }
       return value;
     case 'string':
     case 'oneOf': {
       const problem = stringProblem(type, value);
-      if (problem) throw new TypeError(`${at} ${problem}`);
+      if (problem) throw new TypeError(`${fieldPath(path, index, name)} ${problem}`);
       return value;
     }
     case 'date': {
-      const date = typeof value === 'string' ? new Date(value) : undefined;
-      if (!date || Number.isNaN(date.getTime()) || date.toISOString() !== value) {
-        throw new TypeError(`${at} is ${describe(value)}, not a date in ISO form`);
+      const date = reviveDate(value);
+      if (!date) {
+        throw new TypeError(
+          `${fieldPath(path, index, name)} is ${describe(value)}, not a date in ISO form`,
+        );
       }
       return date;
     }
     case 'json': {
       const found =
-        notAnObject(value, at) ?? findNonJsonData(value, { allowToJSON: false, path: at });
+        notAnObject(value, fieldPath(path, index, name)) ??
+        findNonJsonData(value, { allowToJSON: false, path: fieldPath(path, index, name) });
       if (found) throw new TypeError(`${found.path} ${found.problem}`);
       return deepFreeze(value);
     }
     case 'list': {
       if (!Array.isArray(value)) {
-        throw new TypeError(`${at} is ${kindOf(value)}, not an array`);
+        throw new TypeError(`${fieldPath(path, index, name)} is ${kindOf(value)}, not an array`);
       }
       const items = new Array<unknown>(value.length);
+      const listPath = fieldPath(path, index, name);
       for (let i = 0; i < value.length; i++) {
-        items[i] = reviveModel(type.of, value[i], undefined, `${at}[${i}]`);
+        items[i] = reviveRecord(type.of, value[i], undefined, listPath, i);
       }
       return Object.freeze(items);
     }
   }
+}
+
+/** `YYYY-MM-DDTHH:mm:ss.sssZ`, the form `Date.prototype.toISOString()` gives for years 0–9999. */
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/**
+ * The Date whose `toISOString()` is exactly `value`, or `undefined`. The common form (years
+ * 100–9999) is read field by field and range-checked, without parsing or formatting a date string
+ * (most of the cost); anything else takes the exact, slower check.
+ */
+export function reviveDate(value: unknown): Date | undefined {
+  if (typeof value !== 'string') return undefined;
+  if (value.length === 24 && ISO_DATE.test(value)) {
+    const year = twoDigits(value, 0) * 100 + twoDigits(value, 2);
+    if (year >= 100) {
+      const month = twoDigits(value, 5);
+      const day = twoDigits(value, 8);
+      const hours = twoDigits(value, 11);
+      const minutes = twoDigits(value, 14);
+      const seconds = twoDigits(value, 17);
+      const ms = twoDigits(value, 20) * 10 + value.charCodeAt(22) - 48;
+      if (
+        month < 1 ||
+        month > 12 ||
+        day < 1 ||
+        day > daysIn(year, month) ||
+        hours > 23 ||
+        minutes > 59 ||
+        seconds > 59
+      ) {
+        return undefined;
+      }
+      return new Date(Date.UTC(year, month - 1, day, hours, minutes, seconds, ms));
+    }
+  }
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) || date.toISOString() !== value ? undefined : date;
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function daysIn(year: number, month: number): number {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1];
+}
+
+function twoDigits(text: string, at: number): number {
+  return (text.charCodeAt(at) - 48) * 10 + text.charCodeAt(at + 1) - 48;
 }
 
 function stringProblem(type: FieldType, value: unknown): string | undefined {

@@ -28,7 +28,7 @@ export const badKey = (fix: string): string =>
   `Invalid --key (or NESTJS_PERSISTENCE_KEY): ${fix} Give KEY or ID:KEY, KEY being 64 hex digits or the base64 of 32 bytes.`;
 
 export const badFormat = (format: string): string =>
-  `Unknown --format "${format}". Use json, json-compact or json-gzip.`;
+  `Unknown --format "${format}". Use json, json-compact, json-gzip, msgpack (needs msgpackr installed) or auto.`;
 
 export const encryptedNeedsKey = (path: string): string =>
   `The store ${path} holds encrypted item files; pass its key with --key (or NESTJS_PERSISTENCE_KEY) so imported items are encrypted too. Nothing was changed.`;

@@ -42,7 +42,7 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
     )
     .option(
       '--format <format>',
-      'format of the files written: json, json-compact, json-gzip',
+      'format of the files written: json, json-compact, json-gzip, msgpack, auto',
       'json',
     )
     .option(

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { isEncrypted, ItemCipher } from '../encryption/item.cipher';
 import { DetectedFormat } from '../interfaces/serializer.interface';
 import { detectFormat, isGzip } from '../serializers/detect-format';
+import { isMsgpack, MsgpackSerializer } from '../serializers/msgpack.serializer';
 import { JsonGzipSerializer } from '../serializers/json-gzip.serializer';
 import { ExitCode } from './cli.error';
 import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
@@ -17,7 +18,7 @@ export interface CollectionReport {
   items: number;
   files: number;
   bytes: number;
-  /** Files by `detectFormat()`: json, json-gzip, encrypted, binary. */
+  /** Files by `detectFormat()`: json, json-gzip, msgpack, encrypted, binary. */
   formats: Partial<Record<DetectedFormat, number>>;
   /** Files by envelope version (`v`); `unknown` when encrypted without a key, `unreadable` when broken. */
   versions: Record<string, number>;
@@ -136,7 +137,11 @@ async function envelopeVersions(
     }
   }
   const parsed = (
-    isGzip(plain) ? await gzip.deserialize(plain) : JSON.parse(plain.toString('utf8'))
+    isGzip(plain)
+      ? await gzip.deserialize(plain)
+      : isMsgpack(plain)
+        ? new MsgpackSerializer().deserialize(plain)
+        : JSON.parse(plain.toString('utf8'))
   ) as { v?: unknown; sv?: unknown } | null;
   if (typeof parsed?.v !== 'number') return { version: 'unreadable', schema: 'unreadable' };
   const schema = parsed.sv === undefined ? 1 : parsed.sv;

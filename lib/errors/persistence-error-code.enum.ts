@@ -89,9 +89,12 @@ export enum PersistenceErrorCode {
    */
   StorageRefused = 'PERSISTENCE_STORAGE_REFUSED',
   /**
-   * A storage driver needs a package that is not installed (e.g. `ioredis` for the Redis driver).
+   * An optional package a feature needs is not installed: `format: 'msgpack'` (or a msgpack file
+   * found in the store) needs `msgpackr`; the Redis storage driver needs `ioredis`. The message
+   * names the `npm install` command. Files that need it are left in place, unloaded (never
+   * overwritten or removed by a save).
    */
-  DriverDependencyMissing = 'PERSISTENCE_DRIVER_DEPENDENCY_MISSING',
+  OptionalDependencyMissing = 'PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING',
   /**
    * A stored item is not in the driver's format (wrong key type, missing field, unreadable
    * revision). It is kept as it is, copied aside to quarantine, reported, and never overwritten or

@@ -101,11 +101,20 @@ export interface PersistenceModuleOptions {
    */
   path?: string;
   /**
-   * How items are written: `'json'` (indented), `'json-compact'`, `'json-gzip'`, or your own
-   * {@link Serializer}. Files of any built-in format are always read, so switching format is safe.
+   * How items are written: `'json'` (indented), `'json-compact'`, `'json-gzip'`, `'msgpack'`
+   * (MessagePack; needs the optional package `msgpackr`: `npm install msgpackr`), `'auto'` (compact
+   * JSON, gzip-compressed above `compressAbove` bytes), or your own {@link Serializer}. Files of any
+   * built-in format are always read, so switching format is safe.
    * @default 'json'
    */
   format?: BuiltInFormat | Serializer;
+  /**
+   * With `format: 'auto'`: an item whose compact JSON is larger than this many bytes is written
+   * gzip-compressed, a smaller one as compact JSON. The default is one 4 KiB file-system block, below
+   * which compression saves no disk space. Ignored by the other formats.
+   * @default 4096
+   */
+  compressAbove?: number;
   /**
    * Periodic saving through `@nestjs/schedule`'s `SchedulerRegistry` (the application's when it imports
    * `ScheduleModule.forRoot()`, else one of the module's own), or `false`.
@@ -206,6 +215,7 @@ export interface ResolvedBackupOptions {
 export interface ResolvedPersistenceOptions {
   path: string;
   format: BuiltInFormat | Serializer;
+  compressAbove: number;
   autoSave: Required<AutoSaveOptions> | false;
   loadOnBoot: boolean;
   saveOnShutdown: boolean;

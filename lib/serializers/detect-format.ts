@@ -1,5 +1,6 @@
 import { isEncrypted } from '../encryption/item.cipher';
 import { DetectedFormat } from '../interfaces/serializer.interface';
+import { isMsgpack } from './msgpack.serializer';
 
 const GZIP_MAGIC_0 = 0x1f;
 const GZIP_MAGIC_1 = 0x8b;
@@ -10,9 +11,11 @@ export function isGzip(data: Uint8Array): boolean {
 }
 
 /**
- * Tells a file's format from its bytes: `'encrypted'` for the store's encryption header, `'json-gzip'`
- * for the gzip magic, `'json'` for valid JSON (indented or compact: one format to a reader),
- * `'binary'` for anything else.
+ * Tells a file's format from its bytes: `'encrypted'` for the store's encryption header
+ * (`NPE\x01`), `'json-gzip'` for the gzip magic (`1f 8b`), `'msgpack'` for the msgpack item header
+ * (`89 'NPM' 01`), `'json'` for valid JSON (indented or compact: one format to a reader), `'binary'`
+ * for anything else. The three headers differ in their first byte, and none can start valid JSON.
+ * (`format: 'auto'` writes JSON or gzip, so its files are told as one of those.)
  */
 export function detectFormat(data: Uint8Array): DetectedFormat {
   if (isEncrypted(data)) {
@@ -20,6 +23,9 @@ export function detectFormat(data: Uint8Array): DetectedFormat {
   }
   if (isGzip(data)) {
     return 'json-gzip';
+  }
+  if (isMsgpack(data)) {
+    return 'msgpack';
   }
   try {
     JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8'));

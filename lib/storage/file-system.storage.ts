@@ -10,7 +10,7 @@ import { mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';
 
 /** Extensions of the built-in formats. */
-const BUILT_IN_EXTENSIONS = ['.json.gz', '.json'];
+const BUILT_IN_EXTENSIONS = ['.json.gz', '.json', '.msgpack', '.jsonz'];
 
 /** How the store's folder is laid out and protected. */
 export interface StorageSettings {

@@ -1,9 +1,12 @@
 import { DecryptionError, isEncrypted, ItemCipher } from '../encryption/item.cipher';
+import { PersistenceError } from '../errors/persistence.error';
 import { Serializer } from '../interfaces/serializer.interface';
 import { ITEM_FILE_VERSION } from '../persistence.constants';
+import { AutoSerializer } from '../serializers/auto.serializer';
 import { isGzip } from '../serializers/detect-format';
 import { gzipBuffer, JsonGzipSerializer } from '../serializers/json-gzip.serializer';
 import { JsonSerializer } from '../serializers/json.serializer';
+import { isMsgpack, MsgpackSerializer } from '../serializers/msgpack.serializer';
 import { encodeId } from './file-name.codec';
 
 import { ItemEnvelope } from '../interfaces/item-envelope.interface';
@@ -29,10 +32,11 @@ export class ItemTooLargeError extends Error {}
 /**
  * Item envelope ↔ file bytes: serializer, then (optionally) encryption bound to adapter and file name.
  * Reading tells each file's format from its bytes, so files of any built-in format, encrypted or not,
- * are read whatever the current format.
+ * are read whatever the current format (msgpack files load msgpackr at the first one).
  */
 export class ItemFileCodec {
   private readonly gzip: JsonGzipSerializer;
+  private msgpack: MsgpackSerializer | undefined;
 
   constructor(
     readonly serializer: Serializer,
@@ -64,8 +68,12 @@ export class ItemFileCodec {
         ? { id, v: ITEM_FILE_VERSION, sv: schemaVersion, data }
         : { id, v: ITEM_FILE_VERSION, data };
     let bytes: unknown;
-    if (this.serializer instanceof JsonGzipSerializer) {
+    const auto = this.serializer instanceof AutoSerializer ? this.serializer : undefined;
+    if (this.serializer instanceof JsonGzipSerializer || auto) {
       const json = Buffer.from(JSON.stringify(envelope), 'utf8');
+      if (auto && json.length <= auto.compressAbove) {
+        return json;
+      }
       if (json.length > this.maxInflatedBytes) {
         throw new ItemTooLargeError(
           `it is ${json.length} bytes of JSON before compression, more than limits.maxInflatedBytes (${this.maxInflatedBytes})`,
@@ -108,7 +116,8 @@ export class ItemFileCodec {
   /**
    * Reads one item file. Throws `ItemDecodeError`: `locked` when it is encrypted and cannot be
    * decrypted with the keys at hand (a right key may still read it), `corrupt` for anything else,
-   * including an id inside that does not belong to the file's name.
+   * including an id inside that does not belong to the file's name. A msgpack file without msgpackr
+   * installed throws its `PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING` error as it is (the file is fine).
    */
   async decode(
     adapter: string,
@@ -118,7 +127,7 @@ export class ItemFileCodec {
     try {
       return await this.decodeOrThrow(adapter, file, bytes);
     } catch (error) {
-      if (error instanceof ItemDecodeError) throw error;
+      if (error instanceof ItemDecodeError || error instanceof PersistenceError) throw error;
       const kind = error instanceof DecryptionError ? 'locked' : 'corrupt';
       throw new ItemDecodeError(error instanceof Error ? error.message : String(error), kind);
     }
@@ -151,6 +160,10 @@ export class ItemFileCodec {
       parsed = await this.serializer.deserialize(bytes);
     } else if (isGzip(bytes)) {
       parsed = await this.gzip.deserialize(bytes);
+    } else if (isMsgpack(bytes)) {
+      this.msgpack ??=
+        this.serializer instanceof MsgpackSerializer ? this.serializer : new MsgpackSerializer();
+      parsed = this.msgpack.deserialize(bytes);
     } else {
       parsed = JSON.parse(bytes.toString('utf8'));
     }
@@ -187,5 +200,10 @@ export interface DecodedItem {
 }
 
 function isBuiltIn(serializer: Serializer): boolean {
-  return serializer instanceof JsonSerializer || serializer instanceof JsonGzipSerializer;
+  return (
+    serializer instanceof JsonSerializer ||
+    serializer instanceof JsonGzipSerializer ||
+    serializer instanceof MsgpackSerializer ||
+    serializer instanceof AutoSerializer
+  );
 }

@@ -35,7 +35,8 @@ export async function readRegularFile(
         `it is ${stat.size} bytes, more than limits.maxFileBytes (${maxBytes}); raise the limit to read it`,
       );
     }
-    const buffer = Buffer.alloc(stat.size);
+    // Not zero-filled: every byte returned is read from the file (a short read is cut off below).
+    const buffer = Buffer.allocUnsafe(stat.size);
     let offset = 0;
     while (offset < stat.size) {
       const read = await handle.read(buffer, offset, stat.size - offset, offset);

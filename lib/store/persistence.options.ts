@@ -10,6 +10,7 @@ import {
 import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
+import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
 import { isSameOrInside } from '../storage/path.util';
 
@@ -17,6 +18,7 @@ import { isSameOrInside } from '../storage/path.util';
 export const DEFAULT_OPTIONS = {
   path: './data',
   format: 'json',
+  compressAbove: DEFAULT_COMPRESS_ABOVE,
   autoSave: { interval: 300_000, maxBackoffTicks: 8, debounce: false as number | false },
   loadOnBoot: true,
   saveOnShutdown: true,
@@ -80,6 +82,14 @@ export function resolveOptions(
   }
   if (typeof format !== 'string') {
     assertCustomExtension(format.extension);
+  }
+  const compressAbove = given.compressAbove ?? DEFAULT_OPTIONS.compressAbove;
+  if (!Number.isSafeInteger(compressAbove) || compressAbove < 0) {
+    fail(
+      'compressAbove',
+      compressAbove,
+      'Use a whole number of bytes, 0 or more (0: compress every item).',
+    );
   }
   let autoSave: ResolvedPersistenceOptions['autoSave'] = false;
   if (given.autoSave !== false) {
@@ -155,6 +165,7 @@ export function resolveOptions(
   return {
     path: storePath,
     format,
+    compressAbove,
     autoSave,
     loadOnBoot: given.loadOnBoot ?? DEFAULT_OPTIONS.loadOnBoot,
     saveOnShutdown: given.saveOnShutdown ?? DEFAULT_OPTIONS.saveOnShutdown,
@@ -235,7 +246,7 @@ function assertCustomExtension(extension: string): void {
     fail(
       'format.extension',
       extension,
-      'A custom serializer needs an extension such as ".msgpack": a dot, then letters, digits and dots (not ".tmp").',
+      'A custom serializer needs an extension such as ".cbor": a dot, then letters, digits and dots (not ".tmp").',
     );
   }
 }

@@ -197,7 +197,7 @@ export class PersistenceStore
         throw new Error('unreachable: validated by resolveOptions');
       });
     }
-    this.setCodec(createSerializer(this.options.format));
+    this.setCodec(this.createSerializer(this.options.format));
     // Built-in, forFeature() and @PersistedState() adapters, then the deprecated `adapters` option.
     this.adapterList.push(
       ...resolveAdapters([
@@ -609,7 +609,7 @@ export class PersistenceStore
   setSerializer(format: BuiltInFormat | Serializer): void {
     this.assertOpen('change the format');
     const resolved = resolveOptions({ ...this.rawOptions, format, adapters: [] }).format;
-    this.setCodec(createSerializer(resolved));
+    this.setCodec(this.createSerializer(resolved));
     this.inSync.clear(); // every file is rewritten in the new format
   }
 
@@ -683,6 +683,13 @@ export class PersistenceStore
       },
       disk,
     };
+  }
+
+  private createSerializer(format: BuiltInFormat | Serializer): Serializer {
+    return createSerializer(format, {
+      compressAbove: this.options.compressAbove,
+      maxInflatedBytes: this.options.limits.maxInflatedBytes,
+    });
   }
 
   private setCodec(serializer: Serializer): void {

@@ -26,7 +26,7 @@ export async function loadRedisModule(name = 'ioredis'): Promise<RedisConstructo
   } catch (error) {
     const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
     throw new PersistenceError(
-      PersistenceErrorCode.DriverDependencyMissing,
+      PersistenceErrorCode.OptionalDependencyMissing,
       driverDependencyMissing(DRIVER, name, reason),
       { operation: 'init', cause: error },
     );
@@ -34,7 +34,7 @@ export async function loadRedisModule(name = 'ioredis'): Promise<RedisConstructo
   const constructor = loaded.Redis ?? loaded.default;
   if (typeof constructor !== 'function') {
     throw new PersistenceError(
-      PersistenceErrorCode.DriverDependencyMissing,
+      PersistenceErrorCode.OptionalDependencyMissing,
       driverDependencyMissing(DRIVER, name, 'it exports no Redis class; install ioredis 5 or 6'),
       { operation: 'init' },
     );

@@ -212,7 +212,7 @@ export class RedisStorageDriver implements StorageDriver {
 
   /**
    * Connects. Rejects with `PERSISTENCE_STORAGE_UNAVAILABLE` (retryable) when the server does not
-   * answer, with `PERSISTENCE_DRIVER_DEPENDENCY_MISSING` when ioredis is not installed.
+   * answer, with `PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING` when ioredis is not installed.
    */
   async open(): Promise<void> {
     if (this.state === 'open') return;
