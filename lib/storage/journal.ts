@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { atomicWrite } from './atomic-write';
-import { yieldToEventLoop } from './event-loop.util';
+import { TimeSlicer } from './event-loop.util';
 import { errorCode, PersistenceFile, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
 import { readRegularFile } from './safe-read';
@@ -42,17 +42,14 @@ export interface JournalOp {
 const checksum = (payload: Uint8Array): Buffer =>
   createHash('sha256').update(payload).digest().subarray(0, 8);
 
-/** Bytes hashed or copied between two yields to the event loop. */
-const CHUNK = 1024 * 1024;
+/** Size of the staging buffer small pieces are gathered in before one write. */
+const STAGE_BYTES = 1024 * 1024;
 
-/**
- * A record as a few chunks of about 1 MiB (never one buffer the size of the whole save) and its
- * 16-byte prefix. Hashing yields to the event loop between chunks, so a large first save does not
- * stall the application.
- */
-export async function encodeRecord(
-  ops: readonly JournalOp[],
-): Promise<{ prefix: Buffer; chunks: Buffer[]; length: number }> {
+/** Longest stretch of hashing and copying between two yields to the event loop, in ms. */
+const SLICE_MS = 5;
+
+/** A record's payload as pieces (header, then each file's bytes), with its total length. */
+function recordPieces(ops: readonly JournalOp[]): { pieces: Buffer[]; length: number } {
   const header = Buffer.from(
     JSON.stringify({
       ops: ops.map((op) => ({
@@ -66,31 +63,24 @@ export async function encodeRecord(
   const headerLength = Buffer.alloc(4);
   headerLength.writeUInt32LE(header.length);
   const pieces = [headerLength, header, ...ops.flatMap((op) => (op.data ? [op.data] : []))];
-  const chunks: Buffer[] = [];
-  let group: Buffer[] = [];
-  let groupBytes = 0;
-  for (const piece of pieces) {
-    group.push(piece);
-    groupBytes += piece.length;
-    if (groupBytes >= CHUNK) {
-      chunks.push(Buffer.concat(group));
-      group = [];
-      groupBytes = 0;
-    }
-  }
-  if (group.length > 0) chunks.push(Buffer.concat(group));
-  const hash = createHash('sha256');
-  let length = 0;
-  for (const chunk of chunks) {
-    hash.update(chunk);
-    length += chunk.length;
-    if (chunk.length >= CHUNK) await yieldToEventLoop();
-  }
+  return { pieces, length: pieces.reduce((sum, piece) => sum + piece.length, 0) };
+}
+
+/** The 16-byte record prefix: magic, payload length, first 8 bytes of the payload's SHA-256. */
+function recordPrefix(length: number, digest: Buffer): Buffer {
   const prefix = Buffer.alloc(RECORD_HEADER);
   MAGIC.copy(prefix, 0);
   prefix.writeUInt32LE(length, 4);
-  hash.digest().subarray(0, 8).copy(prefix, 8);
-  return { prefix, chunks, length: RECORD_HEADER + length };
+  digest.copy(prefix, 8, 0, 8);
+  return prefix;
+}
+
+/** A whole record in one buffer (tests and tools; the journal itself streams it, see `append`). */
+export function encodeRecord(ops: readonly JournalOp[]): Buffer {
+  const { pieces, length } = recordPieces(ops);
+  const hash = createHash('sha256');
+  for (const piece of pieces) hash.update(piece);
+  return Buffer.concat([recordPrefix(length, hash.digest()), ...pieces]);
 }
 
 /** A byte range of the journal that could not be read, between valid records. */
@@ -465,23 +455,46 @@ export class Journal {
    * a reader.
    */
   async append(ops: readonly JournalOp[]): Promise<number> {
-    const record = await encodeRecord(ops);
+    const { pieces, length } = recordPieces(ops);
     const handle = await this.reopened();
+    const hash = createHash('sha256');
+    const slicer = new TimeSlicer(SLICE_MS);
+    // Small pieces are gathered in one staging buffer, reused once its write is done; large ones
+    // are written as they are. The record is never copied whole: memory stays flat whatever its size.
+    const stage = Buffer.allocUnsafe(Math.min(STAGE_BYTES, length));
+    let staged = 0;
+    let position = this.length + RECORD_HEADER;
+    const flush = async (): Promise<void> => {
+      if (staged === 0) return;
+      await handle.write(stage.subarray(0, staged), position);
+      position += staged;
+      staged = 0;
+    };
     try {
-      let position = this.length + record.prefix.length;
-      for (const chunk of record.chunks) {
-        await handle.write(chunk, position);
-        position += chunk.length;
+      for (const piece of pieces) {
+        hash.update(piece);
+        if (piece.length >= stage.length) {
+          await flush();
+          await handle.write(piece, position);
+          position += piece.length;
+        } else {
+          if (staged + piece.length > stage.length) await flush();
+          piece.copy(stage, staged);
+          staged += piece.length;
+        }
+        const wait = slicer.yieldIfDue();
+        if (wait) await wait;
       }
-      await handle.write(record.prefix, this.length);
+      await flush();
+      await handle.write(recordPrefix(length, hash.digest()), this.length);
       await handle.sync();
     } catch (error) {
       // Cut back whatever part of the record reached the file; reading would ignore it anyway.
       await handle.truncate(this.length).catch(() => undefined);
       throw error;
     }
-    this.length += record.length;
-    return record.length;
+    this.length += RECORD_HEADER + length;
+    return RECORD_HEADER + length;
   }
 
   /**

@@ -11,7 +11,7 @@ import {
   serializeFailed,
   unloadedItem,
 } from '../persistence.messages';
-import { yieldToEventLoop } from '../storage/event-loop.util';
+import { TimeSlicer } from '../storage/event-loop.util';
 import { encodeId } from '../storage/file-name.codec';
 import { ItemFileCodec, ItemTooLargeError } from '../storage/item-file.codec';
 import { Journal, JournalOp } from '../storage/journal';
@@ -21,7 +21,8 @@ import { FailureMemo } from './failure.memo';
 import { schemaVersionOf } from './schema.migrator';
 
 /** Serializing is synchronous CPU work: let the application's I/O in between batches. */
-const YIELD_EVERY = 64;
+/** Longest stretch of snapshot work (checks, serialization, hashing) between two yields, in ms. */
+const SAVE_SLICE_MS = 5;
 
 /** A committed save: its metadata and the operations the next checkpoint must apply to the files. */
 export interface SaveResult {
@@ -276,9 +277,10 @@ export class SnapshotWriter {
     const seen = new Set<string>();
     const immutable = adapter.immutable === true;
     const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
-    let count = 0;
+    const slicer = new TimeSlicer(SAVE_SLICE_MS);
     for (const [id, value] of items.entries()) {
-      if (++count % YIELD_EVERY === 0) await yieldToEventLoop();
+      const wait = slicer.yieldIfDue();
+      if (wait) await wait;
       let stem: string;
       try {
         stem = encodeId(id);
