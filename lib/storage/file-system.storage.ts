@@ -6,7 +6,7 @@ import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { ensureDirectory, fsyncDirectory, listDirectory, statDirectory } from './fs.util';
 import { ENCRYPTED_SUFFIX } from './item-file.codec';
 import { JournalOp } from './journal';
-import { mapLimit } from './map-limit.util';
+import { IoThrottle, mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';
 
 /** Extensions of the built-in formats. */
@@ -129,26 +129,31 @@ export class FileSystemStorage {
    * each file wins; files are written atomically and each touched folder is fsynced once at the end.
    * Pinned files are never removed.
    */
-  async apply(ops: readonly JournalOp[]): Promise<void> {
+  async apply(ops: readonly JournalOp[], throttle?: IoThrottle): Promise<void> {
     const last = new Map<string, JournalOp>();
     for (const op of ops) last.set(join(op.collection, op.fileName), op);
     const touched = new Set<string>();
     const final = [...last.values()];
-    await mapLimit(final, this.settings.ioConcurrency, async (op) => {
-      const dir = this.collectionPath(op.collection);
-      const path = join(dir, op.fileName);
-      touched.add(dir);
-      if (op.data) {
-        await atomicWrite(this.fs, path, op.data, {
-          syncDirectory: false,
-          mode: this.settings.fileMode,
-        });
-      } else if (!this.pinned.has(path)) {
-        await this.fs.unlink(path).catch((error: unknown) => {
-          if (errorCode(error) !== 'ENOENT') throw error;
-        });
-      }
-    });
+    await mapLimit(
+      final,
+      this.settings.ioConcurrency,
+      async (op) => {
+        const dir = this.collectionPath(op.collection);
+        const path = join(dir, op.fileName);
+        touched.add(dir);
+        if (op.data) {
+          await atomicWrite(this.fs, path, op.data, {
+            syncDirectory: false,
+            mode: this.settings.fileMode,
+          });
+        } else if (!this.pinned.has(path)) {
+          await this.fs.unlink(path).catch((error: unknown) => {
+            if (errorCode(error) !== 'ENOENT') throw error;
+          });
+        }
+      },
+      throttle,
+    );
     for (const dir of touched) await fsyncDirectory(this.fs, dir);
   }
 

@@ -1,28 +1,77 @@
 /**
- * Runs `task` over `items` with at most `limit` in flight. After a failure no new task starts; it
- * settles only when every started task has, then rejects with the first failure.
+ * Runs `task` over `items` with at most `limit` in flight (fewer while `throttle` holds them back).
+ * After a failure no new task starts; it settles only when every started task has, then rejects
+ * with the first failure.
  */
-export async function mapLimit<T, R>(
+export function mapLimit<T, R>(
   items: readonly T[],
   limit: number,
   task: (item: T, index: number) => Promise<R>,
+  throttle?: IoThrottle,
 ): Promise<R[]> {
   const results = new Array<R>(items.length);
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (!failure && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await task(items[index], index);
-      } catch (error) {
-        failure ??= { error };
+  return new Promise<R[]>((resolve, reject) => {
+    let next = 0;
+    let active = 0;
+    let failure: { error: unknown } | undefined;
+    const pump = (): void => {
+      const max = Math.max(1, throttle ? throttle.limit(limit) : limit);
+      while (!failure && next < items.length && active < max) {
+        const index = next++;
+        active++;
+        const started = (async () => task(items[index], index))();
+        started
+          .then(
+            (result) => {
+              results[index] = result;
+            },
+            (error: unknown) => {
+              failure ??= { error };
+            },
+          )
+          .finally(() => {
+            active--;
+            pump();
+          });
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
-  if (failure) {
-    throw failure.error;
+      if (active === 0 && (failure || next >= items.length)) {
+        unsubscribe?.();
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, as it threw it
+        if (failure) reject(failure.error);
+        else resolve(results);
+      }
+    };
+    const unsubscribe = throttle?.subscribe(pump);
+    pump();
+  });
+}
+
+/**
+ * Background work runs `backgroundLimit` tasks at once; once something waits for it, `boost()`
+ * lifts that to the full limit. So a background checkpoint leaves the disk to the saves that commit
+ * while it runs, and a load, a backup or shutdown that needs it done gets it at full speed.
+ */
+export class IoThrottle {
+  private boosted = false;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly backgroundLimit: number) {}
+
+  /** Tasks that may run at once, out of `full`. */
+  limit(full: number): number {
+    return this.boosted ? full : Math.min(full, this.backgroundLimit);
   }
-  return results;
+
+  /** Calls `listener` when the limit is lifted; returns the function that stops it. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** From now on, the full limit. */
+  boost(): void {
+    if (this.boosted) return;
+    this.boosted = true;
+    for (const listener of [...this.listeners]) listener();
+  }
 }

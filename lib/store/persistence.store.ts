@@ -84,8 +84,17 @@ import { OperationQueue } from './operation.queue';
 import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
 import { reviveStored } from './schema.migrator';
 import { applyCommandLineOverride } from './command-line.override';
+import { IoThrottle } from '../storage/map-limit.util';
 import { SnapshotReader } from './snapshot.reader';
 import { SnapshotWriter } from './snapshot.writer';
+
+/**
+ * Item files the background checkpoint writes at once while nothing waits for it, so the fsync of
+ * a save committing meanwhile is not queued behind many of its own (measured on the medium tier:
+ * the 1% save right after a full save, 11.5 ms with 16 at once, 6.5 ms with 4, 5.8 ms with 1). A
+ * load, backup, restore, clear, `checkpoint()` or shutdown that waits for it lifts the limit.
+ */
+const BACKGROUND_CHECKPOINT_CONCURRENCY = 4;
 
 /** What JSON cannot carry exactly in a custom adapter's value, as one sentence; undefined: none. */
 function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
@@ -124,6 +133,8 @@ export class PersistenceStore
   private pending: JournalOp[] = [];
   /** Sealed journal segments, oldest first, waiting for (or in) the background checkpoint. */
   private sealed: Array<{ path: string; ops: JournalOp[]; bytes: number }> = [];
+  /** Slows the background checkpoint while it runs alone; boosted when something waits for it. */
+  private drainThrottle?: IoThrottle;
   /** Number of the next sealed segment. */
   private nextSegment = 1;
   /** The background checkpoint of the sealed segments, while it runs. */
@@ -807,12 +818,18 @@ export class PersistenceStore
    * it. Runs on the queue only (load, backup, restore, clear, shutdown, `checkpoint()`).
    */
   private async applyJournal(): Promise<void> {
-    await this.draining?.catch(() => undefined);
+    await this.backgroundCheckpointDone();
     await this.drainSealed();
     if (this.pending.length === 0 && this.journal.size === 0) return;
     await this.storage.apply(this.pending);
     await this.journal.reset();
     this.pending = [];
+  }
+
+  /** Waits for the background checkpoint (if one runs), lifting its throttle: something needs it. */
+  private async backgroundCheckpointDone(): Promise<void> {
+    this.drainThrottle?.boost();
+    await this.draining?.catch(() => undefined);
   }
 
   /**
@@ -823,11 +840,13 @@ export class PersistenceStore
    */
   private drainSealed(): Promise<void> {
     if (this.draining) return this.draining;
+    const throttle = new IoThrottle(BACKGROUND_CHECKPOINT_CONCURRENCY);
+    this.drainThrottle = throttle;
     const run = (async () => {
       await Promise.resolve(); // `draining` is set before the first segment starts
       while (this.sealed.length > 0) {
         const segment = this.sealed[0];
-        await this.storage.apply(segment.ops);
+        await this.storage.apply(segment.ops, throttle);
         await this.fs.unlink(segment.path).catch((error: unknown) => {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         });
@@ -836,6 +855,7 @@ export class PersistenceStore
       }
     })().finally(() => {
       if (this.draining === run) this.draining = undefined;
+      if (this.drainThrottle === throttle) this.drainThrottle = undefined;
     });
     this.draining = run;
     return run;
@@ -988,7 +1008,7 @@ export class PersistenceStore
     await fsyncDirectory(this.fs, this.options.path);
     await this.storage.prepare(this.adapterList.map((a) => a.name));
     this.pending = [];
-    await this.draining?.catch(() => undefined);
+    await this.backgroundCheckpointDone();
     this.sealed = [];
     for (const entries of this.index.values()) entries.clear(); // everything is written again
     this.inSync.clear();
@@ -1051,7 +1071,7 @@ export class PersistenceStore
     this.backups?.stopSchedule();
     this.state = 'closing';
     await this.queue.idle();
-    await this.draining?.catch(() => undefined);
+    await this.backgroundCheckpointDone();
     await this.journal.close().catch(() => undefined);
     await this.lock?.release();
     openStores.delete(this.options.path, this.registration);
@@ -1074,7 +1094,7 @@ export class PersistenceStore
       await this.queue
         .run(() => this.io('shutdown', 'checkpoint', this.options.path, () => this.applyJournal()))
         .catch(() => undefined); // the journal keeps the commits; the next start replays them
-      await this.draining?.catch(() => undefined);
+      await this.backgroundCheckpointDone();
       await this.journal.close().catch(() => undefined);
       await this.lock?.release();
       openStores.delete(this.options.path, this.registration);
