@@ -1,4 +1,4 @@
-import { IoThrottle, mapLimit } from '../lib/storage/map-limit.util';
+import { forEachLimit, IoThrottle, mapLimit } from '../lib/storage/map-limit.util';
 
 /*
  * The background checkpoint writes item files through mapLimit with an IoThrottle: few at once
@@ -86,5 +86,52 @@ describe('mapLimit with an IoThrottle', () => {
     throttle.boost();
     await settle();
     expect(started).toBe(1);
+  });
+});
+
+describe('forEachLimit over an async source', () => {
+  async function* numbers(count: number, log: string[]): AsyncGenerator<number> {
+    try {
+      for (let i = 0; i < count; i++) {
+        await Promise.resolve();
+        log.push(`read ${i}`);
+        yield i;
+      }
+    } finally {
+      log.push('closed');
+    }
+  }
+
+  it('runs at most `limit` tasks at once, each with its index in source order', async () => {
+    const log: string[] = [];
+    let running = 0;
+    let peak = 0;
+    const seen: Array<[number, number]> = [];
+    await forEachLimit(numbers(50, log), 8, async (value, index) => {
+      running++;
+      peak = Math.max(peak, running);
+      // A task takes an event-loop turn or more (I/O); the source answers within one.
+      for (let i = 0; i < (value % 3) + 1; i++) await new Promise((r) => setImmediate(r));
+      seen.push([value, index]);
+      running--;
+    });
+    expect(peak).toBe(8);
+    expect(seen).toHaveLength(50);
+    expect(seen.every(([value, index]) => value === index)).toBe(true);
+  });
+
+  it('after a failure reads nothing more, closes the source and rejects once started tasks settle', async () => {
+    const log: string[] = [];
+    let finished = 0;
+    const done = forEachLimit(numbers(100, log), 4, async (value) => {
+      await Promise.resolve();
+      if (value === 5) throw new Error('disk full');
+      await Promise.resolve();
+      finished++;
+    });
+    await expect(done).rejects.toThrow('disk full');
+    expect(log).toContain('closed');
+    expect(log.filter((l) => l.startsWith('read')).length).toBeLessThan(12);
+    expect(finished).toBeGreaterThanOrEqual(5);
   });
 });

@@ -75,3 +75,55 @@ export class IoThrottle {
     for (const listener of [...this.listeners]) listener();
   }
 }
+
+/**
+ * Runs `task` over what `source` yields (with its index), at most `limit` at once; the source is
+ * read one item at a time, as tasks free up. After a failure nothing new starts; it settles when
+ * every started task has, closes the source, and rejects with the first failure.
+ */
+export async function forEachLimit<T>(
+  source: AsyncIterable<T>,
+  limit: number,
+  task: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  const iterator = source[Symbol.asyncIterator]();
+  let index = 0;
+  let failure: { error: unknown } | undefined;
+  let reading = Promise.resolve();
+  /** The next item and its index, read after the previous read finished (one `next()` at a time). */
+  const nextItem = (): Promise<{ item: T; at: number } | undefined> => {
+    const read = reading.then(async () => {
+      if (failure) return undefined;
+      const result = await iterator.next();
+      return result.done ? undefined : { item: result.value, at: index++ };
+    });
+    reading = read.then(
+      () => undefined,
+      () => undefined,
+    );
+    return read;
+  };
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      let next: { item: T; at: number } | undefined;
+      try {
+        next = await nextItem();
+      } catch (error) {
+        failure ??= { error };
+        return;
+      }
+      if (!next || failure) return;
+      try {
+        await task(next.item, next.at);
+      } catch (error) {
+        failure ??= { error };
+        return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
+  if (failure) {
+    await iterator.return?.().catch(() => undefined);
+    throw failure.error;
+  }
+}
