@@ -10,6 +10,7 @@ import {
 import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
+import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
 import { isSameOrInside } from '../storage/path.util';
 
@@ -29,6 +30,7 @@ export const DEFAULT_OPTIONS = {
   checkpointBytes: 8 * 1024 * 1024,
   adapterTimeout: 10_000,
   backups: { keep: DEFAULT_BACKUPS_KEPT },
+  conflicts: 'last-write-wins' as ConflictPolicy,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -169,7 +171,46 @@ export function resolveOptions(
     fileMode,
     dirMode,
     backups: resolveBackups(given.backups, storePath),
+    storage: resolveStorage(given.storage, given.backups),
+    conflicts: resolveConflicts(given.conflicts),
   };
+}
+
+const DRIVER_METHODS = ['open', 'close', 'loadAll', 'read', 'commit', 'watch', 'acquireLease'];
+
+function resolveStorage(storage: unknown, backups: unknown): StorageDriver | undefined {
+  if (storage === undefined) return undefined;
+  if (backups !== undefined) {
+    fail(
+      'backups',
+      backups,
+      'Backups work on the file system only in this release: leave backups out when storage is set (back up the storage itself, e.g. Redis RDB/AOF files).',
+    );
+  }
+  const driver = storage as Record<string, unknown> | null;
+  if (
+    typeof driver !== 'object' ||
+    driver === null ||
+    driver.driverVersion !== 1 ||
+    !DRIVER_METHODS.every((method) => typeof driver[method] === 'function')
+  ) {
+    fail(
+      'storage',
+      typeof driver === 'object' && driver !== null
+        ? `an object with driverVersion ${String(driver.driverVersion)}`
+        : storage,
+      `Give a StorageDriver of contract version 1 (driverVersion: 1, location, ${DRIVER_METHODS.join(', ')}), e.g. new RedisStorageDriver({ url, keyPrefix }); leave it out to store in the folder \`path\`.`,
+    );
+  }
+  return storage as StorageDriver;
+}
+
+function resolveConflicts(conflicts: unknown): ConflictPolicy {
+  if (conflicts === undefined) return DEFAULT_OPTIONS.conflicts;
+  if (conflicts !== 'last-write-wins' && conflicts !== 'reject') {
+    fail('conflicts', conflicts, "Use 'last-write-wins' or 'reject'.");
+  }
+  return conflicts;
 }
 
 function resolveBackups(

@@ -29,6 +29,7 @@ import {
   BackupInfo,
   BackupMetadata,
   LoadMetadata,
+  PersistenceConflictEvent,
   PersistenceErrorEvent,
   RestoreMetadata,
   SaveMetadata,
@@ -78,6 +79,7 @@ import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
 import { BackupOrchestrator } from './backup.orchestrator';
 import { CommittedIndex } from './committed.index';
+import { DriverReplica } from './driver.replica';
 import { FailureMemo } from './failure.memo';
 import { OpenStore, openStores } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
@@ -136,6 +138,8 @@ export class PersistenceStore
   private cipher?: ItemCipher;
   private autoSave?: AutoSaveScheduler;
   private backups?: BackupOrchestrator;
+  /** With a `storage` driver: the store's side of it (the file-system fields stay unset). */
+  private replica?: DriverReplica;
   private queuedSave?: Promise<SaveMetadata>;
   private folderRemoved = false;
   private lastSaveTime: Date | null = null;
@@ -217,6 +221,10 @@ export class PersistenceStore
         },
       );
     }
+    if (this.options.storage) {
+      await this.initDriver();
+      return;
+    }
     const { path } = this.options;
     this.storage = new FileSystemStorage(this.fs, {
       root: path,
@@ -271,6 +279,48 @@ export class PersistenceStore
     this.backups.startSchedule(this.schedulerRegistry, this.options.readOnly, () => this.backup());
   }
 
+  /**
+   * With a storage driver: no folder, lock, journal or recovery. Opens the driver and loads; when the
+   * storage does not answer, the application starts anyway (error reported, opened and loaded later).
+   */
+  private async initDriver(): Promise<void> {
+    const driver = this.options.storage!;
+    this.holdBootEvents();
+    const replica = new DriverReplica({
+      driver,
+      conflicts: this.options.conflicts,
+      adapters: this.adapterList,
+      index: this.index,
+      inSync: this.inSync,
+      queue: this.queue,
+      notifier: this.notifier,
+      codec: () => this.codec,
+      caller: () => this.caller,
+      fail: (error, operation) => this.fail(error, operation),
+    });
+    this.replica = replica;
+    this.state = 'ready';
+    this.startedAt = new Date();
+    await this.queue.run(() => replica.start(this.options.loadOnBoot));
+    if (this.options.autoSave !== false && !this.options.readOnly) {
+      this.enableAutoSave(this.options.autoSave.interval);
+    }
+  }
+
+  /** Refuses an operation of the file system only on a store with a storage driver. */
+  private refuseOnDriver<T>(operation: string): Promise<T> | undefined {
+    if (!this.replica) return undefined;
+    return Promise.reject(
+      this.fail(
+        new PersistenceError(
+          PersistenceErrorCode.NotSupportedByStorage,
+          messages.notSupportedByStorage(operation, this.replica.location),
+          { path: this.replica.location },
+        ),
+      ),
+    );
+  }
+
   /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
   onApplicationBootstrap(): void {
     this.bootstrapped = true;
@@ -322,6 +372,7 @@ export class PersistenceStore
   checkpoint(): Promise<void> {
     return (
       this.refuse('checkpoint', true) ??
+      (this.replica ? Promise.resolve() : undefined) ??
       this.enqueue(() =>
         this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal()),
       )
@@ -333,6 +384,17 @@ export class PersistenceStore
    * quarantined and reported; the rest loads.
    */
   loadAll(): Promise<LoadMetadata> {
+    const replica = this.replica;
+    if (replica) {
+      return (
+        this.refuse('load', false) ??
+        this.enqueue(() =>
+          replica.load('load').catch((error: unknown) => {
+            throw this.fail(this.wrapIo('load', 'load', replica.location, error), 'load');
+          }),
+        )
+      );
+    }
     return (
       this.refuse('load', false) ??
       this.enqueue(async () =>
@@ -346,6 +408,13 @@ export class PersistenceStore
    * state is kept.
    */
   clear(): Promise<void> {
+    const replica = this.replica;
+    if (replica) {
+      return (
+        this.refuse('clear', true) ??
+        this.enqueue(() => this.io('clear', 'clear', replica.location, () => replica.clear()))
+      );
+    }
     return (
       this.refuse('clear', true) ??
       this.enqueue(async () => {
@@ -377,6 +446,7 @@ export class PersistenceStore
   backup(destination?: string): Promise<BackupMetadata> {
     return (
       this.refuse('back up', true) ??
+      this.refuseOnDriver('back up') ??
       this.enqueue(async () => {
         if (destination === undefined) return this.backups!.backupNow();
         const started = performance.now();
@@ -429,6 +499,7 @@ export class PersistenceStore
   restore(source: string): Promise<RestoreMetadata> {
     return (
       this.refuse('restore', true) ??
+      this.refuseOnDriver('restore') ??
       this.enqueue(async () => {
         const backupId = this.backups?.backupIdOf(source);
         const from = backupId === undefined ? resolve(source) : this.backups!.locate(backupId);
@@ -486,7 +557,11 @@ export class PersistenceStore
 
   /** The backups in `backups.directory` (or `backups.target`), newest first; none when not configured. */
   listBackups(): Promise<BackupInfo[]> {
-    return this.refuse<BackupInfo[]>('list backups', false) ?? this.backups!.list();
+    return (
+      this.refuse<BackupInfo[]>('list backups', false) ??
+      this.refuseOnDriver('list backups') ??
+      this.backups!.list()
+    );
   }
 
   /**
@@ -503,7 +578,9 @@ export class PersistenceStore
         list.push({
           adapter,
           id: decodeStem(stem) ?? stem,
-          path: join(this.options.path, adapter, entry.fileName),
+          path: this.replica
+            ? `${this.replica.location} ${adapter}/${stem}`
+            : join(this.options.path, adapter, entry.fileName),
           reason: entry.unloaded,
         });
       }
@@ -519,6 +596,7 @@ export class PersistenceStore
   discardUnloaded(adapter: string, id: string): Promise<string[]> {
     return (
       this.refuse<string[]>('discard an unloaded item', true) ??
+      this.refuseOnDriver('discard an unloaded item') ??
       this.enqueue(async () => {
         const entries = this.index.get(adapter);
         const stem = encodeId(id);
@@ -628,6 +706,14 @@ export class PersistenceStore
     return this.notifier.on(PersistenceEvents.Loaded, callback);
   }
 
+  /**
+   * Calls `callback` for every conflict a save meets (with a `storage` driver: an item another
+   * replica changed meanwhile). Returns a function that unsubscribes.
+   */
+  onConflict(callback: (event: PersistenceConflictEvent) => unknown): () => void {
+    return this.notifier.on(PersistenceEvents.Conflict, callback);
+  }
+
   /** Calls `callback` for every error. Returns a function that unsubscribes. */
   onError(callback: (event: PersistenceErrorEvent) => unknown): () => void {
     return this.notifier.on(PersistenceEvents.Error, callback);
@@ -654,6 +740,7 @@ export class PersistenceStore
    */
   async getStatus(): Promise<PersistenceStatus> {
     const state = this.state === 'created' ? 'starting' : this.state;
+    if (this.replica) return this.driverStatus(state);
     const path = this.options?.path ?? '';
     let notWritableReason: string | undefined;
     if (state !== 'ready') {
@@ -682,6 +769,27 @@ export class PersistenceStore
         pendingItems: this.pending.length + this.sealed.reduce((sum, s) => sum + s.ops.length, 0),
       },
       disk,
+    };
+  }
+
+  private driverStatus(state: PersistenceStatus['state']): PersistenceStatus {
+    const replica = this.replica!;
+    let notWritableReason: string | undefined;
+    if (state !== 'ready') notWritableReason = `the store is ${state}`;
+    else if (this.options.readOnly) notWritableReason = 'the store was opened with readOnly: true';
+    else if (!replica.loaded) notWritableReason = messages.storageNotLoaded(replica.location);
+    return {
+      path: replica.location,
+      state,
+      readOnly: this.options.readOnly,
+      writable: notWritableReason === undefined,
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      startedAt: this.startedAt,
+      lastSaveTime: this.lastSaveTime,
+      lastError: this.notifier.lastError ?? null,
+      errorSinceLastSave: this.notifier.errorSinceSave,
+      journal: { bytes: 0, pendingItems: 0 },
+      disk: null,
     };
   }
 
@@ -923,6 +1031,7 @@ export class PersistenceStore
   }
 
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
+    if (this.replica) return this.runDriverSave(this.replica, operation);
     const writer = new SnapshotWriter(
       this.journal,
       this.index,
@@ -954,6 +1063,42 @@ export class PersistenceStore
       // committed. The summary goes to the caller of saveAll() only; auto-save does not back off.
       throw result.incomplete;
     }
+    return result.meta;
+  }
+
+  /**
+   * A save on a storage driver: the same snapshots and codec as on files, committed by one
+   * `driver.commit()` with each item's expected revision; then conflicts and revisions.
+   */
+  private async runDriverSave(
+    replica: DriverReplica,
+    operation: PersistenceOperation,
+  ): Promise<SaveMetadata> {
+    const writer = new SnapshotWriter(
+      replica.sink,
+      this.index,
+      replica.location,
+      (error) => this.fail(error, operation),
+      this.caller,
+      this.failures,
+      { trusted: this.trustedAdapters, findProblem, inSync: this.inSync },
+    );
+    let result;
+    try {
+      replica.assertLoaded(operation);
+      result = await writer.save(this.adapterList, this.codec, operation);
+      await replica.afterCommit(operation);
+    } catch (error) {
+      throw this.fail(
+        error instanceof PersistenceError
+          ? error
+          : this.wrapIo(operation, 'save', replica.location, error),
+        operation,
+      );
+    }
+    this.lastSaveTime = result.meta.timestamp;
+    this.notifier.saved(result.meta);
+    if (result.incomplete) throw result.incomplete;
     return result.meta;
   }
 
@@ -1053,6 +1198,19 @@ export class PersistenceStore
 
   private async close(): Promise<void> {
     if (this.state !== 'ready') {
+      this.state = 'closed';
+      return;
+    }
+    if (this.replica) {
+      const replica = this.replica;
+      this.disableAutoSave();
+      this.state = 'closing';
+      replica.stopWatching();
+      await this.queue.idle();
+      if (!this.options.readOnly && this.options.saveOnShutdown && replica.loaded) {
+        await this.queue.run(() => this.runSave('shutdown')).catch(() => undefined);
+      }
+      await replica.close().catch(() => undefined);
       this.state = 'closed';
       return;
     }
