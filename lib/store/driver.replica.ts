@@ -88,7 +88,12 @@ export class DriverReplica {
       this.opened = true;
       this.unwatch ??= this.host.driver.watch((event) => this.onWatch(event));
       await this.host.driver.watchReady?.();
-      if (load) await this.load('load');
+      if (load && this.attempts === 0) await this.load('load');
+      else if (load) {
+        // The application has run meanwhile: keep what it changed, merge the stored state in.
+        await this.applyRemote({ kind: 'resync' }, true);
+        this.loaded = true;
+      }
       this.attempts = 0;
     } catch (error) {
       const failure = this.wrap(error, this.opened ? 'load' : 'init');
@@ -268,7 +273,7 @@ export class DriverReplica {
    * skipping the items this replica has unsaved changes to: its next save commits them, and the
    * conflict policy decides then.
    */
-  private async applyRemote(event: DriverWatchEvent): Promise<void> {
+  private async applyRemote(event: DriverWatchEvent, always = false): Promise<void> {
     if (this.closed) return;
     const started = performance.now();
     const meta = this.metadata();
@@ -315,7 +320,7 @@ export class DriverReplica {
       meta.adapters[adapter.name] = applied;
     }
     meta.durationMs = performance.now() - started;
-    if (meta.items > 0 || meta.skipped > 0) this.host.notifier.loaded(meta);
+    if (always || meta.items > 0 || meta.skipped > 0) this.host.notifier.loaded(meta);
   }
 
   /**
