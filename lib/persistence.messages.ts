@@ -297,8 +297,8 @@ export const duplicateChange = (collection: string, id: string): string =>
 
 export const notSupportedByStorage = (operation: string, location: string): string =>
   `Cannot ${operation}: the store keeps its items in ${location} (the storage option), and ` +
-  `${operation} works on the file system only in this release. Use the storage's own tools ` +
-  '(e.g. Redis persistence and its RDB/AOF backups), or run a store on a folder for this.';
+  `${operation} works on the file system only in this release. Repair or remove the stored item ` +
+  'in the storage itself (the driver keeps a copy of bad values aside), then call loadAll().';
 
 export const storageNotLoaded = (location: string): string =>
   `The store has not loaded from ${location} yet (it keeps trying to open it), so nothing is ` +
@@ -309,3 +309,7 @@ export const storedItemUnreadable = (location: string, key: string, reason: stri
   `The stored item ${key} in ${location} could not be read (${reason}), so it was not loaded. It ` +
   'is kept as it is and never overwritten or removed by a save of this replica. Repair or remove it ' +
   'in the storage, then call loadAll().';
+
+export const backupLeaseHeld = (location: string): string =>
+  `Scheduled backup skipped: another replica on ${location} holds the backup lease (it takes this ` +
+  'run, or took it moments ago).';

@@ -1,4 +1,7 @@
 import { INestApplication } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import Redis from 'ioredis';
 import {
   BuiltInFormat,
@@ -6,6 +9,7 @@ import {
   PersistenceError,
   PersistenceErrorCode,
   PersistenceErrorEvent,
+  PERSISTENCE_BACKUP_CRON,
   PersistenceModuleOptions,
   PersistenceStore,
   RedisStorageDriver,
@@ -90,13 +94,6 @@ describe('PersistenceStore on the Redis driver', () => {
       [{ storage: {} }, 'driverVersion: 1'],
       [{ storage: { driverVersion: 2 } }, 'StorageDriver of contract version 1'],
       [{ conflicts: 'first-wins' }, "'last-write-wins' or 'reject'"],
-      [
-        {
-          storage: new RedisStorageDriver({ url: URL, keyPrefix: 'x:' }),
-          backups: { directory: '/tmp/x' },
-        },
-        'file system only',
-      ],
     ] as const) {
       const error = await rejection(createApp({ path: dir, ...(options as object) }));
       expect(error.code).toBe(PersistenceErrorCode.InvalidOptions);
@@ -115,7 +112,6 @@ describe('PersistenceStore on the Redis driver', () => {
     const before = dumpState(app);
     await close(app);
     // Nothing in the folder: no lock, no journal, no item files.
-    const { readdir } = await import('node:fs/promises');
     expect(await readdir(dir)).toEqual([]);
     const again = await open(keyPrefix);
     expect(dumpState(again)).toEqual(before);
@@ -160,15 +156,72 @@ describe('PersistenceStore on the Redis driver', () => {
     }
   }
 
-  itRedis('refuses backup and restore with a typed error', async () => {
-    const app = await open(prefix('backup'));
+  itRedis('backs up to a folder of item files and restores it, on Redis or on files', async () => {
+    const keyPrefix = prefix('backup');
+    const app = await open(keyPrefix, { saveOnShutdown: false });
     const store = app.get(PersistenceStore);
-    for (const call of [() => store.backup(`${dir}-b`), () => store.restore(`${dir}-b`)]) {
-      const error = await rejection(call());
-      expect(error.code).toBe(PersistenceErrorCode.NotSupportedByStorage);
-      expect(error.message).toContain('file system only');
-    }
-    await expect(store.checkpoint()).resolves.toBeUndefined();
+    seedState(app);
+    app.get(CartService).set('c1', { items: ['apple'], total: 1 });
+    await store.saveAll();
+    const before = dumpState(app);
+    const folder = join(dir, 'backup');
+    const meta = await store.backup(folder);
+    expect(meta.files).toBe(5);
+    expect((await readdir(join(folder, 'sessions'))).sort()).toEqual([
+      'sess-1.json',
+      'sess-2.json',
+    ]);
+    // Changed and saved after the backup; restore brings the backup's state back, in one commit.
+    app.get(SessionManager).delete('sess-1');
+    app.get(SessionManager).create({ id: 'later' });
+    await store.saveAll();
+    const restored = await store.restore(folder);
+    expect(restored.files).toBe(5);
+    expect(dumpState(app)).toEqual(before);
+    await close(app);
+    const again = await open(keyPrefix, { saveOnShutdown: false });
+    expect(dumpState(again)).toEqual(before);
+    expect(again.get(SessionManager).get('later')).toBeUndefined();
+    // The same folder restores into a store on the file system.
+    const files = await createApp(
+      { path: join(dir, 'files'), adapters: [CartAdapter] },
+      { imports: [CartModule] },
+    );
+    apps.push(files);
+    await files.get(PersistenceStore).restore(folder);
+    expect(dumpState(files)).toEqual(before);
+    expect(files.get(CartService).get('c1')).toEqual({ items: ['apple'], total: 1 });
+    // What a driver store still refuses, with a typed error.
+    const error = await rejection(again.get(PersistenceStore).discardUnloaded('carts', 'c1'));
+    expect(error.code).toBe(PersistenceErrorCode.NotSupportedByStorage);
+    await expect(again.get(PersistenceStore).checkpoint()).resolves.toBeUndefined();
+  });
+
+  itRedis('a scheduled backup runs on one replica per tick (a lease)', async () => {
+    const keyPrefix = prefix('lease');
+    const backups = { directory: join(dir, 'backups'), cron: '0 3 * * *' };
+    const a = await open(keyPrefix, { backups }, 'a');
+    const b = await open(keyPrefix, { backups }, 'b');
+    a.get(SessionManager).create({ id: 's1' });
+    await a.get(PersistenceStore).saveAll();
+    const ticks = [a, b].map((app) =>
+      app.get(SchedulerRegistry).getCronJob(PERSISTENCE_BACKUP_CRON).fireOnTick(),
+    );
+    await Promise.all(ticks);
+    await until(
+      async () => (await a.get(PersistenceStore).listBackups()).length > 0,
+      'the scheduled backup',
+    );
+    // Both queues idle: whichever replica lost the lease skipped its tick.
+    await a.get(PersistenceStore).saveAll();
+    await b.get(PersistenceStore).saveAll();
+    const list = await b.get(PersistenceStore).listBackups();
+    expect(list).toHaveLength(1);
+    expect(list[0].files).toBe(1);
+    const client = new Redis(URL);
+    const lease = await client.get(`${keyPrefix}lease:backup`);
+    client.disconnect();
+    expect(lease).not.toBeNull(); // left to expire, so a lagging replica does not run the tick again
   });
 
   itRedis('loads the commits of another replica as they happen', async () => {

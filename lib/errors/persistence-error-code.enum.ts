@@ -100,8 +100,7 @@ export enum PersistenceErrorCode {
   BadStoredData = 'PERSISTENCE_BAD_STORED_DATA',
   /**
    * The operation exists for the file system only and the store uses a `storage` driver
-   * (`backup()`, `restore()`, `checkpoint()`, `discardUnloaded()` on Redis). The message says what to
-   * use instead.
+   * (`discardUnloaded()` on Redis). The message says what to do instead.
    */
   NotSupportedByStorage = 'PERSISTENCE_NOT_SUPPORTED_BY_STORAGE',
 }

@@ -198,9 +198,10 @@ export interface PersistenceModuleOptions {
    * `new RedisStorageDriver({ url, keyPrefix })`, for applications running several replicas. With a
    * driver the store keeps nothing in `path`: no lock, no journal, no item files; every save is one
    * atomic `commit()` of the changed items (deletions included), each with the revision it was
-   * loaded or last written with, and other replicas' commits are loaded as they happen. `backup()`,
-   * `restore()`, `checkpoint()` and `discardUnloaded()` are not supported on a driver yet (they throw
-   * `PERSISTENCE_NOT_SUPPORTED_BY_STORAGE`). See docs/storage-drivers.md.
+   * loaded or last written with, and other replicas' commits are loaded as they happen. Backups are
+   * folders of item files as on the file system; a scheduled backup runs on one replica per tick
+   * (a lease). `checkpoint()` does nothing; `discardUnloaded()` is not supported on a driver (it
+   * throws `PERSISTENCE_NOT_SUPPORTED_BY_STORAGE`). See docs/storage-drivers.md.
    * @default undefined (the local file system at `path`)
    */
   storage?: StorageDriver;

@@ -4,8 +4,12 @@ import { PersistenceError, PersistenceOperation } from '../errors/persistence.er
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
+import { createHash } from 'node:crypto';
+import { BackupEntry } from '../interfaces/backup-target.interface';
+import { BackupFile } from '../storage/backup.storage';
 import {
   ConflictPolicy,
+  DriverChange,
   DriverConflict,
   DriverWatchEvent,
   StorageDriver,
@@ -238,6 +242,58 @@ export class DriverReplica {
       for (const [stem, entry] of entries) if (entry.unloaded === undefined) entries.delete(stem);
     }
     this.host.inSync.clear();
+  }
+
+  /**
+   * The stored items of `collections` from one consistent state, as backup entries named like item
+   * files (`<collection>/<stem><extension>`): a backup of a driver store is a folder a store on the
+   * file system can restore too. Bad stored values are reported and left out.
+   */
+  async *entries(collections: readonly string[]): AsyncGenerator<BackupEntry> {
+    const { records, problems } = await this.host.driver.loadAll(collections);
+    for (const problem of problems) this.host.fail(problem.error, 'backup');
+    const extension = this.host.codec().extension;
+    for (const record of records) {
+      yield {
+        path: `${record.collection}/${record.id}${extension}`,
+        data: record.data,
+        sha256: createHash('sha256').update(record.data).digest('hex'),
+      };
+    }
+  }
+
+  /**
+   * Replaces the stored state with a backup's checked files in one commit (every loaded item not in
+   * the backup removed, last write wins), then loads it.
+   */
+  async restoreFiles(files: readonly BackupFile[]): Promise<LoadMetadata> {
+    const changes: DriverChange[] = [];
+    const named = new Set<string>();
+    for (const file of files) {
+      named.add(`${file.collection}/${file.stem}`);
+      changes.push({
+        collection: file.collection,
+        id: file.stem,
+        data: file.data,
+        expectedRevision: this.host.index.get(file.collection)?.get(file.stem)?.revision ?? null,
+      });
+    }
+    for (const [collection, entries] of this.host.index) {
+      for (const [stem, entry] of entries) {
+        if (entry.unloaded !== undefined || named.has(`${collection}/${stem}`)) continue;
+        changes.push({
+          collection,
+          id: stem,
+          data: null,
+          expectedRevision: entry.revision ?? null,
+        });
+      }
+    }
+    if (changes.length > 0) {
+      const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
+      for (const problem of result.blocked) this.host.fail(problem.error, 'restore');
+    }
+    return this.load('restore');
   }
 
   /** Stops watching and retrying, and closes the driver. */

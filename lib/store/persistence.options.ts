@@ -170,23 +170,17 @@ export function resolveOptions(
     adapterTimeout,
     fileMode,
     dirMode,
-    backups: resolveBackups(given.backups, storePath),
-    storage: resolveStorage(given.storage, given.backups),
+    // With a storage driver there is no store folder for the backups to stay out of.
+    backups: resolveBackups(given.backups, given.storage === undefined ? storePath : undefined),
+    storage: resolveStorage(given.storage),
     conflicts: resolveConflicts(given.conflicts),
   };
 }
 
 const DRIVER_METHODS = ['open', 'close', 'loadAll', 'read', 'commit', 'watch', 'acquireLease'];
 
-function resolveStorage(storage: unknown, backups: unknown): StorageDriver | undefined {
+function resolveStorage(storage: unknown): StorageDriver | undefined {
   if (storage === undefined) return undefined;
-  if (backups !== undefined) {
-    fail(
-      'backups',
-      backups,
-      'Backups work on the file system only in this release: leave backups out when storage is set (back up the storage itself, e.g. Redis RDB/AOF files).',
-    );
-  }
   const driver = storage as Record<string, unknown> | null;
   if (
     typeof driver !== 'object' ||
@@ -215,7 +209,7 @@ function resolveConflicts(conflicts: unknown): ConflictPolicy {
 
 function resolveBackups(
   backups: PersistenceModuleOptions['backups'],
-  storePath: string,
+  storePath: string | undefined,
 ): ResolvedBackupOptions | undefined {
   if (backups === undefined) return undefined;
   if (typeof backups !== 'object' || backups === null || Array.isArray(backups)) {
@@ -244,7 +238,10 @@ function resolveBackups(
       fail('backups.directory', dir, "Use a folder path outside the store, such as './backups'.");
     }
     directory = resolve(process.cwd(), dir); // absolute, normalised (no trailing slash)
-    if (isSameOrInside(directory, storePath) || isSameOrInside(storePath, directory)) {
+    if (
+      storePath !== undefined &&
+      (isSameOrInside(directory, storePath) || isSameOrInside(storePath, directory))
+    ) {
       fail(
         'backups.directory',
         dir,

@@ -10,7 +10,8 @@ import {
 import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
 import { merge, Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
@@ -40,7 +41,11 @@ import {
 } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
+import { StorageDriver } from '../interfaces/storage-driver.interface';
 import {
+  BACKUP_LEASE,
+  BACKUP_LEASE_TTL_MS,
+  BACKUP_MANIFEST_VERSION,
   JOURNAL_FILE,
   PERSISTENCE_LOGGER_CONTEXT,
   PERSISTENCE_SCHEDULER_REGISTRY,
@@ -52,6 +57,8 @@ import {
   BackupProblem,
   isFreeDestination,
   readBackup,
+  storeEntries,
+  writeBackupFolder,
   recoverRestores,
   swapInBackup,
   writeBackup,
@@ -268,7 +275,9 @@ export class PersistenceStore
     }
     this.backups = new BackupOrchestrator(this.options.backups, {
       fs: this.fs,
-      storage: this.storage,
+      modes: { fileMode: this.options.fileMode, dirMode: this.options.dirMode },
+      entries: (collections) =>
+        storeEntries(this.storage, collections, this.codec.serializer.extension),
       storePath: path,
       maxFileBytes: this.options.limits.maxFileBytes,
       collections: () => this.adapterList.map((a) => a.name),
@@ -305,6 +314,84 @@ export class PersistenceStore
     if (this.options.autoSave !== false && !this.options.readOnly) {
       this.enableAutoSave(this.options.autoSave.interval);
     }
+    this.backups = new BackupOrchestrator(this.options.backups, {
+      fs: this.fs,
+      modes: { fileMode: this.options.fileMode, dirMode: this.options.dirMode },
+      entries: (collections) => replica.entries(collections),
+      storePath: driver.location,
+      maxFileBytes: this.options.limits.maxFileBytes,
+      collections: () => this.adapterList.map((a) => a.name),
+      extension: () => this.codec.serializer.extension,
+      checkpoint: () => Promise.resolve(),
+      report: (error) => this.fail(error),
+    });
+    this.backups.startSchedule(this.schedulerRegistry, this.options.readOnly, () =>
+      this.leasedBackup(driver),
+    );
+  }
+
+  /**
+   * A scheduled backup on a storage driver: once per cluster. The replica that takes the lease
+   * `backup` runs it (renewing the lease meanwhile); the others skip this tick. The lease is not
+   * released after the run but left to expire, so a replica whose clock lags does not run the same
+   * tick again.
+   */
+  private async leasedBackup(driver: StorageDriver): Promise<unknown> {
+    let lease;
+    try {
+      lease = await driver.acquireLease(BACKUP_LEASE, BACKUP_LEASE_TTL_MS);
+    } catch (error) {
+      throw this.fail(this.wrapIo('backup', 'take the backup lease of', driver.location, error));
+    }
+    if (!lease) {
+      this.logger.log(messages.backupLeaseHeld(driver.location));
+      return undefined;
+    }
+    const held = lease;
+    const renewal = setInterval(() => {
+      held.renew().catch(() => false);
+    }, BACKUP_LEASE_TTL_MS / 3);
+    try {
+      return await this.backup();
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** `backup(destination)` on a storage driver: its items, from one consistent state, as files. */
+  private async backupDriverTo(
+    replica: DriverReplica,
+    destination: string,
+  ): Promise<BackupMetadata> {
+    const started = performance.now();
+    const target = resolve(destination);
+    if (!(await this.io('backup', 'inspect', target, () => isFreeDestination(this.fs, target)))) {
+      throw this.fail(
+        new PersistenceError(
+          PersistenceErrorCode.InvalidBackupDestination,
+          messages.backupDestinationNotEmpty(target),
+          { operation: 'backup', path: target },
+        ),
+      );
+    }
+    const collections = this.adapterList.map((a) => a.name);
+    const manifest = await this.io('backup', 'write the backup', target, () =>
+      writeBackupFolder(
+        this.fs,
+        { fileMode: this.options.fileMode, dirMode: this.options.dirMode },
+        target,
+        `.${basename(target)}.backup-${randomBytes(6).toString('hex')}`,
+        { version: BACKUP_MANIFEST_VERSION, createdAt: new Date().toISOString(), collections },
+        replica.entries(collections),
+      ),
+    );
+    return {
+      path: target,
+      files: manifest.files.length,
+      size: manifest.newBytes ?? 0,
+      timestamp: new Date(),
+      durationMs: performance.now() - started,
+    };
   }
 
   /** Refuses an operation of the file system only on a store with a storage driver. */
@@ -446,9 +533,9 @@ export class PersistenceStore
   backup(destination?: string): Promise<BackupMetadata> {
     return (
       this.refuse('back up', true) ??
-      this.refuseOnDriver('back up') ??
       this.enqueue(async () => {
         if (destination === undefined) return this.backups!.backupNow();
+        if (this.replica) return this.backupDriverTo(this.replica, destination);
         const started = performance.now();
         const target = resolve(destination);
         const store = this.options.path;
@@ -499,7 +586,6 @@ export class PersistenceStore
   restore(source: string): Promise<RestoreMetadata> {
     return (
       this.refuse('restore', true) ??
-      this.refuseOnDriver('restore') ??
       this.enqueue(async () => {
         const backupId = this.backups?.backupIdOf(source);
         const from = backupId === undefined ? resolve(source) : this.backups!.locate(backupId);
@@ -513,6 +599,7 @@ export class PersistenceStore
           );
         if (
           backupId === undefined &&
+          !this.replica &&
           (isSameOrInside(from, this.options.path) || isSameOrInside(this.options.path, from))
         ) {
           throw invalid('it is the store folder, inside it, or contains it');
@@ -545,6 +632,13 @@ export class PersistenceStore
         } catch (error) {
           throw invalid(messages.reasonOf(error), error);
         }
+        const replica = this.replica;
+        if (replica) {
+          const load = await this.io('restore', 'restore the backup into', replica.location, () =>
+            replica.restoreFiles(files),
+          );
+          return { source: from, files: files.length, load };
+        }
         await this.io('restore', 'swap in the backup', this.options.path, async () => {
           await this.applyJournal();
           await swapInBackup(this.storage, collections, files);
@@ -557,11 +651,7 @@ export class PersistenceStore
 
   /** The backups in `backups.directory` (or `backups.target`), newest first; none when not configured. */
   listBackups(): Promise<BackupInfo[]> {
-    return (
-      this.refuse<BackupInfo[]>('list backups', false) ??
-      this.refuseOnDriver('list backups') ??
-      this.backups!.list()
-    );
+    return this.refuse<BackupInfo[]>('list backups', false) ?? this.backups!.list();
   }
 
   /**
@@ -1204,6 +1294,7 @@ export class PersistenceStore
     if (this.replica) {
       const replica = this.replica;
       this.disableAutoSave();
+      this.backups?.stopSchedule();
       this.state = 'closing';
       replica.stopWatching();
       await this.queue.idle();
