@@ -10,7 +10,8 @@
  *
  *   npm run bench                                   everything (about 25 minutes on 2 cores)
  *   npm run bench -- --tier medium --format json    a subset (comma-separated lists)
- *   options: --tier, --format, --backend (ours,sqlite,lowdb,conf,files-raw,files-durable),
+ *   options: --tier, --format, --backend (ours,redis,sqlite,lowdb,conf,files-raw,files-durable;
+ *            redis: ours on the Redis driver at BENCH_REDIS_URL, default redis://127.0.0.1:6379),
  *            --http / --no-http, --http-duration <s> (default 15), --no-docs
  */
 import 'reflect-metadata';
@@ -28,7 +29,10 @@ import { httpTable, tierNotes, tierTable } from './report';
 import { TierName, TIERS } from './workload';
 
 const ALL_FORMATS = ['json', 'json-compact', 'json-gzip', 'msgpack', 'auto'];
-const ALL_BACKENDS = ['ours', ...COMPARATORS];
+/** `redis`: ours on the Redis storage driver (BENCH_REDIS_URL, default redis://127.0.0.1:6379). */
+const ALL_BACKENDS = ['ours', 'redis', ...COMPARATORS];
+/** What runs without --backend: everything but redis, which needs a server. */
+const DEFAULT_BACKENDS = ALL_BACKENDS.filter((backend) => backend !== 'redis');
 const DOCS = join(ROOT, 'docs', 'benchmarks.md');
 const START = '<!-- bench:generated:start -->';
 const END = '<!-- bench:generated:end -->';
@@ -66,7 +70,9 @@ async function main(): Promise<void> {
     },
   });
   const tiers = list(values.tier, Object.keys(TIERS), 'tier') as TierName[];
-  const backends = list(values.backend, ALL_BACKENDS, 'backend');
+  const backends = values.backend
+    ? list(values.backend, ALL_BACKENDS, 'backend')
+    : [...DEFAULT_BACKENDS];
   const supported = supportedFormats();
   const notes: string[] = [];
   const formats = list(values.format, ALL_FORMATS, 'format').filter((format) => {
@@ -89,6 +95,9 @@ async function main(): Promise<void> {
       const specs: Array<Omit<CellSpec, 'workDir'>> = [];
       if (backends.includes('ours')) {
         for (const format of formats) specs.push({ tier, backend: 'ours', format });
+      }
+      if (backends.includes('redis')) {
+        for (const format of formats) specs.push({ tier, backend: 'redis', format });
       }
       for (const backend of COMPARATORS)
         if (backends.includes(backend)) specs.push({ tier, backend });
@@ -149,7 +158,9 @@ async function main(): Promise<void> {
   console.log(`\nresults: bench/results/latest.json; run took ${seconds.toFixed(0)} s`);
 
   const medium = cells.filter((c) => c.tier === 'medium');
-  const complete = formats.length === supported.length && backends.length === ALL_BACKENDS.length;
+  const complete =
+    formats.length === supported.length &&
+    DEFAULT_BACKENDS.every((backend) => backends.includes(backend));
   if (values['no-docs']) return;
   if (medium.length > 0 && complete) {
     await writeDocs(

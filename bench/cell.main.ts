@@ -11,9 +11,10 @@
  */
 import 'reflect-metadata';
 import { INestApplicationContext } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PersistenceStore, SaveMetadata } from '../lib';
+import { PersistenceStore, RedisStorageDriver, SaveMetadata } from '../lib';
 import { Backend } from './backend.interface';
 import { ComparatorName, createComparator } from './backends';
 import { openBenchApp } from './bench.app';
@@ -112,14 +113,38 @@ async function measured(
   return { ...figures, extra };
 }
 
+/** Ours on the Redis driver: the same saves; no journal, and backup() is not supported there. */
+function redisSaver(app: INestApplicationContext): Saver {
+  const store = app.get(PersistenceStore);
+  const save = async (): Promise<Record<string, number | boolean>> => {
+    const meta: SaveMetadata = await store.saveAll();
+    return { metaSize: meta.size, changedItems: meta.changed };
+  };
+  return {
+    full: save,
+    changed: save,
+    backup: () => Promise.resolve(),
+    close: async () => {
+      const started = performance.now();
+      await app.close();
+      return { closeMs: performance.now() - started };
+    },
+  };
+}
+
+export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
 async function main(): Promise<void> {
   const spec = JSON.parse(process.env.BENCH_CELL!) as CellSpec;
   const tier = TIERS[spec.tier];
-  const ours = spec.backend === 'ours';
+  const redis = spec.backend === 'redis';
+  const ours = spec.backend === 'ours' || redis;
   const storeDir = join(spec.workDir, 'store');
+  const keyPrefix = `bench:${randomBytes(6).toString('hex')}:`;
   const app = await openBenchApp({
-    path: ours ? storeDir : join(spec.workDir, 'app-unused'),
+    path: ours && !redis ? storeDir : join(spec.workDir, 'app-unused'),
     ...(spec.format ? { format: spec.format as 'json' } : {}),
+    ...(redis ? { storage: new RedisStorageDriver({ url: BENCH_REDIS_URL, keyPrefix }) } : {}),
   });
   const workload = new Workload(app, tier);
   workload.fill();
@@ -129,7 +154,11 @@ async function main(): Promise<void> {
     await mkdir(storeDir, { recursive: true });
     await backend.open(storeDir);
   }
-  const saver = ours ? oursSaver(app, storeDir) : comparatorSaver(app, backend!, workload);
+  const saver = redis
+    ? redisSaver(app)
+    : ours
+      ? oursSaver(app, storeDir)
+      : comparatorSaver(app, backend!, workload);
   const items = workload.all().length;
   progress(spec, 'full save');
 
@@ -152,7 +181,7 @@ async function main(): Promise<void> {
   }
 
   const noChangeSave = await measured(saver, () => saver.changed([]));
-  if (ours) {
+  if (ours && !redis) {
     noChangeSave.extra!.journalGrowth =
       Number(noChangeSave.extra!.journalAfter) - Number(noChangeSave.extra!.journalBefore);
     // The same save once no checkpoint runs: the save's own cost, without the background work.
@@ -165,15 +194,22 @@ async function main(): Promise<void> {
   progress(spec, 'backup');
   const backupDir = join(spec.workDir, 'backup');
   if (!ours) await mkdir(backupDir);
-  const backup: Op = (await probe(() => saver.backup(backupDir))).figures;
+  const backup: Op = redis
+    ? { ms: NaN, stallMs: NaN, p99DelayMs: NaN, rssGrowth: NaN, written: null, read: null }
+    : (await probe(() => saver.backup(backupDir))).figures;
 
   const expected = dumpOf(workload.all());
   const closeExtra = await saver.close();
 
   progress(spec, 'cold load in a fresh process');
   const cold = await runChild<ColdLoadResult>('cold-load.main', {
-    BENCH_COLD: JSON.stringify({ backend: spec.backend, dir: storeDir, format: spec.format }),
+    BENCH_COLD: JSON.stringify({
+      backend: spec.backend,
+      dir: redis ? keyPrefix : storeDir,
+      format: spec.format,
+    }),
   });
+  if (redis) await removeRedisKeys(keyPrefix);
   assertSameDump(`${spec.tier} ${label(spec)} cold load`, expected, cold.dump);
 
   const result: CellResult = {
@@ -181,15 +217,17 @@ async function main(): Promise<void> {
     label: label(spec),
     backend: spec.backend,
     format: spec.format,
-    description: ours
-      ? `nestjs-persistence, format ${spec.format}: PersistenceStore.saveAll() (one journal record, one fsync; past 8 MiB the journal is sealed and checkpointed in the background), loadAll() in a fresh Nest app`
-      : backend!.description,
+    description: redis
+      ? `nestjs-persistence on RedisStorageDriver (${BENCH_REDIS_URL}), format ${spec.format}: PersistenceStore.saveAll() = one Lua-script commit of the changed items with compare-and-set; backup() is not supported on a driver (n/a); loadAll() in a fresh Nest app`
+      : ours
+        ? `nestjs-persistence, format ${spec.format}: PersistenceStore.saveAll() (one journal record, one fsync; past 8 MiB the journal is sealed and checkpointed in the background), loadAll() in a fresh Nest app`
+        : backend!.description,
     items,
     fullSave,
     afterFullSave,
     steady: {
       ...summarize(steady),
-      ...(ours
+      ...(ours && !redis
         ? {
             extra: {
               checkpoints,
@@ -222,7 +260,22 @@ async function main(): Promise<void> {
 }
 
 function label(spec: CellSpec): string {
-  return spec.backend === 'ours' ? `ours ${spec.format}` : spec.backend;
+  return spec.backend === 'ours' || spec.backend === 'redis'
+    ? `${spec.backend} ${spec.format}`
+    : spec.backend;
+}
+
+/** Removes the keys a Redis cell wrote (the bench may SCAN; the driver never does). */
+async function removeRedisKeys(prefix: string): Promise<void> {
+  const { default: Redis } = await import('ioredis');
+  const client = new Redis(BENCH_REDIS_URL);
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length > 0) await client.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  client.disconnect();
 }
 
 function progress(spec: CellSpec, step: string): void {

@@ -18,15 +18,24 @@ async function main(): Promise<void> {
   };
   let result: ColdLoadResult;
   // Each side loads only its own modules (Nest and the library, or the comparator's package).
-  if (backend === 'ours') {
-    const { PersistenceStore } = await import('../lib');
+  if (backend === 'ours' || backend === 'redis') {
+    const { PersistenceStore, RedisStorageDriver } = await import('../lib');
     const { openBenchApp } = await import('./bench.app');
     const { itemsOf } = await import('./workload');
     const bootStarted = performance.now();
+    // For redis, `dir` is the key prefix the cell wrote under.
     const app = await openBenchApp({
-      path: dir,
+      path: backend === 'redis' ? process.cwd() : dir,
       format: format as 'json',
       loadOnBoot: false,
+      ...(backend === 'redis'
+        ? {
+            storage: new RedisStorageDriver({
+              url: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+              keyPrefix: dir,
+            }),
+          }
+        : {}),
     });
     const bootMs = performance.now() - bootStarted;
     const store = app.get(PersistenceStore);

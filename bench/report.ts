@@ -46,6 +46,10 @@ export function tierTable(cells: CellResult[]): string {
         };
       } else {
         figures = cell[op];
+        if (!Number.isFinite(figures.ms)) {
+          lines.push(`| ${OPERATION_LABELS[op]} | ${cell.label} | n/a | - | - | - | - | - |`);
+          continue;
+        }
         time = ms(figures.ms);
       }
       const written = op === 'coldLoad' ? `read ${bytes(figures.read)}` : bytes(figures.written);

@@ -42,3 +42,8 @@ export const PERSISTENCE_BACKUP_CRON = 'nestjs-persistence:backup';
 
 /** How many backups in `backups.directory` retention keeps by default (option `backups.keep`). */
 export const DEFAULT_BACKUPS_KEPT = 7;
+
+/** Name of the lease a scheduled backup takes on a storage driver (one replica per run). */
+export const BACKUP_LEASE = 'backup';
+/** Time-to-live of the backup lease, renewed every third of it while the backup runs. */
+export const BACKUP_LEASE_TTL_MS = 30_000;

@@ -298,3 +298,22 @@ export const badStoredData = (
 export const duplicateChange = (collection: string, id: string): string =>
   `A commit names item "${id}" of "${collection}" twice; each item may change once per commit. ` +
   'Merge the two changes into one.';
+
+export const notSupportedByStorage = (operation: string, location: string): string =>
+  `Cannot ${operation}: the store keeps its items in ${location} (the storage option), and ` +
+  `${operation} works on the file system only in this release. Repair or remove the stored item ` +
+  'in the storage itself (the driver keeps a copy of bad values aside), then call loadAll().';
+
+export const storageNotLoaded = (location: string): string =>
+  `The store has not loaded from ${location} yet (it keeps trying to open it), so nothing is ` +
+  'saved: a save now could overwrite what other replicas wrote. Unsaved changes stay in memory ' +
+  'and are saved by the first save after the storage answers.';
+
+export const storedItemUnreadable = (location: string, key: string, reason: string): string =>
+  `The stored item ${key} in ${location} could not be read (${reason}), so it was not loaded. It ` +
+  'is kept as it is and never overwritten or removed by a save of this replica. Repair or remove it ' +
+  'in the storage, then call loadAll().';
+
+export const backupLeaseHeld = (location: string): string =>
+  `Scheduled backup skipped: another replica on ${location} holds the backup lease (it takes this ` +
+  'run, or took it moments ago).';

@@ -101,4 +101,9 @@ export enum PersistenceErrorCode {
    * removed by a save.
    */
   BadStoredData = 'PERSISTENCE_BAD_STORED_DATA',
+  /**
+   * The operation exists for the file system only and the store uses a `storage` driver
+   * (`discardUnloaded()` on Redis). The message says what to do instead.
+   */
+  NotSupportedByStorage = 'PERSISTENCE_NOT_SUPPORTED_BY_STORAGE',
 }

@@ -14,4 +14,9 @@ export enum PersistenceEvents {
   Loaded = 'persistence.loaded',
   /** For every error the store meets. Payload: `PersistenceErrorEvent`. */
   Error = 'persistence.error',
+  /**
+   * A save met an item another replica changed meanwhile (with a `storage` driver only). Payload:
+   * `PersistenceConflictEvent`.
+   */
+  Conflict = 'persistence.conflict',
 }

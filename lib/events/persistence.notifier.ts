@@ -7,6 +7,7 @@ import {
 } from '../interfaces/persistence-event.interface';
 import {
   LoadMetadata,
+  PersistenceConflictEvent,
   PersistenceErrorEvent,
   SaveMetadata,
 } from '../interfaces/persistence-metadata.interface';
@@ -20,6 +21,7 @@ const EVENT_TYPES = {
   [PersistenceEvents.Saved]: 'saved',
   [PersistenceEvents.Loaded]: 'loaded',
   [PersistenceEvents.Error]: 'error',
+  [PersistenceEvents.Conflict]: 'conflict',
 } as const;
 
 /**
@@ -33,6 +35,7 @@ export class PersistenceNotifier {
     [PersistenceEvents.Saved]: new Set<Listener<SaveMetadata>>(),
     [PersistenceEvents.Loaded]: new Set<Listener<LoadMetadata>>(),
     [PersistenceEvents.Error]: new Set<Listener<PersistenceErrorEvent>>(),
+    [PersistenceEvents.Conflict]: new Set<Listener<PersistenceConflictEvent>>(),
   };
 
   /** Emitter events held back until `@OnEvent` listeners are wired (see {@link holdEmitterUntil}). */
@@ -77,6 +80,7 @@ export class PersistenceNotifier {
   on(event: PersistenceEvents.Saved, listener: Listener<SaveMetadata>): () => void;
   on(event: PersistenceEvents.Loaded, listener: Listener<LoadMetadata>): () => void;
   on(event: PersistenceEvents.Error, listener: Listener<PersistenceErrorEvent>): () => void;
+  on(event: PersistenceEvents.Conflict, listener: Listener<PersistenceConflictEvent>): () => void;
   on(event: PersistenceEvents, listener: Listener<never>): () => void {
     const set = this.listeners[event] as Set<Listener<never>>;
     set.add(listener);
@@ -92,6 +96,10 @@ export class PersistenceNotifier {
 
   loaded(meta: LoadMetadata): void {
     this.deliver(PersistenceEvents.Loaded, meta);
+  }
+
+  conflict(event: PersistenceConflictEvent): void {
+    this.deliver(PersistenceEvents.Conflict, event);
   }
 
   error(event: PersistenceErrorEvent): void {

@@ -2,6 +2,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceOperation } from '../errors/persistence.error';
 import {
   LoadMetadata,
+  PersistenceConflictEvent,
   PersistenceErrorEvent,
   SaveMetadata,
 } from './persistence-metadata.interface';
@@ -20,7 +21,8 @@ import {
 export type PersistenceEvent =
   | { readonly type: 'saved'; readonly payload: SaveMetadata }
   | { readonly type: 'loaded'; readonly payload: LoadMetadata }
-  | { readonly type: 'error'; readonly payload: PersistenceErrorEvent };
+  | { readonly type: 'error'; readonly payload: PersistenceErrorEvent }
+  | { readonly type: 'conflict'; readonly payload: PersistenceConflictEvent };
 
 /** The last error the store met, as kept for health checks (`PersistenceStore.getLastError()`). */
 export interface PersistenceErrorRecord {

@@ -96,3 +96,26 @@ export interface RestoreMetadata {
   files: number;
   load: LoadMetadata;
 }
+
+/**
+ * Payload of `persistence.conflict` and of `onConflict` callbacks: a save of this replica met an item
+ * that another replica had changed since this one loaded or wrote it (with a `storage` driver).
+ */
+export interface PersistenceConflictEvent {
+  /** The adapter (collection) of the item. */
+  adapter: string;
+  /** The item's id. */
+  id: string;
+  /** This replica's version: its value, or `deleted: true` for a removal. */
+  local: { value: unknown; deleted: boolean };
+  /**
+   * The other replica's version as stored when the save ran: its value (undefined when it could not
+   * be decoded), or `deleted: true` when it was removed; `revision` 0 when absent.
+   */
+  remote: { value: unknown; deleted: boolean; revision: number };
+  /**
+   * True when the local version was written over the remote one (`conflicts: 'last-write-wins'`);
+   * false when the remote version was kept and loaded into the adapter (`'reject'`).
+   */
+  applied: boolean;
+}

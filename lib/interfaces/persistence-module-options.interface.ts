@@ -1,6 +1,7 @@
 import { BackupTarget } from './backup-target.interface';
 import { PersistenceAdapterRef } from './persistence-adapter.interface';
 import { BuiltInFormat, Serializer } from './serializer.interface';
+import type { ConflictPolicy, StorageDriver } from './storage-driver.interface';
 
 /** Auto-save settings. */
 export interface AutoSaveOptions {
@@ -201,6 +202,26 @@ export interface PersistenceModuleOptions {
    * @default undefined (`backup(path)` and `restore(path)` still work)
    */
   backups?: BackupOptions;
+  /**
+   * Where the items are kept: a {@link StorageDriver} such as
+   * `new RedisStorageDriver({ url, keyPrefix })`, for applications running several replicas. With a
+   * driver the store keeps nothing in `path`: no lock, no journal, no item files; every save is one
+   * atomic `commit()` of the changed items (deletions included), each with the revision it was
+   * loaded or last written with, and other replicas' commits are loaded as they happen. Backups are
+   * folders of item files as on the file system; a scheduled backup runs on one replica per tick
+   * (a lease). `checkpoint()` does nothing; `discardUnloaded()` is not supported on a driver (it
+   * throws `PERSISTENCE_NOT_SUPPORTED_BY_STORAGE`). See docs/storage-drivers.md.
+   * @default undefined (the local file system at `path`)
+   */
+  storage?: StorageDriver;
+  /**
+   * With a `storage` driver: what a save does with an item another replica changed since this one
+   * loaded or wrote it. `'last-write-wins'` writes this replica's version; `'reject'` keeps the other
+   * replica's version, loads it into the adapter and drops the local change. Either way the conflict
+   * is emitted as `persistence.conflict` (both versions). Ignored without a driver (one writer).
+   * @default 'last-write-wins'
+   */
+  conflicts?: ConflictPolicy;
 }
 
 /** `backups` after defaults were merged in. */
@@ -230,4 +251,6 @@ export interface ResolvedPersistenceOptions {
   fileMode: number;
   dirMode: number;
   backups: ResolvedBackupOptions | undefined;
+  storage: StorageDriver | undefined;
+  conflicts: ConflictPolicy;
 }

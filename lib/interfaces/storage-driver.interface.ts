@@ -188,6 +188,13 @@ export interface StorageDriver {
    */
   watch(listener: (event: DriverWatchEvent) => void): () => void;
   /**
+   * Optional: resolves once {@link watch} receives every later commit (when subscribing is
+   * asynchronous, as with Redis pub/sub). The store awaits it between `watch` and its load, so that
+   * no commit falls in between unnoticed. Rejects with `PERSISTENCE_STORAGE_UNAVAILABLE` when it
+   * cannot subscribe in time.
+   */
+  watchReady?(): Promise<void>;
+  /**
    * Takes the lease `name` for `ttlMs` if no replica holds it; resolves undefined when one does. For
    * work done once per cluster (scheduled backups, compaction).
    */

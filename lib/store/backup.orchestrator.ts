@@ -4,23 +4,25 @@ import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
-import { BackupTarget, StoredBackup } from '../interfaces/backup-target.interface';
+import { BackupEntry, BackupTarget, StoredBackup } from '../interfaces/backup-target.interface';
 import { BackupInfo, BackupMetadata } from '../interfaces/persistence-metadata.interface';
 import { ResolvedBackupOptions } from '../interfaces/persistence-module-options.interface';
 import { BACKUP_MANIFEST_VERSION, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { backupIdTime, isBackupId, newBackupId } from '../storage/backup-id.util';
-import { BackupFile, checkBackupContents, storeEntries } from '../storage/backup.storage';
+import { BackupFile, checkBackupContents } from '../storage/backup.storage';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
-import { FileSystemStorage } from '../storage/file-system.storage';
 import { LocalBackupTarget } from '../storage/local-backup.target';
 import { BackupScheduler } from './backup.scheduler';
 
 /** What the orchestrator needs from the store. */
 export interface BackupHost {
   readonly fs: PersistenceFileSystem;
-  readonly storage: FileSystemStorage;
-  /** Absolute path of the store folder. */
+  /** Permission bits of what a local backup target writes. */
+  readonly modes: { fileMode: number; dirMode: number };
+  /** The committed items of `collections`, as backup entries (item files, or a driver's records). */
+  entries(collections: readonly string[]): AsyncIterable<BackupEntry>;
+  /** Absolute path of the store folder, or the storage driver's location. */
   readonly storePath: string;
   readonly maxFileBytes: number;
   /** The adapters' folder names. */
@@ -52,8 +54,8 @@ export class BackupOrchestrator {
     } else if (options?.directory) {
       this.target = new LocalBackupTarget(host.fs, {
         directory: options.directory,
-        fileMode: host.storage.settings.fileMode,
-        dirMode: host.storage.settings.dirMode,
+        fileMode: host.modes.fileMode,
+        dirMode: host.modes.dirMode,
         owner: createHash('sha256').update(host.storePath).digest('hex').slice(0, 8),
         maxManifestBytes: host.maxFileBytes,
       });
@@ -148,7 +150,7 @@ export class BackupOrchestrator {
             store: this.host.storePath,
             ...(own[0] ? { base: own[0].id } : {}),
           },
-          storeEntries(this.host.storage, collections, this.host.extension()),
+          this.host.entries(collections),
           own[0],
         );
         return { id, manifest, own };

@@ -27,6 +27,11 @@ export interface CommittedEntry {
    * save never overwrites or removes such a file.
    */
   unloaded?: string;
+  /**
+   * With a storage driver: the revision the item was loaded or last written with, the
+   * `expectedRevision` of its next commit.
+   */
+  revision?: number;
 }
 
 /** Committed entries by collection, then by file stem. */

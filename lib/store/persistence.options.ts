@@ -11,6 +11,7 @@ import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
 import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
+import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
 import { isSameOrInside } from '../storage/path.util';
 
@@ -31,6 +32,7 @@ export const DEFAULT_OPTIONS = {
   checkpointBytes: 8 * 1024 * 1024,
   adapterTimeout: 10_000,
   backups: { keep: DEFAULT_BACKUPS_KEPT },
+  conflicts: 'last-write-wins' as ConflictPolicy,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -179,13 +181,46 @@ export function resolveOptions(
     adapterTimeout,
     fileMode,
     dirMode,
-    backups: resolveBackups(given.backups, storePath),
+    // With a storage driver there is no store folder for the backups to stay out of.
+    backups: resolveBackups(given.backups, given.storage === undefined ? storePath : undefined),
+    storage: resolveStorage(given.storage),
+    conflicts: resolveConflicts(given.conflicts),
   };
+}
+
+const DRIVER_METHODS = ['open', 'close', 'loadAll', 'read', 'commit', 'watch', 'acquireLease'];
+
+function resolveStorage(storage: unknown): StorageDriver | undefined {
+  if (storage === undefined) return undefined;
+  const driver = storage as Record<string, unknown> | null;
+  if (
+    typeof driver !== 'object' ||
+    driver === null ||
+    driver.driverVersion !== 1 ||
+    !DRIVER_METHODS.every((method) => typeof driver[method] === 'function')
+  ) {
+    fail(
+      'storage',
+      typeof driver === 'object' && driver !== null
+        ? `an object with driverVersion ${String(driver.driverVersion)}`
+        : storage,
+      `Give a StorageDriver of contract version 1 (driverVersion: 1, location, ${DRIVER_METHODS.join(', ')}), e.g. new RedisStorageDriver({ url, keyPrefix }); leave it out to store in the folder \`path\`.`,
+    );
+  }
+  return storage as StorageDriver;
+}
+
+function resolveConflicts(conflicts: unknown): ConflictPolicy {
+  if (conflicts === undefined) return DEFAULT_OPTIONS.conflicts;
+  if (conflicts !== 'last-write-wins' && conflicts !== 'reject') {
+    fail('conflicts', conflicts, "Use 'last-write-wins' or 'reject'.");
+  }
+  return conflicts;
 }
 
 function resolveBackups(
   backups: PersistenceModuleOptions['backups'],
-  storePath: string,
+  storePath: string | undefined,
 ): ResolvedBackupOptions | undefined {
   if (backups === undefined) return undefined;
   if (typeof backups !== 'object' || backups === null || Array.isArray(backups)) {
@@ -214,7 +249,10 @@ function resolveBackups(
       fail('backups.directory', dir, "Use a folder path outside the store, such as './backups'.");
     }
     directory = resolve(process.cwd(), dir); // absolute, normalised (no trailing slash)
-    if (isSameOrInside(directory, storePath) || isSameOrInside(storePath, directory)) {
+    if (
+      storePath !== undefined &&
+      (isSameOrInside(directory, storePath) || isSameOrInside(storePath, directory))
+    ) {
       fail(
         'backups.directory',
         dir,

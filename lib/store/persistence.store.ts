@@ -10,7 +10,8 @@ import {
 import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2, EventEmitterReadinessWatcher } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
 import { merge, Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
@@ -29,6 +30,7 @@ import {
   BackupInfo,
   BackupMetadata,
   LoadMetadata,
+  PersistenceConflictEvent,
   PersistenceErrorEvent,
   RestoreMetadata,
   SaveMetadata,
@@ -39,7 +41,11 @@ import {
 } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
+import { StorageDriver } from '../interfaces/storage-driver.interface';
 import {
+  BACKUP_LEASE,
+  BACKUP_LEASE_TTL_MS,
+  BACKUP_MANIFEST_VERSION,
   JOURNAL_FILE,
   PERSISTENCE_LOGGER_CONTEXT,
   PERSISTENCE_SCHEDULER_REGISTRY,
@@ -51,6 +57,8 @@ import {
   BackupProblem,
   isFreeDestination,
   readBackup,
+  storeEntries,
+  writeBackupFolder,
   recoverRestores,
   swapInBackup,
   writeBackup,
@@ -78,6 +86,7 @@ import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
 import { BackupOrchestrator } from './backup.orchestrator';
 import { CommittedIndex } from './committed.index';
+import { DriverReplica } from './driver.replica';
 import { FailureMemo } from './failure.memo';
 import { OpenStore, openStores } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
@@ -147,6 +156,8 @@ export class PersistenceStore
   private cipher?: ItemCipher;
   private autoSave?: AutoSaveScheduler;
   private backups?: BackupOrchestrator;
+  /** With a `storage` driver: the store's side of it (the file-system fields stay unset). */
+  private replica?: DriverReplica;
   private queuedSave?: Promise<SaveMetadata>;
   private folderRemoved = false;
   private lastSaveTime: Date | null = null;
@@ -228,6 +239,10 @@ export class PersistenceStore
         },
       );
     }
+    if (this.options.storage) {
+      await this.initDriver();
+      return;
+    }
     const { path } = this.options;
     this.storage = new FileSystemStorage(this.fs, {
       root: path,
@@ -271,7 +286,9 @@ export class PersistenceStore
     }
     this.backups = new BackupOrchestrator(this.options.backups, {
       fs: this.fs,
-      storage: this.storage,
+      modes: { fileMode: this.options.fileMode, dirMode: this.options.dirMode },
+      entries: (collections) =>
+        storeEntries(this.storage, collections, this.codec.serializer.extension),
       storePath: path,
       maxFileBytes: this.options.limits.maxFileBytes,
       collections: () => this.adapterList.map((a) => a.name),
@@ -280,6 +297,126 @@ export class PersistenceStore
       report: (error) => this.fail(error),
     });
     this.backups.startSchedule(this.schedulerRegistry, this.options.readOnly, () => this.backup());
+  }
+
+  /**
+   * With a storage driver: no folder, lock, journal or recovery. Opens the driver and loads; when the
+   * storage does not answer, the application starts anyway (error reported, opened and loaded later).
+   */
+  private async initDriver(): Promise<void> {
+    const driver = this.options.storage!;
+    this.holdBootEvents();
+    const replica = new DriverReplica({
+      driver,
+      conflicts: this.options.conflicts,
+      adapters: this.adapterList,
+      index: this.index,
+      inSync: this.inSync,
+      queue: this.queue,
+      notifier: this.notifier,
+      codec: () => this.codec,
+      caller: () => this.caller,
+      fail: (error, operation) => this.fail(error, operation),
+    });
+    this.replica = replica;
+    this.state = 'ready';
+    this.startedAt = new Date();
+    await this.queue.run(() => replica.start(this.options.loadOnBoot));
+    if (this.options.autoSave !== false && !this.options.readOnly) {
+      this.enableAutoSave(this.options.autoSave.interval);
+    }
+    this.backups = new BackupOrchestrator(this.options.backups, {
+      fs: this.fs,
+      modes: { fileMode: this.options.fileMode, dirMode: this.options.dirMode },
+      entries: (collections) => replica.entries(collections),
+      storePath: driver.location,
+      maxFileBytes: this.options.limits.maxFileBytes,
+      collections: () => this.adapterList.map((a) => a.name),
+      extension: () => this.codec.serializer.extension,
+      checkpoint: () => Promise.resolve(),
+      report: (error) => this.fail(error),
+    });
+    this.backups.startSchedule(this.schedulerRegistry, this.options.readOnly, () =>
+      this.leasedBackup(driver),
+    );
+  }
+
+  /**
+   * A scheduled backup on a storage driver: once per cluster. The replica that takes the lease
+   * `backup` runs it (renewing the lease meanwhile); the others skip this tick. The lease is not
+   * released after the run but left to expire, so a replica whose clock lags does not run the same
+   * tick again.
+   */
+  private async leasedBackup(driver: StorageDriver): Promise<unknown> {
+    let lease;
+    try {
+      lease = await driver.acquireLease(BACKUP_LEASE, BACKUP_LEASE_TTL_MS);
+    } catch (error) {
+      throw this.fail(this.wrapIo('backup', 'take the backup lease of', driver.location, error));
+    }
+    if (!lease) {
+      this.logger.log(messages.backupLeaseHeld(driver.location));
+      return undefined;
+    }
+    const held = lease;
+    const renewal = setInterval(() => {
+      held.renew().catch(() => false);
+    }, BACKUP_LEASE_TTL_MS / 3);
+    try {
+      return await this.backup();
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** `backup(destination)` on a storage driver: its items, from one consistent state, as files. */
+  private async backupDriverTo(
+    replica: DriverReplica,
+    destination: string,
+  ): Promise<BackupMetadata> {
+    const started = performance.now();
+    const target = resolve(destination);
+    if (!(await this.io('backup', 'inspect', target, () => isFreeDestination(this.fs, target)))) {
+      throw this.fail(
+        new PersistenceError(
+          PersistenceErrorCode.InvalidBackupDestination,
+          messages.backupDestinationNotEmpty(target),
+          { operation: 'backup', path: target },
+        ),
+      );
+    }
+    const collections = this.adapterList.map((a) => a.name);
+    const manifest = await this.io('backup', 'write the backup', target, () =>
+      writeBackupFolder(
+        this.fs,
+        { fileMode: this.options.fileMode, dirMode: this.options.dirMode },
+        target,
+        `.${basename(target)}.backup-${randomBytes(6).toString('hex')}`,
+        { version: BACKUP_MANIFEST_VERSION, createdAt: new Date().toISOString(), collections },
+        replica.entries(collections),
+      ),
+    );
+    return {
+      path: target,
+      files: manifest.files.length,
+      size: manifest.newBytes ?? 0,
+      timestamp: new Date(),
+      durationMs: performance.now() - started,
+    };
+  }
+
+  /** Refuses an operation of the file system only on a store with a storage driver. */
+  private refuseOnDriver<T>(operation: string): Promise<T> | undefined {
+    if (!this.replica) return undefined;
+    return Promise.reject(
+      this.fail(
+        new PersistenceError(
+          PersistenceErrorCode.NotSupportedByStorage,
+          messages.notSupportedByStorage(operation, this.replica.location),
+          { path: this.replica.location },
+        ),
+      ),
+    );
   }
 
   /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
@@ -333,6 +470,7 @@ export class PersistenceStore
   checkpoint(): Promise<void> {
     return (
       this.refuse('checkpoint', true) ??
+      (this.replica ? Promise.resolve() : undefined) ??
       this.enqueue(() =>
         this.io('checkpoint', 'checkpoint', this.options.path, () => this.applyJournal()),
       )
@@ -344,6 +482,17 @@ export class PersistenceStore
    * quarantined and reported; the rest loads.
    */
   loadAll(): Promise<LoadMetadata> {
+    const replica = this.replica;
+    if (replica) {
+      return (
+        this.refuse('load', false) ??
+        this.enqueue(() =>
+          replica.load('load').catch((error: unknown) => {
+            throw this.fail(this.wrapIo('load', 'load', replica.location, error), 'load');
+          }),
+        )
+      );
+    }
     return (
       this.refuse('load', false) ??
       this.enqueue(async () =>
@@ -357,6 +506,13 @@ export class PersistenceStore
    * state is kept.
    */
   clear(): Promise<void> {
+    const replica = this.replica;
+    if (replica) {
+      return (
+        this.refuse('clear', true) ??
+        this.enqueue(() => this.io('clear', 'clear', replica.location, () => replica.clear()))
+      );
+    }
     return (
       this.refuse('clear', true) ??
       this.enqueue(async () => {
@@ -390,6 +546,7 @@ export class PersistenceStore
       this.refuse('back up', true) ??
       this.enqueue(async () => {
         if (destination === undefined) return this.backups!.backupNow();
+        if (this.replica) return this.backupDriverTo(this.replica, destination);
         const started = performance.now();
         const target = resolve(destination);
         const store = this.options.path;
@@ -453,6 +610,7 @@ export class PersistenceStore
           );
         if (
           backupId === undefined &&
+          !this.replica &&
           (isSameOrInside(from, this.options.path) || isSameOrInside(this.options.path, from))
         ) {
           throw invalid('it is the store folder, inside it, or contains it');
@@ -485,6 +643,13 @@ export class PersistenceStore
         } catch (error) {
           throw invalid(messages.reasonOf(error), error);
         }
+        const replica = this.replica;
+        if (replica) {
+          const load = await this.io('restore', 'restore the backup into', replica.location, () =>
+            replica.restoreFiles(files),
+          );
+          return { source: from, files: files.length, load };
+        }
         await this.io('restore', 'swap in the backup', this.options.path, async () => {
           await this.applyJournal();
           await swapInBackup(this.storage, collections, files);
@@ -514,7 +679,9 @@ export class PersistenceStore
         list.push({
           adapter,
           id: decodeStem(stem) ?? stem,
-          path: join(this.options.path, adapter, entry.fileName),
+          path: this.replica
+            ? `${this.replica.location} ${adapter}/${stem}`
+            : join(this.options.path, adapter, entry.fileName),
           reason: entry.unloaded,
         });
       }
@@ -530,6 +697,7 @@ export class PersistenceStore
   discardUnloaded(adapter: string, id: string): Promise<string[]> {
     return (
       this.refuse<string[]>('discard an unloaded item', true) ??
+      this.refuseOnDriver('discard an unloaded item') ??
       this.enqueue(async () => {
         const entries = this.index.get(adapter);
         const stem = encodeId(id);
@@ -639,6 +807,14 @@ export class PersistenceStore
     return this.notifier.on(PersistenceEvents.Loaded, callback);
   }
 
+  /**
+   * Calls `callback` for every conflict a save meets (with a `storage` driver: an item another
+   * replica changed meanwhile). Returns a function that unsubscribes.
+   */
+  onConflict(callback: (event: PersistenceConflictEvent) => unknown): () => void {
+    return this.notifier.on(PersistenceEvents.Conflict, callback);
+  }
+
   /** Calls `callback` for every error. Returns a function that unsubscribes. */
   onError(callback: (event: PersistenceErrorEvent) => unknown): () => void {
     return this.notifier.on(PersistenceEvents.Error, callback);
@@ -665,6 +841,7 @@ export class PersistenceStore
    */
   async getStatus(): Promise<PersistenceStatus> {
     const state = this.state === 'created' ? 'starting' : this.state;
+    if (this.replica) return this.driverStatus(state);
     const path = this.options?.path ?? '';
     let notWritableReason: string | undefined;
     if (state !== 'ready') {
@@ -701,6 +878,27 @@ export class PersistenceStore
       compressAbove: this.options.compressAbove,
       maxInflatedBytes: this.options.limits.maxInflatedBytes,
     });
+  }
+
+  private driverStatus(state: PersistenceStatus['state']): PersistenceStatus {
+    const replica = this.replica!;
+    let notWritableReason: string | undefined;
+    if (state !== 'ready') notWritableReason = `the store is ${state}`;
+    else if (this.options.readOnly) notWritableReason = 'the store was opened with readOnly: true';
+    else if (!replica.loaded) notWritableReason = messages.storageNotLoaded(replica.location);
+    return {
+      path: replica.location,
+      state,
+      readOnly: this.options.readOnly,
+      writable: notWritableReason === undefined,
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      startedAt: this.startedAt,
+      lastSaveTime: this.lastSaveTime,
+      lastError: this.notifier.lastError ?? null,
+      errorSinceLastSave: this.notifier.errorSinceSave,
+      journal: { bytes: 0, pendingItems: 0 },
+      disk: null,
+    };
   }
 
   private setCodec(serializer: Serializer): void {
@@ -950,6 +1148,7 @@ export class PersistenceStore
   }
 
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
+    if (this.replica) return this.runDriverSave(this.replica, operation);
     const writer = new SnapshotWriter(
       this.journal,
       this.index,
@@ -981,6 +1180,42 @@ export class PersistenceStore
       // committed. The summary goes to the caller of saveAll() only; auto-save does not back off.
       throw result.incomplete;
     }
+    return result.meta;
+  }
+
+  /**
+   * A save on a storage driver: the same snapshots and codec as on files, committed by one
+   * `driver.commit()` with each item's expected revision; then conflicts and revisions.
+   */
+  private async runDriverSave(
+    replica: DriverReplica,
+    operation: PersistenceOperation,
+  ): Promise<SaveMetadata> {
+    const writer = new SnapshotWriter(
+      replica.sink,
+      this.index,
+      replica.location,
+      (error) => this.fail(error, operation),
+      this.caller,
+      this.failures,
+      { trusted: this.trustedAdapters, findProblem, inSync: this.inSync },
+    );
+    let result;
+    try {
+      replica.assertLoaded(operation);
+      result = await writer.save(this.adapterList, this.codec, operation);
+      await replica.afterCommit(operation);
+    } catch (error) {
+      throw this.fail(
+        error instanceof PersistenceError
+          ? error
+          : this.wrapIo(operation, 'save', replica.location, error),
+        operation,
+      );
+    }
+    this.lastSaveTime = result.meta.timestamp;
+    this.notifier.saved(result.meta);
+    if (result.incomplete) throw result.incomplete;
     return result.meta;
   }
 
@@ -1080,6 +1315,20 @@ export class PersistenceStore
 
   private async close(): Promise<void> {
     if (this.state !== 'ready') {
+      this.state = 'closed';
+      return;
+    }
+    if (this.replica) {
+      const replica = this.replica;
+      this.disableAutoSave();
+      this.backups?.stopSchedule();
+      this.state = 'closing';
+      replica.stopWatching();
+      await this.queue.idle();
+      if (!this.options.readOnly && this.options.saveOnShutdown && replica.loaded) {
+        await this.queue.run(() => this.runSave('shutdown')).catch(() => undefined);
+      }
+      await replica.close().catch(() => undefined);
       this.state = 'closed';
       return;
     }

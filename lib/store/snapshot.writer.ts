@@ -14,8 +14,9 @@ import {
 import { TimeSlicer } from '../storage/event-loop.util';
 import { encodeId } from '../storage/file-name.codec';
 import { ItemFileCodec, ItemTooLargeError } from '../storage/item-file.codec';
-import { Journal, JournalOp } from '../storage/journal';
+import { JournalOp } from '../storage/journal';
 import { AdapterCaller } from './adapter.caller';
+import { CommitSink } from './commit.sink';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 import { FailureMemo } from './failure.memo';
 import { schemaVersionOf } from './schema.migrator';
@@ -86,7 +87,7 @@ interface AdapterPart {
  */
 export class SnapshotWriter {
   constructor(
-    private readonly journal: Journal,
+    private readonly journal: CommitSink,
     private readonly index: CommittedIndex,
     private readonly root: string,
     private readonly report: (error: PersistenceError) => void,
@@ -181,6 +182,7 @@ export class SnapshotWriter {
       try {
         await this.journal.append(ops);
       } catch (error) {
+        if (error instanceof PersistenceError) throw error; // a storage driver's, already typed
         throw new PersistenceError(
           PersistenceErrorCode.IoFailed,
           ioFailed('commit the save to', this.journal.path, reasonOf(error)),

@@ -148,6 +148,8 @@ export class RedisStorageDriver implements StorageDriver {
   private readonly logger = new Logger(DRIVER);
   private client?: Redis;
   private subscriber?: Redis;
+  /** Settles once the subscription of {@link watch} is active. */
+  private subscribed?: Promise<void>;
   private state: 'new' | 'open' | 'closed' = 'new';
   private readonly listeners = new Set<(event: DriverWatchEvent) => void>();
 
@@ -361,6 +363,34 @@ export class RedisStorageDriver implements StorageDriver {
     return () => {
       this.listeners.delete(listener);
     };
+  }
+
+  /**
+   * Resolves once the subscription started by {@link watch} is active (it is asynchronous), so that
+   * a load that follows misses no commit: every later commit is notified. Rejects with
+   * `PERSISTENCE_STORAGE_UNAVAILABLE` after `connectTimeoutMs`.
+   */
+  async watchReady(): Promise<void> {
+    if (this.subscribed === undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            toPersistenceError(
+              new Error(`not subscribed within ${this.connectTimeoutMs} ms`),
+              this.location,
+              'watch',
+            ),
+          ),
+        this.connectTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.subscribed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async acquireLease(name: string, ttlMs: number): Promise<Lease | undefined> {
@@ -619,12 +649,15 @@ export class RedisStorageDriver implements StorageDriver {
     const subscriber = client.duplicate({ lazyConnect: true, autoResubscribe: false });
     this.subscriber = subscriber;
     let readyBefore = false;
+    let subscribed = (): void => undefined;
+    this.subscribed = new Promise((resolve) => (subscribed = resolve));
     subscriber.on('error', () => undefined);
     subscriber.on('ready', () => {
       subscriber.subscribe(this.keys.channel).then(
         () => {
           if (readyBefore) this.emit({ kind: 'resync' });
           readyBefore = true;
+          subscribed();
         },
         (error: Error) =>
           this.logger.warn(`Could not subscribe to ${this.keys.channel}: ${error.message}`),
