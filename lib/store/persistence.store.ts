@@ -46,7 +46,6 @@ import {
   BACKUP_LEASE,
   BACKUP_LEASE_TTL_MS,
   BACKUP_MANIFEST_VERSION,
-  JOURNAL_FILE,
   PERSISTENCE_LOGGER_CONTEXT,
   PERSISTENCE_SCHEDULER_REGISTRY,
 } from '../persistence.constants';
@@ -66,7 +65,7 @@ import {
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { exists, fsyncDirectory } from '../storage/fs.util';
-import { ItemFileCodec } from '../storage/item-file.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
 import {
   Journal,
@@ -78,6 +77,7 @@ import {
   sealedSegmentPath,
 } from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
+import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { findNonJsonData } from '../adapters/json-data.util';
 import { AdapterCaller } from './adapter.caller';

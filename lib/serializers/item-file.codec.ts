@@ -2,19 +2,19 @@ import { DecryptionError, isEncrypted, ItemCipher } from '../encryption/item.cip
 import { PersistenceError } from '../errors/persistence.error';
 import { Serializer } from '../interfaces/serializer.interface';
 import { ITEM_FILE_VERSION } from '../persistence.constants';
-import { AutoSerializer } from '../serializers/auto.serializer';
-import { isGzip } from '../serializers/detect-format';
-import { gzipBuffer, JsonGzipSerializer } from '../serializers/json-gzip.serializer';
-import { JsonSerializer } from '../serializers/json.serializer';
-import { isMsgpack, MsgpackSerializer } from '../serializers/msgpack.serializer';
-import { encodeId } from './file-name.codec';
+import { encodeId } from '../storage/file-name.codec';
+import { ENCRYPTED_SUFFIX } from '../storage/on-disk.names';
+import { AutoSerializer } from './auto.serializer';
+import { isGzip } from './detect-format';
+import { gzipBuffer, JsonGzipSerializer } from './json-gzip.serializer';
+import { JsonSerializer } from './json.serializer';
+import { isMsgpack, MsgpackSerializer } from './msgpack.serializer';
 
 import { ItemEnvelope } from '../interfaces/item-envelope.interface';
 
 export type { ItemEnvelope };
 
-/** Suffix of encrypted files, after the serializer's extension: `.json.enc`, `.json.gz.enc`. */
-export const ENCRYPTED_SUFFIX = '.enc';
+export { ENCRYPTED_SUFFIX };
 
 /** Why a file could not be read. `locked`: encrypted and not readable with the keys at hand. */
 export class ItemDecodeError extends Error {
