@@ -51,6 +51,17 @@ export class ErrorReporter {
     }
   }
 
+  /** An operation the storage driver cannot do (`NOT_SUPPORTED_BY_STORAGE`), reported. */
+  notSupported(operation: string, location: string): PersistenceError {
+    return this.fail(
+      new PersistenceError(
+        PersistenceErrorCode.NotSupportedByStorage,
+        messages.notSupportedByStorage(operation, location),
+        { path: location },
+      ),
+    );
+  }
+
   /** A failure of a save or a load: reported, as a PersistenceError (an I/O one unless it is one). */
   failed(
     operation: PersistenceOperation,

@@ -10,12 +10,10 @@ import {
 import { ModuleRef } from '@nestjs/core';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { merge, Observable } from 'rxjs';
+import { Observable } from 'rxjs';
 import { FocusAdapter } from '../adapters/focus/focus.adapter';
-import { findNonJsonData } from '../adapters/json-data.util';
 import { MemoryAdapter } from '../adapters/memory/memory.adapter';
 import { SessionAdapter } from '../adapters/session/session.adapter';
-import { ItemCipher } from '../encryption/item.cipher';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { holdBootEvents } from '../events/boot-events.util';
@@ -35,10 +33,7 @@ import {
   RestoreMetadata,
   SaveMetadata,
 } from '../interfaces/persistence-metadata.interface';
-import {
-  PersistenceModuleOptions,
-  ResolvedPersistenceOptions,
-} from '../interfaces/persistence-module-options.interface';
+import { PersistenceModuleOptions } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
 import {
@@ -47,42 +42,20 @@ import {
 } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
-import { createItemFileCodec, ItemFileCodec } from '../serializers/item-file.codec';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
-import { decodeStem } from '../storage/file-name.codec';
 import { AdapterCaller } from './adapter.caller';
 import { PersistenceAdapterExplorer } from './adapter.explorer';
 import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
-import { AutoSaveScheduler } from './auto-save.scheduler';
-import { BackupOrchestrator } from './backup.orchestrator';
+import { AutoSaveScheduler, createAutoSave, startAutoSaveDebounce } from './auto-save.scheduler';
 import { applyCommandLineOverride } from './command-line.override';
-import { CommittedIndex } from './committed.index';
-import { DriverBackend } from './driver.backend';
+import { UnloadedItem, unloadedItems } from './committed.index';
 import { ErrorReporter } from './error.reporter';
 import { FailureMemo } from './failure.memo';
-import { FileSystemBackend } from './file-system.backend';
 import { OpenStore } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
 import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
 import { readRestoreSource } from './restore.checker';
-import { StoreBackend, StoreContext } from './store.backend';
-
-/** What JSON cannot carry exactly in a custom adapter's value, as one sentence; undefined: none. */
-function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
-  const found = findNonJsonData(value, { allowToJSON, path: 'the value' });
-  return found && `${found.path} ${found.problem}; ${found.fix}`;
-}
-
-/** What exists only once the store is open: created by `onModuleInit`. */
-interface OpenSession {
-  readonly options: ResolvedPersistenceOptions;
-  /** Where the state is kept: the file system, or the `storage` driver. */
-  readonly backend: StoreBackend;
-  readonly cipher?: ItemCipher;
-  /** The codec of the next save; replaced by `setSerializer()`. */
-  codec: ItemFileCodec;
-  backups?: BackupOrchestrator;
-}
+import { composeStatus, StoreSession, StoreShared } from './store.session';
 
 /**
  * The public API: save, load, clear, back up and restore the state of every adapter, and watch it
@@ -100,18 +73,11 @@ export class PersistenceStore
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
   private readonly errors: ErrorReporter;
+  /** What the store shares with its session and backend. */
+  private readonly shared: StoreShared;
   private readonly adapterList: PersistenceAdapter[] = [];
-  /** The built-in adapters: their managers check every value when they accept it. */
-  private readonly trustedAdapters = new Set<PersistenceAdapter>();
-  private readonly index: CommittedIndex = new Map();
-  /**
-   * Adapters reporting their changes whose index is in step with them (see `WriterChecks.inSync`);
-   * emptied whenever the index changes under the adapters, so the next save compares every item.
-   */
-  private readonly inSync = new Map<string, number>();
-  private readonly failures = new FailureMemo();
   private caller = new AdapterCaller(DEFAULT_OPTIONS.adapterTimeout);
-  private session?: OpenSession;
+  private session?: StoreSession;
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
   private lastSaveTime: Date | null = null;
@@ -130,9 +96,9 @@ export class PersistenceStore
     @Inject(PERSISTENCE_MODULE_OPTIONS) private readonly rawOptions: PersistenceModuleOptions,
     @Inject(PersistenceFileSystem) private readonly fs: PersistenceFileSystem,
     private readonly moduleRef: ModuleRef,
-    private readonly sessionAdapter: SessionAdapter,
-    private readonly memoryAdapter: MemoryAdapter,
-    private readonly focusAdapter: FocusAdapter,
+    sessionAdapter: SessionAdapter,
+    memoryAdapter: MemoryAdapter,
+    focusAdapter: FocusAdapter,
     @Optional() eventEmitter?: EventEmitter2,
     @Optional()
     @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
@@ -140,6 +106,20 @@ export class PersistenceStore
   ) {
     this.notifier = new PersistenceNotifier(eventEmitter);
     this.errors = new ErrorReporter(this.notifier);
+    this.shared = {
+      fs: this.fs,
+      adapters: this.adapterList,
+      trusted: new Set([sessionAdapter, memoryAdapter, focusAdapter]),
+      index: new Map(),
+      inSync: new Map(),
+      failures: new FailureMemo(),
+      queue: this.queue,
+      notifier: this.notifier,
+      errors: this.errors,
+      logger: this.logger,
+      registration: this.registration,
+      caller: () => this.caller,
+    };
     if (!eventEmitter) {
       this.logger.log(messages.eventEmitterMissing());
     }
@@ -167,32 +147,8 @@ export class PersistenceStore
   async onModuleInit(): Promise<void> {
     const options = applyCommandLineOverride(resolveOptions(this.rawOptions));
     this.caller = new AdapterCaller(options.adapterTimeout);
-    const cipher =
-      options.encryption &&
-      ItemCipher.create(options.encryption, () => {
-        throw new Error('unreachable: validated by resolveOptions');
-      });
-    const codec = createItemFileCodec(options.format, options, cipher);
-    const context: StoreContext = {
-      options,
-      fs: this.fs,
-      adapters: this.adapterList,
-      index: this.index,
-      inSync: this.inSync,
-      failures: this.failures,
-      checks: { trusted: this.trustedAdapters, findProblem, inSync: this.inSync },
-      queue: this.queue,
-      notifier: this.notifier,
-      errors: this.errors,
-      logger: this.logger,
-      registration: this.registration,
-      codec: () => this.open.codec,
-      caller: () => this.caller,
-    };
-    const backend = options.storage
-      ? new DriverBackend(context, options.storage)
-      : new FileSystemBackend(context);
-    this.session = { options, backend, cipher, codec };
+    const session = new StoreSession(options, this.shared);
+    this.session = session;
     // Built-in, forFeature() and @PersistedState() adapters, then the deprecated `adapters` option.
     this.adapterList.push(
       ...resolveAdapters([
@@ -200,9 +156,6 @@ export class PersistenceStore
         ...candidatesFromOption(this.moduleRef, options.adapters),
       ]),
     );
-    for (const adapter of [this.sessionAdapter, this.memoryAdapter, this.focusAdapter]) {
-      this.trustedAdapters.add(adapter);
-    }
     if (options.autoSave !== false && !this.schedulerRegistry && !options.readOnly) {
       throw new PersistenceError(
         PersistenceErrorCode.SchedulerMissing,
@@ -214,28 +167,14 @@ export class PersistenceStore
     }
     // Before recovery: what it reports (a damaged journal) must reach @OnEvent listeners too.
     this.releaseBootEvents = holdBootEvents(this.moduleRef, this.notifier);
-    await backend.open();
+    await session.backend.open();
     this.state = 'ready';
     this.startedAt = new Date();
-    await backend.start(options.loadOnBoot);
+    await session.backend.start(options.loadOnBoot);
     if (options.autoSave !== false && !options.readOnly) {
       this.enableAutoSave(options.autoSave.interval);
     }
-    const backups = new BackupOrchestrator(options.backups, {
-      fs: this.fs,
-      modes: { fileMode: options.fileMode, dirMode: options.dirMode },
-      entries: (collections) => backend.backupEntries(collections),
-      storePath: backend.location,
-      maxFileBytes: options.limits.maxFileBytes,
-      collections: () => this.adapterList.map((a) => a.name),
-      extension: () => this.open.codec.serializer.extension,
-      checkpoint: () => backend.beforeBackup(),
-      report: (error) => this.errors.fail(error),
-    });
-    this.session.backups = backups;
-    backups.startSchedule(this.schedulerRegistry, options.readOnly, () =>
-      backend.scheduledBackup(() => this.backup()),
-    );
+    session.startBackups(this.schedulerRegistry, () => this.backup());
   }
 
   /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
@@ -326,16 +265,7 @@ export class PersistenceStore
       this.enqueue(async () => {
         const { backend, backups, codec, options } = this.open;
         const { from, files } = await readRestoreSource(
-          {
-            fs: this.fs,
-            backend,
-            backups,
-            codec,
-            caller: this.caller,
-            adapters: this.adapterList,
-            maxFileBytes: options.limits.maxFileBytes,
-            errors: this.errors,
-          },
+          { ...this.shared, backend, backups, codec, caller: this.caller, options },
           source,
         );
         const load = await backend.restore(
@@ -357,22 +287,12 @@ export class PersistenceStore
    * decryptable with the configured keys, unreadable, or refused by the adapter's `restore()`. Saves
    * never overwrite or remove them; an item of the same id is not saved while its file is listed here.
    */
-  listUnloaded(): Array<{ adapter: string; id: string; path: string; reason: string }> {
+  listUnloaded(): UnloadedItem[] {
     this.assertOpen('list unloaded items');
     const { backend } = this.open;
-    const list: Array<{ adapter: string; id: string; path: string; reason: string }> = [];
-    for (const [adapter, entries] of this.index) {
-      for (const [stem, entry] of entries) {
-        if (entry.unloaded === undefined) continue;
-        list.push({
-          adapter,
-          id: decodeStem(stem) ?? stem,
-          path: backend.itemPath(adapter, stem, entry.fileName),
-          reason: entry.unloaded,
-        });
-      }
-    }
-    return list;
+    return unloadedItems(this.shared.index, (adapter, stem, entry) =>
+      backend.itemPath(adapter, stem, entry.fileName),
+    );
   }
 
   /**
@@ -386,15 +306,7 @@ export class PersistenceStore
     const { backend } = this.open;
     const discard = backend.discardUnloaded;
     if (!discard) {
-      return Promise.reject(
-        this.errors.fail(
-          new PersistenceError(
-            PersistenceErrorCode.NotSupportedByStorage,
-            messages.notSupportedByStorage('discard an unloaded item', backend.location),
-            { path: backend.location },
-          ),
-        ),
-      );
+      return Promise.reject(this.errors.notSupported('discard an unloaded item', backend.location));
     }
     return this.enqueue(() => discard(adapter, id));
   }
@@ -412,33 +324,14 @@ export class PersistenceStore
         messages.schedulerMissing(),
       );
     }
-    const { autoSave } = this.open.options;
-    // Items that could not be saved were reported; the rest was committed: not a failure of the
-    // store, so auto-save keeps its schedule.
-    const incompleteIsDone = (error: unknown): undefined => {
-      if (error instanceof PersistenceError && error.code === PersistenceErrorCode.SaveIncomplete) {
-        return undefined;
-      }
-      throw error;
-    };
-    this.autoSave ??= new AutoSaveScheduler(
-      this.schedulerRegistry,
-      () => this.queue.busy,
-      () => this.queue.run(() => this.runSave('auto-save').catch(incompleteIsDone)),
-      autoSave === false ? 8 : autoSave.maxBackoffTicks,
-      () =>
-        this.state === 'ready'
-          ? this.requestSave('auto-save').catch(incompleteIsDone)
-          : Promise.resolve(),
-    );
+    this.autoSave ??= createAutoSave(this.schedulerRegistry, this.open.options.autoSave, {
+      isBusy: () => this.queue.busy,
+      save: () => this.queue.run(() => this.runSave('auto-save')),
+      saveSoon: () =>
+        this.state === 'ready' ? this.requestSave('auto-save') : Promise.resolve(undefined),
+    });
     this.autoSave.start(intervalMs);
-    const debounce = autoSave === false ? false : autoSave.debounce;
-    if (debounce !== false) {
-      const streams = this.adapterList.flatMap((adapter) =>
-        adapter.changes$ ? [adapter.changes$] : [],
-      );
-      this.autoSave.startDebounce(debounce, merge(...streams));
-    }
+    startAutoSaveDebounce(this.autoSave, this.open.options.autoSave, this.adapterList);
   }
 
   /** Stops auto-save; a save in flight finishes. */
@@ -461,10 +354,8 @@ export class PersistenceStore
    */
   setSerializer(format: BuiltInFormat | Serializer): void {
     this.assertOpen('change the format');
-    const session = this.open;
-    const resolved = resolveOptions({ ...this.rawOptions, format, adapters: [] }).format;
-    session.codec = createItemFileCodec(resolved, session.options, session.cipher);
-    this.inSync.clear(); // every file is rewritten in the new format
+    this.open.setFormat(resolveOptions({ ...this.rawOptions, format, adapters: [] }).format);
+    this.shared.inSync.clear(); // every file is rewritten in the new format
   }
 
   /** The serializer used for the next save. */
@@ -516,29 +407,16 @@ export class PersistenceStore
    */
   async getStatus(): Promise<PersistenceStatus> {
     const state = this.state === 'created' ? 'starting' : this.state;
-    const readOnly = this.session?.options.readOnly ?? false;
-    let reason: string | undefined;
-    if (state !== 'ready') reason = `the store is ${state}`;
-    else if (readOnly) reason = 'the store was opened with readOnly: true';
-    const backend = await this.session?.backend.status(reason === undefined);
-    const notWritableReason = reason ?? backend?.notWritableReason;
-    return {
-      path: backend?.path ?? '',
-      state,
-      readOnly,
-      writable: notWritableReason === undefined,
-      ...(notWritableReason === undefined ? {} : { notWritableReason }),
+    return composeStatus(state, this.session, {
       startedAt: this.startedAt,
       lastSaveTime: this.lastSaveTime,
       lastError: this.notifier.lastError ?? null,
       errorSinceLastSave: this.notifier.errorSinceSave,
-      journal: backend?.journal ?? { bytes: 0, pendingItems: 0 },
-      disk: backend?.disk ?? null,
-    };
+    });
   }
 
   /** What exists once the store is open; throws before `onModuleInit` has begun. */
-  private get open(): OpenSession {
+  private get open(): StoreSession {
     if (!this.session) {
       throw new PersistenceError(
         PersistenceErrorCode.StoreClosed,

@@ -20,7 +20,7 @@ export interface RestoreScope {
   codec: ItemFileCodec;
   caller: AdapterCaller;
   adapters: readonly PersistenceAdapter[];
-  maxFileBytes: number;
+  options: { limits: { maxFileBytes: number } };
   errors: ErrorReporter;
 }
 
@@ -58,7 +58,7 @@ export async function readRestoreSource(
             from,
             collections,
             codec.serializer.extension,
-            scope.maxFileBytes,
+            scope.options.limits.maxFileBytes,
           )
         : await backups!.read(backupId);
     for (const file of files) {
