@@ -44,8 +44,7 @@ import * as messages from '../persistence.messages';
 import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { AdapterCaller } from './adapter.caller';
-import { PersistenceAdapterExplorer } from './adapter.explorer';
-import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
+import { resolveStoreAdapters } from './adapter.resolver';
 import { AutoSaveScheduler, createAutoSave, startAutoSaveDebounce } from './auto-save.scheduler';
 import { applyCommandLineOverride } from './command-line.override';
 import { UnloadedItem, unloadedItems } from './committed.index';
@@ -54,7 +53,7 @@ import { FailureMemo } from './failure.memo';
 import { OpenStore } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
 import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
-import { readRestoreSource } from './restore.checker';
+import { restoreBackup } from './restore.checker';
 import { composeStatus, StoreSession, StoreShared } from './store.session';
 
 /**
@@ -149,20 +148,12 @@ export class PersistenceStore
     this.caller = new AdapterCaller(options.adapterTimeout);
     const session = new StoreSession(options, this.shared);
     this.session = session;
-    // Built-in, forFeature() and @PersistedState() adapters, then the deprecated `adapters` option.
-    this.adapterList.push(
-      ...resolveAdapters([
-        ...this.moduleRef.get(PersistenceAdapterExplorer).explore(options.builtInAdapters),
-        ...candidatesFromOption(this.moduleRef, options.adapters),
-      ]),
-    );
+    this.adapterList.push(...resolveStoreAdapters(this.moduleRef, options));
     if (options.autoSave !== false && !this.schedulerRegistry && !options.readOnly) {
       throw new PersistenceError(
         PersistenceErrorCode.SchedulerMissing,
         messages.schedulerMissing(),
-        {
-          operation: 'init',
-        },
+        { operation: 'init' },
       );
     }
     // Before recovery: what it reports (a damaged journal) must reach @OnEvent listeners too.
@@ -189,7 +180,7 @@ export class PersistenceStore
    * folder. A failure is logged and emitted; shutdown goes on.
    */
   beforeApplicationShutdown(): Promise<void> {
-    this.shutdown ??= this.close().finally(() => this.notifier.complete());
+    this.shutdown ??= this.stop().finally(() => this.notifier.complete());
     return this.shutdown;
   }
 
@@ -264,15 +255,8 @@ export class PersistenceStore
       this.refuse('restore', true) ??
       this.enqueue(async () => {
         const { backend, backups, codec, options } = this.open;
-        const { from, files } = await readRestoreSource(
-          { ...this.shared, backend, backups, codec, caller: this.caller, options },
-          source,
-        );
-        const load = await backend.restore(
-          files,
-          this.adapterList.map((a) => a.name),
-        );
-        return { source: from, files: files.length, load };
+        const scope = { ...this.shared, backend, backups, codec, caller: this.caller, options };
+        return restoreBackup(scope, source);
       })
     );
   }
@@ -502,31 +486,30 @@ export class PersistenceStore
   }
 
   /** Releases the folder without saving: the application that opened this store never booted. */
-  private async supersede(): Promise<void> {
-    if (this.state !== 'ready') return;
-    this.disableAutoSave();
-    this.session?.backups?.stopSchedule();
-    this.state = 'closing';
-    await this.queue.idle();
-    await this.open.backend.release();
-    this.state = 'closed';
+  private supersede(): Promise<void> {
+    return this.stop(true);
   }
 
-  private async close(): Promise<void> {
+  /** Stops auto-save and backups, drains the queue, saves once (unless superseded), and closes. */
+  private async stop(superseded = false): Promise<void> {
     if (this.state !== 'ready') {
-      this.state = 'closed';
+      if (!superseded) this.state = 'closed';
       return;
     }
     const { backend, backups, options } = this.open;
     this.disableAutoSave();
     backups?.stopSchedule();
     this.state = 'closing';
-    backend.stopIntake();
+    if (!superseded) backend.stopIntake();
     await this.queue.idle();
-    if (!options.readOnly && options.saveOnShutdown && backend.canSaveOnShutdown) {
-      await this.queue.run(() => this.runSave('shutdown')).catch(() => undefined);
+    if (superseded) {
+      await backend.release();
+    } else {
+      if (!options.readOnly && options.saveOnShutdown && backend.canSaveOnShutdown) {
+        await this.queue.run(() => this.runSave('shutdown')).catch(() => undefined);
+      }
+      await backend.close();
     }
-    await backend.close();
     this.state = 'closed';
   }
 }

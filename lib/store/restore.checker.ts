@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
+import { RestoreMetadata } from '../interfaces/persistence-metadata.interface';
 import * as messages from '../persistence.messages';
 import { ItemFileCodec } from '../serializers/item-file.codec';
 import { BackupFile, BackupProblem, readBackup } from '../storage/backup.storage';
@@ -76,4 +77,14 @@ export async function readRestoreSource(
     throw invalid(messages.reasonOf(error), error);
   }
   return { from, files };
+}
+
+/** `restore(source)`: the checks above, then the backend replaces its state and loads it. */
+export async function restoreBackup(scope: RestoreScope, source: string): Promise<RestoreMetadata> {
+  const { from, files } = await readRestoreSource(scope, source);
+  const load = await scope.backend.restore(
+    files,
+    scope.adapters.map((a) => a.name),
+  );
+  return { source: from, files: files.length, load };
 }
