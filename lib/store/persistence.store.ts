@@ -149,13 +149,7 @@ export class PersistenceStore
     const session = new StoreSession(options, this.shared);
     this.session = session;
     this.adapterList.push(...resolveStoreAdapters(this.moduleRef, options));
-    if (options.autoSave !== false && !this.schedulerRegistry && !options.readOnly) {
-      throw new PersistenceError(
-        PersistenceErrorCode.SchedulerMissing,
-        messages.schedulerMissing(),
-        { operation: 'init' },
-      );
-    }
+    if (options.autoSave !== false && !options.readOnly) this.scheduler('init');
     // Before recovery: what it reports (a damaged journal) must reach @OnEvent listeners too.
     this.releaseBootEvents = holdBootEvents(this.moduleRef, this.notifier);
     await session.backend.open();
@@ -302,13 +296,7 @@ export class PersistenceStore
   enableAutoSave(intervalMs: number): void {
     this.assertWritable('enable auto-save');
     assertInterval('interval', intervalMs);
-    if (!this.schedulerRegistry) {
-      throw new PersistenceError(
-        PersistenceErrorCode.SchedulerMissing,
-        messages.schedulerMissing(),
-      );
-    }
-    this.autoSave ??= createAutoSave(this.schedulerRegistry, this.open.options.autoSave, {
+    this.autoSave ??= createAutoSave(this.scheduler(), this.open.options.autoSave, {
       isBusy: () => this.queue.busy,
       save: () => this.queue.run(() => this.runSave('auto-save')),
       saveSoon: () =>
@@ -408,6 +396,17 @@ export class PersistenceStore
       );
     }
     return this.session;
+  }
+
+  /** The `SchedulerRegistry` auto-save runs in; throws `SCHEDULER_MISSING` without one. */
+  private scheduler(operation?: PersistenceOperation): SchedulerRegistry {
+    if (this.schedulerRegistry) return this.schedulerRegistry;
+    const context = operation && { operation };
+    throw new PersistenceError(
+      PersistenceErrorCode.SchedulerMissing,
+      messages.schedulerMissing(),
+      context,
+    );
   }
 
   /** A save after those queued, shared with a save already waiting to start. */
