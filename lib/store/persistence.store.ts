@@ -87,7 +87,7 @@ export class PersistenceStore
   /** How this store appears in the registry of folders held by this process. */
   private readonly registration: OpenStore = {
     isBootstrapped: () => this.bootstrapped,
-    supersede: () => this.supersede(),
+    supersede: () => this.stop(true), // its application never booted: no save
   };
   private startedAt: Date | null = null;
 
@@ -379,41 +379,29 @@ export class PersistenceStore
    */
   async getStatus(): Promise<PersistenceStatus> {
     const state = this.state === 'created' ? 'starting' : this.state;
-    return composeStatus(state, this.session, {
-      startedAt: this.startedAt,
-      lastSaveTime: this.lastSaveTime,
-      lastError: this.notifier.lastError ?? null,
-      errorSinceLastSave: this.notifier.errorSinceSave,
-    });
+    const facts = { startedAt: this.startedAt, lastSaveTime: this.lastSaveTime };
+    return composeStatus(state, this.session, facts, this.notifier);
   }
 
   /** What exists once the store is open; throws before `onModuleInit` has begun. */
   private get open(): StoreSession {
-    if (!this.session) {
-      throw new PersistenceError(
-        PersistenceErrorCode.StoreClosed,
-        `Cannot use the store before the module has initialised: call app.init() first.`,
-      );
-    }
-    return this.session;
+    if (this.session) return this.session;
+    throw new PersistenceError(
+      PersistenceErrorCode.StoreClosed,
+      messages.notInitialised('use the store'),
+    );
   }
 
   /** The `SchedulerRegistry` auto-save runs in; throws `SCHEDULER_MISSING` without one. */
   private scheduler(operation?: PersistenceOperation): SchedulerRegistry {
     if (this.schedulerRegistry) return this.schedulerRegistry;
-    const context = operation && { operation };
-    throw new PersistenceError(
-      PersistenceErrorCode.SchedulerMissing,
-      messages.schedulerMissing(),
-      context,
-    );
+    const code = PersistenceErrorCode.SchedulerMissing;
+    throw new PersistenceError(code, messages.schedulerMissing(), { operation });
   }
 
   /** A save after those queued, shared with a save already waiting to start. */
   private requestSave(operation: PersistenceOperation): Promise<SaveMetadata> {
-    if (this.queuedSave) {
-      return this.queuedSave;
-    }
+    if (this.queuedSave) return this.queuedSave;
     const save = this.queue.run(async () => {
       if (this.queuedSave === save) this.queuedSave = undefined;
       return this.runSave(operation);
@@ -466,15 +454,12 @@ export class PersistenceStore
   }
 
   private assertOpen(operation: string): void {
-    if (this.state === 'closing' || this.state === 'closed') {
-      throw new PersistenceError(PersistenceErrorCode.StoreClosed, messages.storeClosed(operation));
-    }
-    if (this.state === 'created') {
-      throw new PersistenceError(
-        PersistenceErrorCode.StoreClosed,
-        `Cannot ${operation} before the module has initialised: call app.init() first.`,
-      );
-    }
+    if (this.state === 'ready') return;
+    const problem =
+      this.state === 'created'
+        ? messages.notInitialised(operation)
+        : messages.storeClosed(operation);
+    throw new PersistenceError(PersistenceErrorCode.StoreClosed, problem);
   }
 
   private assertWritable(operation: string): void {
@@ -482,11 +467,6 @@ export class PersistenceStore
     if (this.open.options.readOnly) {
       throw new PersistenceError(PersistenceErrorCode.ReadOnly, messages.readOnly(operation));
     }
-  }
-
-  /** Releases the folder without saving: the application that opened this store never booted. */
-  private supersede(): Promise<void> {
-    return this.stop(true);
   }
 
   /** Stops auto-save and backups, drains the queue, saves once (unless superseded), and closes. */

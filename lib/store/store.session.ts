@@ -1,6 +1,7 @@
 import type { SchedulerRegistry } from '@nestjs/schedule';
 import { findNonJsonData } from '../adapters/json-data.util';
 import { ItemCipher } from '../encryption/item.cipher';
+import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { ResolvedPersistenceOptions } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
@@ -80,16 +81,14 @@ export class StoreSession {
 }
 
 /** The store-wide facts of `getStatus()`, measured by the store itself. */
-export type StoreFacts = Pick<
-  PersistenceStatus,
-  'startedAt' | 'lastSaveTime' | 'lastError' | 'errorSinceLastSave'
->;
+export type StoreFacts = Pick<PersistenceStatus, 'startedAt' | 'lastSaveTime'>;
 
 /** `getStatus()`: the store's state and facts, with the backend's (none before the store opens). */
 export async function composeStatus(
   state: PersistenceStatus['state'],
   session: StoreSession | undefined,
   facts: StoreFacts,
+  notifier: PersistenceNotifier,
 ): Promise<PersistenceStatus> {
   const readOnly = session?.options.readOnly ?? false;
   let reason: string | undefined;
@@ -104,6 +103,8 @@ export async function composeStatus(
     writable: notWritableReason === undefined,
     ...(notWritableReason === undefined ? {} : { notWritableReason }),
     ...facts,
+    lastError: notifier.lastError ?? null,
+    errorSinceLastSave: notifier.errorSinceSave,
     journal: backend?.journal ?? { bytes: 0, pendingItems: 0 },
     disk: backend?.disk ?? null,
   };
