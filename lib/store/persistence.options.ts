@@ -10,7 +10,7 @@ import {
 import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
-import { DIR_MODE, FILE_MODE } from '../storage/on-disk.names';
+import { DIR_MODE, FILE_MODE, TEMP_SUFFIX } from '../storage/on-disk.names';
 import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
 import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
@@ -281,7 +281,7 @@ function resolveBackups(
 }
 
 function assertCustomExtension(extension: string): void {
-  if (!/^\.[A-Za-z0-9][A-Za-z0-9.]{0,15}$/.test(extension) || extension.endsWith('.tmp')) {
+  if (!/^\.[A-Za-z0-9][A-Za-z0-9.]{0,15}$/.test(extension) || extension.endsWith(TEMP_SUFFIX)) {
     fail(
       'format.extension',
       extension,

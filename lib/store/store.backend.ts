@@ -49,8 +49,9 @@ export type BackendStatus = Pick<PersistenceStatus, 'path' | 'journal' | 'disk'>
 /**
  * Where the store keeps its state, behind one internal interface: the file system
  * (`FileSystemBackend`: journal, checkpoint, item files, lock) or a `StorageDriver`
- * (`DriverBackend`). The store calls every method except `open`, `start`, `status`, `close` and
- * `release` on its operation queue.
+ * (`DriverBackend`). Saves, loads, clear, checkpoint, backups, restore and discard run on the
+ * store's operation queue; the lifecycle calls (`open`, `start`, `stopIntake`, `close`, `release`),
+ * `status`, `itemPath` and `scheduledBackup` (which queues its backup) do not.
  */
 export interface StoreBackend {
   /** The store folder, or the storage driver's location (for messages and status). */
