@@ -85,7 +85,7 @@ import { PersistenceAdapterExplorer } from './adapter.explorer';
 import { candidatesFromOption, resolveAdapters } from './adapter.resolver';
 import { AutoSaveScheduler } from './auto-save.scheduler';
 import { BackupOrchestrator } from './backup.orchestrator';
-import { CommittedIndex } from './committed.index';
+import { CommittedIndex, inSyncAfterLoad } from './committed.index';
 import { DriverReplica } from './driver.replica';
 import { FailureMemo } from './failure.memo';
 import { OpenStore, openStores } from './open-stores.registry';
@@ -1278,6 +1278,13 @@ export class PersistenceStore
       }
       this.inSync.clear(); // the index is rebuilt from the files
       const meta = await reader.load(this.adapterList, this.codec, this.index, records);
+      for (const [name, unloaded] of inSyncAfterLoad(
+        this.adapterList,
+        this.index,
+        this.codec.keyId,
+      )) {
+        this.inSync.set(name, unloaded);
+      }
       this.notifier.loaded(meta);
       return meta;
     } catch (error) {
