@@ -133,6 +133,16 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     expect(decodeRecords(bytes).records.map(contents)).toEqual([contents([op('a'), op('c')])]);
   });
 
+  it('a record rolled back to nothing commits nothing: the journal is as before', async () => {
+    await journal.append([op('first')]);
+    const before = await readFile(path());
+    const session = journal.begin();
+    await session.add(op('a', 'r'.repeat(2 * 1024 * 1024)));
+    await session.rollback();
+    expect(await session.commit()).toBe(0);
+    expect(await readFile(path())).toEqual(before);
+  });
+
   it('abort() after bytes were written leaves the journal as it was: only committed records', async () => {
     await journal.append([op('first')]);
     const before = await readFile(path());

@@ -669,6 +669,8 @@ export class JournalAppend {
   private written = 0;
   /** Highest payload byte count that may have reached the file. */
   private touched = 0;
+  /** True once anything was written: an abort cuts the file back. */
+  private dirty = false;
   private inFlight: Promise<void> = Promise.resolve();
   private saved?: AppendState;
   private done = false;
@@ -742,8 +744,7 @@ export class JournalAppend {
     if (this.done) return;
     this.done = true;
     await this.settle();
-    if (this.touched > 0 && this.handle)
-      await this.handle.truncate(this.start).catch(() => undefined);
+    if (this.dirty && this.handle) await this.handle.truncate(this.start).catch(() => undefined);
   }
 
   private get payloadStart(): number {
@@ -780,6 +781,7 @@ export class JournalAppend {
     await this.inFlight;
     const handle = await this.writer();
     this.touched = Math.max(this.touched, at + data.length);
+    this.dirty = true;
     this.inFlight = handle.write(data, this.payloadStart + at);
     this.inFlight.catch(() => undefined); // observed by the next write or the commit
   }

@@ -25,7 +25,10 @@ import { schemaVersionOf } from './schema.migrator';
 /** Longest stretch of snapshot work (checks, serialization, hashing) between two yields, in ms. */
 const SAVE_SLICE_MS = 5;
 
-/** A committed save: its metadata and the operations the next checkpoint must apply to the files. */
+/**
+ * A committed save: its metadata and the operations the next checkpoint must apply to the files (on
+ * the journal, they point into it rather than hold their bytes).
+ */
 export interface SaveResult {
   meta: SaveMetadata;
   ops: JournalOp[];
@@ -161,13 +164,11 @@ export class SnapshotWriter {
     // Each changed item's bytes go to the sink as soon as they are serialized (the journal writes
     // them right away): only a few items' bytes are alive at once, whatever the size of the save.
     const session = this.journal.begin();
-    const add = async (op: JournalOp): Promise<void> => {
-      try {
-        await session.add(op);
-      } catch (error) {
+    const sink = <T>(step: Promise<T>): Promise<T> =>
+      step.catch((error: unknown) => {
         throw this.commitFailed(error, operation);
-      }
-    };
+      });
+    const add = (op: JournalOp): Promise<void> => sink(session.add(op));
     try {
       for (const taken of snapshots) {
         const { adapter, items } = taken;
@@ -176,9 +177,7 @@ export class SnapshotWriter {
           committed = new Map();
           this.index.set(adapter.name, committed);
         }
-        await session.savepoint().catch((error: unknown) => {
-          throw this.commitFailed(error, operation);
-        });
+        await sink(session.savepoint()); // an adapter refused halfway is rolled back to here
         const part = await this.savePart(
           adapter,
           items,
@@ -191,9 +190,7 @@ export class SnapshotWriter {
         );
         if (!part) {
           failedAdapters++;
-          await session.rollback().catch((error: unknown) => {
-            throw this.commitFailed(error, operation);
-          });
+          await sink(session.rollback());
           continue;
         }
         ops.push(...part.ops);
@@ -205,9 +202,7 @@ export class SnapshotWriter {
         meta.size += part.size;
       }
       if (session.size > 0) {
-        await session.commit().catch((error: unknown) => {
-          throw this.commitFailed(error, operation);
-        });
+        await sink(session.commit());
       }
     } catch (error) {
       await session.abort().catch(() => undefined);
