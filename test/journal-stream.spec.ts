@@ -16,6 +16,7 @@ import {
 } from '../lib/storage/journal';
 import { NodeFileSystem } from '../lib/storage/node-file-system';
 import { createApp } from './fixtures/app.factory';
+import { CountingFileSystem } from './fixtures/counting-fs';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
@@ -201,6 +202,20 @@ describe('a store streaming its saves (real folder, real Nest app)', () => {
         },
       }) as unknown as ReadonlyMap<string, unknown>,
     restore: () => undefined,
+  });
+
+  it('a load while the checkpoint fails reads the committed bytes back from the journal', async () => {
+    const counting = new CountingFileSystem(new NodeFileSystem());
+    app = await createApp({ path: dir }, { fileSystem: counting.fs });
+    const sessions = app.get(SessionManager);
+    sessions.create({ id: 's', metadata: { text: 'saved' } });
+    await app.get(PersistenceStore).saveAll();
+    sessions.update('s', { status: 'paused' }); // not saved: the load must drop it
+    counting.failWrites = /sessions/; // the item files cannot be written: the checkpoint fails
+    await app.get(PersistenceStore).loadAll();
+    expect(await readdir(join(dir, 'sessions'))).toEqual([]);
+    expect(sessions.get('s')).toMatchObject({ status: 'active', metadata: { text: 'saved' } });
+    counting.failWrites = undefined;
   });
 
   it('a save whose snapshot fails halfway commits nothing: the journal is as before', async () => {
