@@ -75,6 +75,7 @@ import {
   listSealedSegments,
   readAllSegments,
   readSealedSegment,
+  readOpData,
   sealedSegmentPath,
 } from '../storage/journal';
 import { isSameOrInside } from '../storage/path.util';
@@ -1099,9 +1100,13 @@ export class PersistenceStore
     return records;
   }
 
-  /** Every committed operation not yet in the item files, oldest first (sealed, then active). */
-  private uncheckpointed(): JournalOp[][] {
-    return [...this.sealed.map((segment) => segment.ops), this.pending];
+  /**
+   * Every committed operation not yet in the item files, oldest first (sealed, then active), with
+   * its bytes read back from the journal.
+   */
+  private async uncheckpointed(): Promise<JournalOp[][]> {
+    const segments = [...this.sealed.map((segment) => segment.ops), this.pending];
+    return Promise.all(segments.map((ops) => readOpData(this.fs, ops)));
   }
 
   /** Reports a journal damaged in the middle; the start goes on with the records recovered. */
@@ -1266,14 +1271,14 @@ export class PersistenceStore
       let records = overlay;
       if (this.replayDeferred) {
         this.replayDeferred = false; // reported by recovery already
-        records = [...overlay, ...this.uncheckpointed()];
+        records = [...overlay, ...(await this.uncheckpointed())];
       } else if (!this.options.readOnly) {
         try {
           await this.applyJournal();
         } catch (error) {
           // The item files are behind the journal: load them with its commits on top.
           this.fail(this.wrapIo(operation, 'checkpoint', this.options.path, error), operation);
-          records = [...overlay, ...this.uncheckpointed()];
+          records = [...overlay, ...(await this.uncheckpointed())];
         }
       }
       this.inSync.clear(); // the index is rebuilt from the files
