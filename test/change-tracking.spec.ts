@@ -1,4 +1,6 @@
 import { INestApplication } from '@nestjs/common';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   FocusManager,
   MemoryManager,
@@ -183,8 +185,8 @@ describe('change tracking', () => {
     };
     set('x', 1);
     set('y', 1);
-    await store.saveAll(); // full pass (first save after start)
-    expect(snapshot).toHaveBeenCalledTimes(1);
+    await store.saveAll(); // the boot load left it in step with the (empty) index: changes only
+    expect(snapshot).not.toHaveBeenCalled();
     expect(committed).toEqual([['x', 'y']]);
     set('x', 2);
     counting.failWrites = /\.journal$/;
@@ -194,7 +196,7 @@ describe('change tracking', () => {
     items.delete('y');
     dirty.add('y');
     await expect(store.saveAll()).resolves.toMatchObject({ changed: 1, deleted: 1 });
-    expect(snapshot).toHaveBeenCalledTimes(1); // changes only
+    expect(snapshot).not.toHaveBeenCalled(); // changes only
     expect(committed).toEqual([
       ['x', 'y'],
       ['x', 'y'],
@@ -203,5 +205,39 @@ describe('change tracking', () => {
     items.clear();
     app = await createApp({ path: dir, adapters: [adapter] });
     expect([...items]).toEqual([['x', { n: 2 }]]);
+  });
+
+  it('after a restart, the first save looks at the changes only and writes just them', async () => {
+    app = await createApp({ path: dir });
+    const sessions = app.get(SessionManager);
+    for (let i = 0; i < 30; i++) sessions.create({ id: `s${i}`, metadata: { i } });
+    await app.close();
+    const counting = new CountingFileSystem(new NodeFileSystem());
+    app = await createApp({ path: dir }, { fileSystem: counting.fs });
+    const snapshot = jest.spyOn(sessionsAdapter(app), 'snapshot');
+    app.get(SessionManager).update('s7', { status: 'completed' });
+    const meta = await app.get(PersistenceStore).saveAll();
+    expect(snapshot).not.toHaveBeenCalled(); // no serialization of the 29 others to compare them
+    expect(meta).toMatchObject({ changed: 1, deleted: 0, items: 30 });
+    await app.close();
+    app = await createApp({ path: dir });
+    expect(app.get(SessionManager).get('s7')?.status).toBe('completed');
+    expect(app.get(SessionManager).list()).toHaveLength(30);
+  });
+
+  it('after a restart with files to rewrite (another format), the first save still rewrites them all', async () => {
+    app = await createApp({ path: dir, format: 'json' });
+    for (let i = 0; i < 5; i++) app.get(SessionManager).create({ id: `s${i}` });
+    await app.close();
+    app = await createApp({ path: dir, format: 'json-gzip' });
+    const snapshot = jest.spyOn(sessionsAdapter(app), 'snapshot');
+    const meta = await app.get(PersistenceStore).saveAll();
+    expect(snapshot).toHaveBeenCalledTimes(1); // a full pass: every file is rewritten as gzip
+    expect(meta.changed).toBe(5);
+    await app.get(PersistenceStore).checkpoint();
+    await app.close();
+    expect((await readdir(join(dir, 'sessions'))).sort()).toEqual(
+      ['s0', 's1', 's2', 's3', 's4'].map((id) => `${id}.json.gz`),
+    );
   });
 });

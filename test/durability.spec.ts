@@ -105,7 +105,7 @@ describeWithStrace('durability (strace of a real process)', () => {
     );
     expect(writes.length).toBeGreaterThanOrEqual(2);
     const prefix = writes.at(-1)!;
-    expect(prefix.args).toMatch(/^\d+, "NPJ\\1/); // magic "NPJ" + version 1
+    expect(prefix.args).toMatch(/^\d+, "NPJ\\2/); // magic "NPJ" + record version 2
     expect(prefix.ret).toBe('16');
     const syncs = save.filter((c) => isSync(c) && fdOf(c.args) === journalFd);
     expect(syncs).toHaveLength(1);

@@ -45,6 +45,7 @@ describe('journal rotation: saves never wait for a checkpoint', () => {
     expect(full.changed).toBe(50);
     // The big save's journal passed checkpointBytes: it was sealed, and its checkpoint is held.
     expect(await journalFiles()).toEqual(['.journal', '.journal.1']);
+    await gated.whenHeld(); // the checkpoint reads the segment back, then reaches its first item file
     expect(gated.held).toBeGreaterThan(0);
 
     sessions.update('s7', { status: 'paused' });

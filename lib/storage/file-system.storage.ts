@@ -4,7 +4,7 @@ import { ENCRYPTED_SUFFIX, QUARANTINE_DIR } from './on-disk.names';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { ensureDirectory, fsyncDirectory, listDirectory, statDirectory } from './fs.util';
-import { JournalOp } from './journal';
+import { JournalOp, JournalSourceReader, writesFile } from './journal';
 import { IoThrottle, mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';
 
@@ -126,33 +126,40 @@ export class FileSystemStorage {
   /**
    * Brings the item files up to date with journal operations (the checkpoint): the last operation on
    * each file wins; files are written atomically and each touched folder is fsynced once at the end.
-   * Pinned files are never removed.
+   * Committed ops' bytes are read back from the journal files they point into (each opened once),
+   * one file at a time per worker. Pinned files are never removed.
    */
   async apply(ops: readonly JournalOp[], throttle?: IoThrottle): Promise<void> {
     const last = new Map<string, JournalOp>();
     for (const op of ops) last.set(join(op.collection, op.fileName), op);
     const touched = new Set<string>();
     const final = [...last.values()];
-    await mapLimit(
-      final,
-      this.settings.ioConcurrency,
-      async (op) => {
-        const dir = this.collectionPath(op.collection);
-        const path = join(dir, op.fileName);
-        touched.add(dir);
-        if (op.data) {
-          await atomicWrite(this.fs, path, op.data, {
-            syncDirectory: false,
-            mode: this.settings.fileMode,
-          });
-        } else if (!this.pinned.has(path)) {
-          await this.fs.unlink(path).catch((error: unknown) => {
-            if (errorCode(error) !== 'ENOENT') throw error;
-          });
-        }
-      },
-      throttle,
-    );
+    const journal = new JournalSourceReader(this.fs);
+    try {
+      await mapLimit(
+        final,
+        this.settings.ioConcurrency,
+        async (op) => {
+          const dir = this.collectionPath(op.collection);
+          const path = join(dir, op.fileName);
+          touched.add(dir);
+          const data = writesFile(op) ? await journal.read(op) : undefined;
+          if (data) {
+            await atomicWrite(this.fs, path, data, {
+              syncDirectory: false,
+              mode: this.settings.fileMode,
+            });
+          } else if (!this.pinned.has(path)) {
+            await this.fs.unlink(path).catch((error: unknown) => {
+              if (errorCode(error) !== 'ENOENT') throw error;
+            });
+          }
+        },
+        throttle,
+      );
+    } finally {
+      await journal.close();
+    }
     for (const dir of touched) await fsyncDirectory(this.fs, dir);
   }
 

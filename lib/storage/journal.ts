@@ -1,7 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, Hash, randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { atomicWrite } from './atomic-write';
-import { TimeSlicer } from './event-loop.util';
 import { errorCode, PersistenceFile, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
 import { readRegularFile } from './safe-read';
@@ -14,12 +13,16 @@ import { readRegularFile } from './safe-read';
  * sealed segments in ascending n, then the active one. Record layout (integers little-endian):
  *
  *   offset  size  field
- *   0       4     magic "NPJ" + version 0x01
+ *   0       4     magic "NPJ" + version 0x02
  *   4       4     payload length P
  *   8       8     first 8 bytes of SHA-256(payload)
- *   16      P     payload: header length H (4) + header JSON (H bytes) + the files' bytes, in order
+ *   16      P     payload: the files' bytes, in order, then the header JSON (H bytes), then H (4)
  *
  * Header JSON: { "ops": [ { "c": collection, "f": file name, "n": byte length, or -1 for a removal } ] }
+ *
+ * The header is a trailer so that a save can stream each file's bytes into the journal as it
+ * serializes them (see {@link Journal.begin}) and list them once it knows them all. Version 0x01
+ * records (header length, header JSON, then the files' bytes) are still read.
  *
  * Reading (see {@link decodeRecords}) tells two kinds of bad bytes apart:
  *  - a torn tail: bad bytes with no valid record after them, as a crash during an append leaves
@@ -29,14 +32,99 @@ import { readRegularFile } from './safe-read';
  *    reports it (PERSISTENCE_JOURNAL_DAMAGED).
  */
 
-const MAGIC = Buffer.from([0x4e, 0x50, 0x4a, 0x01]);
+/** "NPJ": the first three bytes of every record; the fourth is the record version. */
+const MAGIC_PREFIX = Buffer.from([0x4e, 0x50, 0x4a]);
+/** Version 0x01: the header before the files' bytes (read only). */
+const VERSION_HEADER_FIRST = 0x01;
+/** Version 0x02: the header as a trailer after the files' bytes (written). */
+const VERSION_TRAILER = 0x02;
 const RECORD_HEADER = 16;
 
-/** One change: a file's new bytes, or its removal (`data` undefined). */
+/**
+ * A journal file that committed ops point into. The journal owns it and re-points it when it seals
+ * the file (`rotate`), so ops of a sealed segment still find their bytes.
+ */
+export interface JournalFileRef {
+  path: string;
+}
+
+/** Where a committed op's bytes are: `length` bytes at `offset` of a journal file. */
+export interface JournalSource {
+  file: JournalFileRef;
+  offset: number;
+  length: number;
+}
+
+/**
+ * One change: a file's new bytes, or its removal (neither `data` nor `source`). A save's ops hold
+ * their bytes only until they are in the journal; committed, they keep a `source` into it instead
+ * (see {@link readOpData}). Ops read back from the journal (recovery) carry their `data`.
+ */
 export interface JournalOp {
   collection: string;
   fileName: string;
   data?: Buffer;
+  source?: JournalSource;
+}
+
+/** True when the op writes a file (false: a removal). */
+export const writesFile = (op: JournalOp): boolean => op.data !== undefined || !!op.source;
+
+/** The byte length of what the op writes (-1 for a removal). */
+const opLength = (op: JournalOp): number => op.data?.length ?? op.source?.length ?? -1;
+
+/**
+ * Reads committed ops' bytes back from the journal files they point into: `read(op)` gives an op's
+ * bytes (its `data` when it has them). Each file is opened once; `close()` when done.
+ */
+export class JournalSourceReader {
+  private readonly handles = new Map<string, Promise<PersistenceFile>>();
+
+  constructor(private readonly fs: PersistenceFileSystem) {}
+
+  async read(op: JournalOp): Promise<Buffer | undefined> {
+    if (op.data || !op.source) return op.data;
+    const { file, offset, length } = op.source;
+    let handle = this.handles.get(file.path);
+    if (!handle) {
+      handle = this.fs.open(file.path, 'read');
+      handle.catch(() => undefined);
+      this.handles.set(file.path, handle);
+    }
+    const data = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const read = await (await handle).read(data, done, length - done, offset + done);
+      if (read === 0)
+        throw new Error(`${file.path} ends before the committed bytes of ${op.fileName}`);
+      done += read;
+    }
+    return data;
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    for (const handle of handles) await (await handle.catch(() => undefined))?.close();
+  }
+}
+
+/** The ops with their bytes in memory (the load overlay needs them; checkpoints read them lazily). */
+export async function readOpData(
+  fs: PersistenceFileSystem,
+  ops: readonly JournalOp[],
+): Promise<JournalOp[]> {
+  const reader = new JournalSourceReader(fs);
+  try {
+    const result: JournalOp[] = [];
+    for (const op of ops) {
+      const data = await reader.read(op);
+      result.push(data ? { collection: op.collection, fileName: op.fileName, data } : op);
+    }
+    return result;
+  } finally {
+    await reader.close();
+  }
 }
 
 const checksum = (payload: Uint8Array): Buffer =>
@@ -45,42 +133,52 @@ const checksum = (payload: Uint8Array): Buffer =>
 /** Size of the staging buffer small pieces are gathered in before one write. */
 const STAGE_BYTES = 1024 * 1024;
 
-/** Longest stretch of hashing and copying between two yields to the event loop, in ms. */
-const SLICE_MS = 5;
-
-/** A record's payload as pieces (header, then each file's bytes), with its total length. */
-function recordPieces(ops: readonly JournalOp[]): { pieces: Buffer[]; length: number } {
-  const header = Buffer.from(
+/** The header JSON of a record: every op with its byte length (-1 for a removal). */
+function headerOf(ops: readonly JournalOp[]): Buffer {
+  return Buffer.from(
     JSON.stringify({
-      ops: ops.map((op) => ({
-        c: op.collection,
-        f: op.fileName,
-        n: op.data ? op.data.length : -1,
-      })),
+      ops: ops.map((op) => ({ c: op.collection, f: op.fileName, n: opLength(op) })),
     }),
     'utf8',
   );
-  const headerLength = Buffer.alloc(4);
-  headerLength.writeUInt32LE(header.length);
-  const pieces = [headerLength, header, ...ops.flatMap((op) => (op.data ? [op.data] : []))];
-  return { pieces, length: pieces.reduce((sum, piece) => sum + piece.length, 0) };
+}
+
+/** The record's trailer: header JSON then its length. */
+function trailerOf(ops: readonly JournalOp[]): Buffer {
+  const header = headerOf(ops);
+  const trailer = Buffer.allocUnsafe(header.length + 4);
+  header.copy(trailer, 0);
+  trailer.writeUInt32LE(header.length, header.length);
+  return trailer;
 }
 
 /** The 16-byte record prefix: magic, payload length, first 8 bytes of the payload's SHA-256. */
-function recordPrefix(length: number, digest: Buffer): Buffer {
+function recordPrefix(length: number, digest: Buffer, version = VERSION_TRAILER): Buffer {
   const prefix = Buffer.alloc(RECORD_HEADER);
-  MAGIC.copy(prefix, 0);
+  MAGIC_PREFIX.copy(prefix, 0);
+  prefix[3] = version;
   prefix.writeUInt32LE(length, 4);
   digest.copy(prefix, 8, 0, 8);
   return prefix;
 }
 
-/** A whole record in one buffer (tests and tools; the journal itself streams it, see `append`). */
-export function encodeRecord(ops: readonly JournalOp[]): Buffer {
-  const { pieces, length } = recordPieces(ops);
-  const hash = createHash('sha256');
-  for (const piece of pieces) hash.update(piece);
-  return Buffer.concat([recordPrefix(length, hash.digest()), ...pieces]);
+/**
+ * A whole record in one buffer (tests and tools; the journal itself streams it, see `begin`). The ops
+ * must carry their `data`. `version` 0x01 writes the old layout, for tests of reading it.
+ */
+export function encodeRecord(ops: readonly JournalOp[], version = VERSION_TRAILER): Buffer {
+  const files = ops.flatMap((op) => (op.data ? [op.data] : []));
+  let pieces: Buffer[];
+  if (version === VERSION_HEADER_FIRST) {
+    const header = headerOf(ops);
+    const headerLength = Buffer.alloc(4);
+    headerLength.writeUInt32LE(header.length);
+    pieces = [headerLength, header, ...files];
+  } else {
+    pieces = [...files, trailerOf(ops)];
+  }
+  const payload = Buffer.concat(pieces);
+  return Buffer.concat([recordPrefix(payload.length, checksum(payload), version), payload]);
 }
 
 /** A byte range of the journal that could not be read, between valid records. */
@@ -159,9 +257,9 @@ class RecordReader {
     if (framed !== undefined) return framed;
     const candidates: number[] = [];
     for (
-      let found = this.data.indexOf(MAGIC, offset + 1);
+      let found = this.data.indexOf(MAGIC_PREFIX, offset + 1);
       found !== -1;
-      found = this.data.indexOf(MAGIC, found + 1)
+      found = this.data.indexOf(MAGIC_PREFIX, found + 1)
     ) {
       if (this.at(found)) candidates.push(found);
     }
@@ -211,26 +309,32 @@ class RecordReader {
   private decode(offset: number): DecodedRecord | undefined {
     const data = this.data;
     if (offset + RECORD_HEADER > data.length) return undefined;
-    if (!data.subarray(offset, offset + 4).equals(MAGIC)) return undefined;
+    if (!data.subarray(offset, offset + 3).equals(MAGIC_PREFIX)) return undefined;
+    const version = data[offset + 3];
+    if (version !== VERSION_HEADER_FIRST && version !== VERSION_TRAILER) return undefined;
     const end = offset + RECORD_HEADER + data.readUInt32LE(offset + 4);
     if (end > data.length) return undefined;
     const payload = data.subarray(offset + RECORD_HEADER, end);
     if (!checksum(payload).equals(data.subarray(offset + 8, offset + 16))) return undefined;
-    const ops = parsePayload(payload);
+    const ops = parsePayload(payload, version);
     return ops ? { ops, end } : undefined;
   }
 }
 
 /** The operations of a payload, or undefined unless it is exactly a header and the files it lists. */
-function parsePayload(payload: Buffer): JournalOp[] | undefined {
+function parsePayload(payload: Buffer, version: number): JournalOp[] | undefined {
   try {
-    const headerLength = payload.readUInt32LE(0);
+    if (payload.length < 4) return undefined;
+    const trailer = version === VERSION_TRAILER;
+    const headerLength = payload.readUInt32LE(trailer ? payload.length - 4 : 0);
     if (4 + headerLength > payload.length) return undefined;
-    const header = JSON.parse(payload.subarray(4, 4 + headerLength).toString('utf8')) as {
-      ops?: unknown;
-    };
+    const headerStart = trailer ? payload.length - 4 - headerLength : 4;
+    const header = JSON.parse(
+      payload.subarray(headerStart, headerStart + headerLength).toString('utf8'),
+    ) as { ops?: unknown };
     if (!Array.isArray(header.ops)) return undefined;
-    let position = 4 + headerLength;
+    let position = trailer ? 0 : 4 + headerLength;
+    const filesEnd = trailer ? headerStart : payload.length;
     const ops: JournalOp[] = [];
     for (const op of header.ops as Array<{ c?: unknown; f?: unknown; n?: unknown }>) {
       if (typeof op?.c !== 'string' || typeof op.f !== 'string') return undefined;
@@ -240,7 +344,7 @@ function parsePayload(payload: Buffer): JournalOp[] | undefined {
         ops.push({ collection: op.c, fileName: op.f });
         continue;
       }
-      if (position + length > payload.length) return undefined;
+      if (position + length > filesEnd) return undefined;
       ops.push({
         collection: op.c,
         fileName: op.f,
@@ -248,7 +352,7 @@ function parsePayload(payload: Buffer): JournalOp[] | undefined {
       });
       position += length;
     }
-    return position === payload.length ? ops : undefined;
+    return position === filesEnd ? ops : undefined;
   } catch {
     return undefined;
   }
@@ -401,6 +505,8 @@ export interface JournalContents {
 export class Journal {
   private handle?: PersistenceFile;
   private length = 0;
+  /** The active file, as committed ops point into it (re-pointed when it is sealed). */
+  private file: JournalFileRef;
   /** False after a rotation until the new journal's name is fsynced into the folder. */
   private created = true;
 
@@ -408,7 +514,9 @@ export class Journal {
     private readonly fs: PersistenceFileSystem,
     readonly path: string,
     private readonly fileMode: number,
-  ) {}
+  ) {
+    this.file = { path };
+  }
 
   /** Bytes of committed records not yet checkpointed. */
   get size(): number {
@@ -423,6 +531,7 @@ export class Journal {
    */
   async open(): Promise<JournalContents> {
     this.handle = await this.fs.open(this.path, 'append', this.fileMode);
+    this.file = { path: this.path };
     const { size } = await this.handle.stat();
     const data = Buffer.alloc(size);
     let offset = 0;
@@ -450,51 +559,34 @@ export class Journal {
   }
 
   /**
-   * Appends one record and fsyncs: when this resolves, the record is committed. The payload is written
-   * first and the prefix (magic, length, checksum) last, so until then the record does not exist for
-   * a reader.
+   * Appends one record and fsyncs: when this resolves, the record is committed. The ops' bytes are
+   * handed over: each op with `data` keeps a `source` into the journal instead (see {@link begin}).
    */
   async append(ops: readonly JournalOp[]): Promise<number> {
-    const { pieces, length } = recordPieces(ops);
-    const handle = await this.reopened();
-    const hash = createHash('sha256');
-    const slicer = new TimeSlicer(SLICE_MS);
-    // Small pieces are gathered in one staging buffer, reused once its write is done; large ones
-    // are written as they are. The record is never copied whole: memory stays flat whatever its size.
-    const stage = Buffer.allocUnsafe(Math.min(STAGE_BYTES, length));
-    let staged = 0;
-    let position = this.length + RECORD_HEADER;
-    const flush = async (): Promise<void> => {
-      if (staged === 0) return;
-      await handle.write(stage.subarray(0, staged), position);
-      position += staged;
-      staged = 0;
-    };
+    const session = this.begin();
     try {
-      for (const piece of pieces) {
-        hash.update(piece);
-        if (piece.length >= stage.length) {
-          await flush();
-          await handle.write(piece, position);
-          position += piece.length;
-        } else {
-          if (staged + piece.length > stage.length) await flush();
-          piece.copy(stage, staged);
-          staged += piece.length;
-        }
-        const wait = slicer.yieldIfDue();
-        if (wait) await wait;
-      }
-      await flush();
-      await handle.write(recordPrefix(length, hash.digest()), this.length);
-      await handle.sync();
+      for (const op of ops) await session.add(op);
     } catch (error) {
-      // Cut back whatever part of the record reached the file; reading would ignore it anyway.
-      await handle.truncate(this.length).catch(() => undefined);
+      await session.abort();
       throw error;
     }
-    this.length += RECORD_HEADER + length;
-    return RECORD_HEADER + length;
+    return session.commit();
+  }
+
+  /**
+   * Starts appending one record whose files' bytes are written as they are added, so a save never
+   * holds them all: `add` each op (its `data` is written, then dropped for a `source` into this
+   * journal), then `commit` (the single fsync). The payload is written first and the prefix (magic,
+   * length, checksum) last, so until the commit the record does not exist for a reader; a failed or
+   * aborted append cuts the journal back to its last record. One append at a time.
+   */
+  begin(): JournalAppend {
+    return new JournalAppend(
+      () => this.reopened(),
+      this.file,
+      this.length,
+      (length) => (this.length += length),
+    );
   }
 
   /**
@@ -512,6 +604,9 @@ export class Journal {
       await this.reopened().catch(() => undefined);
       throw error;
     }
+    // Ops committed into the journal now find their bytes in the sealed segment.
+    this.file.path = sealedPath;
+    this.file = { path: this.path };
     this.length = 0;
     this.created = false;
     await this.reopened().catch(() => undefined);
@@ -549,5 +644,156 @@ export class Journal {
     }
     this.handle = handle;
     return handle;
+  }
+}
+
+/** Where a {@link JournalAppend} can return to (see `savepoint`). */
+interface AppendState {
+  ops: number;
+  written: number;
+  hash: Hash;
+}
+
+/**
+ * One record being appended (see {@link Journal.begin}). Small pieces are gathered in a staging
+ * buffer (two, alternating); at most one write is in flight while the caller prepares the next
+ * piece, so serializing overlaps with writing and only a few files' bytes are alive at once.
+ */
+export class JournalAppend {
+  private readonly ops: JournalOp[] = [];
+  private hash = createHash('sha256');
+  private handle?: PersistenceFile;
+  private stages: [Buffer, Buffer] | undefined;
+  private staged = 0;
+  /** Payload bytes added so far (written or staged). */
+  private written = 0;
+  /** Highest payload byte count that may have reached the file. */
+  private touched = 0;
+  /** True once anything was written: an abort cuts the file back. */
+  private dirty = false;
+  private inFlight: Promise<void> = Promise.resolve();
+  private saved?: AppendState;
+  private done = false;
+
+  constructor(
+    private readonly open: () => Promise<PersistenceFile>,
+    private readonly file: JournalFileRef,
+    private readonly start: number,
+    private readonly committed: (length: number) => void,
+  ) {}
+
+  /** Number of ops added. */
+  get size(): number {
+    return this.ops.length;
+  }
+
+  /** Adds an op; a file's bytes are written (or staged) now and the op keeps a `source` for them. */
+  async add(op: JournalOp): Promise<void> {
+    const data = op.data;
+    this.ops.push(op);
+    if (!data) return;
+    op.source = { file: this.file, offset: this.payloadStart + this.written, length: data.length };
+    op.data = undefined;
+    await this.put(data);
+  }
+
+  /** Remembers the record as it is, for `rollback`. */
+  async savepoint(): Promise<void> {
+    await this.flushStage();
+    this.saved = { ops: this.ops.length, written: this.written, hash: this.hash.copy() };
+  }
+
+  /** Drops what was added since the last `savepoint` (all of it without one). */
+  async rollback(): Promise<void> {
+    await this.settle();
+    const saved = this.saved ?? { ops: 0, written: 0, hash: createHash('sha256') };
+    this.ops.length = saved.ops;
+    this.written = saved.written;
+    this.hash = saved.hash.copy();
+    this.staged = 0;
+    if (this.touched > saved.written) {
+      await (await this.writer()).truncate(this.payloadStart + saved.written);
+      this.touched = saved.written;
+    }
+  }
+
+  /** Writes the trailer and the prefix, then fsyncs: the commit. Resolves the record's length. */
+  async commit(): Promise<number> {
+    if (this.ops.length === 0) {
+      await this.abort();
+      return 0;
+    }
+    try {
+      await this.put(trailerOf(this.ops));
+      await this.flushStage();
+      await this.inFlight;
+      const handle = await this.writer();
+      await handle.write(recordPrefix(this.written, this.hash.digest()), this.start);
+      await handle.sync();
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+    this.done = true;
+    this.committed(RECORD_HEADER + this.written);
+    return RECORD_HEADER + this.written;
+  }
+
+  /** Gives up the record: cuts back whatever part of it reached the file. */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.settle();
+    if (this.dirty && this.handle) await this.handle.truncate(this.start).catch(() => undefined);
+  }
+
+  private get payloadStart(): number {
+    return this.start + RECORD_HEADER;
+  }
+
+  private async put(data: Buffer): Promise<void> {
+    if (this.done) throw new Error('This journal append is finished.');
+    this.hash.update(data);
+    this.stages ??= [Buffer.allocUnsafe(STAGE_BYTES), Buffer.allocUnsafe(STAGE_BYTES)];
+    if (data.length >= STAGE_BYTES) {
+      await this.flushStage();
+      await this.write(data, this.written);
+    } else {
+      if (this.staged + data.length > STAGE_BYTES) await this.flushStage();
+      data.copy(this.stages[0], this.staged);
+      this.staged += data.length;
+    }
+    this.written += data.length;
+  }
+
+  private async flushStage(): Promise<void> {
+    if (this.staged === 0 || !this.stages) return;
+    const [full, next] = this.stages;
+    const length = this.staged;
+    this.staged = 0;
+    // The other buffer's write is done once `write` has waited for the one in flight.
+    await this.write(full.subarray(0, length), this.written - length);
+    this.stages = [next, full];
+  }
+
+  /** Starts writing `data` at payload offset `at` once the previous write is done. */
+  private async write(data: Buffer, at: number): Promise<void> {
+    await this.inFlight;
+    const handle = await this.writer();
+    this.touched = Math.max(this.touched, at + data.length);
+    this.dirty = true;
+    this.inFlight = handle.write(data, this.payloadStart + at);
+    this.inFlight.catch(() => undefined); // observed by the next write or the commit
+  }
+
+  /** Waits for the write in flight, whatever its outcome. */
+  private async settle(): Promise<void> {
+    await this.inFlight.catch(() => undefined);
+    this.inFlight = Promise.resolve();
+  }
+
+  private async writer(): Promise<PersistenceFile> {
+    this.handle ??= await this.open();
+    return this.handle;
   }
 }

@@ -68,3 +68,33 @@ export function unloadedItems(
   }
   return list;
 }
+
+/**
+ * After a load, the adapters that report their changes (`changes()`) and whose loaded files need no
+ * rewrite (current format, key and schema version; one file per item) match the index exactly: the
+ * load restored into them what the files hold, and restoring resets their change reporting. Their
+ * next save can look at their reported changes only (see `WriterChecks.inSync`), instead of
+ * serializing every item to compare it. Returns, for each, its number of unloaded entries.
+ */
+export function inSyncAfterLoad(
+  adapters: ReadonlyArray<{ name: string; changes?: unknown }>,
+  index: CommittedIndex,
+  keyId: string | undefined,
+): Map<string, number> {
+  const inSync = new Map<string, number>();
+  for (const adapter of adapters) {
+    if (typeof adapter.changes !== 'function') continue;
+    let unloaded = 0;
+    let clean = true;
+    for (const entry of index.get(adapter.name)?.values() ?? []) {
+      if (entry.unloaded !== undefined) {
+        unloaded++;
+      } else if (entry.hash === '' || entry.migrated || entry.others || entry.keyId !== keyId) {
+        clean = false;
+        break;
+      }
+    }
+    if (clean) inSync.set(adapter.name, unloaded);
+  }
+  return inSync;
+}

@@ -6,7 +6,7 @@ import {
 } from '../interfaces/storage-driver.interface';
 import { parseItemFileName } from '../storage/file-system.storage';
 import { JournalOp } from '../storage/journal';
-import { CommitSink } from './commit.sink';
+import { BufferedCommitSession, CommitSession, CommitSink } from './commit.sink';
 import { CommittedIndex } from './committed.index';
 
 /**
@@ -29,6 +29,10 @@ export class DriverCommitSink implements CommitSink {
 
   get path(): string {
     return this.driver.location;
+  }
+
+  begin(): CommitSession {
+    return new BufferedCommitSession((ops) => this.append(ops));
   }
 
   async append(ops: JournalOp[]): Promise<void> {

@@ -18,6 +18,7 @@ import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isSameOrInside } from '../storage/path.util';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
+import { inSyncAfterLoad } from './committed.index';
 import { readJournalOnly, recoverAtStart } from './crash.recovery';
 import { wrapIo } from './error.reporter';
 import { JournalCheckpointer } from './journal.checkpointer';
@@ -407,18 +408,21 @@ export class FileSystemBackend implements StoreBackend {
       let records = overlay;
       if (this.replayDeferred) {
         this.replayDeferred = false; // reported by recovery already
-        records = [...overlay, ...this.checkpointer.uncheckpointed()];
+        records = [...overlay, ...(await this.checkpointer.uncheckpointed())];
       } else if (!ctx.options.readOnly) {
         try {
           await this.checkpointer.applyJournal();
         } catch (error) {
           // The item files are behind the journal: load them with its commits on top.
           ctx.errors.fail(wrapIo(operation, 'checkpoint', this.location, error), operation);
-          records = [...overlay, ...this.checkpointer.uncheckpointed()];
+          records = [...overlay, ...(await this.checkpointer.uncheckpointed())];
         }
       }
       ctx.inSync.clear(); // the index is rebuilt from the files
       const meta = await reader.load(ctx.adapters, ctx.codec(), ctx.index, records);
+      for (const [name, unloaded] of inSyncAfterLoad(ctx.adapters, ctx.index, ctx.codec().keyId)) {
+        ctx.inSync.set(name, unloaded);
+      }
       ctx.notifier.loaded(meta);
       return meta;
     } catch (error) {

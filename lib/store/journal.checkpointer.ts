@@ -1,7 +1,7 @@
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { fsyncDirectory } from '../storage/fs.util';
-import { Journal, JournalOp, sealedSegmentPath } from '../storage/journal';
+import { Journal, JournalOp, readOpData, sealedSegmentPath } from '../storage/journal';
 import { IoThrottle } from '../storage/map-limit.util';
 import { ErrorReporter, wrapIo } from './error.reporter';
 
@@ -72,9 +72,13 @@ export class JournalCheckpointer {
     this.sealed = [];
   }
 
-  /** Every committed operation not yet in the item files, oldest first (sealed, then active). */
-  uncheckpointed(): JournalOp[][] {
-    return [...this.sealed.map((segment) => segment.ops), this.pending];
+  /**
+   * Every committed operation not yet in the item files, oldest first (sealed, then active), with
+   * its bytes read back from the journal.
+   */
+  async uncheckpointed(): Promise<JournalOp[][]> {
+    const segments = [...this.sealed.map((segment) => segment.ops), this.pending];
+    return Promise.all(segments.map((ops) => readOpData(this.fs, ops)));
   }
 
   get hasBacklog(): boolean {

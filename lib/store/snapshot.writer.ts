@@ -25,7 +25,10 @@ import { schemaVersionOf } from './schema.migrator';
 /** Longest stretch of snapshot work (checks, serialization, hashing) between two yields, in ms. */
 const SAVE_SLICE_MS = 5;
 
-/** A committed save: its metadata and the operations the next checkpoint must apply to the files. */
+/**
+ * A committed save: its metadata and the operations the next checkpoint must apply to the files (on
+ * the journal, they point into it rather than hold their bytes).
+ */
 export interface SaveResult {
   meta: SaveMetadata;
   ops: JournalOp[];
@@ -158,37 +161,52 @@ export class SnapshotWriter {
     };
     const ops: JournalOp[] = [];
     const updates: Array<[Map<string, CommittedEntry>, AdapterPart, Taken]> = [];
-    for (const taken of snapshots) {
-      const { adapter, items } = taken;
-      let committed = this.index.get(adapter.name);
-      if (!committed) {
-        committed = new Map();
-        this.index.set(adapter.name, committed);
-      }
-      const part = await this.savePart(adapter, items, committed, codec, operation, meta, taken);
-      if (!part) {
-        failedAdapters++;
-        continue;
-      }
-      ops.push(...part.ops);
-      updates.push([committed, part, taken]);
-      meta.items += part.saved;
-      meta.adapters[adapter.name] = part.saved;
-      meta.changed += part.changed;
-      meta.deleted += part.deleted;
-      meta.size += part.size;
-    }
-    if (ops.length > 0) {
-      try {
-        await this.journal.append(ops);
-      } catch (error) {
-        if (error instanceof PersistenceError) throw error; // a storage driver's, already typed
-        throw new PersistenceError(
-          PersistenceErrorCode.IoFailed,
-          ioFailed('commit the save to', this.journal.path, reasonOf(error)),
-          { operation, path: this.journal.path, cause: error },
+    // Each changed item's bytes go to the sink as soon as they are serialized (the journal writes
+    // them right away): only a few items' bytes are alive at once, whatever the size of the save.
+    const session = this.journal.begin();
+    const sink = <T>(step: Promise<T>): Promise<T> =>
+      step.catch((error: unknown) => {
+        throw this.commitFailed(error, operation);
+      });
+    const add = (op: JournalOp): Promise<void> => sink(session.add(op));
+    try {
+      for (const taken of snapshots) {
+        const { adapter, items } = taken;
+        let committed = this.index.get(adapter.name);
+        if (!committed) {
+          committed = new Map();
+          this.index.set(adapter.name, committed);
+        }
+        await sink(session.savepoint()); // an adapter refused halfway is rolled back to here
+        const part = await this.savePart(
+          adapter,
+          items,
+          committed,
+          codec,
+          operation,
+          meta,
+          taken,
+          add,
         );
+        if (!part) {
+          failedAdapters++;
+          await sink(session.rollback());
+          continue;
+        }
+        ops.push(...part.ops);
+        updates.push([committed, part, taken]);
+        meta.items += part.saved;
+        meta.adapters[adapter.name] = part.saved;
+        meta.changed += part.changed;
+        meta.deleted += part.deleted;
+        meta.size += part.size;
       }
+      if (session.size > 0) {
+        await sink(session.commit());
+      }
+    } catch (error) {
+      await session.abort().catch(() => undefined);
+      throw error;
     }
     for (const [committed, part, taken] of updates) {
       for (const [stem, entry] of part.updates) {
@@ -221,6 +239,16 @@ export class SnapshotWriter {
           )
         : undefined;
     return { meta, ops, incomplete };
+  }
+
+  /** A failure of the sink, typed: nothing of the save was committed. */
+  private commitFailed(error: unknown, operation: PersistenceOperation): PersistenceError {
+    if (error instanceof PersistenceError) return error; // a storage driver's, already typed
+    return new PersistenceError(
+      PersistenceErrorCode.IoFailed,
+      ioFailed('commit the save to', this.journal.path, reasonOf(error)),
+      { operation, path: this.journal.path, cause: error },
+    );
   }
 
   /** Hands each adapter's change token back: its changes up to that token are durable. */
@@ -273,9 +301,14 @@ export class SnapshotWriter {
     operation: PersistenceOperation,
     meta: SaveMetadata,
     taken: Taken,
+    add: (op: JournalOp) => Promise<void>,
   ): Promise<AdapterPart | undefined> {
     const collection = adapter.name;
     const part: AdapterPart = { ops: [], updates: [], saved: 0, changed: 0, deleted: 0, size: 0 };
+    const emit = (op: JournalOp): Promise<void> => {
+      part.ops.push(op);
+      return add(op);
+    };
     const seen = new Set<string>();
     const immutable = adapter.immutable === true;
     const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
@@ -347,18 +380,18 @@ export class SnapshotWriter {
         entry.ref = value;
         continue;
       }
-      part.ops.push({ collection, fileName, data });
+      part.size += data.length;
+      await emit({ collection, fileName, data });
       for (const old of [entry?.fileName, ...(entry?.others ?? [])]) {
-        if (old !== undefined && old !== fileName) part.ops.push({ collection, fileName: old });
+        if (old !== undefined && old !== fileName) await emit({ collection, fileName: old });
       }
       part.updates.push([stem, { fileName, ref: value, hash, keyId: codec.keyId }]);
-      part.size += data.length;
       part.changed++;
     }
     for (const [stem, entry] of this.removed(committed, seen, taken.deleted)) {
       if (seen.has(stem) || entry.unloaded !== undefined) continue; // never remove what was not loaded
       for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
-        part.ops.push({ collection, fileName });
+        await emit({ collection, fileName });
       }
       part.updates.push([stem, undefined]);
       part.deleted++;

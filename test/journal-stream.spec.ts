@@ -1,0 +1,251 @@
+import { INestApplication } from '@nestjs/common';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  PersistenceAdapter,
+  PersistenceErrorCode,
+  PersistenceStore,
+  SessionManager,
+} from 'nestjs-persistence';
+import {
+  decodeRecords,
+  encodeRecord,
+  Journal,
+  JournalOp,
+  JournalSourceReader,
+} from '../lib/storage/journal';
+import { NodeFileSystem } from '../lib/storage/node-file-system';
+import { createApp } from './fixtures/app.factory';
+import { CountingFileSystem } from './fixtures/counting-fs';
+import { makeTempDir, removeDir } from './fixtures/temp-dir';
+
+/*
+ * A save streams its journal record (docs/on-disk-format.md, "The journal"): each item's bytes are
+ * written as they are serialized, the op list follows them as a trailer (record version 0x02), and
+ * committed ops keep a reference into the journal instead of their bytes.
+ */
+
+const op = (id: string, body = `{"id":"${id}"}`): JournalOp => ({
+  collection: 'sessions',
+  fileName: `${id}.json`,
+  data: Buffer.from(body),
+});
+
+const removal = (id: string): JournalOp => ({ collection: 'sessions', fileName: `${id}.json` });
+
+/** What a decoded record holds: file name and body (null for a removal). */
+const contents = (ops: JournalOp[]): Array<[string, string | null]> =>
+  ops.map((o) => [o.fileName, o.data ? o.data.toString() : null]);
+
+describe('journal records: version 0x02 (trailer) written, 0x01 still read', () => {
+  const ops = [op('a'), removal('gone'), op('b', 'x'.repeat(3000))];
+
+  it('a 0x02 record starts with NPJ 0x02, ends with its op list, and reads back', () => {
+    const record = encodeRecord(ops);
+    expect([...record.subarray(0, 4)]).toEqual([0x4e, 0x50, 0x4a, 0x02]);
+    expect(record.subarray(16, 16 + 11).toString()).toBe('{"id":"a"}x');
+    const headerLength = record.readUInt32LE(record.length - 4);
+    expect(JSON.parse(record.subarray(-4 - headerLength, -4).toString())).toEqual({
+      ops: [
+        { c: 'sessions', f: 'a.json', n: 10 },
+        { c: 'sessions', f: 'gone.json', n: -1 },
+        { c: 'sessions', f: 'b.json', n: 3000 },
+      ],
+    });
+    const decoded = decodeRecords(record);
+    expect(decoded.records.map(contents)).toEqual([contents(ops)]);
+    expect(decoded).toMatchObject({ validLength: record.length, damaged: [] });
+  });
+
+  it('a 0x01 record (header first) still reads back, also between 0x02 records', () => {
+    const old = encodeRecord(ops, 0x01);
+    expect([...old.subarray(0, 4)]).toEqual([0x4e, 0x50, 0x4a, 0x01]);
+    expect(decodeRecords(old).records.map(contents)).toEqual([contents(ops)]);
+    const mixed = Buffer.concat([encodeRecord([op('c')]), old, encodeRecord([op('d')])]);
+    const decoded = decodeRecords(mixed);
+    expect(decoded.records.map(contents)).toEqual([
+      contents([op('c')]),
+      contents(ops),
+      contents([op('d')]),
+    ]);
+    expect(decoded.damaged).toEqual([]);
+  });
+
+  it('an unknown record version is not a record', () => {
+    const record = encodeRecord([op('a')]);
+    record[3] = 0x03;
+    expect(decodeRecords(record)).toMatchObject({ records: [], validLength: 0 });
+  });
+});
+
+describe('Journal.begin(): a record streamed piece by piece', () => {
+  const fs = new NodeFileSystem();
+  let dir: string;
+  let journal: Journal;
+  const path = (): string => join(dir, '.journal');
+
+  beforeEach(async () => {
+    dir = await makeTempDir();
+    journal = new Journal(fs, path(), 0o600);
+    await journal.open();
+  });
+  afterEach(async () => {
+    await journal.close();
+    await removeDir(dir);
+  });
+
+  const readBack = async (ops: JournalOp[]): Promise<string[]> => {
+    const reader = new JournalSourceReader(fs);
+    try {
+      return await Promise.all(ops.map(async (o) => (await reader.read(o))!.toString()));
+    } finally {
+      await reader.close();
+    }
+  };
+
+  it('commits what was added, in order; the ops keep a source into the journal, not their bytes', async () => {
+    const big = 'y'.repeat(3 * 1024 * 1024); // larger than the staging buffer
+    const ops = [op('a'), op('big', big), removal('gone'), op('b')];
+    const expected = contents(ops);
+    const session = journal.begin();
+    for (const o of ops) await session.add(o);
+    const length = await session.commit();
+    const bytes = await readFile(path());
+    expect(bytes.length).toBe(length);
+    expect(journal.size).toBe(length);
+    expect(decodeRecords(bytes).records.map(contents)).toEqual([expected]);
+    expect(ops.map((o) => o.data)).toEqual([undefined, undefined, undefined, undefined]);
+    expect(ops[2].source).toBeUndefined();
+    const written = [ops[0], ops[1], ops[3]];
+    expect(await readBack(written)).toEqual(['{"id":"a"}', big, '{"id":"b"}']);
+  });
+
+  it('rollback() drops what was added since the savepoint, and the file holds exactly the record', async () => {
+    const session = journal.begin();
+    await session.add(op('a'));
+    await session.savepoint();
+    await session.add(op('dropped', 'z'.repeat(2 * 1024 * 1024)));
+    await session.add(op('dropped-too'));
+    await session.rollback();
+    await session.add(op('c'));
+    await session.commit();
+    const bytes = await readFile(path());
+    expect(decodeRecords(bytes)).toMatchObject({ validLength: bytes.length, damaged: [] });
+    expect(decodeRecords(bytes).records.map(contents)).toEqual([contents([op('a'), op('c')])]);
+  });
+
+  it('a record rolled back to nothing commits nothing: the journal is as before', async () => {
+    await journal.append([op('first')]);
+    const before = await readFile(path());
+    const session = journal.begin();
+    await session.add(op('a', 'r'.repeat(2 * 1024 * 1024)));
+    await session.rollback();
+    expect(await session.commit()).toBe(0);
+    expect(await readFile(path())).toEqual(before);
+  });
+
+  it('abort() after bytes were written leaves the journal as it was: only committed records', async () => {
+    await journal.append([op('first')]);
+    const before = await readFile(path());
+    const session = journal.begin();
+    await session.add(op('a', 'q'.repeat(2 * 1024 * 1024)));
+    await session.add(op('b'));
+    expect((await stat(path())).size).toBeGreaterThan(before.length); // bytes reached the file
+    await session.abort();
+    expect(await readFile(path())).toEqual(before);
+    expect(journal.size).toBe(before.length);
+    await expect(session.add(op('late'))).rejects.toThrow(/finished/);
+  });
+
+  it('after the journal is sealed, its committed ops read their bytes from the sealed segment', async () => {
+    const ops = [op('a'), op('b', 'w'.repeat(5000))];
+    await journal.append(ops);
+    await journal.rotate(join(dir, '.journal.1'));
+    expect(ops.map((o) => o.source?.file.path)).toEqual([
+      join(dir, '.journal.1'),
+      join(dir, '.journal.1'),
+    ]);
+    const next = [op('c')];
+    await journal.append(next);
+    expect(next[0].source?.file.path).toBe(path());
+    expect(await readBack([...ops, ...next])).toEqual([
+      '{"id":"a"}',
+      'w'.repeat(5000),
+      '{"id":"c"}',
+    ]);
+  });
+});
+
+describe('a store streaming its saves (real folder, real Nest app)', () => {
+  let dir: string;
+  let app: INestApplication | undefined;
+
+  beforeEach(async () => {
+    dir = await makeTempDir();
+  });
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    await removeDir(dir);
+  });
+
+  /** An adapter whose snapshot yields `count` large items, then throws or repeats an id. */
+  const faulty = (name: string, count: number, end: 'throw' | 'duplicate'): PersistenceAdapter => ({
+    name,
+    snapshot: () =>
+      ({
+        size: count + 1,
+        *entries() {
+          for (let i = 0; i < count; i++) yield [`i${i}`, { body: 'p'.repeat(400_000) }];
+          if (end === 'throw') throw new Error('snapshot broke halfway');
+          yield ['i0', {}];
+        },
+      }) as unknown as ReadonlyMap<string, unknown>,
+    restore: () => undefined,
+  });
+
+  it('a load while the checkpoint fails reads the committed bytes back from the journal', async () => {
+    const counting = new CountingFileSystem(new NodeFileSystem());
+    app = await createApp({ path: dir }, { fileSystem: counting.fs });
+    const sessions = app.get(SessionManager);
+    sessions.create({ id: 's', metadata: { text: 'saved' } });
+    await app.get(PersistenceStore).saveAll();
+    sessions.update('s', { status: 'paused' }); // not saved: the load must drop it
+    counting.failWrites = /sessions/; // the item files cannot be written: the checkpoint fails
+    await app.get(PersistenceStore).loadAll();
+    expect(await readdir(join(dir, 'sessions'))).toEqual([]);
+    expect(sessions.get('s')).toMatchObject({ status: 'active', metadata: { text: 'saved' } });
+    counting.failWrites = undefined;
+  });
+
+  it('a save whose snapshot fails halfway commits nothing: the journal is as before', async () => {
+    app = await createApp({ path: dir, adapters: [faulty('broken', 6, 'throw')] });
+    app.get(SessionManager).create({ id: 's' });
+    const journal = join(dir, '.journal');
+    const before = await readFile(journal);
+    await expect(app.get(PersistenceStore).saveAll()).rejects.toBeDefined();
+    expect(await readFile(journal)).toEqual(before);
+    await app.get(PersistenceStore).checkpoint();
+    // Nothing of the save was committed: neither the session nor the items streamed before the throw.
+    expect(await readdir(join(dir, 'sessions'))).toEqual([]);
+    expect(await readdir(join(dir, 'broken'))).toEqual([]);
+  });
+
+  it('an adapter refused halfway (duplicate id) is cut out of the streamed record; the rest commits', async () => {
+    app = await createApp({ path: dir, adapters: [faulty('dup', 6, 'duplicate')] });
+    app.get(SessionManager).create({ id: 's' });
+    await expect(app.get(PersistenceStore).saveAll()).rejects.toMatchObject({
+      code: PersistenceErrorCode.SaveIncomplete,
+    });
+    const bytes = await readFile(join(dir, '.journal'));
+    const decoded = decodeRecords(bytes);
+    expect(decoded).toMatchObject({ validLength: bytes.length, damaged: [] });
+    expect(decoded.records.map((ops) => ops.map((o) => `${o.collection}/${o.fileName}`))).toEqual([
+      ['sessions/s.json'],
+    ]);
+    await app.get(PersistenceStore).checkpoint();
+    expect(
+      JSON.stringify(JSON.parse(await readFile(join(dir, 'sessions', 's.json'), 'utf8'))),
+    ).toContain('"id":"s"');
+  });
+});
