@@ -20,7 +20,7 @@ import { FocusAdapter } from '../lib/adapters/focus/focus.adapter';
 import { MemoryAdapter } from '../lib/adapters/memory/memory.adapter';
 import { SessionAdapter } from '../lib/adapters/session/session.adapter';
 import { FileSystemStorage } from '../lib/storage/file-system.storage';
-import { ItemFileCodec } from '../lib/storage/item-file.codec';
+import { ItemFileCodec } from '../lib/serializers/item-file.codec';
 import { mapLimit } from '../lib/storage/map-limit.util';
 import { AdapterCaller } from '../lib/store/adapter.caller';
 import { hashBytes } from '../lib/store/committed.index';

@@ -4,8 +4,8 @@ export const PERSISTENCE_AUTO_SAVE_INTERVAL = 'nestjs-persistence:auto-save';
 /** Name of the auto-save timeout (`autoSave.debounce`: a save soon after a change) in `SchedulerRegistry`. */
 export const PERSISTENCE_AUTO_SAVE_DEBOUNCE = 'nestjs-persistence:auto-save-debounce';
 
-/** Folder under the store path where unreadable files are moved, never deleted. */
-export const QUARANTINE_DIR = '.quarantine';
+/** Folder under the store path where unreadable files are moved, never deleted (on-disk.names.ts). */
+export { QUARANTINE_DIR } from './storage/on-disk.names';
 
 /** Version written into every item file's envelope. */
 export const ITEM_FILE_VERSION = 1;
@@ -18,9 +18,6 @@ export const BACKUP_MANIFEST_FILE = 'persistence-backup.json';
 
 /** Logger context. */
 export const PERSISTENCE_LOGGER_CONTEXT = 'Persistence';
-
-/** The write-ahead journal in the store folder. */
-export const JOURNAL_FILE = '.journal';
 
 /**
  * The `SchedulerRegistry` auto-save uses: the application's when it imports `ScheduleModule.forRoot()`,

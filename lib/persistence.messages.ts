@@ -99,6 +99,9 @@ export const staleLockTaken = (path: string, owner: { pid: number; host: string 
 export const readOnly = (operation: string): string =>
   `Cannot ${operation}: the store was opened with readOnly: true. Open it without readOnly in the one process that writes.`;
 
+export const notInitialised = (operation: string): string =>
+  `Cannot ${operation} before the module has initialised: call app.init() first.`;
+
 export const storeClosed = (operation: string): string =>
   `Cannot ${operation}: the application has shut down and the store is closed.`;
 

@@ -14,7 +14,7 @@ import {
 } from 'nestjs-persistence';
 import { ItemCipher } from '../lib/encryption/item.cipher';
 import { JsonSerializer } from '../lib/serializers/json.serializer';
-import { ItemFileCodec } from '../lib/storage/item-file.codec';
+import { ItemFileCodec } from '../lib/serializers/item-file.codec';
 import { createApp, RecordingLogger } from './fixtures/app.factory';
 import { dumpState, seedState, saveToFiles } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { atomicWrite } from '../storage/atomic-write';
+import { FILE_MODE } from '../storage/on-disk.names';
 import { isSameOrInside } from '../storage/path.util';
 import { CliError, ExitCode } from './cli.error';
 import { collectKey, encryptionFrom } from './cli.keys';
@@ -59,7 +60,7 @@ export function registerExport(program: Command, done: (code: ExitCode) => void)
         await context.close();
       }
       if (target) {
-        await atomicWrite(folder.fs, target, Buffer.from(text, 'utf8'), { mode: 0o600 });
+        await atomicWrite(folder.fs, target, Buffer.from(text, 'utf8'), { mode: FILE_MODE });
       } else {
         process.stdout.write(text);
       }

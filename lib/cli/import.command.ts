@@ -4,7 +4,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { isPersistenceError } from '../errors/persistence.error';
 import { BuiltInFormat } from '../interfaces/serializer.interface';
 import { BUILT_IN_FORMATS } from '../serializers/serializer.factory';
-import { ENCRYPTED_SUFFIX } from '../storage/item-file.codec';
+import { ENCRYPTED_SUFFIX } from '../storage/on-disk.names';
 import { readRegularFile } from '../storage/safe-read';
 import { CliError, ExitCode } from './cli.error';
 import { collectKey, encryptionFrom } from './cli.keys';

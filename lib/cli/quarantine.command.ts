@@ -5,7 +5,7 @@ import { DEFAULT_OPTIONS } from '../store/persistence.options';
 import { JsonSerializer } from '../serializers/json.serializer';
 import { parseItemFileName } from '../storage/file-system.storage';
 import { fsyncDirectory } from '../storage/fs.util';
-import { ItemFileCodec } from '../storage/item-file.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { CliError, ExitCode } from './cli.error';
 import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
 import {

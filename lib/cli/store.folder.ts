@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { JOURNAL_FILE, QUARANTINE_DIR } from '../persistence.constants';
+import { JOURNAL_FILE, QUARANTINE_DIR } from '../storage/on-disk.names';
 import { DEFAULT_OPTIONS } from '../store/persistence.options';
 import { ADAPTER_NAME } from '../store/adapter.resolver';
 import { errorCode, PersistenceFileSystem } from '../storage/file-system.interface';

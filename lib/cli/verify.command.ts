@@ -3,7 +3,8 @@ import { ItemCipher } from '../encryption/item.cipher';
 import { JsonSerializer } from '../serializers/json.serializer';
 import { DEFAULT_OPTIONS } from '../store/persistence.options';
 import { parseItemFileName } from '../storage/file-system.storage';
-import { ItemDecodeError, ItemFileCodec } from '../storage/item-file.codec';
+import { JOURNAL_FILE } from '../storage/on-disk.names';
+import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { ExitCode } from './cli.error';
 import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
 import { lockedFile } from './cli.messages';
@@ -71,7 +72,7 @@ export async function verifyStore(
   const journal = await folder.journal();
   for (const [r, record] of journal.records.entries()) {
     for (const op of record) {
-      const where = `.journal (record ${r + 1}: ${op.collection}/${op.fileName})`;
+      const where = `${JOURNAL_FILE} (record ${r + 1}: ${op.collection}/${op.fileName})`;
       const parsed = parseItemFileName(op.fileName);
       if (!parsed) {
         problems.push({ file: where, problem: 'not the name of an item file' });
@@ -86,7 +87,7 @@ export async function verifyStore(
   }
   if (journal.tornBytes > 0) {
     problems.push({
-      file: '.journal',
+      file: JOURNAL_FILE,
       problem:
         `${journal.tornBytes} bytes after record ${journal.records.length} are not a complete record ` +
         '(a save cut off by a crash, never committed); the next start of the application cuts them off',

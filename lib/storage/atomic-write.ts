@@ -2,12 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
+import { FILE_MODE, TEMP_SUFFIX } from './on-disk.names';
 
-/** Default permissions of files the store writes. */
-export const FILE_MODE = 0o600;
-
-/** Suffix of temporary files; a file whose name starts with "." and ends with it is a leftover. */
-export const TEMP_SUFFIX = '.tmp';
+export { FILE_MODE, TEMP_SUFFIX };
 
 export interface AtomicWriteOptions {
   /** Permission bits of the new file, exactly (the umask does not apply). @default 0o600 */

@@ -1,11 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import {
-  BACKUP_MANIFEST_FILE,
-  BACKUP_MANIFEST_VERSION,
-  JOURNAL_FILE,
-  QUARANTINE_DIR,
-} from '../persistence.constants';
+import { BACKUP_MANIFEST_FILE, BACKUP_MANIFEST_VERSION } from '../persistence.constants';
 import { BackupContents, BackupEntry, BackupManifest } from '../interfaces/backup-target.interface';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
@@ -14,7 +9,7 @@ import { ensureDirectory, exists, fsyncDirectory, listDirectory, removeTree } fr
 import { forEachLimit } from './map-limit.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
 import { sealedSegmentNumber } from './journal';
-import { LOCK_FILE } from './store.lock';
+import { DIR_MODE, JOURNAL_FILE, LOCK_FILE, QUARANTINE_DIR, RESTORE_PREFIX } from './on-disk.names';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
 export interface BackupFile {
@@ -28,8 +23,6 @@ export interface BackupFile {
 export type { BackupManifest };
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
-
-const RESTORE_PREFIX = '.restore-';
 
 /** Backup files written at once. */
 const BACKUP_WRITE_CONCURRENCY = 16;
@@ -401,7 +394,7 @@ async function finishRestore(fs: PersistenceFileSystem, root: string, work: stri
   // After a crash, either folder may already be gone (every staged folder was moved into place).
   const remaining = await listDirectory(fs, staged);
   if (remaining.length > 0) {
-    await fs.mkdir(old, 0o700);
+    await fs.mkdir(old, DIR_MODE);
     for (const { name } of remaining.filter(
       (e) => e.type === 'directory' && !isTempFileName(e.name),
     )) {

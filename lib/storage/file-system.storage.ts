@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { QUARANTINE_DIR } from '../persistence.constants';
+import { ENCRYPTED_SUFFIX, QUARANTINE_DIR } from './on-disk.names';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { ensureDirectory, fsyncDirectory, listDirectory, statDirectory } from './fs.util';
-import { ENCRYPTED_SUFFIX } from './item-file.codec';
 import { JournalOp, JournalSourceReader, writesFile } from './journal';
 import { IoThrottle, mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';

@@ -9,6 +9,7 @@ import {
 } from '../interfaces/backup-target.interface';
 import { BACKUP_MANIFEST_FILE } from '../persistence.constants';
 import { isBackupId } from './backup-id.util';
+import { DIR_MODE, FILE_MODE } from './on-disk.names';
 import { BackupProblem, parseManifest, writeBackupFolder } from './backup.storage';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { ensureDirectory, fsyncDirectory, listDirectory, removeTree } from './fs.util';
@@ -60,7 +61,10 @@ export class LocalBackupTarget implements BackupTarget {
   }
 
   private get modes(): { fileMode: number; dirMode: number } {
-    return { fileMode: this.options.fileMode ?? 0o600, dirMode: this.options.dirMode ?? 0o700 };
+    return {
+      fileMode: this.options.fileMode ?? FILE_MODE,
+      dirMode: this.options.dirMode ?? DIR_MODE,
+    };
   }
 
   private get maxManifestBytes(): number {

@@ -12,6 +12,7 @@ import {
   statfs,
   unlink,
 } from 'node:fs/promises';
+import { FILE_MODE } from './on-disk.names';
 import {
   DirEntry,
   DiskSpace,
@@ -92,7 +93,7 @@ class NodeFile implements PersistenceFile {
 
 /** The local file system through `node:fs/promises` (libuv's thread pool, never blocking the loop). */
 export class NodeFileSystem implements PersistenceFileSystem {
-  async open(path: string, how: keyof typeof FLAGS, mode = 0o600): Promise<PersistenceFile> {
+  async open(path: string, how: keyof typeof FLAGS, mode = FILE_MODE): Promise<PersistenceFile> {
     return new NodeFile(await open(path, FLAGS[how], mode));
   }
 

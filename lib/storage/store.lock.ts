@@ -4,9 +4,9 @@ import { basename, join } from 'node:path';
 import { writeNewFile } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
+import { LOCK_FILE } from './on-disk.names';
 
-/** Name of the lock file in the store folder. */
-export const LOCK_FILE = '.lock';
+export { LOCK_FILE };
 
 /** A contender's lock content before it is linked into place: `.lock.new-<host hash>-<pid>-<random>`. */
 const TEMP_PREFIX = `${LOCK_FILE}.new-`;

@@ -13,6 +13,8 @@ import {
   duplicateAdapter,
   invalidAdapter,
 } from '../persistence.messages';
+import { ResolvedPersistenceOptions } from '../interfaces/persistence-module-options.interface';
+import { PersistenceAdapterExplorer } from './adapter.explorer';
 import { findMigrationProblem } from './schema.migrator';
 
 /** What an adapter's name (its folder) may be. */
@@ -117,4 +119,15 @@ function assertAdapter(candidate: AdapterCandidate): PersistenceAdapter {
     throw invalid(invalidAdapter(`${what} (name "${adapter.name}")`, migrationProblem));
   }
   return adapter as PersistenceAdapter;
+}
+
+/** Every adapter the store persists: built-in, forFeature() and @PersistedState() ones, then the deprecated `adapters` option. */
+export function resolveStoreAdapters(
+  moduleRef: ModuleRef,
+  options: Pick<ResolvedPersistenceOptions, 'builtInAdapters' | 'adapters'>,
+): PersistenceAdapter[] {
+  return resolveAdapters([
+    ...moduleRef.get(PersistenceAdapterExplorer).explore(options.builtInAdapters),
+    ...candidatesFromOption(moduleRef, options.adapters),
+  ]);
 }

@@ -1,6 +1,10 @@
 import { Logger } from '@nestjs/common';
 import type { SchedulerRegistry } from '@nestjs/schedule';
-import type { Observable, Subscription } from 'rxjs';
+import { merge, type Observable, type Subscription } from 'rxjs';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError } from '../errors/persistence.error';
+import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
+import { ResolvedPersistenceOptions } from '../interfaces/persistence-module-options.interface';
 import {
   PERSISTENCE_AUTO_SAVE_DEBOUNCE,
   PERSISTENCE_AUTO_SAVE_INTERVAL,
@@ -128,4 +132,49 @@ export class AutoSaveScheduler {
       },
     );
   }
+}
+
+/** What auto-save runs through the store's queue. */
+export interface AutoSaveRuns {
+  isBusy(): boolean;
+  /** A save after those queued (the interval's tick). */
+  save(): Promise<unknown>;
+  /** A save shared with one already waiting (the debounce). */
+  saveSoon(): Promise<unknown>;
+}
+
+/**
+ * The store's auto-save. Items that could not be saved were reported; the rest was committed: not
+ * a failure of the store, so auto-save keeps its schedule (no back-off on `SAVE_INCOMPLETE`).
+ */
+export function createAutoSave(
+  registry: SchedulerRegistry,
+  options: ResolvedPersistenceOptions['autoSave'],
+  runs: AutoSaveRuns,
+): AutoSaveScheduler {
+  const incompleteIsDone = (error: unknown): undefined => {
+    if (error instanceof PersistenceError && error.code === PersistenceErrorCode.SaveIncomplete) {
+      return undefined;
+    }
+    throw error;
+  };
+  return new AutoSaveScheduler(
+    registry,
+    () => runs.isBusy(),
+    () => runs.save().catch(incompleteIsDone),
+    options === false ? 8 : options.maxBackoffTicks,
+    () => runs.saveSoon().catch(incompleteIsDone),
+  );
+}
+
+/** With `autoSave.debounce`: a save soon after any adapter reports a change (`changes$`). */
+export function startAutoSaveDebounce(
+  autoSave: AutoSaveScheduler,
+  options: ResolvedPersistenceOptions['autoSave'],
+  adapters: readonly PersistenceAdapter[],
+): void {
+  const debounce = options === false ? false : options.debounce;
+  if (debounce === false) return;
+  const streams = adapters.flatMap((adapter) => (adapter.changes$ ? [adapter.changes$] : []));
+  autoSave.startDebounce(debounce, merge(...streams));
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { decodeStem } from '../storage/file-name.codec';
 
 /**
  * What the store knows is committed for one item: which file holds it, the object the adapter last
@@ -39,6 +40,34 @@ export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
 
 export const hashBytes = (data: Uint8Array): string =>
   createHash('sha1').update(data).digest('base64');
+
+/** An item whose stored copy this store did not load (`listUnloaded()`). */
+export interface UnloadedItem {
+  adapter: string;
+  id: string;
+  path: string;
+  reason: string;
+}
+
+/** Every entry of `index` marked unloaded, with where its stored copy is (`where`). */
+export function unloadedItems(
+  index: CommittedIndex,
+  where: (adapter: string, stem: string, entry: CommittedEntry) => string,
+): UnloadedItem[] {
+  const list: UnloadedItem[] = [];
+  for (const [adapter, entries] of index) {
+    for (const [stem, entry] of entries) {
+      if (entry.unloaded === undefined) continue;
+      list.push({
+        adapter,
+        id: decodeStem(stem) ?? stem,
+        path: where(adapter, stem, entry),
+        reason: entry.unloaded,
+      });
+    }
+  }
+  return list;
+}
 
 /**
  * After a load, the adapters that report their changes (`changes()`) and whose loaded files need no

@@ -18,7 +18,7 @@ import {
 } from '../interfaces/storage-driver.interface';
 import * as messages from '../persistence.messages';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
-import { ItemDecodeError, ItemFileCodec } from '../storage/item-file.codec';
+import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 import { DriverCommitSink } from './driver.sink';

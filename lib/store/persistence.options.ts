@@ -10,6 +10,7 @@ import {
 import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
+import { DIR_MODE, FILE_MODE, TEMP_SUFFIX } from '../storage/on-disk.names';
 import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
 import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
@@ -26,8 +27,8 @@ export const DEFAULT_OPTIONS = {
   builtInAdapters: true,
   ioConcurrency: 16,
   limits: { maxFileBytes: 64 * 1024 * 1024, maxInflatedBytes: 256 * 1024 * 1024 },
-  fileMode: 0o600,
-  dirMode: 0o700,
+  fileMode: FILE_MODE,
+  dirMode: DIR_MODE,
   readOnly: false,
   checkpointBytes: 8 * 1024 * 1024,
   adapterTimeout: 10_000,
@@ -146,8 +147,8 @@ export function resolveOptions(
   const fileMode = given.fileMode ?? DEFAULT_OPTIONS.fileMode;
   const dirMode = given.dirMode ?? DEFAULT_OPTIONS.dirMode;
   for (const [name, mode, owner] of [
-    ['fileMode', fileMode, 0o600],
-    ['dirMode', dirMode, 0o700],
+    ['fileMode', fileMode, FILE_MODE],
+    ['dirMode', dirMode, DIR_MODE],
   ] as const) {
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777 || (mode & owner) !== owner) {
       fail(
@@ -280,7 +281,7 @@ function resolveBackups(
 }
 
 function assertCustomExtension(extension: string): void {
-  if (!/^\.[A-Za-z0-9][A-Za-z0-9.]{0,15}$/.test(extension) || extension.endsWith('.tmp')) {
+  if (!/^\.[A-Za-z0-9][A-Za-z0-9.]{0,15}$/.test(extension) || extension.endsWith(TEMP_SUFFIX)) {
     fail(
       'format.extension',
       extension,

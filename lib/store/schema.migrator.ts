@@ -10,7 +10,7 @@ import {
   reasonOf,
   strayMigration,
 } from '../persistence.messages';
-import { ItemEnvelope } from '../storage/item-file.codec';
+import { ItemEnvelope } from '../serializers/item-file.codec';
 import type { AdapterCaller } from './adapter.caller';
 
 /**

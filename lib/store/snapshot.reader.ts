@@ -11,7 +11,7 @@ import {
 } from '../persistence.messages';
 import { decodeStem } from '../storage/file-name.codec';
 import { FileSystemStorage, ItemFile, parseItemFileName } from '../storage/file-system.storage';
-import { ItemDecodeError, ItemFileCodec } from '../storage/item-file.codec';
+import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { JournalOp } from '../storage/journal';
 import { TimeSlicer } from '../storage/event-loop.util';
 import { mapLimit } from '../storage/map-limit.util';

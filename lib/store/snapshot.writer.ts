@@ -13,7 +13,7 @@ import {
 } from '../persistence.messages';
 import { TimeSlicer } from '../storage/event-loop.util';
 import { encodeId } from '../storage/file-name.codec';
-import { ItemFileCodec, ItemTooLargeError } from '../storage/item-file.codec';
+import { ItemFileCodec, ItemTooLargeError } from '../serializers/item-file.codec';
 import { JournalOp } from '../storage/journal';
 import { AdapterCaller } from './adapter.caller';
 import { CommitSink } from './commit.sink';

@@ -1,20 +1,21 @@
 import { DecryptionError, isEncrypted, ItemCipher } from '../encryption/item.cipher';
 import { PersistenceError } from '../errors/persistence.error';
-import { Serializer } from '../interfaces/serializer.interface';
+import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
 import { ITEM_FILE_VERSION } from '../persistence.constants';
-import { AutoSerializer } from '../serializers/auto.serializer';
-import { isGzip } from '../serializers/detect-format';
-import { gzipBuffer, JsonGzipSerializer } from '../serializers/json-gzip.serializer';
-import { JsonSerializer } from '../serializers/json.serializer';
-import { isMsgpack, MsgpackSerializer } from '../serializers/msgpack.serializer';
-import { encodeId } from './file-name.codec';
+import { encodeId } from '../storage/file-name.codec';
+import { ENCRYPTED_SUFFIX } from '../storage/on-disk.names';
+import { AutoSerializer } from './auto.serializer';
+import { isGzip } from './detect-format';
+import { gzipBuffer, JsonGzipSerializer } from './json-gzip.serializer';
+import { JsonSerializer } from './json.serializer';
+import { isMsgpack, MsgpackSerializer } from './msgpack.serializer';
+import { createSerializer } from './serializer.factory';
 
 import { ItemEnvelope } from '../interfaces/item-envelope.interface';
 
 export type { ItemEnvelope };
 
-/** Suffix of encrypted files, after the serializer's extension: `.json.enc`, `.json.gz.enc`. */
-export const ENCRYPTED_SUFFIX = '.enc';
+export { ENCRYPTED_SUFFIX };
 
 /** Why a file could not be read. `locked`: encrypted and not readable with the keys at hand. */
 export class ItemDecodeError extends Error {
@@ -205,5 +206,29 @@ function isBuiltIn(serializer: Serializer): boolean {
     serializer instanceof JsonGzipSerializer ||
     serializer instanceof MsgpackSerializer ||
     serializer instanceof AutoSerializer
+  );
+}
+
+/** Settings of the codec, from the resolved options. */
+export interface ItemFileCodecSettings {
+  compressAbove?: number;
+  limits: { maxInflatedBytes: number; maxFileBytes: number };
+}
+
+/** The codec of a format (a built-in name or a custom serializer), with the cipher, if any. */
+export function createItemFileCodec(
+  format: BuiltInFormat | Serializer,
+  settings: ItemFileCodecSettings,
+  cipher: ItemCipher | undefined,
+): ItemFileCodec {
+  const serializer = createSerializer(format, {
+    compressAbove: settings.compressAbove,
+    maxInflatedBytes: settings.limits.maxInflatedBytes,
+  });
+  return new ItemFileCodec(
+    serializer,
+    cipher,
+    settings.limits.maxInflatedBytes,
+    settings.limits.maxFileBytes,
   );
 }

@@ -1,0 +1,29 @@
+/**
+ * Every name and permission the store gives what it writes on disk, in one place. The options
+ * `fileMode` and `dirMode` default to {@link FILE_MODE} and {@link DIR_MODE}
+ * (`DEFAULT_OPTIONS` in persistence.options.ts).
+ */
+
+/** The write-ahead journal in the store folder. Sealed segments are `.journal.<n>` (n = 1, 2, …; `sealedSegmentPath()` in journal.ts). */
+export const JOURNAL_FILE = '.journal';
+
+/** The one-writer lock in the store folder (store.lock.ts). */
+export const LOCK_FILE = '.lock';
+
+/** Folder under the store path where unreadable files are moved, never deleted. */
+export const QUARANTINE_DIR = '.quarantine';
+
+/** Prefix of a restore's staging folder in the store folder: `.restore-<id>/` (backup.storage.ts). */
+export const RESTORE_PREFIX = '.restore-';
+
+/** Suffix of encrypted files, after the serializer's extension: `.json.enc`, `.json.gz.enc`. */
+export const ENCRYPTED_SUFFIX = '.enc';
+
+/** Suffix of the temporary file an atomic write renames into place. */
+export const TEMP_SUFFIX = '.tmp';
+
+/** Permission bits of the files written, unless `fileMode` says otherwise. */
+export const FILE_MODE = 0o600;
+
+/** Permission bits of the folders created, unless `dirMode` says otherwise. */
+export const DIR_MODE = 0o700;

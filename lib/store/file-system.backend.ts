@@ -1,0 +1,432 @@
+import { join, resolve } from 'node:path';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
+import { BackupEntry } from '../interfaces/backup-target.interface';
+import { BackupMetadata, LoadMetadata } from '../interfaces/persistence-metadata.interface';
+import * as messages from '../persistence.messages';
+import {
+  BackupFile,
+  isFreeDestination,
+  storeEntries,
+  swapInBackup,
+  writeBackup,
+} from '../storage/backup.storage';
+import { FileSystemStorage } from '../storage/file-system.storage';
+import { encodeId } from '../storage/file-name.codec';
+import { exists, fsyncDirectory } from '../storage/fs.util';
+import { Journal, JournalOp } from '../storage/journal';
+import { JOURNAL_FILE } from '../storage/on-disk.names';
+import { isSameOrInside } from '../storage/path.util';
+import { LockHeldError, StoreLock } from '../storage/store.lock';
+import { inSyncAfterLoad } from './committed.index';
+import { readJournalOnly, recoverAtStart } from './crash.recovery';
+import { wrapIo } from './error.reporter';
+import { JournalCheckpointer } from './journal.checkpointer';
+import { openStores } from './open-stores.registry';
+import { SnapshotReader } from './snapshot.reader';
+import { SaveResult, SnapshotWriter } from './snapshot.writer';
+import { BackendStatus, StoreBackend, StoreContext } from './store.backend';
+
+/**
+ * The state in a folder of the file system: one writer per folder (the lock), crash recovery at
+ * start, saves committed into the write-ahead journal and checkpointed into the item files
+ * (`JournalCheckpointer`), a folder deleted under the store recreated, and restore by swapping
+ * folders.
+ */
+export class FileSystemBackend implements StoreBackend {
+  readonly canSaveOnShutdown = true;
+  private readonly storage: FileSystemStorage;
+  private readonly journal: Journal;
+  private readonly checkpointer: JournalCheckpointer;
+  private lock?: StoreLock;
+  /** Read-only: the journal's commits, read at open, laid over the item files by the boot load. */
+  private bootOverlay: JournalOp[][] = [];
+  /** Recovery could not write the journal into the item files: the boot load reads it instead. */
+  private replayDeferred = false;
+  private folderRemoved = false;
+
+  constructor(private readonly ctx: StoreContext) {
+    const { options, fs } = ctx;
+    this.storage = new FileSystemStorage(fs, {
+      root: options.path,
+      ioConcurrency: options.ioConcurrency,
+      fileMode: options.fileMode,
+      dirMode: options.dirMode,
+      maxFileBytes: options.limits.maxFileBytes,
+    });
+    this.journal = new Journal(fs, join(options.path, JOURNAL_FILE), options.fileMode);
+    this.checkpointer = new JournalCheckpointer(
+      fs,
+      this.journal,
+      this.storage,
+      options.path,
+      options.checkpointBytes,
+      ctx.errors,
+    );
+  }
+
+  get location(): string {
+    return this.ctx.options.path;
+  }
+
+  /** Locks the folder and recovers from a crash (read-only: reads the journal, changes nothing). */
+  async open(): Promise<void> {
+    const { errors, options } = this.ctx;
+    const path = this.location;
+    if (options.readOnly) {
+      this.bootOverlay = await errors.io('init', 'read the journal of', path, () =>
+        readJournalOnly(this.ctx.fs, this.journal.path, errors),
+      );
+    } else {
+      await errors.io('init', 'create', path, () => this.storage.ensureRoot());
+      await this.supersedeFailedBoot();
+      await this.acquireLock();
+      try {
+        await errors.io('init', 'recover', path, async () => {
+          this.replayDeferred = await recoverAtStart({
+            fs: this.ctx.fs,
+            root: path,
+            fileMode: options.fileMode,
+            storage: this.storage,
+            checkpointer: this.checkpointer,
+            collections: this.ctx.adapters.map((a) => a.name),
+            errors,
+            logger: this.ctx.logger,
+          });
+        });
+      } catch (error) {
+        await this.journal.close().catch(() => undefined);
+        await this.lock?.release();
+        throw error;
+      }
+      openStores.add(path, this.ctx.registration);
+    }
+    if (await this.storage.isWritableByOthers().catch(() => false)) {
+      this.ctx.logger.warn(messages.writableByOthers(path));
+    }
+  }
+
+  async start(load: boolean): Promise<void> {
+    if (load) {
+      // A failed load never stops the application: it starts with what could be read.
+      const overlay = this.bootOverlay;
+      this.bootOverlay = [];
+      await this.ctx.queue.run(() => this.runLoad('load', overlay)).catch(() => undefined);
+    } else {
+      await this.indexFiles();
+    }
+  }
+
+  async save(operation: PersistenceOperation): Promise<SaveResult> {
+    const { ctx } = this;
+    const writer = new SnapshotWriter(
+      this.journal,
+      ctx.index,
+      this.location,
+      (error) => ctx.errors.fail(error, operation),
+      ctx.caller(),
+      ctx.failures,
+      ctx.checks,
+    );
+    let result;
+    try {
+      result = await writer.save(ctx.adapters, ctx.codec(), operation, () =>
+        this.ensureStoreFolder(),
+      );
+    } catch (error) {
+      throw ctx.errors.failed(operation, 'save', this.location, error);
+    }
+    this.checkpointer.committed(result.ops);
+    await this.checkpointer.rotateJournal();
+    return result;
+  }
+
+  async load(operation: PersistenceOperation): Promise<LoadMetadata> {
+    const overlay = this.ctx.options.readOnly
+      ? await readJournalOnly(this.ctx.fs, this.journal.path, this.ctx.errors)
+      : [];
+    return this.runLoad(operation, overlay);
+  }
+
+  async clear(): Promise<void> {
+    const ops: JournalOp[] = [];
+    for (const [collection, entries] of this.ctx.index) {
+      for (const entry of entries.values()) {
+        for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
+          ops.push({ collection, fileName });
+        }
+      }
+    }
+    await this.ctx.errors.io('clear', 'clear', this.location, async () => {
+      if (ops.length > 0) await this.journal.append(ops);
+      this.checkpointer.committed(ops);
+      for (const entries of this.ctx.index.values()) entries.clear();
+      this.ctx.inSync.clear();
+      await this.checkpointer.applyJournal();
+    });
+  }
+
+  readonly checkpoint = (): Promise<void> =>
+    this.ctx.errors.io('checkpoint', 'checkpoint', this.location, () =>
+      this.checkpointer.applyJournal(),
+    );
+
+  async backupTo(destination: string): Promise<BackupMetadata> {
+    const { errors } = this.ctx;
+    const started = performance.now();
+    const target = resolve(destination);
+    const store = this.location;
+    let problem: string | undefined;
+    if (isSameOrInside(target, store)) {
+      problem = messages.backupDestinationInside(target, store);
+    } else if (isSameOrInside(store, target)) {
+      problem = messages.backupDestinationHoldsStore(target, store);
+    } else if (
+      !(await errors.io('backup', 'inspect', target, () => isFreeDestination(this.ctx.fs, target)))
+    ) {
+      problem = messages.backupDestinationNotEmpty(target);
+    }
+    if (problem) {
+      throw errors.fail(
+        new PersistenceError(PersistenceErrorCode.InvalidBackupDestination, problem, {
+          operation: 'backup',
+          path: target,
+        }),
+      );
+    }
+    await this.beforeBackup();
+    const written = await errors.io('backup', 'write the backup', target, () =>
+      writeBackup(
+        this.storage,
+        this.ctx.adapters.map((a) => a.name),
+        target,
+        this.ctx.codec().serializer.extension,
+      ),
+    );
+    return {
+      path: target,
+      ...written,
+      timestamp: new Date(),
+      durationMs: performance.now() - started,
+    };
+  }
+
+  backupEntries(collections: readonly string[]): AsyncIterable<BackupEntry> {
+    return storeEntries(this.storage, collections, this.ctx.codec().serializer.extension);
+  }
+
+  beforeBackup(): Promise<void> {
+    return this.ctx.errors.io('backup', 'checkpoint', this.location, () =>
+      this.checkpointer.applyJournal(),
+    );
+  }
+
+  scheduledBackup(run: () => Promise<unknown>): Promise<unknown> {
+    return run();
+  }
+
+  restoreSourceProblem(from: string): string | undefined {
+    return isSameOrInside(from, this.location) || isSameOrInside(this.location, from)
+      ? 'it is the store folder, inside it, or contains it'
+      : undefined;
+  }
+
+  async restore(files: readonly BackupFile[], collections: string[]): Promise<LoadMetadata> {
+    await this.ctx.errors.io('restore', 'swap in the backup', this.location, async () => {
+      await this.checkpointer.applyJournal();
+      await swapInBackup(this.storage, collections, files);
+    });
+    return this.runLoad('restore', []);
+  }
+
+  readonly discardUnloaded = async (adapter: string, id: string): Promise<string[]> => {
+    const { ctx } = this;
+    const entries = ctx.index.get(adapter);
+    const stem = encodeId(id);
+    const entry = entries?.get(stem);
+    if (!entries || entry?.unloaded === undefined) return [];
+    await this.checkpoint();
+    const moved: string[] = [];
+    for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
+      const file = {
+        stem,
+        extension: '',
+        fileName,
+        path: join(this.storage.collectionPath(adapter), fileName),
+      };
+      const to = await ctx.errors.io('save', 'set aside', file.path, () =>
+        this.storage.quarantine(adapter, file),
+      );
+      this.storage.unpin(file.path);
+      moved.push(to);
+    }
+    entries.delete(stem);
+    ctx.inSync.delete(adapter); // the item in memory (if any) is saved at the next save
+    ctx.failures.clear(adapter, stem);
+    return moved;
+  };
+
+  itemPath(adapter: string, _stem: string, fileName: string): string {
+    return join(this.location, adapter, fileName);
+  }
+
+  async status(checkWritable: boolean): Promise<BackendStatus> {
+    const path = this.location;
+    const notWritableReason = checkWritable
+      ? await this.ctx.fs.access(path, 'write').then(
+          () => undefined,
+          (error: unknown) => `the folder is not writable: ${messages.reasonOf(error)}`,
+        )
+      : undefined;
+    const disk = path === '' ? null : await this.ctx.fs.statfs(path).catch(() => null);
+    return {
+      path,
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      journal: this.checkpointer.backlog,
+      disk,
+    };
+  }
+
+  stopIntake(): void {
+    // Nothing arrives from outside: this process is the folder's one writer.
+  }
+
+  async close(): Promise<void> {
+    if (this.ctx.options.readOnly) return;
+    await this.ctx.queue.run(() => this.checkpointAt('shutdown')).catch(() => undefined); // the journal keeps the commits; the next start replays them
+    await this.release();
+  }
+
+  async release(): Promise<void> {
+    await this.checkpointer.backgroundDone();
+    await this.journal.close().catch(() => undefined);
+    await this.lock?.release();
+    openStores.delete(this.location, this.ctx.registration);
+  }
+
+  private checkpointAt(operation: PersistenceOperation): Promise<void> {
+    return this.ctx.errors.io(operation, 'checkpoint', this.location, () =>
+      this.checkpointer.applyJournal(),
+    );
+  }
+
+  private async acquireLock(): Promise<void> {
+    const path = this.location;
+    this.lock = new StoreLock(this.ctx.fs, path, this.ctx.options.fileMode);
+    try {
+      const stale = await this.lock.acquire();
+      if (stale) {
+        this.ctx.logger.warn(messages.staleLockTaken(path, stale));
+      }
+    } catch (error) {
+      this.lock = undefined;
+      if (error instanceof LockHeldError) {
+        throw new PersistenceError(
+          PersistenceErrorCode.StoreLocked,
+          messages.storeLocked(path, error.owner),
+          { operation: 'init', path },
+        );
+      }
+      throw wrapIo('init', 'lock', path, error);
+    }
+  }
+
+  /** A store of this process on the same folder whose application never booted gives way. */
+  private async supersedeFailedBoot(): Promise<void> {
+    const other = openStores.get(this.location);
+    if (other && !other.isBootstrapped()) {
+      this.ctx.logger.warn(messages.supersededFailedBoot(this.location));
+      await other.supersede();
+    }
+  }
+
+  /**
+   * Recovery from a deleted folder. A save into a journal whose folder was removed would go into a
+   * deleted file. The first save that finds the folder gone fails with a clear error; the next one
+   * recreates the folder, the lock and the journal, and writes the whole state again.
+   */
+  private async ensureStoreFolder(): Promise<void> {
+    const path = this.location;
+    const present = await exists(this.ctx.fs, this.journal.path);
+    if (present && !this.folderRemoved) return;
+    if (!this.folderRemoved) {
+      this.folderRemoved = true;
+      throw new PersistenceError(PersistenceErrorCode.IoFailed, messages.storeFolderRemoved(path), {
+        operation: 'save',
+        path,
+      });
+    }
+    await this.journal.close().catch(() => undefined);
+    await this.lock?.release();
+    await this.storage.ensureRoot();
+    await this.acquireLock();
+    await this.journal.open();
+    await fsyncDirectory(this.ctx.fs, path);
+    await this.storage.prepare(this.ctx.adapters.map((a) => a.name));
+    await this.checkpointer.forget();
+    for (const entries of this.ctx.index.values()) entries.clear(); // everything is written again
+    this.ctx.inSync.clear();
+    this.folderRemoved = false;
+    this.ctx.logger.warn(`Recreated the store folder ${path}; saving the whole state.`);
+  }
+
+  /**
+   * With `loadOnBoot: false`: learn which files exist, as not loaded. Memory is not the whole truth
+   * then, so no save overwrites or removes them until `loadAll()` loads them.
+   */
+  private async indexFiles(): Promise<void> {
+    for (const adapter of this.ctx.adapters) {
+      const files = await this.storage.list(adapter.name, this.ctx.codec().serializer.extension);
+      const entries = new Map(
+        files.map((file) => [
+          file.stem,
+          {
+            fileName: file.fileName,
+            ref: undefined,
+            hash: '',
+            unloaded: 'the store started with loadOnBoot: false and loadAll() was not called',
+          },
+        ]),
+      );
+      this.ctx.index.set(adapter.name, entries);
+    }
+  }
+
+  private async runLoad(
+    operation: PersistenceOperation,
+    overlay: readonly JournalOp[][],
+  ): Promise<LoadMetadata> {
+    const { ctx } = this;
+    const reader = new SnapshotReader(
+      this.storage,
+      ctx.options.ioConcurrency,
+      (error) => ctx.errors.fail(error, operation),
+      ctx.caller(),
+      ctx.options.readOnly,
+    );
+    try {
+      let records = overlay;
+      if (this.replayDeferred) {
+        this.replayDeferred = false; // reported by recovery already
+        records = [...overlay, ...(await this.checkpointer.uncheckpointed())];
+      } else if (!ctx.options.readOnly) {
+        try {
+          await this.checkpointer.applyJournal();
+        } catch (error) {
+          // The item files are behind the journal: load them with its commits on top.
+          ctx.errors.fail(wrapIo(operation, 'checkpoint', this.location, error), operation);
+          records = [...overlay, ...(await this.checkpointer.uncheckpointed())];
+        }
+      }
+      ctx.inSync.clear(); // the index is rebuilt from the files
+      const meta = await reader.load(ctx.adapters, ctx.codec(), ctx.index, records);
+      for (const [name, unloaded] of inSyncAfterLoad(ctx.adapters, ctx.index, ctx.codec().keyId)) {
+        ctx.inSync.set(name, unloaded);
+      }
+      ctx.notifier.loaded(meta);
+      return meta;
+    } catch (error) {
+      throw ctx.errors.failed(operation, 'load', this.location, error);
+    }
+  }
+}
