@@ -1,0 +1,260 @@
+import { INestApplication, Injectable } from '@nestjs/common';
+import { OnEvent } from '@nestjs/event-emitter';
+import Redis from 'ioredis';
+import {
+  BuiltInFormat,
+  LoadMetadata,
+  MemoryManager,
+  PersistenceAdapter,
+  PersistenceErrorCode,
+  PersistenceErrorEvent,
+  PersistenceEvents,
+  PersistenceModuleOptions,
+  PersistenceStore,
+  RedisStorageDriver,
+  SaveMetadata,
+  SessionManager,
+} from 'nestjs-persistence';
+import { createApp } from './fixtures/app.factory';
+import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
+import { itOrSkip } from './fixtures/preconditions';
+import { redisProblem, removeKeys, uniquePrefix } from './fixtures/redis';
+import { dumpState, seedState } from './fixtures/state';
+import { makeTempDir, removeDir } from './fixtures/temp-dir';
+
+/*
+ * The store's behaviour that does not depend on where the bytes go, run on each storage: the local
+ * file system (the default) and the Redis driver (the server at 127.0.0.1:6379; skipped with the
+ * reason when none answers). The same test code for both: what an application relies on must not
+ * change with `storage`. File-specific behaviour (files, journal, lock, crash points) has its own
+ * suites; so has Redis-specific behaviour (replicas, conflicts, faults).
+ */
+
+const URL = 'redis://127.0.0.1:6379';
+const KEY = 'b'.repeat(64);
+
+@Injectable()
+class EventLog {
+  saved: SaveMetadata[] = [];
+  loaded: LoadMetadata[] = [];
+  errors: PersistenceErrorEvent[] = [];
+
+  @OnEvent(PersistenceEvents.Saved)
+  onSaved(meta: SaveMetadata): void {
+    this.saved.push(meta);
+  }
+
+  @OnEvent(PersistenceEvents.Loaded)
+  onLoaded(meta: LoadMetadata): void {
+    this.loaded.push(meta);
+  }
+
+  @OnEvent(PersistenceEvents.Error)
+  onError(event: PersistenceErrorEvent): void {
+    this.errors.push(event);
+  }
+}
+
+interface Storage {
+  name: string;
+  /** Why this storage cannot be tested here, if it cannot. */
+  problem: string | undefined;
+  /**
+   * Where one test's store lives (a folder, a key prefix): a function giving the options for each
+   * application opened on it (a driver instance serves one application).
+   */
+  place(dir: string): () => PersistenceModuleOptions;
+}
+
+const prefixes: string[] = [];
+
+const STORAGES: Storage[] = [
+  {
+    name: 'the file system',
+    problem: undefined,
+    place: (dir) => () => ({ path: dir }),
+  },
+  {
+    name: 'the Redis driver',
+    problem: redisProblem(),
+    place: (dir) => {
+      const keyPrefix = uniquePrefix(dir.replace(/[^a-z0-9]/gi, '').slice(-12));
+      prefixes.push(keyPrefix);
+      return () => ({ path: dir, storage: new RedisStorageDriver({ url: URL, keyPrefix }) });
+    },
+  },
+];
+
+describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
+  const test = itOrSkip(storage.problem);
+  const apps: INestApplication[] = [];
+  let dir: string;
+  let place: () => PersistenceModuleOptions;
+
+  beforeEach(async () => {
+    dir = await makeTempDir();
+    place = storage.problem ? () => ({}) : storage.place(dir);
+  });
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close().catch(() => undefined);
+    if (prefixes.length > 0) {
+      const client = new Redis(URL);
+      for (const prefix of prefixes.splice(0)) await removeKeys(client, prefix);
+      client.disconnect();
+    }
+    await removeDir(dir);
+  });
+
+  /** An application on this test's store (same folder or key prefix every time). */
+  const open = async (options: PersistenceModuleOptions = {}): Promise<INestApplication> => {
+    const app = await createApp(
+      { ...place(), adapters: [CartAdapter], ...options },
+      { imports: [CartModule], providers: [EventLog] },
+    );
+    apps.push(app);
+    return app;
+  };
+  const restart = async (
+    app: INestApplication,
+    options: PersistenceModuleOptions = {},
+  ): Promise<INestApplication> => {
+    apps.splice(apps.indexOf(app), 1);
+    await app.close();
+    return open(options);
+  };
+  const state = (app: INestApplication): unknown => ({
+    ...(dumpState(app) as object),
+    carts: [...app.get(CartService).entries()].sort(([a], [b]) => a.localeCompare(b)),
+  });
+
+  test('a save comes back from a restart exactly: built-in managers and a custom adapter', async () => {
+    let app = await open();
+    seedState(app);
+    app.get(CartService).set('cart-1', { items: ['apple', 'pear'], total: 5 });
+    const meta = await app.get(PersistenceStore).saveAll();
+    expect(meta).toMatchObject({
+      items: 5,
+      adapters: { sessions: 2, conversations: 1, focus: 1, carts: 1 },
+    });
+    const before = state(app);
+    app = await restart(app);
+    expect(state(app)).toEqual(before);
+    const conversation = app.get(MemoryManager).getConversation('conv-1');
+    expect(conversation?.createdAt).toBeInstanceOf(Date);
+    expect(app.get(EventLog).loaded.at(-1)).toMatchObject({
+      items: 5,
+      adapters: { sessions: 2, conversations: 1, focus: 1, carts: 1 },
+      skipped: 0,
+    });
+  });
+
+  test('changes and deletions are saved; a save with nothing changed changes nothing', async () => {
+    let app = await open();
+    seedState(app);
+    await app.get(PersistenceStore).saveAll();
+    app.get(SessionManager).update('sess-1', { status: 'completed' });
+    app.get(SessionManager).delete('sess-2');
+    app.get(MemoryManager).deleteConversation('conv-1');
+    const meta = await app.get(PersistenceStore).saveAll();
+    expect(meta).toMatchObject({ changed: 1, deleted: 2 });
+    expect(await app.get(PersistenceStore).saveAll()).toMatchObject({
+      changed: 0,
+      deleted: 0,
+      size: 0,
+    });
+    const before = state(app);
+    app = await restart(app);
+    expect(state(app)).toEqual(before);
+    expect(app.get(SessionManager).get('sess-1')?.status).toBe('completed');
+    expect(app.get(SessionManager).get('sess-2')).toBeUndefined();
+  });
+
+  test('clear() deletes every saved item and keeps the state in memory', async () => {
+    let app = await open({ saveOnShutdown: false });
+    seedState(app);
+    await app.get(PersistenceStore).saveAll();
+    await app.get(PersistenceStore).clear();
+    expect(app.get(SessionManager).list()).toHaveLength(2);
+    app = await restart(app, { saveOnShutdown: false });
+    expect(app.get(SessionManager).list()).toHaveLength(0);
+    expect(app.get(MemoryManager).listConversations()).toHaveLength(0);
+  });
+
+  test('saved and loaded reach @OnEvent and the callbacks, with their metadata', async () => {
+    const app = await open();
+    const store = app.get(PersistenceStore);
+    const seen: SaveMetadata[] = [];
+    const stop = store.onSave((meta) => seen.push(meta));
+    app.get(SessionManager).create({ id: 's' });
+    await store.saveAll();
+    stop();
+    await store.saveAll();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ changed: 1, items: 1 });
+    expect(app.get(EventLog).saved).toHaveLength(2);
+    await store.loadAll();
+    expect(app.get(EventLog).loaded.at(-1)).toMatchObject({ items: 1 });
+  });
+
+  test('an item that cannot be saved is reported and keeps its last version; the rest is saved', async () => {
+    const values = new Map<string, unknown>();
+    const adapter: PersistenceAdapter = {
+      name: 'things',
+      snapshot: () => new Map(values),
+      restore: (items) => {
+        values.clear();
+        for (const [id, value] of items) values.set(id, value);
+      },
+    };
+    let app = await open({ adapters: [CartAdapter, adapter] }); // its load empties `values`
+    values.set('good', { n: 1 });
+    values.set('bad', { n: 1 });
+    await app.get(PersistenceStore).saveAll();
+    values.set('good', { n: 2 });
+    values.set('bad', { n: new Map([['x', 1]]) }); // not JSON data: refused
+    const failed = app.get(PersistenceStore).saveAll();
+    await expect(failed).rejects.toMatchObject({ code: PersistenceErrorCode.SaveIncomplete });
+    expect(app.get(EventLog).errors.map((e) => [e.error.code, e.itemId])).toContainEqual([
+      PersistenceErrorCode.SerializeFailed,
+      'bad',
+    ]);
+    apps.splice(apps.indexOf(app), 1);
+    await app.close().catch(() => undefined);
+    values.clear();
+    app = await open({ adapters: [CartAdapter, adapter], saveOnShutdown: false });
+    expect(Object.fromEntries(values)).toEqual({ good: { n: 2 }, bad: { n: 1 } });
+  });
+
+  describe.each<[BuiltInFormat, boolean]>([
+    ['json', false],
+    ['json-compact', true],
+    ['json-gzip', true],
+    ['msgpack', true],
+    ['auto', false],
+  ])('format %s (encrypted: %s)', (format, encrypted) => {
+    test('round-trips', async () => {
+      const options: PersistenceModuleOptions = {
+        format,
+        ...(encrypted ? { encryption: { key: KEY } } : {}),
+      };
+      let app = await open(options);
+      seedState(app);
+      app.get(CartService).set('cart-1', { items: ['x'.repeat(6000)], total: 1 }); // gzip with auto
+      await app.get(PersistenceStore).saveAll();
+      const before = state(app);
+      app = await restart(app, options);
+      expect(state(app)).toEqual(before);
+      expect(app.get(EventLog).loaded.at(-1)).toMatchObject({ items: 5, skipped: 0 });
+    });
+  });
+
+  test('after close, every operation is refused with STORE_CLOSED', async () => {
+    const app = await open();
+    const store = app.get(PersistenceStore);
+    apps.splice(apps.indexOf(app), 1);
+    await app.close();
+    for (const call of [() => store.saveAll(), () => store.loadAll(), () => store.clear()]) {
+      await expect(call()).rejects.toMatchObject({ code: PersistenceErrorCode.StoreClosed });
+    }
+  });
+});
