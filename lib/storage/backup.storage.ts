@@ -8,8 +8,14 @@ import { FileSystemStorage, parseItemFileName } from './file-system.storage';
 import { ensureDirectory, exists, fsyncDirectory, listDirectory, removeTree } from './fs.util';
 import { forEachLimit } from './map-limit.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
-import { sealedSegmentNumber } from './journal';
-import { DIR_MODE, JOURNAL_FILE, LOCK_FILE, QUARANTINE_DIR, RESTORE_PREFIX } from './on-disk.names';
+import {
+  DIR_MODE,
+  JOURNAL_FILE,
+  LOCK_FILE,
+  QUARANTINE_DIR,
+  RESTORE_PREFIX,
+  sealedSegmentNumber,
+} from './on-disk.names';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
 export interface BackupFile {

@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { atomicWrite } from './atomic-write';
 import { errorCode, PersistenceFile, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
+import { DAMAGED_COPY_INFIX, sealedSegmentNumber } from './on-disk.names';
 import { readRegularFile } from './safe-read';
 
 /*
@@ -358,20 +359,6 @@ function parsePayload(payload: Buffer, version: number): JournalOp[] | undefined
   }
 }
 
-/** The path of the sealed segment number `n` of the journal at `activePath`: `<activePath>.<n>`. */
-export function sealedSegmentPath(activePath: string, n: number): string {
-  return `${activePath}.${n}`;
-}
-
-/** The number of a sealed segment's file name, or undefined when `name` is not one. */
-export function sealedSegmentNumber(activePath: string, name: string): number | undefined {
-  const prefix = `${basename(activePath)}.`;
-  if (!name.startsWith(prefix)) return undefined;
-  const digits = name.slice(prefix.length);
-  if (!/^[1-9][0-9]{0,14}$/.test(digits)) return undefined;
-  return Number(digits);
-}
-
 /** A sealed segment on disk. */
 export interface SealedSegment {
   n: number;
@@ -477,9 +464,6 @@ async function copyAside(
     return target;
   }
 }
-
-/** Between the journal's name and the time in the name of a damaged journal's copy. */
-export const DAMAGED_COPY_INFIX = '.damaged-';
 
 /** Valid records before and after damage were kept, and the whole journal was copied aside. */
 export interface JournalDamage {

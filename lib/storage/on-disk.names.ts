@@ -1,10 +1,12 @@
+import { basename } from 'node:path';
+
 /**
  * Every name and permission the store gives what it writes on disk, in one place. The options
  * `fileMode` and `dirMode` default to {@link FILE_MODE} and {@link DIR_MODE}
  * (`DEFAULT_OPTIONS` in persistence.options.ts).
  */
 
-/** The write-ahead journal in the store folder. Sealed segments are `.journal.<n>` (n = 1, 2, …; `sealedSegmentPath()` in journal.ts). */
+/** The write-ahead journal in the store folder. Sealed segments are `.journal.<n>` (n = 1, 2, …; {@link sealedSegmentPath}). */
 export const JOURNAL_FILE = '.journal';
 
 /** The one-writer lock in the store folder (store.lock.ts). */
@@ -27,3 +29,20 @@ export const FILE_MODE = 0o600;
 
 /** Permission bits of the folders created, unless `dirMode` says otherwise. */
 export const DIR_MODE = 0o700;
+
+/** The path of the sealed segment number `n` of the journal at `activePath`: `<activePath>.<n>`. */
+export function sealedSegmentPath(activePath: string, n: number): string {
+  return `${activePath}.${n}`;
+}
+
+/** The number of a sealed segment's file name, or undefined when `name` is not one. */
+export function sealedSegmentNumber(activePath: string, name: string): number | undefined {
+  const prefix = `${basename(activePath)}.`;
+  if (!name.startsWith(prefix)) return undefined;
+  const digits = name.slice(prefix.length);
+  if (!/^[1-9][0-9]{0,14}$/.test(digits)) return undefined;
+  return Number(digits);
+}
+
+/** Between the journal's name and the time in the name of a damaged journal's copy. */
+export const DAMAGED_COPY_INFIX = '.damaged-';

@@ -1,7 +1,8 @@
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { fsyncDirectory } from '../storage/fs.util';
-import { Journal, JournalOp, readOpData, sealedSegmentPath } from '../storage/journal';
+import { Journal, JournalOp, readOpData } from '../storage/journal';
+import { sealedSegmentPath } from '../storage/on-disk.names';
 import { IoThrottle } from '../storage/map-limit.util';
 import { ErrorReporter, wrapIo } from './error.reporter';
 
