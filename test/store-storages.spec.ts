@@ -1,14 +1,10 @@
-import { INestApplication, Injectable } from '@nestjs/common';
-import { OnEvent } from '@nestjs/event-emitter';
+import { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
 import {
   BuiltInFormat,
-  LoadMetadata,
   MemoryManager,
   PersistenceAdapter,
   PersistenceErrorCode,
-  PersistenceErrorEvent,
-  PersistenceEvents,
   PersistenceModuleOptions,
   PersistenceStore,
   RedisStorageDriver,
@@ -16,6 +12,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
+import { EventLog } from './fixtures/event-log';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { itOrSkip } from './fixtures/preconditions';
 import { redisProblem, removeKeys, uniquePrefix } from './fixtures/redis';
@@ -32,28 +29,6 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 const URL = 'redis://127.0.0.1:6379';
 const KEY = 'b'.repeat(64);
-
-@Injectable()
-class EventLog {
-  saved: SaveMetadata[] = [];
-  loaded: LoadMetadata[] = [];
-  errors: PersistenceErrorEvent[] = [];
-
-  @OnEvent(PersistenceEvents.Saved)
-  onSaved(meta: SaveMetadata): void {
-    this.saved.push(meta);
-  }
-
-  @OnEvent(PersistenceEvents.Loaded)
-  onLoaded(meta: LoadMetadata): void {
-    this.loaded.push(meta);
-  }
-
-  @OnEvent(PersistenceEvents.Error)
-  onError(event: PersistenceErrorEvent): void {
-    this.errors.push(event);
-  }
-}
 
 interface Storage {
   name: string;

@@ -14,31 +14,10 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
+import { EventLog } from './fixtures/event-log';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { dumpState, seedState } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
-
-@Injectable()
-class EventLog {
-  saved: SaveMetadata[] = [];
-  loaded: LoadMetadata[] = [];
-  errors: PersistenceErrorEvent[] = [];
-
-  @OnEvent(PersistenceEvents.Saved)
-  onSaved(meta: SaveMetadata): void {
-    this.saved.push(meta);
-  }
-
-  @OnEvent(PersistenceEvents.Loaded)
-  onLoaded(meta: LoadMetadata): void {
-    this.loaded.push(meta);
-  }
-
-  @OnEvent(PersistenceEvents.Error)
-  onError(event: PersistenceErrorEvent): void {
-    this.errors.push(event);
-  }
-}
 
 /** Files a person sees in a folder (the journal and the lock are hidden). */
 const visible = async (path: string): Promise<string[]> =>

@@ -147,18 +147,7 @@ export class SnapshotWriter {
       this.committed(snapshots, operation);
       return { meta: this.unchanged(snapshots, codec, timestamp, started), ops: [] };
     }
-    const meta: SaveMetadata = {
-      path: this.root,
-      format: codec.serializer.format,
-      size: 0,
-      timestamp,
-      items: 0,
-      adapters: {},
-      changed: 0,
-      deleted: 0,
-      failed: 0,
-      durationMs: 0,
-    };
+    const meta = this.emptyMeta(codec, timestamp);
     const ops: JournalOp[] = [];
     const updates: Array<[Map<string, CommittedEntry>, AdapterPart, Taken]> = [];
     // Each changed item's bytes go to the sink as soon as they are serialized (the journal writes
@@ -263,14 +252,9 @@ export class SnapshotWriter {
     }
   }
 
-  /** The metadata of a save in which no adapter reported a change. */
-  private unchanged(
-    taken: readonly Taken[],
-    codec: ItemFileCodec,
-    timestamp: Date,
-    started: number,
-  ): SaveMetadata {
-    const meta: SaveMetadata = {
+  /** A save's metadata before anything is counted. */
+  private emptyMeta(codec: ItemFileCodec, timestamp: Date): SaveMetadata {
+    return {
       path: this.root,
       format: codec.serializer.format,
       size: 0,
@@ -282,6 +266,16 @@ export class SnapshotWriter {
       failed: 0,
       durationMs: 0,
     };
+  }
+
+  /** The metadata of a save in which no adapter reported a change. */
+  private unchanged(
+    taken: readonly Taken[],
+    codec: ItemFileCodec,
+    timestamp: Date,
+    started: number,
+  ): SaveMetadata {
+    const meta = this.emptyMeta(codec, timestamp);
     for (const { adapter } of taken) {
       const saved =
         (this.index.get(adapter.name)?.size ?? 0) - (this.checks.inSync.get(adapter.name) ?? 0);
