@@ -17,6 +17,7 @@ import {
   StoredRecord,
 } from '../interfaces/storage-driver.interface';
 import * as messages from '../persistence.messages';
+import { TimeSlicer } from '../storage/event-loop.util';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
@@ -25,6 +26,8 @@ import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
 
+/** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
+const LOAD_SLICE_MS = 5;
 /** First delay before opening the storage again after it did not answer; doubles up to the max. */
 export const DRIVER_RETRY_FIRST_MS = 500;
 export const DRIVER_RETRY_MAX_MS = 30_000;
@@ -136,10 +139,13 @@ export class DriverReplica {
     const byCollection = groupRecords(records);
     const states: Array<[PersistenceAdapter, Map<string, unknown>, Map<string, CommittedEntry>]> =
       [];
+    const slicer = new TimeSlicer(LOAD_SLICE_MS); // decoding thousands of items: let the app run
     for (const adapter of adapters) {
       const values = new Map<string, unknown>();
       const committed = new Map<string, CommittedEntry>();
       for (const record of byCollection.get(adapter.name)?.values() ?? []) {
+        const wait = slicer.yieldIfDue();
+        if (wait) await wait;
         meta.size += record.data.length;
         const decoded = await this.decode(adapter, codec, record, operation);
         if ('unloaded' in decoded) {
