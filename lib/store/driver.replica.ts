@@ -25,6 +25,7 @@ import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
+import { restoreLoaded } from './snapshot.reader';
 
 /** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
 const LOAD_SLICE_MS = 5;
@@ -167,17 +168,15 @@ export class DriverReplica {
     this.host.inSync.clear();
     for (const [adapter, values, committed] of states) {
       for (const [stem, entry] of bad.get(adapter.name) ?? []) committed.set(stem, entry);
-      try {
-        await this.host.caller().restore(adapter, values, operation);
-        meta.items += values.size;
-        meta.adapters[adapter.name] = values.size;
-      } catch (error) {
-        meta.skipped += values.size;
-        meta.adapters[adapter.name] = 0;
-        const why = `adapter "${adapter.name}" failed to restore it`;
-        for (const entry of committed.values()) entry.unloaded ??= why;
-        this.host.fail(this.adapterError(adapter, error, operation), operation);
-      }
+      const failed = await restoreLoaded(
+        this.host.caller(),
+        adapter,
+        values,
+        committed,
+        meta,
+        operation,
+      );
+      if (failed) this.host.fail(failed, operation);
       this.host.index.set(adapter.name, committed);
     }
     this.loaded = true;
@@ -229,18 +228,7 @@ export class DriverReplica {
 
   /** Deletes every stored item of this store's adapters (one commit); memory is kept. */
   async clear(): Promise<void> {
-    const changes = [];
-    for (const [collection, entries] of this.host.index) {
-      for (const [stem, entry] of entries) {
-        if (entry.unloaded !== undefined) continue;
-        changes.push({
-          collection,
-          id: stem,
-          data: null,
-          expectedRevision: entry.revision ?? null,
-        });
-      }
-    }
+    const changes = this.removalsOfLoaded();
     if (changes.length > 0) {
       await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
     }
@@ -284,17 +272,7 @@ export class DriverReplica {
         expectedRevision: this.host.index.get(file.collection)?.get(file.stem)?.revision ?? null,
       });
     }
-    for (const [collection, entries] of this.host.index) {
-      for (const [stem, entry] of entries) {
-        if (entry.unloaded !== undefined || named.has(`${collection}/${stem}`)) continue;
-        changes.push({
-          collection,
-          id: stem,
-          data: null,
-          expectedRevision: entry.revision ?? null,
-        });
-      }
-    }
+    changes.push(...this.removalsOfLoaded(named));
     if (changes.length > 0) {
       const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
       for (const problem of result.blocked) this.host.fail(problem.error, 'restore');
@@ -589,6 +567,23 @@ export class DriverReplica {
         unloaded: why,
       });
     this.host.inSync.delete(problem.collection);
+  }
+
+  /** A removal of every loaded item (unloaded ones are never touched), except the `kept` ones. */
+  private removalsOfLoaded(kept: ReadonlySet<string> = new Set()): DriverChange[] {
+    const changes: DriverChange[] = [];
+    for (const [collection, entries] of this.host.index) {
+      for (const [stem, entry] of entries) {
+        if (entry.unloaded !== undefined || kept.has(`${collection}/${stem}`)) continue;
+        changes.push({
+          collection,
+          id: stem,
+          data: null,
+          expectedRevision: entry.revision ?? null,
+        });
+      }
+    }
+    return changes;
   }
 
   private adapterError(

@@ -1,5 +1,5 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
-import { PersistenceError } from '../errors/persistence.error';
+import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
 import {
@@ -108,26 +108,8 @@ export class SnapshotReader {
         values.set(item.id, item.value);
         committed.set(stem, item.entry);
       }
-      try {
-        await this.caller.restore(adapter, values, 'load');
-        meta.items += values.size;
-        meta.adapters[adapter.name] = values.size;
-      } catch (error) {
-        meta.skipped += values.size;
-        meta.adapters[adapter.name] = 0;
-        // Memory and disk now differ: no save may overwrite or remove what could not be loaded.
-        const why = `adapter "${adapter.name}" failed to restore it`;
-        for (const entry of committed.values()) entry.unloaded ??= why;
-        this.report(
-          error instanceof PersistenceError
-            ? error
-            : new PersistenceError(
-                PersistenceErrorCode.AdapterFailed,
-                adapterFailed(adapter.name, 'restore', reasonOf(error)),
-                { operation: 'load', adapter: adapter.name, cause: error },
-              ),
-        );
-      }
+      const failed = await restoreLoaded(this.caller, adapter, values, committed, meta, 'load');
+      if (failed) this.report(failed);
       index.set(adapter.name, committed);
     }
     meta.durationMs = performance.now() - started;
@@ -367,4 +349,37 @@ export class SnapshotReader {
 /** An error from the file system (it has an errno code such as EACCES or EIO). */
 function isSystemError(error: unknown): boolean {
   return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string';
+}
+
+/**
+ * Hands an adapter the items a load read and counts them in `meta`. When its `restore()` fails,
+ * memory and storage differ: every entry is marked unloaded, so no save overwrites or removes what
+ * could not be loaded, and the failure (as `ADAPTER_FAILED`) is returned for the caller to report.
+ */
+export async function restoreLoaded(
+  caller: AdapterCaller,
+  adapter: PersistenceAdapter,
+  values: ReadonlyMap<string, unknown>,
+  committed: Map<string, CommittedEntry>,
+  meta: LoadMetadata,
+  operation: PersistenceOperation,
+): Promise<PersistenceError | undefined> {
+  try {
+    await caller.restore(adapter, values, operation);
+    meta.items += values.size;
+    meta.adapters[adapter.name] = values.size;
+    return undefined;
+  } catch (error) {
+    meta.skipped += values.size;
+    meta.adapters[adapter.name] = 0;
+    const why = `adapter "${adapter.name}" failed to restore it`;
+    for (const entry of committed.values()) entry.unloaded ??= why;
+    return error instanceof PersistenceError
+      ? error
+      : new PersistenceError(
+          PersistenceErrorCode.AdapterFailed,
+          adapterFailed(adapter.name, 'restore', reasonOf(error)),
+          { operation, adapter: adapter.name, cause: error },
+        );
+  }
 }
