@@ -35,6 +35,13 @@ export interface PersistenceFileSystem {
   access(path: string, how: 'write'): Promise<void>;
   /** Space of the file system holding `path` (statfs(2)). */
   statfs(path: string): Promise<DiskSpace>;
+  /**
+   * Optional fast path of a whole-file read (item files at load): opens as `read` does (no link, no
+   * FIFO block), reads to the end and closes, with no file handle object and no stat. Resolves
+   * `undefined` whenever the careful path (open, stat, read, close) must decide: the file is empty,
+   * larger than `maxBytes`, or not a regular file. Without it, every read takes the careful path.
+   */
+  readWhole?(path: string, maxBytes: number): Promise<Buffer | undefined>;
 }
 
 /** Space of a file system, in bytes. */
@@ -55,6 +62,11 @@ export interface PersistenceFile {
   chmod(mode: number): Promise<void>;
   /** fsync: the file's data, or a folder's entries, reach the disk. */
   sync(): Promise<void>;
+  /**
+   * fdatasync: the file's data and what reading it back needs (its size) reach the disk, not its
+   * times. Optional: without it, `sync()` is used.
+   */
+  datasync?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,4 +1,11 @@
-import { constants, Dirent, Stats } from 'node:fs';
+import {
+  close as closeFd,
+  constants,
+  Dirent,
+  open as openFd,
+  read as readFd,
+  Stats,
+} from 'node:fs';
 import {
   access,
   FileHandle,
@@ -86,9 +93,80 @@ class NodeFile implements PersistenceFile {
     return this.handle.sync();
   }
 
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
   close(): Promise<void> {
     return this.handle.close();
   }
+}
+
+/** Size of the reusable buffers whole-file reads start in (most item files fit). */
+const SCRATCH_BYTES = 64 * 1024;
+/** Scratch buffers not in use, shared by every store of the process (at most {@link SCRATCH_KEPT}). */
+const scratch: Buffer[] = [];
+const SCRATCH_KEPT = 32;
+/** Past this size the careful path reads the file (it allocates exactly the file's size once). */
+const WHOLE_READ_MAX = 1024 * 1024;
+/** Read errors after which the careful path decides (a folder, a FIFO, a device). */
+const NOT_A_PLAIN_READ = new Set(['EISDIR', 'ESPIPE', 'EAGAIN', 'EWOULDBLOCK', 'EINVAL']);
+
+/**
+ * Reads a whole file with the callback API: open, read until the end, close; three trips to the
+ * thread pool instead of the four (and the file handle object) of open, stat, read, close. Resolves
+ * `undefined` when the careful path must decide (see {@link PersistenceFileSystem.readWhole}), or
+ * past {@link WHOLE_READ_MAX}.
+ */
+function readWhole(path: string, maxBytes: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    openFd(path, FLAGS.read, (openError, fd) => {
+      if (openError) {
+        reject(openError);
+        return;
+      }
+      let buffer = scratch.pop() ?? Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+      let length = 0;
+      const finish = (error: NodeJS.ErrnoException | null, result?: Buffer): void => {
+        if (buffer.length === SCRATCH_BYTES && scratch.length < SCRATCH_KEPT) scratch.push(buffer);
+        closeFd(fd, (closeError) => {
+          if (error) reject(error);
+          else if (closeError) reject(closeError);
+          else resolve(result);
+        });
+      };
+      const next = (): void => {
+        if (length === buffer.length) {
+          if (length > maxBytes || length >= WHOLE_READ_MAX) {
+            finish(null, undefined);
+            return;
+          }
+          const bigger = Buffer.allocUnsafeSlow(Math.min(length * 2, maxBytes + 1, WHOLE_READ_MAX));
+          buffer.copy(bigger, 0, 0, length);
+          if (buffer.length === SCRATCH_BYTES && scratch.length < SCRATCH_KEPT) {
+            scratch.push(buffer);
+          }
+          buffer = bigger;
+        }
+        readFd(fd, buffer, length, buffer.length - length, length, (readError, bytesRead) => {
+          if (readError) {
+            finish(NOT_A_PLAIN_READ.has(readError.code ?? '') ? null : readError, undefined);
+          } else if (bytesRead > 0) {
+            length += bytesRead;
+            next();
+          } else if (length === 0 || length > maxBytes) {
+            finish(null, undefined);
+          } else if (buffer.length === SCRATCH_BYTES) {
+            // The scratch buffer goes back to the pool: hand out a copy of exactly the bytes read.
+            finish(null, Buffer.from(buffer.subarray(0, length)));
+          } else {
+            finish(null, buffer.subarray(0, length));
+          }
+        });
+      };
+      next();
+    });
+  });
 }
 
 /** The local file system through `node:fs/promises` (libuv's thread pool, never blocking the loop). */
@@ -141,5 +219,9 @@ export class NodeFileSystem implements PersistenceFileSystem {
   async statfs(path: string): Promise<DiskSpace> {
     const stats = await statfs(path);
     return { available: stats.bavail * stats.bsize, total: stats.blocks * stats.bsize };
+  }
+
+  readWhole(path: string, maxBytes: number): Promise<Buffer | undefined> {
+    return readWhole(path, maxBytes);
   }
 }

@@ -15,6 +15,10 @@ export async function readRegularFile(
 ): Promise<Buffer> {
   let handle;
   try {
+    // The fast path reads a plain, non-empty file within the limit; anything else comes back
+    // undefined and is decided below, where each refusal has its message.
+    const whole = options.singleLink ? undefined : await fs.readWhole?.(path, maxBytes);
+    if (whole) return whole;
     handle = await fs.open(path, 'read');
   } catch (error) {
     if (errorCode(error) === 'ELOOP') {

@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { decodeStem } from '../storage/file-name.codec';
 
@@ -38,8 +39,15 @@ export interface CommittedEntry {
 /** Committed entries by collection, then by file stem. */
 export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
 
+/** `crypto.hash()` (Node 20.12+): one call, no Hash object per item. */
+const oneShot = (
+  crypto as unknown as {
+    hash?: (algorithm: string, data: Uint8Array, encoding: 'base64') => string;
+  }
+).hash;
+
 export const hashBytes = (data: Uint8Array): string =>
-  createHash('sha1').update(data).digest('base64');
+  oneShot ? oneShot('sha1', data, 'base64') : createHash('sha1').update(data).digest('base64');
 
 /** An item whose stored copy this store did not load (`listUnloaded()`). */
 export interface UnloadedItem {
