@@ -1,5 +1,5 @@
 import { INestApplication } from '@nestjs/common';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import {
@@ -13,7 +13,10 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { MAX_JSON_DEPTH } from '../lib/adapters/json-data.util';
-import { reviveDate } from '../lib/adapters/model.schema';
+import { reviveDate, storedForm } from '../lib/adapters/model.schema';
+import { CONVERSATION_SCHEMA } from '../lib/adapters/memory/conversation.schema';
+import { SESSION_SCHEMA } from '../lib/adapters/session/session.schema';
+import { FOCUS_CHAIN_SCHEMA } from '../lib/adapters/focus/focus.schema';
 import { prng } from './fixtures/prng';
 import { createApp } from './fixtures/app.factory';
 import { dumpState, saveToFiles } from './fixtures/state';
@@ -590,5 +593,76 @@ describe('reviveDate', () => {
     expect(wrong).toEqual([]);
     expect(cases.filter((value) => exact(value) === undefined).length).toBeGreaterThan(20);
     expect(reviveDate(12)).toBeUndefined();
+  });
+});
+
+describe('storedForm: the built-in records as JSON writes them', () => {
+  let dir: string;
+  let app: INestApplication | undefined;
+  beforeEach(async () => {
+    dir = await makeTempDir();
+  });
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    await removeDir(dir);
+  });
+
+  it('gives exactly the bytes JSON.stringify gives for the record, compact and indented', async () => {
+    app = await createApp({ path: dir });
+    const random = prng(7);
+    const sessions = app.get(SessionManager);
+    const memory = app.get(MemoryManager);
+    const focus = app.get(FocusManager);
+    const metadata = (): Record<string, unknown> => ({
+      z: random() < 0.5 ? 'ünïcødé \u2028 "quoted"' : null,
+      a: [1, 2.5, { nested: true, __proto__: 'kept' }],
+      '0': 'numeric key first',
+    });
+    for (let i = 0; i < 20; i++) {
+      sessions.create({ id: `s${i}`, ...(i % 2 ? { metadata: metadata() } : {}) });
+      memory.create({ id: `c${i}`, ...(i % 3 ? { title: `t${i}`, sessionId: `s${i}` } : {}) });
+      for (let m = 0; m < i % 5; m++) {
+        memory.addMessage(`c${i}`, {
+          role: m % 2 ? 'assistant' : 'user',
+          content: `message ${m} \u{1F600}`,
+          ...(m % 2 ? { metadata: metadata() } : {}),
+        });
+      }
+      focus.create({ id: `f${i}`, ...(i % 2 ? { name: `chain ${i}` } : {}) });
+      for (let f = 0; f < i % 4; f++) {
+        focus.pushFocus(`f${i}`, {
+          type: 'file',
+          target: `target ${f}`,
+          ...(f % 2 ? { context: metadata() } : {}),
+        });
+      }
+    }
+    const records: Array<[unknown, unknown]> = [
+      ...sessions.list().map((s) => [s, storedForm(SESSION_SCHEMA, s)] as [unknown, unknown]),
+      ...memory.list().map((c) => [c, storedForm(CONVERSATION_SCHEMA, c)] as [unknown, unknown]),
+      ...focus.list().map((f) => [f, storedForm(FOCUS_CHAIN_SCHEMA, f)] as [unknown, unknown]),
+    ];
+    expect(records.length).toBe(60);
+    for (const [record, stored] of records) {
+      for (const indent of [0, 2]) {
+        expect(JSON.stringify(stored, null, indent)).toBe(JSON.stringify(record, null, indent));
+      }
+    }
+  });
+
+  it('is what a save writes: each built-in item file holds JSON.stringify of its record', async () => {
+    app = await createApp({ path: dir, format: 'json-compact' });
+    app.get(SessionManager).create({ id: 's1', metadata: { when: 'now' } });
+    const conversation = app.get(MemoryManager).create({ id: 'c1', title: 't' });
+    app.get(MemoryManager).addMessage('c1', { role: 'user', content: 'hello' });
+    await app.get(PersistenceStore).saveAll();
+    await app.get(PersistenceStore).checkpoint();
+    const written = JSON.parse(await readFile(join(dir, 'conversations', 'c1.json'), 'utf8')) as {
+      data: unknown;
+    };
+    const current = app.get(MemoryManager).get('c1');
+    expect(current).not.toBe(conversation);
+    expect(JSON.stringify(written.data)).toBe(JSON.stringify(current));
   });
 });

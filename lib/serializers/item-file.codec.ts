@@ -7,7 +7,7 @@ import { ENCRYPTED_SUFFIX } from '../storage/on-disk.names';
 import { AutoSerializer } from './auto.serializer';
 import { isGzip } from './detect-format';
 import { gzipBuffer, JsonGzipSerializer } from './json-gzip.serializer';
-import { JsonSerializer } from './json.serializer';
+import { CompactJsonSerializer, JsonSerializer } from './json.serializer';
 import { isMsgpack, MsgpackSerializer } from './msgpack.serializer';
 import { createSerializer } from './serializer.factory';
 
@@ -16,6 +16,15 @@ import { ItemEnvelope } from '../interfaces/item-envelope.interface';
 export type { ItemEnvelope };
 
 export { ENCRYPTED_SUFFIX };
+
+/** The classes of the built-in formats. */
+const BUILT_IN_SERIALIZERS = new Set<unknown>([
+  JsonSerializer,
+  CompactJsonSerializer,
+  JsonGzipSerializer,
+  AutoSerializer,
+  MsgpackSerializer,
+]);
 
 /** Why a file could not be read. `locked`: encrypted and not readable with the keys at hand. */
 export class ItemDecodeError extends Error {
@@ -48,6 +57,14 @@ export class ItemFileCodec {
     this.gzip = new JsonGzipSerializer(maxInflatedBytes);
   }
 
+  /**
+   * True when the serializer is one of the built-in formats (they all write JSON's data model), not
+   * a custom one (a subclass included), which gets the adapter's values as they are.
+   */
+  private get builtIn(): boolean {
+    return BUILT_IN_SERIALIZERS.has(this.serializer.constructor);
+  }
+
   /** Extension of the files this codec writes. */
   get extension(): string {
     return this.serializer.extension + (this.cipher ? ENCRYPTED_SUFFIX : '');
@@ -63,7 +80,15 @@ export class ItemFileCodec {
    * {@link ItemTooLargeError} when the reader would refuse it: the writer and the reader agree on
    * the limits, so nothing is saved that cannot be loaded.
    */
-  async serialize(id: string, data: unknown, schemaVersion = 1): Promise<Buffer> {
+  async serialize(
+    id: string,
+    data: unknown,
+    schemaVersion = 1,
+    storedForm?: (data: unknown) => unknown,
+  ): Promise<Buffer> {
+    // A built-in adapter's records in the form JSON writes them (same bytes, sooner); a custom
+    // serializer gets the adapter's value as it is.
+    if (storedForm && this.builtIn) data = storedForm(data);
     const envelope: ItemEnvelope =
       schemaVersion > 1
         ? { id, v: ITEM_FILE_VERSION, sv: schemaVersion, data }

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { storedFormOf } from '../adapters/model.schema';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceNotifier } from '../events/persistence.notifier';
@@ -441,7 +442,12 @@ export class DriverReplica {
     if (value === undefined) return true; // removed here, not saved yet
     if (value === entry.ref) return false;
     try {
-      const plain = await codec.serialize(id!, value, schemaVersionOf(adapter, id));
+      const plain = await codec.serialize(
+        id!,
+        value,
+        schemaVersionOf(adapter, id),
+        storedFormOf(adapter),
+      );
       return hashBytes(plain) !== entry.hash;
     } catch {
       return true;

@@ -1,4 +1,5 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { storedFormOf } from '../adapters/model.schema';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { SaveMetadata } from '../interfaces/persistence-metadata.interface';
@@ -306,6 +307,7 @@ export class SnapshotWriter {
     const seen = new Set<string>();
     const immutable = adapter.immutable === true;
     const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
+    const stored = storedFormOf(adapter);
     const slicer = new TimeSlicer(SAVE_SLICE_MS);
     for (const [id, value] of items.entries()) {
       const wait = slicer.yieldIfDue();
@@ -360,7 +362,7 @@ export class SnapshotWriter {
       try {
         const problem = checkValues?.(value, typeof adapter.revive === 'function');
         if (problem !== undefined) throw new TypeError(problem);
-        plain = await codec.serialize(id, value, schemaVersionOf(adapter, id));
+        plain = await codec.serialize(id, value, schemaVersionOf(adapter, id), stored);
         data = codec.seal(collection, stem, plain);
       } catch (error) {
         meta.failed++;

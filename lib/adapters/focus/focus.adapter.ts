@@ -6,7 +6,7 @@ import {
   PersistenceChange,
   PersistenceChanges,
 } from '../../interfaces/persistence-adapter.interface';
-import { reviveModel } from '../model.schema';
+import { reviveModel, STORED_FORM, storedForm } from '../model.schema';
 import { FocusChain } from './focus.model';
 import { FOCUS_CHAIN_SCHEMA } from './focus.schema';
 import { FocusManager } from './focus.manager';
@@ -46,6 +46,11 @@ export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   }
 
   /** Reads a chain back with the schemas `FocusManager` checks its input with. */
+  /** @internal The record as JSON writes it, for a faster save (same bytes). */
+  [STORED_FORM](record: FocusChain): unknown {
+    return storedForm(FOCUS_CHAIN_SCHEMA, record);
+  }
+
   revive(raw: unknown, id: string): FocusChain {
     return reviveModel(FOCUS_CHAIN_SCHEMA, raw, id);
   }

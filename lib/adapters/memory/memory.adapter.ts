@@ -6,7 +6,7 @@ import {
   PersistenceChange,
   PersistenceChanges,
 } from '../../interfaces/persistence-adapter.interface';
-import { reviveModel } from '../model.schema';
+import { reviveModel, STORED_FORM, storedForm } from '../model.schema';
 import { Conversation } from './conversation.model';
 import { CONVERSATION_SCHEMA } from './conversation.schema';
 import { MemoryManager } from './memory.manager';
@@ -46,6 +46,11 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
   }
 
   /** Reads a conversation back with the schemas `MemoryManager` checks its input with. */
+  /** @internal The record as JSON writes it, for a faster save (same bytes). */
+  [STORED_FORM](record: Conversation): unknown {
+    return storedForm(CONVERSATION_SCHEMA, record);
+  }
+
   revive(raw: unknown, id: string): Conversation {
     return reviveModel(CONVERSATION_SCHEMA, raw, id);
   }

@@ -6,7 +6,7 @@ import {
   PersistenceChange,
   PersistenceChanges,
 } from '../../interfaces/persistence-adapter.interface';
-import { reviveModel } from '../model.schema';
+import { reviveModel, STORED_FORM, storedForm } from '../model.schema';
 import { Session } from './session.model';
 import { SESSION_SCHEMA } from './session.schema';
 import { SessionManager } from './session.manager';
@@ -46,6 +46,11 @@ export class SessionAdapter implements PersistenceAdapter<Session> {
   }
 
   /** Reads a session back with the schema `SessionManager` checks its input with. */
+  /** @internal The record as JSON writes it, for a faster save (same bytes). */
+  [STORED_FORM](record: Session): unknown {
+    return storedForm(SESSION_SCHEMA, record);
+  }
+
   revive(raw: unknown, id: string): Session {
     return reviveModel(SESSION_SCHEMA, raw, id);
   }
