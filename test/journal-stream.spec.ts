@@ -134,6 +134,45 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     expect(decodeRecords(bytes).records.map(contents)).toEqual([contents([op('a'), op('c')])]);
   });
 
+  it('rollback() of staged bytes only (nothing written since the savepoint) keeps what was staged before it', async () => {
+    await journal.append([op('first')]);
+    const before = await readFile(path());
+    const session = journal.begin();
+    await session.add(op('a'));
+    await session.savepoint();
+    await session.add(op('dropped'));
+    expect(await readFile(path())).toEqual(before); // a small record is written at the commit only
+    await session.rollback();
+    await session.savepoint();
+    await session.add(op('dropped-too'));
+    await session.rollback();
+    await session.add(op('c'));
+    await session.commit();
+    const bytes = await readFile(path());
+    expect(decodeRecords(bytes)).toMatchObject({ validLength: bytes.length, damaged: [] });
+    expect(decodeRecords(bytes).records.map(contents)).toEqual([
+      contents([op('first')]),
+      contents([op('a'), op('c')]),
+    ]);
+  });
+
+  it('rollback() after a large item forced the staged bytes out keeps the bytes staged before the savepoint', async () => {
+    const session = journal.begin();
+    await session.add(op('a'));
+    await session.add(op('b'));
+    await session.savepoint(); // a and b are staged, not written
+    await session.add(op('big', 'w'.repeat(2 * 1024 * 1024))); // writes a, b, then big
+    await session.rollback();
+    await session.add(op('c'));
+    await session.commit();
+    const bytes = await readFile(path());
+    expect(decodeRecords(bytes)).toMatchObject({ validLength: bytes.length, damaged: [] });
+    expect(decodeRecords(bytes).records.map(contents)).toEqual([
+      contents([op('a'), op('b'), op('c')]),
+    ]);
+    expect(bytes.length).toBeLessThan(1024);
+  });
+
   it('a record rolled back to nothing commits nothing: the journal is as before', async () => {
     await journal.append([op('first')]);
     const before = await readFile(path());

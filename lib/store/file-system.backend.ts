@@ -119,8 +119,13 @@ export class FileSystemBackend implements StoreBackend {
 
   async save(operation: PersistenceOperation): Promise<SaveResult> {
     const { ctx } = this;
+    // The folder check overlaps the commit's sync instead of costing a trip of its own.
+    const sink = {
+      path: this.journal.path,
+      begin: () => this.journal.begin(() => this.checkStoreFolder()),
+    };
     const writer = new SnapshotWriter(
-      this.journal,
+      sink,
       ctx.index,
       this.location,
       (error) => ctx.errors.fail(error, operation),
@@ -346,16 +351,8 @@ export class FileSystemBackend implements StoreBackend {
    * recreates the folder, the lock and the journal, and writes the whole state again.
    */
   private async ensureStoreFolder(): Promise<void> {
+    if (!this.folderRemoved) return; // checked at each commit (checkStoreFolder)
     const path = this.location;
-    const present = await exists(this.ctx.fs, this.journal.path);
-    if (present && !this.folderRemoved) return;
-    if (!this.folderRemoved) {
-      this.folderRemoved = true;
-      throw new PersistenceError(PersistenceErrorCode.IoFailed, messages.storeFolderRemoved(path), {
-        operation: 'save',
-        path,
-      });
-    }
     await this.journal.close().catch(() => undefined);
     await this.lock?.release();
     await this.storage.ensureRoot();
@@ -368,6 +365,20 @@ export class FileSystemBackend implements StoreBackend {
     this.ctx.inSync.clear();
     this.folderRemoved = false;
     this.ctx.logger.warn(`Recreated the store folder ${path}; saving the whole state.`);
+  }
+
+  /**
+   * Fails the commit when the journal is gone (the store folder was removed): the record went into
+   * a deleted file, so the save is refused, and the next one recreates the folder.
+   */
+  private async checkStoreFolder(): Promise<void> {
+    if (await exists(this.ctx.fs, this.journal.path)) return;
+    this.folderRemoved = true;
+    const path = this.location;
+    throw new PersistenceError(PersistenceErrorCode.IoFailed, messages.storeFolderRemoved(path), {
+      operation: 'save',
+      path,
+    });
   }
 
   /**
