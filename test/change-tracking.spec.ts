@@ -10,6 +10,7 @@ import {
   PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
+import { ChangeTracker } from '../lib/adapters/change.tracker';
 import { createApp } from './fixtures/app.factory';
 import { CountingFileSystem } from './fixtures/counting-fs';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
@@ -239,5 +240,53 @@ describe('change tracking', () => {
     expect((await readdir(join(dir, 'sessions'))).sort()).toEqual(
       ['s0', 's1', 's2', 's3', 's4'].map((id) => `${id}.json.gz`),
     );
+  });
+});
+
+describe('ChangeTracker', () => {
+  const items = new Map<string, { v: number }>([
+    ['a', { v: 1 }],
+    ['b', { v: 2 }],
+    ['c', { v: 3 }],
+  ]);
+
+  it('reports the changed items as a map of that moment, and the deleted ids', () => {
+    const tracker = new ChangeTracker<{ v: number }>('things');
+    tracker.changed('a');
+    tracker.changed('gone');
+    tracker.changed('c');
+    const { changed, deleted } = tracker.changes(items);
+    expect(changed.size).toBe(2);
+    expect([...changed.entries()]).toEqual([
+      ['a', { v: 1 }],
+      ['c', { v: 3 }],
+    ]);
+    expect([...changed]).toEqual([...changed.entries()]);
+    expect([...changed.keys()]).toEqual(['a', 'c']);
+    expect([...changed.values()]).toEqual([{ v: 1 }, { v: 3 }]);
+    expect(changed.get('c')).toBe(items.get('c'));
+    expect(changed.has('b')).toBe(false);
+    expect(changed.get('b')).toBeUndefined();
+    const seen: string[] = [];
+    changed.forEach((value, id) => seen.push(`${id}=${value.v}`));
+    expect(seen).toEqual(['a=1', 'c=3']);
+    expect(deleted).toEqual(['gone']);
+  });
+
+  it('committed(token) forgets what that call reported, not what changed after it', () => {
+    const tracker = new ChangeTracker<{ v: number }>('things');
+    tracker.changed('a');
+    tracker.changed('b');
+    const first = tracker.changes(items);
+    tracker.changed('b'); // again, after the call
+    tracker.changed('c');
+    tracker.committed(first.token);
+    expect([...tracker.changes(items).changed.keys()]).toEqual(['b', 'c']);
+    const second = tracker.changes(items);
+    tracker.committed(second.token); // nothing changed since: all forgotten
+    expect(tracker.changes(items).changed.size).toBe(0);
+    tracker.changed('a');
+    tracker.committed('not a token');
+    expect([...tracker.changes(items).changed.keys()]).toEqual(['a']);
   });
 });

@@ -120,6 +120,16 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     expect(await readBack(written)).toEqual(['{"id":"a"}', big, '{"id":"b"}']);
   });
 
+  it('writes the very bytes encodeRecord() gives, a trailer of thousands of ops (made in pieces) included', async () => {
+    const make = (): JournalOp[] =>
+      Array.from({ length: 5000 }, (_, i) =>
+        i % 7 === 3 ? removal(`gone-é-${i}`) : op(`item-"${i}"`, `{"n":${i}}`),
+      );
+    const expected = encodeRecord(make());
+    await journal.append(make());
+    expect((await readFile(path())).equals(expected)).toBe(true);
+  });
+
   it('rollback() drops what was added since the savepoint, and the file holds exactly the record', async () => {
     const session = journal.begin();
     await session.add(op('a'));

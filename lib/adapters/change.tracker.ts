@@ -26,21 +26,32 @@ export class ChangeTracker<T> {
 
   /** The changes since the last committed token, with each changed item's current value. */
   changes(items: ReadonlyMap<string, T>): PersistenceChanges<T> {
-    const changed = new Map<string, T>();
+    const ids: string[] = [];
+    const values: T[] = [];
     const deleted: string[] = [];
     for (const id of this.dirty.keys()) {
       const value = items.get(id);
-      if (value !== undefined) changed.set(id, value);
-      else deleted.push(id);
+      if (value !== undefined) {
+        ids.push(id);
+        values.push(value);
+      } else {
+        deleted.push(id);
+      }
     }
-    return { changed, deleted, token: new Map(this.dirty) };
+    const changed = new ChangedItems(ids, values);
+    // The token is the last change number: an id changed again after this call has a higher one.
+    return { changed, deleted, token: this.sequence };
   }
 
   /** Forgets the changes of a `changes()` result once they are durable; later ones stay. */
   committed(token: unknown): void {
-    if (!(token instanceof Map)) return;
-    for (const [id, sequence] of token as Map<string, number>) {
-      if (this.dirty.get(id) === sequence) this.dirty.delete(id);
+    if (typeof token !== 'number') return;
+    if (token >= this.sequence) {
+      this.dirty.clear(); // nothing changed since that call (the common case): no pass over the ids
+      return;
+    }
+    for (const [id, sequence] of this.dirty) {
+      if (sequence <= token) this.dirty.delete(id);
     }
   }
 
@@ -52,5 +63,60 @@ export class ChangeTracker<T> {
   private mark(id: string, kind: PersistenceChange['kind']): void {
     this.dirty.set(id, ++this.sequence);
     this.notices.next({ adapter: this.adapter, id, kind });
+  }
+}
+
+/**
+ * The changed items of one `changes()` call, as they were at that moment: two arrays, which fill in
+ * a third of the time a `Map` takes (a full save of the large tier reports 25,000 items, all in
+ * one synchronous moment). A `Map` is built only when an id is looked up.
+ */
+class ChangedItems<T> implements ReadonlyMap<string, T> {
+  private index?: Map<string, T>;
+
+  constructor(
+    private readonly ids: readonly string[],
+    private readonly items: readonly T[],
+  ) {}
+
+  get size(): number {
+    return this.ids.length;
+  }
+
+  get(id: string): T | undefined {
+    return this.lookup().get(id);
+  }
+
+  has(id: string): boolean {
+    return this.lookup().has(id);
+  }
+
+  forEach(
+    callback: (value: T, key: string, map: ReadonlyMap<string, T>) => void,
+    thisArg?: unknown,
+  ): void {
+    for (let i = 0; i < this.ids.length; i++)
+      callback.call(thisArg, this.items[i], this.ids[i], this);
+  }
+
+  *entries(): IterableIterator<[string, T]> {
+    for (let i = 0; i < this.ids.length; i++) yield [this.ids[i], this.items[i]];
+  }
+
+  keys(): IterableIterator<string> {
+    return this.ids[Symbol.iterator]();
+  }
+
+  values(): IterableIterator<T> {
+    return this.items[Symbol.iterator]();
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, T]> {
+    return this.entries();
+  }
+
+  private lookup(): Map<string, T> {
+    this.index ??= new Map(this.entries());
+    return this.index;
   }
 }

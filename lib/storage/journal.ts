@@ -4,6 +4,7 @@ import { atomicWrite } from './atomic-write';
 import { errorCode, PersistenceFile, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
 import { DAMAGED_COPY_INFIX, sealedSegmentNumber } from './on-disk.names';
+import { TimeSlicer } from './event-loop.util';
 import { readRegularFile } from './safe-read';
 
 /*
@@ -130,6 +131,11 @@ export async function readOpData(
 
 const checksum = (payload: Uint8Array): Buffer =>
   createHash('sha256').update(payload).digest().subarray(0, 8);
+
+/** The trailer is made in pieces of about this many characters, with yields between them. */
+const TRAILER_PIECE_CHARS = 64 * 1024;
+/** Longest run of trailer-making before the event loop gets a turn. */
+const TRAILER_SLICE_MS = 5;
 
 /** Size of the staging buffer small pieces are gathered in before one write. */
 const STAGE_BYTES = 1024 * 1024;
@@ -744,7 +750,7 @@ export class JournalAppend {
       return 0;
     }
     try {
-      await this.put(trailerOf(this.ops));
+      await this.putTrailer();
       const handle = await this.writer();
       const prefix = recordPrefix(this.written, this.hash.digest());
       if (!this.dirty && this.stages) {
@@ -784,6 +790,36 @@ export class JournalAppend {
     this.done = true;
     await this.settle();
     if (this.dirty && this.handle) await this.handle.truncate(this.start).catch(() => undefined);
+  }
+
+  /**
+   * Puts the trailer (the header JSON, then its length): the bytes of `trailerOf(ops)`, made and
+   * put in pieces of about 64 KiB with a chance for the event loop between them when the slice is
+   * used up (a full save of the large tier lists 25,000 ops).
+   */
+  private async putTrailer(): Promise<void> {
+    const slicer = new TimeSlicer(TRAILER_SLICE_MS);
+    let length = 0;
+    const piece = (text: string): Promise<void> => {
+      const bytes = Buffer.from(text, 'utf8');
+      length += bytes.length;
+      return this.put(bytes);
+    };
+    let text = '{"ops":[';
+    for (let i = 0; i < this.ops.length; i++) {
+      const op = this.ops[i];
+      text += `${i > 0 ? ',' : ''}${JSON.stringify({ c: op.collection, f: op.fileName, n: opLength(op) })}`;
+      if (text.length >= TRAILER_PIECE_CHARS) {
+        await piece(text);
+        text = '';
+        const wait = slicer.yieldIfDue();
+        if (wait) await wait;
+      }
+    }
+    await piece(`${text}]}`);
+    const tail = Buffer.allocUnsafe(4);
+    tail.writeUInt32LE(length);
+    await this.put(tail);
   }
 
   private get payloadStart(): number {

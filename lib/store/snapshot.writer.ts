@@ -198,10 +198,19 @@ export class SnapshotWriter {
       await session.abort().catch(() => undefined);
       throw error;
     }
+    // Committed: bring the index up to date, in slices (a full save of the large tier updates tens
+    // of thousands of entries). The save still holds the queue, so nothing else reads the index
+    // of these adapters meanwhile.
+    const slicer = new TimeSlicer(SAVE_SLICE_MS);
     for (const [committed, part, taken] of updates) {
+      let count = 0;
       for (const [stem, entry] of part.updates) {
         if (entry) committed.set(stem, entry);
         else committed.delete(stem);
+        if (++count % 512 === 0) {
+          const wait = slicer.yieldIfDue();
+          if (wait) await wait;
+        }
       }
       if (taken.deleted !== undefined) {
         // Only the changes were looked at: the saved state is every committed, loaded item.
