@@ -11,7 +11,10 @@ export interface CommittedEntry {
   fileName: string;
   /** The value last saved or loaded (compared by identity). */
   ref: unknown;
-  /** SHA-1 of the serialized envelope in the current format; '' when it must be rewritten. */
+  /**
+   * SHA-1 of the serialized envelope in the current format; '' when it must be rewritten;
+   * {@link UNHASHED} when it was not computed.
+   */
   hash: string;
   /** Key id of the file, when encrypted. */
   keyId?: string;
@@ -38,6 +41,14 @@ export interface CommittedEntry {
 
 /** Committed entries by collection, then by file stem. */
 export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
+
+/**
+ * The `hash` of an entry whose bytes were not hashed because nothing will compare them: an item of
+ * an immutable adapter that reports its changes is saved when reported changed (a new object), and
+ * skipped when it is the very object committed. Not a base64 digest, so it never matches one; not
+ * `''` (which means the file must be rewritten).
+ */
+export const UNHASHED = '*';
 
 /** `crypto.hash()` (Node 20.12+): one call, no Hash object per item. */
 const oneShot = (

@@ -17,7 +17,7 @@ import { TimeSlicer } from '../storage/event-loop.util';
 import { mapLimit } from '../storage/map-limit.util';
 import { UnsafeFileError } from '../storage/safe-read';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
 import { reviveStored, schemaFailure } from './schema.migrator';
 
 /** Longest stretch of decoding and reviving between two yields to the event loop. */
@@ -254,7 +254,12 @@ export class SnapshotReader {
       entry: {
         fileName: file.fileName,
         ref: value,
-        hash: file.extension === codec.extension && !migrated ? hashBytes(plain) : '',
+        hash:
+          file.extension !== codec.extension || migrated
+            ? ''
+            : adapter.immutable === true && typeof adapter.changes === 'function'
+              ? UNHASHED // saved when reported changed, skipped when the same object: no compare
+              : hashBytes(plain),
         keyId,
         ...(migrated ? { migrated: true } : {}),
       },

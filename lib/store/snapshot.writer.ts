@@ -18,7 +18,7 @@ import { ItemFileCodec, ItemTooLargeError } from '../serializers/item-file.codec
 import { JournalOp } from '../storage/journal';
 import { AdapterCaller } from './adapter.caller';
 import { CommitSink } from './commit.sink';
-import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
 import { FailureMemo } from './failure.memo';
 import { schemaVersionOf } from './schema.migrator';
 
@@ -317,6 +317,7 @@ export class SnapshotWriter {
     const immutable = adapter.immutable === true;
     const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
     const stored = storedFormOf(adapter);
+    const changesOnly = taken.deleted !== undefined;
     const slicer = new TimeSlicer(SAVE_SLICE_MS);
     for (const [id, value] of items.entries()) {
       const wait = slicer.yieldIfDue();
@@ -380,8 +381,9 @@ export class SnapshotWriter {
       }
       this.failures.clear(collection, stem);
       part.saved++;
-      const hash = hashBytes(plain);
-      if (current && entry.hash === hash) {
+      // A change an immutable adapter reported is a new object: written without comparing bytes.
+      const hash = changesOnly && immutable ? UNHASHED : hashBytes(plain);
+      if (current && hash !== UNHASHED && entry.hash === hash) {
         entry.ref = value;
         continue;
       }
