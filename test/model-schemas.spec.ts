@@ -13,7 +13,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { MAX_JSON_DEPTH } from '../lib/adapters/json-data.util';
-import { reviveDate, storedForm } from '../lib/adapters/model.schema';
+import { isoString, reviveDate, storedForm } from '../lib/adapters/model.schema';
 import { CONVERSATION_SCHEMA } from '../lib/adapters/memory/conversation.schema';
 import { SESSION_SCHEMA } from '../lib/adapters/session/session.schema';
 import { FOCUS_CHAIN_SCHEMA } from '../lib/adapters/focus/focus.schema';
@@ -664,5 +664,34 @@ describe('storedForm: the built-in records as JSON writes them', () => {
     const current = app.get(MemoryManager).get('c1');
     expect(current).not.toBe(conversation);
     expect(JSON.stringify(written.data)).toBe(JSON.stringify(current));
+  });
+});
+
+describe('isoString', () => {
+  it('gives exactly what toISOString() gives, across days, years and the edges of the range', () => {
+    const random = prng(11);
+    const times = [
+      0,
+      -1,
+      1,
+      86_399_999,
+      86_400_000,
+      -86_400_000,
+      -62_198_755_200_000, // year 0
+      -62_198_755_200_001,
+      253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+      253_402_300_800_000, // +010000
+      8.64e15, // the last valid time
+      -8.64e15, // the first
+      Date.UTC(2024, 1, 29, 12, 0, 0, 5), // a leap day
+    ];
+    for (let i = 0; i < 20_000; i++) {
+      times.push(Math.round((random() * 2 - 1) * 8.64e15));
+      times.push(1.7e12 + Math.floor(random() * 1e10)); // days near each other, as in a conversation
+    }
+    for (const time of times) {
+      const date = new Date(time);
+      expect(isoString(date)).toBe(date.toISOString());
+    }
   });
 });
