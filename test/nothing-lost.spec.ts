@@ -2,6 +2,7 @@ import { Injectable, INestApplication, Module, OnModuleInit } from '@nestjs/comm
 import { EventEmitterModule } from '@nestjs/event-emitter';
 import { ScheduleModule } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -316,6 +317,37 @@ describe('nothing accepted is ever lost', () => {
       await open({ adapters: [ReentrantAdapter] }, { providers: [ReentrantAdapter] });
       expect(codeOf(refusal)).toBe(PersistenceErrorCode.ReentrantCall);
       expect((refusal as Error).message).toMatch(/inside adapter "reentrant"/);
+    });
+
+    it('with only the built-in managers the store never turns AsyncLocalStorage on (a custom adapter does)', async () => {
+      // Its promise hooks would make every promise of the application slower; the built-in
+      // adapters run no application code, so nothing in their calls can call the store back.
+      const run = jest.spyOn(AsyncLocalStorage.prototype, 'run');
+      try {
+        let app = await open();
+        app.get(SessionManager).create({ id: 'a' });
+        app.get(MemoryManager).create({ id: 'c' });
+        await app.get(PersistenceStore).saveAll();
+        await closeAll();
+        app = await open(); // load: revive() and restore() of each built-in adapter
+        expect(app.get(SessionManager).get('a')).toBeDefined();
+        await app.get(PersistenceStore).saveAll();
+        expect(run).not.toHaveBeenCalled();
+        await closeAll();
+        @Injectable()
+        class PlainAdapter implements PersistenceAdapter {
+          readonly name = 'plain';
+          snapshot(): ReadonlyMap<string, unknown> {
+            return new Map([['one', { v: 1 }]]);
+          }
+          restore(): void {}
+        }
+        app = await open({ adapters: [PlainAdapter] }, { providers: [PlainAdapter] });
+        await app.get(PersistenceStore).saveAll();
+        expect(run).toHaveBeenCalled();
+      } finally {
+        run.mockRestore();
+      }
     });
 
     it('work an adapter leaves behind (a callback that runs after its call returned) may call the store', async () => {

@@ -753,7 +753,7 @@ export class JournalAppend {
       await this.putTrailer();
       const handle = await this.writer();
       const prefix = recordPrefix(this.written, this.hash.digest());
-      if (!this.dirty && this.stages) {
+      if (!this.dirty && this.stages && this.staged === this.written) {
         // The whole record is staged: one write, prefix first (one trip to the thread pool fewer,
         // which is one turn of a busy event loop fewer). Its checksum makes a torn write a torn tail.
         const record = Buffer.allocUnsafe(RECORD_HEADER + this.staged);
