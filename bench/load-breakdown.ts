@@ -6,8 +6,9 @@
  *
  *   npx ts-node --transpile-only bench/load-breakdown.ts [--runs 5] [--format json]
  *
- * Every step runs in a Nest application context with the library's async context in use (as after
- * any save or load), since that makes every promise of the process slower, the floor's included.
+ * Every step runs in a Nest application context. The built-in adapters' calls need no async
+ * context, so no step turns `AsyncLocalStorage` on (a custom adapter would, and every promise of the
+ * process, the floor's included, would then cost more).
  */
 import 'reflect-metadata';
 import { execFile } from 'node:child_process';
@@ -23,7 +24,6 @@ import { FileSystemStorage } from '../lib/storage/file-system.storage';
 import { ItemFileCodec } from '../lib/serializers/item-file.codec';
 import { mapLimit } from '../lib/storage/map-limit.util';
 import { AdapterCaller } from '../lib/store/adapter.caller';
-import { hashBytes } from '../lib/store/committed.index';
 import { DEFAULT_OPTIONS } from '../lib/store/persistence.options';
 import { reviveStored } from '../lib/store/schema.migrator';
 import { openBenchApp } from './bench.app';
@@ -31,9 +31,9 @@ import { COLLECTIONS, TIERS, Workload } from './workload';
 
 const STEPS = {
   floor: 'raw floor: readFile + JSON.parse, 64 at once',
-  read: 'safe read (open O_NOFOLLOW, fstat, read, close), 16 at once',
+  read: 'safe read (open O_NOFOLLOW, read, close: readWhole), 16 at once',
   parse: '+ toString + JSON.parse',
-  decode: '+ envelope checks, sha1 of the bytes (ItemFileCodec.decode)',
+  decode: '+ envelope checks (ItemFileCodec.decode; no sha1 for the built-in adapters)',
   revive: '+ migrations/revive() through the adapter caller',
   loadAll: 'store.loadAll(): + restore into the managers, committed index',
 } as const;
@@ -48,11 +48,6 @@ async function child(step: Step, dir: string, format: string): Promise<number> {
     app.get(FocusAdapter),
   ];
   const caller = new AdapterCaller(10_000);
-  try {
-    caller.revive(adapters[0], undefined, 'x'); // the async context in use, as in the application
-  } catch {
-    // refused: it ran
-  }
   const storage = new FileSystemStorage(new NodeFileSystem(), {
     root: dir,
     ioConcurrency: 16,
@@ -79,8 +74,7 @@ async function child(step: Step, dir: string, format: string): Promise<number> {
       const bytes = await storage.read(f.path);
       if (step === 'read') return bytes.length;
       if (step === 'parse') return JSON.parse(bytes.toString('utf8')) as unknown;
-      const { envelope, plain } = await codec.decode(a.name, f, bytes);
-      hashBytes(plain);
+      const { envelope } = await codec.decode(a.name, f, bytes);
       if (step === 'decode') return envelope;
       return reviveStored(caller, a, envelope).value;
     });

@@ -241,6 +241,8 @@ function reviveField(
       return date;
     }
     case 'json': {
+      // Most metadata is `{}`: nothing to check, nothing to walk.
+      if (isEmptyPlainObject(value)) return Object.freeze(value);
       const found =
         notAnObject(value, fieldPath(path, index, name)) ??
         findNonJsonData(value, { allowToJSON: false, path: fieldPath(path, index, name) });
@@ -315,6 +317,22 @@ function stringProblem(type: FieldType, value: unknown): string | undefined {
     return `is ${describe(value)}, not one of ${type.values.join(', ')}`;
   }
   return undefined;
+}
+
+/** An object with no own enumerable key whose prototype is `Object.prototype`, as JSON reads `{}`. */
+function isEmptyPlainObject(value: unknown): value is object {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Object.getPrototypeOf(value) !== Object.prototype
+  ) {
+    return false;
+  }
+  for (const key in value) if (Object.prototype.hasOwnProperty.call(value, key)) return false;
+  return (
+    Object.getOwnPropertyNames(value).length === 0 &&
+    Object.getOwnPropertySymbols(value).length === 0
+  );
 }
 
 /** metadata/context are objects (of plain JSON data, checked next). */
