@@ -7,6 +7,10 @@ import { ensureDirectory, fsyncDirectory, listDirectory, statDirectory } from '.
 import { JournalOp, JournalSourceReader, writesFile } from './journal';
 import { IoThrottle, mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';
+import { TimeSlicer } from './event-loop.util';
+
+/** Longest run of listing a folder before the event loop gets a turn. */
+const LIST_SLICE_MS = 5;
 
 /** Extensions of the built-in formats. */
 const BUILT_IN_EXTENSIONS = ['.json.gz', '.json', '.msgpack', '.jsonz'];
@@ -100,7 +104,10 @@ export class FileSystemStorage {
   async list(collection: string, extraExtension?: string): Promise<ItemFile[]> {
     const dir = this.collectionPath(collection);
     const files: ItemFile[] = [];
+    const slicer = new TimeSlicer(LIST_SLICE_MS); // a folder can hold tens of thousands of items
     for (const entry of await listDirectory(this.fs, dir)) {
+      const wait = slicer.yieldIfDue();
+      if (wait) await wait;
       const parsed =
         entry.type === 'file' ? parseItemFileName(entry.name, extraExtension) : undefined;
       if (parsed) {

@@ -131,10 +131,11 @@ export class SnapshotReader {
     }
     // Where one item has files in two formats (a crash between writing the new one and removing the
     // old one), the file in the current format is the newer: read it last so it wins.
-    files.sort(
-      (a, b) => Number(a.extension === codec.extension) - Number(b.extension === codec.extension),
-    );
-    return files;
+    // (A stable partition, in one pass: tens of thousands of files sort in one long synchronous call.)
+    const current: ItemFile[] = [];
+    const others: ItemFile[] = [];
+    for (const file of files) (file.extension === codec.extension ? current : others).push(file);
+    return others.length === 0 ? current : others.concat(current);
   }
 
   /** Reads and decodes one file; a file that does not load is set aside and gives `undefined`. */
