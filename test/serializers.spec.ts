@@ -450,6 +450,29 @@ describe('formats in the store', () => {
     expect(dumpState(third)).toEqual(expected);
   });
 
+  it('where one item has files in two formats (a crash between writing one and removing the other), the current format wins', async () => {
+    const first = await open({ format: 'json' });
+    first.get(SessionManager).create({ id: 'both', status: 'in-json' });
+    await saveToFiles(first);
+    const jsonFile = await readFile(join(dir, 'sessions', 'both.json'));
+    const second = await open({ format: 'json-gzip' });
+    second.get(SessionManager).update('both', { status: 'in-json-gzip' });
+    await saveToFiles(second); // writes both.json.gz, removes both.json
+    await writeFile(join(dir, 'sessions', 'both.json'), jsonFile); // as a crash would leave it
+    // Many other files around it, so the order of reading is not an accident of the listing.
+    for (let i = 0; i < 300; i++) {
+      second.get(SessionManager).create({ id: `other-${i}` });
+    }
+    await saveToFiles(second);
+    await writeFile(join(dir, 'sessions', 'both.json'), jsonFile);
+    expect((await open({ format: 'json-gzip' })).get(SessionManager).get('both')?.status).toBe(
+      'in-json-gzip',
+    );
+    expect((await open({ format: 'json' })).get(SessionManager).get('both')?.status).toBe(
+      'in-json',
+    );
+  });
+
   it('setSerializer() switches the format of the next save, and rejects unknown formats', async () => {
     const app = await open();
     seedState(app);
