@@ -100,14 +100,27 @@ export class SnapshotReader {
         await this.collect(adapter, codec, files, mine, unloaded[a], overlay, slicer),
       ]);
     }
-    index.clear();
+    // What each adapter is handed and the committed index, built in time slices (tens of thousands
+    // of items on a large store); then every adapter is restored, one after the other, with no
+    // turn of the event loop between them, so the application never sees half of a load.
+    const prepared: Array<[PersistenceAdapter, Map<string, unknown>, Map<string, CommittedEntry>]> =
+      [];
+    let count = 0;
     for (const [adapter, { items, unloaded }] of states) {
       const values = new Map<string, unknown>();
       const committed = new Map<string, CommittedEntry>(unloaded);
       for (const [stem, item] of items) {
         values.set(item.id, item.value);
         committed.set(stem, item.entry);
+        if (++count % 512 === 0) {
+          const wait = slicer.yieldIfDue();
+          if (wait) await wait;
+        }
       }
+      prepared.push([adapter, values, committed]);
+    }
+    index.clear();
+    for (const [adapter, values, committed] of prepared) {
       const failed = await restoreLoaded(this.caller, adapter, values, committed, meta, 'load');
       if (failed) this.report(failed);
       index.set(adapter.name, committed);
