@@ -9,7 +9,7 @@ import { IoThrottle, mapLimit } from './map-limit.util';
 import { readRegularFile } from './safe-read';
 import { TimeSlicer } from './event-loop.util';
 
-/** Longest run of listing a folder before the event loop gets a turn. */
+/** Longest run of listing a folder, or of sorting a segment's ops, before the loop gets a turn. */
 const LIST_SLICE_MS = 5;
 
 /** Extensions of the built-in formats. */
@@ -138,7 +138,15 @@ export class FileSystemStorage {
    */
   async apply(ops: readonly JournalOp[], throttle?: IoThrottle): Promise<void> {
     const last = new Map<string, JournalOp>();
-    for (const op of ops) last.set(join(op.collection, op.fileName), op);
+    const slicer = new TimeSlicer(LIST_SLICE_MS); // a segment can hold tens of thousands of ops
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i];
+      last.set(`${op.collection}\0${op.fileName}`, op); // NUL is in no collection or file name
+      if (i % 512 === 511) {
+        const wait = slicer.yieldIfDue();
+        if (wait) await wait;
+      }
+    }
     const touched = new Set<string>();
     const final = [...last.values()];
     const journal = new JournalSourceReader(this.fs);

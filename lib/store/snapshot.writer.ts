@@ -112,6 +112,8 @@ export class SnapshotWriter {
   ): Promise<SaveResult> {
     const started = performance.now();
     const timestamp = new Date();
+    // One slicer for the whole save: the first slice counts the changes() calls before it.
+    const slicer = new TimeSlicer(SAVE_SLICE_MS);
     const snapshots: Taken[] = [];
     let failedAdapters = 0;
     for (const adapter of adapters) {
@@ -177,6 +179,7 @@ export class SnapshotWriter {
           meta,
           taken,
           add,
+          slicer,
         );
         if (!part) {
           failedAdapters++;
@@ -201,7 +204,6 @@ export class SnapshotWriter {
     // Committed: bring the index up to date, in slices (a full save of the large tier updates tens
     // of thousands of entries). The save still holds the queue, so nothing else reads the index
     // of these adapters meanwhile.
-    const slicer = new TimeSlicer(SAVE_SLICE_MS);
     for (const [committed, part, taken] of updates) {
       let count = 0;
       for (const [stem, entry] of part.updates) {
@@ -306,6 +308,7 @@ export class SnapshotWriter {
     meta: SaveMetadata,
     taken: Taken,
     add: (op: JournalOp) => Promise<void>,
+    slicer: TimeSlicer,
   ): Promise<AdapterPart | undefined> {
     const collection = adapter.name;
     const part: AdapterPart = { ops: [], updates: [], saved: 0, changed: 0, deleted: 0, size: 0 };
@@ -318,7 +321,6 @@ export class SnapshotWriter {
     const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
     const stored = storedFormOf(adapter);
     const changesOnly = taken.deleted !== undefined;
-    const slicer = new TimeSlicer(SAVE_SLICE_MS);
     for (const [id, value] of items.entries()) {
       const wait = slicer.yieldIfDue();
       if (wait) await wait;
