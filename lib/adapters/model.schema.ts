@@ -66,6 +66,9 @@ export const listOf = <T extends object>(of: ModelSchema<T>): FieldType => ({
   of,
 });
 
+/** What revival returns for every empty metadata/context: one frozen `{}` shared, nothing to make. */
+const EMPTY_JSON_OBJECT: Readonly<Record<string, unknown>> = Object.freeze({});
+
 /** An empty frozen object: the default metadata/context. */
 export const emptyJsonObject = (): Readonly<Record<string, unknown>> => Object.freeze({});
 
@@ -190,17 +193,71 @@ function reviveRecord<T extends object>(
   }
   const stored = raw as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const name in schema.fields) {
-    const spec = schema.fields[name];
-    const value = Object.prototype.hasOwnProperty.call(stored, name) ? stored[name] : undefined;
+  const fields = fieldList(schema);
+  for (let f = 0; f < fields.length; f++) {
+    const { name, type, optional, fast } = fields[f];
+    const value = hasOwn(stored, name) ? stored[name] : undefined;
     if (value === undefined) {
-      if (spec.optional) continue;
+      if (optional) continue;
       throw new TypeError(`${pathOf(path, index)}.${name} is missing`);
     }
-    out[name] = reviveField(spec.type, value, id, path, index, name);
+    // The common, valid case of the simple kinds, inline; anything else (and every error) below.
+    if (fast === FAST_STRING && typeof value === 'string') {
+      out[name] = value;
+      continue;
+    }
+    if (fast === FAST_DATE) {
+      const date = reviveDate(value);
+      if (date) {
+        out[name] = date;
+        continue;
+      }
+    }
+    out[name] = reviveField(type, value, id, path, index, name);
   }
   return Object.freeze(out) as T;
 }
+
+/** One field of a schema, as revival walks it. */
+interface SchemaField {
+  readonly name: string;
+  readonly type: FieldType;
+  readonly optional: boolean;
+  /** {@link FAST_STRING}, {@link FAST_DATE} or 0: which inline check revival tries first. */
+  readonly fast: number;
+}
+
+const FAST_STRING = 1;
+const FAST_DATE = 2;
+
+const FIELD_LISTS = new WeakMap<ModelSchema<object>, readonly SchemaField[]>();
+
+/**
+ * The fields of `schema` as an array, in declaration order, made once per schema: revival walks it
+ * for every message of every conversation, and an array is walked much sooner than `for…in`.
+ */
+function fieldList(schema: ModelSchema<object>): readonly SchemaField[] {
+  let list = FIELD_LISTS.get(schema);
+  if (!list) {
+    const fields = schema.fields as Readonly<Record<string, FieldSpec>>;
+    list = Object.keys(fields).map((name) => ({
+      name,
+      type: fields[name].type,
+      optional: fields[name].optional === true,
+      fast:
+        fields[name].type.kind === 'string'
+          ? FAST_STRING
+          : fields[name].type.kind === 'date'
+            ? FAST_DATE
+            : 0,
+    }));
+    FIELD_LISTS.set(schema, list);
+  }
+  return list;
+}
+
+const hasOwn = (object: object, key: string): boolean =>
+  Object.prototype.hasOwnProperty.call(object, key);
 
 function reviveField(
   type: FieldType,
@@ -242,7 +299,7 @@ function reviveField(
     }
     case 'json': {
       // Most metadata is `{}`: nothing to check, nothing to walk.
-      if (isEmptyPlainObject(value)) return Object.freeze(value);
+      if (isEmptyPlainObject(value)) return EMPTY_JSON_OBJECT;
       const found =
         notAnObject(value, fieldPath(path, index, name)) ??
         findNonJsonData(value, { allowToJSON: false, path: fieldPath(path, index, name) });
@@ -328,11 +385,8 @@ function isEmptyPlainObject(value: unknown): value is object {
   ) {
     return false;
   }
-  for (const key in value) if (Object.prototype.hasOwnProperty.call(value, key)) return false;
-  return (
-    Object.getOwnPropertyNames(value).length === 0 &&
-    Object.getOwnPropertySymbols(value).length === 0
-  );
+  // Every own key, enumerable or not, string or symbol.
+  return Reflect.ownKeys(value).length === 0;
 }
 
 /** metadata/context are objects (of plain JSON data, checked next). */
