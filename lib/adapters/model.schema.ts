@@ -4,6 +4,7 @@ import { describe, invalidInput, reasonOf } from '../persistence.messages';
 import { assertValidId } from '../storage/file-name.codec';
 import { appendPath, copyJsonData, findNonJsonData, NonJsonData } from './json-data.util';
 import { deepFreeze } from './revive.util';
+import type { JsonPiece } from '../serializers/json-text.util';
 
 /*
  * The schema of each built-in model (Session; Conversation + Message; FocusChain + Focus) drives both
@@ -454,15 +455,41 @@ function refused(where: string, path: string, problem: string, fix: string): Per
  */
 export const STORED_FORM = Symbol('nestjs-persistence.stored-form');
 
-/** An adapter with {@link STORED_FORM}. */
+/**
+ * How a built-in adapter writes a record straight to JSON text (the envelope's `data`), reusing text
+ * it wrote before (see `RecordJsonWriter`). Internal, like {@link STORED_FORM}.
+ */
+export const STORED_JSON = Symbol('nestjs-persistence.stored-json');
+
+/** An adapter with {@link STORED_FORM}, and maybe {@link STORED_JSON}. */
 interface WithStoredForm {
   [STORED_FORM](record: unknown): unknown;
+  [STORED_JSON]?(id: string, record: unknown, indent: number): JsonPiece[];
 }
 
-/** The adapter's stored-form function, when it has one (the built-in adapters). */
-export function storedFormOf(adapter: object): ((record: unknown) => unknown) | undefined {
-  const form = (adapter as Partial<WithStoredForm>)[STORED_FORM];
-  return typeof form === 'function' ? (record) => form.call(adapter, record) : undefined;
+/** A built-in adapter's faster ways to write its records, for the built-in serializers. */
+export interface StoredForms {
+  /** The record as JSON writes it (see {@link storedForm}). */
+  form(record: unknown): unknown;
+  /** The record's JSON text, as `JSON.stringify` gives it for the envelope's `data` with `indent`. */
+  json?(id: string, record: unknown, indent: number): JsonPiece[];
+}
+
+/** The adapter's stored forms, when it has them (the built-in adapters). */
+export function storedFormsOf(adapter: object): StoredForms | undefined {
+  const withForm = adapter as Partial<WithStoredForm>;
+  const form = withForm[STORED_FORM];
+  if (typeof form !== 'function') return undefined;
+  const json = withForm[STORED_JSON];
+  return {
+    form: (record) => form.call(adapter, record),
+    ...(typeof json === 'function'
+      ? {
+          json: (id: string, record: unknown, indent: number) =>
+            json.call(adapter, id, record, indent),
+        }
+      : {}),
+  };
 }
 
 /**

@@ -10,6 +10,8 @@ import { gzipBuffer, JsonGzipSerializer } from './json-gzip.serializer';
 import { CompactJsonSerializer, JsonSerializer } from './json.serializer';
 import { isMsgpack, MsgpackSerializer } from './msgpack.serializer';
 import { createSerializer } from './serializer.factory';
+import { joinPieces, JsonPiece, objectPieces } from './json-text.util';
+import type { StoredForms } from '../adapters/model.schema';
 
 import { ItemEnvelope } from '../interfaces/item-envelope.interface';
 
@@ -65,6 +67,17 @@ export class ItemFileCodec {
     return BUILT_IN_SERIALIZERS.has(this.serializer.constructor);
   }
 
+  /**
+   * The indent of the JSON text the (built-in) serializer writes or compresses: 0 for the compact
+   * forms; `undefined` for msgpack, which writes no JSON.
+   */
+  private jsonIndent(): number | undefined {
+    const serializer = this.serializer;
+    if (serializer instanceof JsonSerializer) return serializer.indent;
+    if (serializer instanceof JsonGzipSerializer || serializer instanceof AutoSerializer) return 0;
+    return undefined;
+  }
+
   /** Extension of the files this codec writes. */
   get extension(): string {
     return this.serializer.extension + (this.cipher ? ENCRYPTED_SUFFIX : '');
@@ -84,11 +97,17 @@ export class ItemFileCodec {
     id: string,
     data: unknown,
     schemaVersion = 1,
-    storedForm?: (data: unknown) => unknown,
+    stored?: StoredForms,
   ): Promise<Buffer> {
-    // A built-in adapter's records in the form JSON writes them (same bytes, sooner); a custom
-    // serializer gets the adapter's value as it is.
-    if (storedForm && this.builtIn) data = storedForm(data);
+    // A built-in adapter's records in the form JSON writes them (same bytes, sooner), or straight
+    // as JSON text; a custom serializer gets the adapter's value as it is.
+    const indent = stored?.json && this.builtIn ? this.jsonIndent() : undefined;
+    const text =
+      indent !== undefined
+        ? envelopeJson(id, schemaVersion, stored!.json!(id, data, indent), indent)
+        : undefined;
+    if (text && this.serializer instanceof JsonSerializer) return text;
+    if (stored && this.builtIn && !text) data = stored.form(data);
     const envelope: ItemEnvelope =
       schemaVersion > 1
         ? { id, v: ITEM_FILE_VERSION, sv: schemaVersion, data }
@@ -96,7 +115,7 @@ export class ItemFileCodec {
     let bytes: unknown;
     const auto = this.serializer instanceof AutoSerializer ? this.serializer : undefined;
     if (this.serializer instanceof JsonGzipSerializer || auto) {
-      const json = Buffer.from(JSON.stringify(envelope), 'utf8');
+      const json = text ?? Buffer.from(JSON.stringify(envelope), 'utf8');
       if (auto && json.length <= auto.compressAbove) {
         return json;
       }
@@ -256,4 +275,23 @@ export function createItemFileCodec(
     settings.limits.maxInflatedBytes,
     settings.limits.maxFileBytes,
   );
+}
+
+/**
+ * The envelope's JSON text from its data's, the very bytes `JSON.stringify(envelope, null, indent)`
+ * gives (same keys, same order).
+ */
+function envelopeJson(
+  id: string,
+  schemaVersion: number,
+  data: readonly JsonPiece[],
+  indent: number,
+): Buffer {
+  const members: Array<readonly [string, readonly JsonPiece[]]> = [
+    ['id', [JSON.stringify(id)]],
+    ['v', [String(ITEM_FILE_VERSION)]],
+  ];
+  if (schemaVersion > 1) members.push(['sv', [JSON.stringify(schemaVersion)]]);
+  members.push(['data', data]);
+  return joinPieces(objectPieces(members, indent, 0));
 }

@@ -5,7 +5,8 @@ export class JsonSerializer implements Serializer {
   readonly format: string = 'json';
   readonly extension: string = '.json';
 
-  constructor(private readonly indent = 2) {}
+  /** @param indent spaces per level, as `JSON.stringify` takes them (0: none). */
+  constructor(readonly indent = 2) {}
 
   serialize(value: unknown): Buffer {
     return Buffer.from(JSON.stringify(value, null, this.indent), 'utf8');

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { storedFormOf } from '../adapters/model.schema';
+import { storedFormsOf } from '../adapters/model.schema';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceNotifier } from '../events/persistence.notifier';
@@ -446,7 +446,7 @@ export class DriverReplica {
         id!,
         value,
         schemaVersionOf(adapter, id),
-        storedFormOf(adapter),
+        storedFormsOf(adapter),
       );
       return hashBytes(plain) !== entry.hash;
     } catch {

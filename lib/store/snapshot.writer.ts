@@ -1,5 +1,5 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
-import { storedFormOf } from '../adapters/model.schema';
+import { storedFormsOf } from '../adapters/model.schema';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { SaveMetadata } from '../interfaces/persistence-metadata.interface';
@@ -319,7 +319,7 @@ export class SnapshotWriter {
     const seen = new Set<string>();
     const immutable = adapter.immutable === true;
     const checkValues = !this.checks.trusted.has(adapter) ? this.checks.findProblem : undefined;
-    const stored = storedFormOf(adapter);
+    const stored = storedFormsOf(adapter);
     const changesOnly = taken.deleted !== undefined;
     for (const [id, value] of items.entries()) {
       const wait = slicer.yieldIfDue();

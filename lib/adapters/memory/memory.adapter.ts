@@ -6,7 +6,9 @@ import {
   PersistenceChange,
   PersistenceChanges,
 } from '../../interfaces/persistence-adapter.interface';
-import { reviveModel, STORED_FORM, storedForm } from '../model.schema';
+import { RecordJsonWriter } from '../list-json.cache';
+import { reviveModel, STORED_FORM, STORED_JSON, storedForm } from '../model.schema';
+import { JsonPiece } from '../../serializers/json-text.util';
 import { Conversation } from './conversation.model';
 import { CONVERSATION_SCHEMA } from './conversation.schema';
 import { MemoryManager } from './memory.manager';
@@ -24,6 +26,9 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
    * `migrations` here, so files written by this release keep loading.
    */
   readonly version = 1;
+
+  /** Keeps the text of each conversation's messages, so a save writes only the new ones anew. */
+  private readonly json = new RecordJsonWriter(CONVERSATION_SCHEMA, 'messages');
 
   constructor(private readonly memory: MemoryManager) {}
 
@@ -45,17 +50,23 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
     return this.memory.entries();
   }
 
-  /** Reads a conversation back with the schemas `MemoryManager` checks its input with. */
   /** @internal The record as JSON writes it, for a faster save (same bytes). */
   [STORED_FORM](record: Conversation): unknown {
     return storedForm(CONVERSATION_SCHEMA, record);
   }
 
+  /** @internal The record's JSON text, reusing its messages' text from the last save. */
+  [STORED_JSON](id: string, record: Conversation, indent: number): JsonPiece[] {
+    return this.json.pieces(id, record, indent);
+  }
+
+  /** Reads a conversation back with the schemas `MemoryManager` checks its input with. */
   revive(raw: unknown, id: string): Conversation {
     return reviveModel(CONVERSATION_SCHEMA, raw, id);
   }
 
   restore(items: ReadonlyMap<string, Conversation>): void {
+    this.json.clear(); // the loaded records share no message with the kept texts
     this.memory.replaceAll(new Map(items));
   }
 }
