@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PersistenceFile } from '../lib/storage/file-system.interface';
+import { PersistenceFile, PersistenceFileSystem } from '../lib/storage/file-system.interface';
+import { decodeRecords } from '../lib/storage/journal';
 import { NodeFileSystem } from '../lib/storage/node-file-system';
 import { readRegularFile, UnsafeFileError } from '../lib/storage/safe-read';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
@@ -123,39 +124,99 @@ describe('readRegularFile', () => {
 });
 
 describe('the journal commit', () => {
-  it('makes its record durable with one fdatasync where the file system has it', async () => {
+  /** The real file system, with the calls on opened files recorded as `<how> <call>`. */
+  const recordingFs = (calls: string[], synced: boolean): PersistenceFileSystem => {
+    const inner = new NodeFileSystem();
+    const recorded = (how: string, file: PersistenceFile): PersistenceFile => ({
+      stat: () => file.stat(),
+      read: (...args) => file.read(...args),
+      write: (data, position) => (calls.push(`${how} write`), file.write(data, position)),
+      truncate: (length) => file.truncate(length),
+      chmod: (m) => file.chmod(m),
+      sync: () => (calls.push(`${how} sync`), file.sync()),
+      datasync: () => (calls.push(`${how} datasync`), file.datasync!()),
+      close: () => file.close(),
+    });
+    return Object.assign(Object.create(inner) as NodeFileSystem, {
+      open: async (path: string, how: 'read' | 'create' | 'append' | 'directory', mode?: number) =>
+        recorded(how, await inner.open(path, how, mode)),
+      openSyncedAppend: synced
+        ? async (path: string, mode?: number) =>
+            recorded('synced', await inner.openSyncedAppend(path, mode))
+        : undefined,
+    });
+  };
+
+  it('makes a small record durable with one write through the O_DSYNC handle, and no sync', async () => {
     const dir = await makeTempDir();
     try {
       const calls: string[] = [];
-      const inner = new NodeFileSystem();
-      const fs = Object.assign(Object.create(inner) as NodeFileSystem, {
-        open: async (
-          path: string,
-          how: 'read' | 'create' | 'append' | 'directory',
-          mode?: number,
-        ) => {
-          const file = await inner.open(path, how, mode);
-          const recorded: PersistenceFile = {
-            stat: () => file.stat(),
-            read: (...args) => file.read(...args),
-            write: (data, position) => file.write(data, position),
-            truncate: (length) => file.truncate(length),
-            chmod: (m) => file.chmod(m),
-            sync: () => (calls.push('sync'), file.sync()),
-            datasync: () => (calls.push('datasync'), file.datasync!()),
-            close: () => file.close(),
-          };
-          return recorded;
-        },
-      });
       const { Journal } = await import('../lib/storage/journal');
-      const journal = new Journal(fs, join(dir, '.journal'), 0o600);
+      const journal = new Journal(recordingFs(calls, true), join(dir, '.journal'), 0o600);
       await journal.open();
       calls.length = 0;
       await journal.append([
         { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') },
       ]);
-      expect(calls).toEqual(['datasync']);
+      expect(calls).toEqual(['synced write']);
+      // A record larger than the staging buffer streams through the other handle: it ends with
+      // the prefix and one fdatasync of all of it.
+      calls.length = 0;
+      await journal.append([
+        { collection: 'sessions', fileName: 'b.json', data: Buffer.alloc(3 * 1024 * 1024, 98) },
+      ]);
+      expect(calls.filter((call) => call.startsWith('synced'))).toEqual([]);
+      expect(calls.slice(-2)).toEqual(['append write', 'append datasync']);
+      await journal.close();
+      expect(decodeRecords(await readFile(join(dir, '.journal'))).records).toHaveLength(2);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  it('through a NodeFileSystem subclass that overrides open() only, every journal write goes through that open()', async () => {
+    const dir = await makeTempDir();
+    try {
+      const seen: string[] = [];
+      class Watched extends NodeFileSystem {
+        override async open(
+          path: string,
+          how: 'read' | 'create' | 'append' | 'directory',
+          mode?: number,
+        ): Promise<PersistenceFile> {
+          const file = await super.open(path, how, mode);
+          const write = file.write.bind(file);
+          file.write = (data, position) => (seen.push(`${how} write`), write(data, position));
+          return file;
+        }
+      }
+      const fs = new Watched();
+      await expect(fs.openSyncedAppend(join(dir, 'x'))).rejects.toMatchObject({ code: 'ENOTSUP' });
+      const { Journal } = await import('../lib/storage/journal');
+      const journal = new Journal(fs, join(dir, '.journal'), 0o600);
+      await journal.open();
+      await journal.append([
+        { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') },
+      ]);
+      expect(seen).toEqual(['append write']);
+      await journal.close();
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  it('without O_DSYNC handles, makes its record durable with one fdatasync where the file system has it', async () => {
+    const dir = await makeTempDir();
+    try {
+      const calls: string[] = [];
+      const { Journal } = await import('../lib/storage/journal');
+      const journal = new Journal(recordingFs(calls, false), join(dir, '.journal'), 0o600);
+      await journal.open();
+      calls.length = 0;
+      await journal.append([
+        { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') },
+      ]);
+      expect(calls).toEqual(['append write', 'append datasync']);
       await journal.close();
     } finally {
       await removeDir(dir);

@@ -16,6 +16,14 @@ export interface PersistenceFileSystem {
     how: 'read' | 'create' | 'append' | 'directory',
     mode?: number,
   ): Promise<PersistenceFile>;
+  /**
+   * Optional: opens like `append`, but every write through the handle is durable when it resolves
+   * (O_DSYNC): its bytes and the file's new size reach the disk, as a write followed by
+   * `datasync()` would make them, in one call. The journal commits a record that fits its staging
+   * buffer in one such write: one trip to the thread pool per save instead of two. Without it, the
+   * journal writes, then calls `datasync()`.
+   */
+  openSyncedAppend?(path: string, mode?: number): Promise<PersistenceFile>;
   /** Entries of a folder, with their type as seen without following links. */
   readdir(path: string): Promise<DirEntry[]>;
   /** Metadata of a path, without following a final link. */

@@ -499,6 +499,8 @@ export class Journal {
   private file: JournalFileRef;
   /** False after a rotation until the new journal's name is fsynced into the folder. */
   private created = true;
+  /** The journal opened for durable writes (O_DSYNC), beside `handle`, when the platform has it. */
+  private synced?: PersistenceFile;
 
   constructor(
     private readonly fs: PersistenceFileSystem,
@@ -521,6 +523,7 @@ export class Journal {
    */
   async open(): Promise<JournalContents> {
     this.handle = await this.fs.open(this.path, 'append', this.fileMode);
+    this.synced = await this.openSynced();
     this.file = { path: this.path };
     const { size } = await this.handle.stat();
     const data = Buffer.alloc(size);
@@ -579,6 +582,10 @@ export class Journal {
   begin(beforeAcknowledge?: () => Promise<void>): JournalAppend {
     return new JournalAppend(
       () => this.reopened(),
+      async () => {
+        await this.reopened();
+        return this.synced;
+      },
       this.file,
       this.length,
       (length) => (this.length += length),
@@ -593,8 +600,7 @@ export class Journal {
    * cannot be created here, the next append creates it (and fsyncs the folder) before committing.
    */
   async rotate(sealedPath: string): Promise<boolean> {
-    await this.handle?.close();
-    this.handle = undefined;
+    await this.closeHandles();
     try {
       await this.fs.rename(this.path, sealedPath);
     } catch (error) {
@@ -619,8 +625,25 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    await this.closeHandles();
+  }
+
+  private async closeHandles(): Promise<void> {
+    const synced = this.synced;
+    this.synced = undefined;
+    await synced?.close().catch(() => undefined);
     await this.handle?.close();
     this.handle = undefined;
+  }
+
+  /**
+   * A second handle on the journal whose writes are durable when they resolve, where the file system
+   * has them (see `PersistenceFileSystem.openSyncedAppend`); `undefined` elsewhere, and when it
+   * cannot be opened: the commit then writes and syncs.
+   */
+  private async openSynced(): Promise<PersistenceFile | undefined> {
+    if (!this.fs.openSyncedAppend) return undefined;
+    return this.fs.openSyncedAppend(this.path, this.fileMode).catch(() => undefined);
   }
 
   /**
@@ -640,6 +663,7 @@ export class Journal {
       throw error;
     }
     this.handle = handle;
+    this.synced = await this.openSynced();
     return handle;
   }
 }
@@ -680,6 +704,7 @@ export class JournalAppend {
 
   constructor(
     private readonly open: () => Promise<PersistenceFile>,
+    private readonly openSynced: () => Promise<PersistenceFile | undefined>,
     private readonly file: JournalFileRef,
     private readonly start: number,
     private readonly committed: (length: number) => void,
@@ -753,6 +778,12 @@ export class JournalAppend {
       await this.putTrailer();
       const handle = await this.writer();
       const prefix = recordPrefix(this.written, this.hash.digest());
+      // Runs beside the write that makes the record durable; observed once that write settled.
+      const alongside = (durable: Promise<void>): Promise<void> => {
+        const checked = this.beforeAcknowledge?.();
+        checked?.catch(() => undefined);
+        return durable.then(() => checked);
+      };
       if (!this.dirty && this.stages && this.staged === this.written) {
         // The whole record is staged: one write, prefix first (one trip to the thread pool fewer,
         // which is one turn of a busy event loop fewer). Its checksum makes a torn write a torn tail.
@@ -762,19 +793,24 @@ export class JournalAppend {
         this.staged = 0;
         this.dirty = true;
         this.touched = this.written;
-        await handle.write(record, this.start);
+        const synced = await this.openSynced();
+        if (synced) {
+          // O_DSYNC: the write returns once the record and the journal's new size are on disk,
+          // as write + fdatasync would leave them. Nothing else of this record was written, and
+          // every record before it was made durable by its own commit: that one write is the
+          // whole commit, one trip to the thread pool.
+          await alongside(synced.write(record, this.start));
+        } else {
+          await handle.write(record, this.start);
+          await alongside(datasync(handle));
+        }
       } else {
         await this.flushStage();
         await this.inFlight;
         await handle.write(prefix, this.start);
+        // A streamed record's payload went through the other handle: sync all of it.
+        await alongside(datasync(handle));
       }
-      // fdatasync is enough: it makes the bytes and the new size durable, and nothing else about
-      // the journal (its mode is set when it is created, its times are never read) changes here.
-      const synced = handle.datasync ? handle.datasync() : handle.sync();
-      const checked = this.beforeAcknowledge?.();
-      checked?.catch(() => undefined); // observed below, once the sync settled
-      await synced;
-      await checked;
     } catch (error) {
       await this.abort();
       throw error;
@@ -872,4 +908,13 @@ export class JournalAppend {
     this.handle ??= await this.open();
     return this.handle;
   }
+}
+
+/**
+ * fdatasync where the file has it, else fsync. fdatasync is enough for the journal: it makes the
+ * bytes and the new size durable, and nothing else about the journal (its mode is set when it is
+ * created, its times are never read) changes at a commit.
+ */
+function datasync(handle: PersistenceFile): Promise<void> {
+  return handle.datasync ? handle.datasync() : handle.sync();
 }
