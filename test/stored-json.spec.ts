@@ -143,7 +143,7 @@ describe('a conversation written straight to JSON text (RecordJsonWriter)', () =
       await check(format, 'empty', 1); // no messages: "messages": []
       const id = `c-${format}`;
       memory.create({ id, title: 'ünïcødé "t"', metadata: { tags: ['a', { b: null }], n: 1.5 } });
-      for (let m = 0; m < 12; m++) {
+      for (let m = 0; m < 40; m++) {
         memory.addMessage(id, {
           role: m % 2 ? 'assistant' : 'user',
           content: m % 3 ? `message ${m} \u{1F600} \u2028 "x"` : '',

@@ -9,12 +9,20 @@ interface CachedList {
   readonly list: readonly unknown[];
   readonly indent: number;
   /**
-   * The list's text up to its last item, without the line break and `]` that close it. A string,
-   * not bytes: kept on the JS heap (a leaf object, nothing for the GC to walk), it adds no external
-   * memory, which would make V8 run full collections far more often.
+   * The list's text up to its last item, without the line break and `]` that close it, in pieces:
+   * the text of the list as first written, then the text of each item appended since. Strings, not
+   * bytes (external memory makes V8 run full collections far more often), and never joined into a
+   * new copy at each save: that copy would outlive a young collection and leave the old one as
+   * garbage in the old generation, whose collection pauses the application. Joined once
+   * {@link MAX_PIECES} pieces have gathered.
    */
-  readonly open: string;
+  readonly open: readonly string[];
+  /** Characters in `open`. */
+  readonly chars: number;
 }
+
+/** Appended items kept as separate pieces before they are joined into one string. */
+const MAX_PIECES = 32;
 
 /**
  * Writes a built-in record as JSON text (the envelope's `data`), keeping the text of one list field
@@ -84,26 +92,29 @@ export class RecordJsonWriter<T extends object> {
     }
     const cached = this.cache.get(id);
     const kept = cached && this.sharesPrefix(cached, list, indent) ? cached : undefined;
-    let open: string;
+    let open: readonly string[];
+    let chars: number;
     if (kept && kept.list.length === list.length) {
-      open = kept.open;
+      ({ open, chars } = kept);
     } else if (kept) {
       const separator = gap ? `,\n${gap.repeat(3)}` : ',';
       let added = '';
       for (let i = kept.list.length; i < list.length; i++) {
         added += separator + (jsonAt(storedItem(itemSchema, list[i]), indent, 3) ?? 'null');
       }
-      open = kept.open + added;
+      open = kept.open.length < MAX_PIECES ? [...kept.open, added] : [kept.open.join('') + added];
+      chars = kept.chars + added.length;
     } else {
       const text = jsonAt(
         list.map((item) => storedItem(itemSchema, item)),
         indent,
         2,
       )!;
-      open = text.slice(0, text.length - close.length);
+      open = [text.slice(0, text.length - close.length)];
+      chars = text.length - close.length;
     }
-    this.keep(id, { list, indent, open });
-    return [open, close];
+    this.keep(id, { list, indent, open, chars });
+    return [...open, close];
   }
 
   private sharesPrefix(cached: CachedList, list: readonly unknown[], indent: number): boolean {
@@ -115,13 +126,13 @@ export class RecordJsonWriter<T extends object> {
 
   private keep(id: string, entry: CachedList): void {
     this.forget(id);
-    if (entry.open.length > this.maxChars) return;
+    if (entry.chars > this.maxChars) return;
     this.cache.set(id, entry);
-    this.cachedChars += entry.open.length;
+    this.cachedChars += entry.chars;
     for (const [oldest, old] of this.cache) {
       if (this.cachedChars <= this.maxChars) break;
       this.cache.delete(oldest);
-      this.cachedChars -= old.open.length;
+      this.cachedChars -= old.chars;
     }
   }
 
@@ -129,7 +140,7 @@ export class RecordJsonWriter<T extends object> {
     const old = this.cache.get(id);
     if (old) {
       this.cache.delete(id);
-      this.cachedChars -= old.open.length;
+      this.cachedChars -= old.chars;
     }
   }
 }
