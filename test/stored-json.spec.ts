@@ -180,7 +180,7 @@ describe('a conversation written straight to JSON text (RecordJsonWriter)', () =
     }
   });
 
-  it('stays exact when a list is replaced by one that is not an extension of it, and when texts are evicted', async () => {
+  it('stays exact when a list is replaced by one that is not an extension of it, and when a text finds no room', async () => {
     app = await createApp({ path: dir });
     const memory = app.get(MemoryManager);
     const writer = new RecordJsonWriter<Conversation>(CONVERSATION_SCHEMA, 'messages', 2000);
@@ -191,10 +191,10 @@ describe('a conversation written straight to JSON text (RecordJsonWriter)', () =
       memory.create({ id });
       for (let m = 0; m < 8; m++)
         memory.addMessage(id, { role: 'user', content: `${id}${m}`.repeat(20) });
-      expect(text(id)).toBe(expected(id)); // each one pushes the one before out of a 2,000-char cache
+      expect(text(id)).toBe(expected(id)); // a 2,000-char cache: room for the first text only
     }
     for (const id of ['a', 'b', 'c']) {
-      memory.addMessage(id, { role: 'user', content: 'after eviction' });
+      memory.addMessage(id, { role: 'user', content: 'kept or not' });
       expect(text(id)).toBe(expected(id));
     }
     // A load replaces every record: the same id, other message objects (fewer of them here).

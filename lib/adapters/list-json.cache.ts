@@ -34,8 +34,9 @@ const MAX_PIECES = 32;
  * Sound because the built-in managers never change a record or a list item in place: a change
  * makes a new frozen record, and an append a new frozen list that shares every earlier item. The
  * cached text is reused only when each of its items is, by identity, the item at the same place in
- * the new list. The kept text is bounded (least recently used out first): it is a copy of what
- * was written, worth keeping for the records that change often.
+ * the new list. The kept text is bounded ({@link LIST_JSON_CACHE_CHARS}): a record's text is kept
+ * when there is room, and goes when the record is written again with other items (or is too large),
+ * is emptied, or a load replaces every record.
  */
 export class RecordJsonWriter<T extends object> {
   private readonly cache = new Map<string, CachedList>();
@@ -126,14 +127,13 @@ export class RecordJsonWriter<T extends object> {
 
   private keep(id: string, entry: CachedList): void {
     this.forget(id);
-    if (entry.chars > this.maxChars) return;
+    // Kept only while there is room: evicting older texts to make room would, in a save that
+    // writes more than fits (the first save of a large store), keep each text just long enough to
+    // reach the old generation and leave it there as garbage, growing the heap by the size of
+    // the whole store.
+    if (this.cachedChars + entry.chars > this.maxChars) return;
     this.cache.set(id, entry);
     this.cachedChars += entry.chars;
-    for (const [oldest, old] of this.cache) {
-      if (this.cachedChars <= this.maxChars) break;
-      this.cache.delete(oldest);
-      this.cachedChars -= old.chars;
-    }
   }
 
   private forget(id: string): void {
