@@ -211,6 +211,53 @@ describe('a conversation written straight to JSON text (RecordJsonWriter)', () =
     expect(text('a')).toBe(expected('a'));
   });
 
+  it('keeps at most its per-save budget of new text in one save; the others are kept by later saves', async () => {
+    app = await createApp({ path: dir });
+    const memory = app.get(MemoryManager);
+    const writer = new RecordJsonWriter<Conversation>(CONVERSATION_SCHEMA, 'messages', 1e9, 5000);
+    /** The ids whose messages were stringified whole (not taken from the kept text). */
+    const wholeLists = (ids: string[]): string[] => {
+      const rewritten: string[] = [];
+      for (const id of ids) {
+        const expected = JSON.stringify({ data: memory.get(id) }, null, 2);
+        const stringify = jest.spyOn(JSON, 'stringify');
+        let text: string;
+        let calls: unknown[][];
+        try {
+          text = joinPieces(
+            objectPieces([['data', writer.pieces(id, memory.get(id)!, 2)]], 2, 0),
+          ).toString();
+        } finally {
+          calls = [...stringify.mock.calls];
+          stringify.mockRestore();
+        }
+        expect(text).toBe(expected);
+        const whole = calls.some(([value]) => {
+          let inner = value;
+          while (inner && typeof inner === 'object' && Object.keys(inner).join() === 'a') {
+            inner = (inner as { a: unknown }).a;
+          }
+          return Array.isArray(inner) && inner.length > 1;
+        });
+        if (whole) rewritten.push(id);
+      }
+      return rewritten;
+    };
+    for (const id of ['a', 'b', 'c']) {
+      memory.create({ id });
+      for (let m = 0; m < 10; m++)
+        memory.addMessage(id, { role: 'user', content: 'x'.repeat(200) });
+    }
+    writer.nextSave();
+    expect(wholeLists(['a', 'b', 'c'])).toEqual(['a', 'b', 'c']); // ~3,400 characters each: room for one
+    for (const id of ['a', 'b', 'c']) memory.addMessage(id, { role: 'user', content: 'new' });
+    writer.nextSave();
+    expect(wholeLists(['a', 'b', 'c'])).toEqual(['b', 'c']); // a's kept text reused; b kept now
+    for (const id of ['a', 'b', 'c']) memory.addMessage(id, { role: 'user', content: 'newer' });
+    writer.nextSave();
+    expect(wholeLists(['a', 'b', 'c'])).toEqual(['c']);
+  });
+
   it('is what a save writes, and a restart reads back each message appended between saves', async () => {
     app = await createApp({ path: dir });
     const memory = app.get(MemoryManager);

@@ -39,6 +39,7 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
 
   /** What changed since the last durable save: a save costs what changed. */
   changes(): PersistenceChanges<Conversation> {
+    this.json.nextSave();
     return this.memory.changes();
   }
 
@@ -47,6 +48,7 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
   }
 
   snapshot(): ReadonlyMap<string, Conversation> {
+    this.json.nextSave();
     return this.memory.entries();
   }
 
