@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PersistenceFile, PersistenceFileSystem } from '../lib/storage/file-system.interface';
-import { decodeRecords } from '../lib/storage/journal';
+import { decodeRecords, Journal } from '../lib/storage/journal';
 import { NodeFileSystem } from '../lib/storage/node-file-system';
 import { readRegularFile, UnsafeFileError } from '../lib/storage/safe-read';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
@@ -124,6 +124,19 @@ describe('readRegularFile', () => {
 });
 
 describe('the journal commit', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await makeTempDir();
+  });
+  afterEach(async () => {
+    await removeDir(dir);
+  });
+  const opened = async (fs: PersistenceFileSystem): Promise<Journal> => {
+    const journal = new Journal(fs, join(dir, '.journal'), 0o600);
+    await journal.open();
+    return journal;
+  };
+  const small = { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') };
   /** The real file system, with the calls on opened files recorded as `<how> <call>`. */
   const recordingFs = (calls: string[], synced: boolean): PersistenceFileSystem => {
     const inner = new NodeFileSystem();
@@ -148,78 +161,51 @@ describe('the journal commit', () => {
   };
 
   it('makes a small record durable with one write through the O_DSYNC handle, and no sync', async () => {
-    const dir = await makeTempDir();
-    try {
-      const calls: string[] = [];
-      const { Journal } = await import('../lib/storage/journal');
-      const journal = new Journal(recordingFs(calls, true), join(dir, '.journal'), 0o600);
-      await journal.open();
-      calls.length = 0;
-      await journal.append([
-        { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') },
-      ]);
-      expect(calls).toEqual(['synced write']);
-      // A record larger than the staging buffer streams through the other handle: it ends with
-      // the prefix and one fdatasync of all of it.
-      calls.length = 0;
-      await journal.append([
-        { collection: 'sessions', fileName: 'b.json', data: Buffer.alloc(3 * 1024 * 1024, 98) },
-      ]);
-      expect(calls.filter((call) => call.startsWith('synced'))).toEqual([]);
-      expect(calls.slice(-2)).toEqual(['append write', 'append datasync']);
-      await journal.close();
-      expect(decodeRecords(await readFile(join(dir, '.journal'))).records).toHaveLength(2);
-    } finally {
-      await removeDir(dir);
-    }
+    const calls: string[] = [];
+    const journal = await opened(recordingFs(calls, true));
+    calls.length = 0;
+    await journal.append([{ ...small }]);
+    expect(calls).toEqual(['synced write']);
+    // A record larger than the staging buffer streams through the other handle: it ends with
+    // the prefix and one fdatasync of all of it.
+    calls.length = 0;
+    await journal.append([
+      { collection: 'sessions', fileName: 'b.json', data: Buffer.alloc(3 * 1024 * 1024, 98) },
+    ]);
+    expect(calls.filter((call) => call.startsWith('synced'))).toEqual([]);
+    expect(calls.slice(-2)).toEqual(['append write', 'append datasync']);
+    await journal.close();
+    expect(decodeRecords(await readFile(join(dir, '.journal'))).records).toHaveLength(2);
   });
 
   it('through a NodeFileSystem subclass that overrides open() only, every journal write goes through that open()', async () => {
-    const dir = await makeTempDir();
-    try {
-      const seen: string[] = [];
-      class Watched extends NodeFileSystem {
-        override async open(
-          path: string,
-          how: 'read' | 'create' | 'append' | 'directory',
-          mode?: number,
-        ): Promise<PersistenceFile> {
-          const file = await super.open(path, how, mode);
-          const write = file.write.bind(file);
-          file.write = (data, position) => (seen.push(`${how} write`), write(data, position));
-          return file;
-        }
+    const seen: string[] = [];
+    class Watched extends NodeFileSystem {
+      override async open(
+        path: string,
+        how: 'read' | 'create' | 'append' | 'directory',
+        mode?: number,
+      ): Promise<PersistenceFile> {
+        const file = await super.open(path, how, mode);
+        const write = file.write.bind(file);
+        file.write = (data, position) => (seen.push(`${how} write`), write(data, position));
+        return file;
       }
-      const fs = new Watched();
-      await expect(fs.openSyncedAppend(join(dir, 'x'))).rejects.toMatchObject({ code: 'ENOTSUP' });
-      const { Journal } = await import('../lib/storage/journal');
-      const journal = new Journal(fs, join(dir, '.journal'), 0o600);
-      await journal.open();
-      await journal.append([
-        { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') },
-      ]);
-      expect(seen).toEqual(['append write']);
-      await journal.close();
-    } finally {
-      await removeDir(dir);
     }
+    const fs = new Watched();
+    await expect(fs.openSyncedAppend(join(dir, 'x'))).rejects.toMatchObject({ code: 'ENOTSUP' });
+    const journal = await opened(fs);
+    await journal.append([{ ...small }]);
+    expect(seen).toEqual(['append write']);
+    await journal.close();
   });
 
   it('without O_DSYNC handles, makes its record durable with one fdatasync where the file system has it', async () => {
-    const dir = await makeTempDir();
-    try {
-      const calls: string[] = [];
-      const { Journal } = await import('../lib/storage/journal');
-      const journal = new Journal(recordingFs(calls, false), join(dir, '.journal'), 0o600);
-      await journal.open();
-      calls.length = 0;
-      await journal.append([
-        { collection: 'sessions', fileName: 'a.json', data: Buffer.from('{"id":"a"}') },
-      ]);
-      expect(calls).toEqual(['append write', 'append datasync']);
-      await journal.close();
-    } finally {
-      await removeDir(dir);
-    }
+    const calls: string[] = [];
+    const journal = await opened(recordingFs(calls, false));
+    calls.length = 0;
+    await journal.append([{ ...small }]);
+    expect(calls).toEqual(['append write', 'append datasync']);
+    await journal.close();
   });
 });
