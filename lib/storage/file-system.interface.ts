@@ -21,7 +21,8 @@ export interface PersistenceFileSystem {
    * (O_DSYNC): its bytes and the file's new size reach the disk, as a write followed by
    * `datasync()` would make them, in one call. The journal commits a record that fits its staging
    * buffer in one such write: one trip to the thread pool per save instead of two. Without it, the
-   * journal writes, then calls `datasync()`.
+   * journal writes, then calls `datasync()`. A wrapper that intercepts `open()` to see or fail
+   * writes must wrap this too (or leave it `undefined`): the journal's commits go through it.
    */
   openSyncedAppend?(path: string, mode?: number): Promise<PersistenceFile>;
   /** Entries of a folder, with their type as seen without following links. */

@@ -522,6 +522,7 @@ export class Journal {
    * next append starts right after the last valid record.
    */
   async open(): Promise<JournalContents> {
+    await this.closeHandles(); // opened again (never twice at once)
     this.handle = await this.fs.open(this.path, 'append', this.fileMode);
     this.synced = await this.openSynced();
     this.file = { path: this.path };
