@@ -1,5 +1,5 @@
 import { jsonAt, JsonPiece, gapOf, objectPieces } from '../serializers/json-text.util';
-import { FieldSpec, isoString, ModelSchema, storedForm } from './model.schema';
+import { FieldSpec, ModelSchema, storedItem, storedValue } from './model.schema';
 
 /** How many characters of list text one {@link RecordJsonWriter} keeps (two bytes each at most). @internal */
 export const LIST_JSON_CACHE_CHARS = 32 * 1024 * 1024;
@@ -75,15 +75,8 @@ export class RecordJsonWriter<T extends object> {
       const type = fields[key]?.type;
       if (key === this.listKey && type?.kind === 'list' && Array.isArray(value)) {
         members.push([key, this.listPieces(id, value, type.of, indent)]);
-      } else if (type?.kind === 'date' && value instanceof Date) {
-        const time = value.getTime();
-        members.push([key, [Number.isFinite(time) ? `"${isoString(value)}"` : 'null']]);
       } else {
-        const stored =
-          type?.kind === 'list' && Array.isArray(value)
-            ? value.map((item: unknown) => storedItem(type.of, item))
-            : value;
-        const text = jsonAt(stored, indent, 2);
+        const text = jsonAt(storedValue(type, value), indent, 2);
         if (text !== undefined) members.push([key, [text]]);
       }
     }
@@ -166,11 +159,4 @@ export class RecordJsonWriter<T extends object> {
       this.cachedChars -= old.chars;
     }
   }
-}
-
-/** An item of a list as JSON writes it (see storedForm). */
-function storedItem(schema: ModelSchema<object>, item: unknown): unknown {
-  return typeof item === 'object' && item !== null && !Array.isArray(item)
-    ? storedForm(schema, item)
-    : item;
 }

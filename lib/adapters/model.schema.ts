@@ -470,9 +470,9 @@ interface WithStoredForm {
 /** A built-in adapter's faster ways to write its records, for the built-in serializers. */
 export interface StoredForms {
   /** The record as JSON writes it (see {@link storedForm}). */
-  form(record: unknown): unknown;
+  form: (record: unknown) => unknown;
   /** The record's JSON text, as `JSON.stringify` gives it for the envelope's `data` with `indent`. */
-  json?(id: string, record: unknown, indent: number): JsonPiece[];
+  json?: (id: string, record: unknown, indent: number) => JsonPiece[];
 }
 
 /** The adapter's stored forms, when it has them (the built-in adapters). */
@@ -503,25 +503,29 @@ export function storedForm<T extends object>(schema: ModelSchema<T>, record: T):
   const fields = schema.fields as Readonly<Record<string, FieldSpec>>;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(record)) {
-    const value = (record as Record<string, unknown>)[key];
-    const type = fields[key]?.type;
-    if (type?.kind === 'date' && value instanceof Date) {
-      out[key] = Number.isFinite(value.getTime()) ? isoString(value) : null;
-    } else if (type?.kind === 'list' && Array.isArray(value)) {
-      const list = new Array<unknown>(value.length);
-      for (let i = 0; i < value.length; i++) {
-        const item: unknown = value[i];
-        list[i] =
-          typeof item === 'object' && item !== null && !Array.isArray(item)
-            ? storedForm(type.of, item)
-            : item;
-      }
-      out[key] = list;
-    } else {
-      out[key] = value;
-    }
+    out[key] = storedValue(fields[key]?.type, (record as Record<string, unknown>)[key]);
   }
   return out;
+}
+
+/** One field's value as JSON writes it (see {@link storedForm}); `type` undefined: as it is. */
+export function storedValue(type: FieldType | undefined, value: unknown): unknown {
+  if (type?.kind === 'date' && value instanceof Date) {
+    return Number.isFinite(value.getTime()) ? isoString(value) : null;
+  }
+  if (type?.kind === 'list' && Array.isArray(value)) {
+    const list = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) list[i] = storedItem(type.of, value[i]);
+    return list;
+  }
+  return value;
+}
+
+/** An item of a list of `schema` records as JSON writes it. */
+export function storedItem(schema: ModelSchema<object>, item: unknown): unknown {
+  return typeof item === 'object' && item !== null && !Array.isArray(item)
+    ? storedForm(schema, item)
+    : item;
 }
 
 const MS_PER_DAY = 86_400_000;

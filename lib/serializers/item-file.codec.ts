@@ -101,10 +101,11 @@ export class ItemFileCodec {
   ): Promise<Buffer> {
     // A built-in adapter's records in the form JSON writes them (same bytes, sooner), or straight
     // as JSON text; a custom serializer gets the adapter's value as it is.
-    const indent = stored?.json && this.builtIn ? this.jsonIndent() : undefined;
+    const json = this.builtIn ? stored?.json : undefined;
+    const indent = json ? this.jsonIndent() : undefined;
     const text =
-      indent !== undefined
-        ? envelopeJson(id, schemaVersion, stored!.json!(id, data, indent), indent)
+      json && indent !== undefined
+        ? envelopeJson(id, schemaVersion, json(id, data, indent), indent)
         : undefined;
     if (text && this.serializer instanceof JsonSerializer) return text;
     if (stored && this.builtIn && !text) data = stored.form(data);
