@@ -19,7 +19,8 @@ async function main(): Promise<void> {
   let result: ColdLoadResult;
   // Each side loads only its own modules (Nest and the library, or the comparator's package).
   if (backend === 'ours' || backend === 'redis') {
-    const { PersistenceStore, RedisStorageDriver } = await import('../lib');
+    const { PersistenceStore } = await import('../lib');
+    const { RedisStorageDriver } = await import('../lib/storage/redis');
     const { openBenchApp } = await import('./bench.app');
     const { itemsOf } = await import('./workload');
     const bootStarted = performance.now();

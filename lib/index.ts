@@ -1,6 +1,8 @@
 /*
  * The public API of `nestjs-persistence`, and nothing else. Health checks are in the separate
- * `nestjs-persistence/health` entry point (lib/health/index.ts).
+ * `nestjs-persistence/health` entry point (lib/health/index.ts), the Redis driver in
+ * `nestjs-persistence/redis` (lib/storage/redis/index.ts): their peers' types reach only the
+ * applications that import them.
  */
 export * from './adapters';
 export * from './decorators';
@@ -44,5 +46,3 @@ export { LocalBackupTarget } from './storage/local-backup.target';
 export type { LocalBackupTargetOptions } from './storage/local-backup.target';
 export { StorageDriver } from './interfaces/storage-driver.interface';
 export type * from './interfaces/storage-driver.interface';
-export { RedisStorageDriver } from './storage/redis';
-export type { RedisStorageDriverOptions } from './storage/redis';

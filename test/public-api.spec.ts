@@ -2,6 +2,7 @@ import { INestApplication, Injectable, Module } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as api from 'nestjs-persistence';
+import * as redisEntry from 'nestjs-persistence/redis';
 import {
   FocusManager,
   MemoryManager,
@@ -64,13 +65,25 @@ describe('public API', () => {
         'PersistenceModule',
         'PersistenceStore',
         'QUARANTINE_DIR',
-        'RedisStorageDriver',
         'SessionManager',
         'StorageDriver',
         'detectFormat',
         'isPersistenceError',
       ].sort(),
     );
+  });
+
+  it('keeps the Redis driver in its own entry point, nestjs-persistence/redis', async () => {
+    expect(Object.keys(redisEntry)).toEqual(['RedisStorageDriver']);
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+      exports: Record<string, { types: string; default: string }>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+    };
+    expect(pkg.exports['./redis']).toEqual({
+      types: './dist/storage/redis/index.d.ts',
+      default: './dist/storage/redis/index.js',
+    });
+    expect(pkg.peerDependenciesMeta.ioredis.optional).toBe(true);
   });
 
   it('strips @internal members (the managers’ entries()/replaceAll()) from the published .d.ts', async () => {

@@ -3,9 +3,9 @@ import {
   PersistenceErrorCode,
   PersistenceErrorEvent,
   PersistenceStore,
-  RedisStorageDriver,
   SessionManager,
 } from 'nestjs-persistence';
+import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { createApp } from './fixtures/app.factory';
 import { itOrSkip } from './fixtures/preconditions';
 import { freePort, RedisServerProcess, redisServerProblem, until } from './fixtures/redis';

@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RedisStorageDriver } from 'nestjs-persistence';
+import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { Cart, CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { createApp } from './fixtures/app.factory';
 import { ChildApp } from './fixtures/child-process';

@@ -12,9 +12,9 @@ import {
   PERSISTENCE_BACKUP_CRON,
   PersistenceModuleOptions,
   PersistenceStore,
-  RedisStorageDriver,
   SessionManager,
 } from 'nestjs-persistence';
+import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { createApp } from './fixtures/app.factory';
 import { itOrSkip } from './fixtures/preconditions';

@@ -7,10 +7,10 @@ import {
   PersistenceErrorCode,
   PersistenceModuleOptions,
   PersistenceStore,
-  RedisStorageDriver,
   SaveMetadata,
   SessionManager,
 } from 'nestjs-persistence';
+import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { createApp } from './fixtures/app.factory';
 import { EventLog } from './fixtures/event-log';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
