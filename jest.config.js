@@ -12,6 +12,7 @@ module.exports = {
     '^nestjs-persistence$': '<rootDir>/lib/index.ts',
     '^nestjs-persistence/health$': '<rootDir>/lib/health/index.ts',
     '^nestjs-persistence/redis$': '<rootDir>/lib/storage/redis/index.ts',
+    '^nestjs-persistence/testing$': '<rootDir>/lib/testing/index.ts',
   },
   collectCoverageFrom: ['lib/**/*.ts'],
   testTimeout: 30000,

@@ -19,6 +19,7 @@ const PACKAGES = [
   'nestjs-persistence',
   'nestjs-persistence/health',
   'nestjs-persistence/redis',
+  'nestjs-persistence/testing',
   '@nestjs/common',
   '@nestjs/core',
   '@nestjs/config',

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as api from 'nestjs-persistence';
 import * as redisEntry from 'nestjs-persistence/redis';
+import * as testingEntry from 'nestjs-persistence/testing';
 import {
   FocusManager,
   MemoryManager,
@@ -73,8 +74,9 @@ describe('public API', () => {
     );
   });
 
-  it('keeps the Redis driver in its own entry point, nestjs-persistence/redis', async () => {
+  it('keeps the Redis driver and the testing kit in their own entry points', async () => {
     expect(Object.keys(redisEntry)).toEqual(['RedisStorageDriver']);
+    expect(Object.keys(testingEntry).sort()).toEqual(['InMemoryStorage', 'InMemoryStorageDriver']);
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
       exports: Record<string, { types: string; default: string }>;
       peerDependenciesMeta: Record<string, { optional?: boolean }>;

@@ -11,6 +11,7 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { RedisStorageDriver } from 'nestjs-persistence/redis';
+import { InMemoryStorage, InMemoryStorageDriver } from 'nestjs-persistence/testing';
 import { createApp } from './fixtures/app.factory';
 import { EventLog } from './fixtures/event-log';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
@@ -21,8 +22,8 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
  * The store's behaviour that does not depend on where the bytes go, run on each storage: the local
- * file system (the default) and the Redis driver (the server at 127.0.0.1:6379; skipped with the
- * reason when none answers). The same test code for both: what an application relies on must not
+ * file system (the default), the Redis driver (the server at 127.0.0.1:6379; skipped with the
+ * reason when none answers) and the in-memory driver of nestjs-persistence/testing. The same test code for both: what an application relies on must not
  * change with `storage`. File-specific behaviour (files, journal, lock, crash points) has its own
  * suites; so has Redis-specific behaviour (replicas, conflicts, faults).
  */
@@ -56,6 +57,14 @@ const STORAGES: Storage[] = [
       const keyPrefix = uniquePrefix(dir.replace(/[^a-z0-9]/gi, '').slice(-12));
       prefixes.push(keyPrefix);
       return () => ({ path: dir, storage: new RedisStorageDriver({ url: URL, keyPrefix }) });
+    },
+  },
+  {
+    name: 'the in-memory driver',
+    problem: undefined,
+    place: (dir) => {
+      const storage = new InMemoryStorage(); // one "server" for every application of the test
+      return () => ({ path: dir, storage: new InMemoryStorageDriver({ storage }) });
     },
   },
 ];

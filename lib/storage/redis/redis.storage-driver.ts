@@ -17,12 +17,8 @@ import type {
   StoredRecord,
   WatchedChange,
 } from '../../interfaces/storage-driver.interface';
-import {
-  badStoredData,
-  driverNotOpen,
-  duplicateChange,
-  invalidDriverOption,
-} from '../../persistence.messages';
+import { badStoredData, driverNotOpen } from '../../persistence.messages';
+import { checkDriverChanges, invalidDriverArgument } from '../driver-changes.util';
 import { clientOptions, loadRedisModule, runScript, toPersistenceError } from './redis.client';
 import { RedisKeys } from './redis.keys';
 import {
@@ -110,11 +106,7 @@ const parseRevision = (value: Buffer | string | null): number | undefined => {
 };
 
 function invalid(option: string, got: unknown, fix: string): PersistenceError {
-  return new PersistenceError(
-    PersistenceErrorCode.InvalidOptions,
-    invalidDriverOption(DRIVER, option, got, fix),
-    { operation: 'init' },
-  );
+  return invalidDriverArgument(DRIVER, option, got, fix);
 }
 
 /** The URL without its credentials, for messages. */
@@ -289,7 +281,7 @@ export class RedisStorageDriver implements StorageDriver {
     if (policy !== 'last-write-wins' && policy !== 'reject') {
       throw invalid('conflicts', policy, "Give 'last-write-wins' or 'reject'.");
     }
-    this.checkChanges(changes);
+    checkDriverChanges(DRIVER, changes);
     if (changes.length === 0) return { applied: [], conflicts: [], blocked: [] };
     const keys: string[] = [this.keys.revision];
     const args: Array<string | Buffer | number> = [
@@ -445,41 +437,6 @@ export class RedisStorageDriver implements StorageDriver {
       driverNotOpen(this.location, this.state === 'closed' ? 'closed' : 'not open'),
       { path: this.location },
     );
-  }
-
-  private checkChanges(changes: readonly DriverChange[]): void {
-    const seen = new Set<string>();
-    for (const change of changes) {
-      const { collection, id, data, expectedRevision } = change;
-      if (typeof collection !== 'string' || collection.length === 0) {
-        throw invalid('change.collection', collection, 'Give a non-empty string.');
-      }
-      if (typeof id !== 'string' || id.length === 0) {
-        throw invalid('change.id', id, 'Give a non-empty string.');
-      }
-      if (data !== null && !Buffer.isBuffer(data)) {
-        throw invalid('change.data', data, 'Give a Buffer, or null to remove the item.');
-      }
-      if (
-        expectedRevision !== null &&
-        (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0)
-      ) {
-        throw invalid(
-          'change.expectedRevision',
-          expectedRevision,
-          'Give the revision last loaded or written, or null (0) for a new item.',
-        );
-      }
-      const key = `${collection.length}:${collection}:${id}`;
-      if (seen.has(key)) {
-        throw new PersistenceError(
-          PersistenceErrorCode.InvalidInput,
-          duplicateChange(collection, id),
-          { operation: 'save', adapter: collection, itemId: id },
-        );
-      }
-      seen.add(key);
-    }
   }
 
   /**

@@ -1,0 +1,67 @@
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError } from '../errors/persistence.error';
+import type { DriverChange } from '../interfaces/storage-driver.interface';
+import { duplicateChange, invalidDriverOption } from '../persistence.messages';
+
+/* What every StorageDriver checks the same way: its options and a commit's changes. */
+
+/** A typed error for a driver option (or argument) that is not valid: which, what came, the fix. */
+export function invalidDriverArgument(
+  driver: string,
+  option: string,
+  got: unknown,
+  fix: string,
+): PersistenceError {
+  return new PersistenceError(
+    PersistenceErrorCode.InvalidOptions,
+    invalidDriverOption(driver, option, got, fix),
+    { operation: 'init' },
+  );
+}
+
+/** Refuses a commit whose changes are malformed or name one item twice, before anything is sent. */
+export function checkDriverChanges(driver: string, changes: readonly DriverChange[]): void {
+  const seen = new Set<string>();
+  for (const change of changes) {
+    const { collection, id, data, expectedRevision } = change;
+    if (typeof collection !== 'string' || collection.length === 0) {
+      throw invalidDriverArgument(
+        driver,
+        'change.collection',
+        collection,
+        'Give a non-empty string.',
+      );
+    }
+    if (typeof id !== 'string' || id.length === 0) {
+      throw invalidDriverArgument(driver, 'change.id', id, 'Give a non-empty string.');
+    }
+    if (data !== null && !Buffer.isBuffer(data)) {
+      throw invalidDriverArgument(
+        driver,
+        'change.data',
+        data,
+        'Give a Buffer, or null to remove the item.',
+      );
+    }
+    if (
+      expectedRevision !== null &&
+      (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0)
+    ) {
+      throw invalidDriverArgument(
+        driver,
+        'change.expectedRevision',
+        expectedRevision,
+        'Give the revision last loaded or written, or null (0) for a new item.',
+      );
+    }
+    const key = `${collection.length}:${collection}:${id}`;
+    if (seen.has(key)) {
+      throw new PersistenceError(
+        PersistenceErrorCode.InvalidInput,
+        duplicateChange(collection, id),
+        { operation: 'save', adapter: collection, itemId: id },
+      );
+    }
+    seen.add(key);
+  }
+}
