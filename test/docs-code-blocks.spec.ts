@@ -45,6 +45,8 @@ declare class CartStateModule {}
 declare class AppModule {}
 declare const store: import('nestjs-persistence').PersistenceStore;
 declare const alerts: { send(code: string, operation: string): void };
+declare function it(name: string, test: () => Promise<void>): void;
+declare function expect(value: unknown): { toHaveLength(length: number): void; toEqual(value: unknown): void };
 `;
 
 interface Block {

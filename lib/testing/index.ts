@@ -5,3 +5,5 @@
  */
 export { InMemoryStorage, InMemoryStorageDriver } from '../storage/memory/in-memory.storage-driver';
 export type { InMemoryStorageDriverOptions } from '../storage/memory/in-memory.storage-driver';
+export { PersistenceTestingModule } from './persistence-testing.module';
+export type { PersistenceTestingModuleOptions } from './persistence-testing.module';
