@@ -19,6 +19,7 @@ import {
   SaveMetadata,
   SessionManager,
 } from 'nestjs-persistence';
+import { InMemoryStorage, PersistenceTestingModule } from 'nestjs-persistence/testing';
 
 @Injectable()
 class SavedCounter {
@@ -64,7 +65,16 @@ async function main(): Promise<void> {
     if (back?.messages[0]?.content !== 'Hello' || user !== 'ada') {
       throw new Error(`state did not come back: ${JSON.stringify({ back, user })}`);
     }
-    console.log('package check: booted, saved, restarted, state came back');
+    const storage = new InMemoryStorage();
+    @Module({ imports: [PersistenceTestingModule.forRoot({ storage })] })
+    class TestingModule {}
+    const inMemory = await NestFactory.createApplicationContext(TestingModule, { logger: false });
+    await inMemory.init();
+    inMemory.get(SessionManager).create({ id: 'in-memory' });
+    await inMemory.get(PersistenceStore).saveAll();
+    await inMemory.close();
+    if (storage.ids('sessions').join() !== 'in-memory') throw new Error('testing entry: not saved');
+    console.log('package check: booted, saved, restarted, state came back (files and in-memory)');
   } finally {
     await rm(path, { recursive: true, force: true });
   }
