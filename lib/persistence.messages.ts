@@ -35,6 +35,10 @@ export const adapterNameMismatch = (what: string, declared: string, actual: unkn
   `Persistence adapter ${what} is decorated @PersistedState(${JSON.stringify(declared)}) but its ` +
   `name is ${describe(actual)}. Remove the name property or make the two equal.`;
 
+export const featureWithoutRoot = (feature: string): string =>
+  `${feature} is imported, but the application has no store: import PersistenceModule.forRoot() ` +
+  '(or forRootAsync()) in its root module. Without it these adapters would never be saved or loaded.';
+
 export const adapterNotSingleton = (what: string): string =>
   `Persistence adapter ${what} is request- or transient-scoped (or depends on such a provider), so ` +
   'the store cannot hold one instance of it. Make it (and its dependencies) default-scoped.';

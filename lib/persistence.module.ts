@@ -140,7 +140,7 @@ export class PersistenceModule extends ConfigurablePersistenceModule {
       );
     }
     return {
-      module: PersistenceFeatureModule,
+      module: PersistenceFeatureModule.named(adapters),
       imports: options.imports ?? [],
       providers: [
         ...adapters,

@@ -372,6 +372,36 @@ describe('module wiring', () => {
     });
   });
 
+  it('forFeature() without forRoot() fails init: its adapters would never be saved', async () => {
+    @Module({
+      imports: [PersistenceModule.forFeature([CounterAdapter], { imports: [CounterStateModule] })],
+    })
+    class OrphanModule {}
+    const moduleRef = await Test.createTestingModule({ imports: [OrphanModule] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await expect(app.init()).rejects.toMatchObject({
+      code: PersistenceErrorCode.InvalidOptions,
+      message: expect.stringContaining(
+        'PersistenceModule.forFeature([CounterAdapter]) is imported, but the application has no store: import PersistenceModule.forRoot()',
+      ) as unknown,
+    });
+    await app.close();
+  });
+
+  it('forFeature() whose adapter misses a dependency: Nest names the forFeature() call, not an internal module', async () => {
+    @Module({
+      imports: [PersistenceModule.forFeature([CounterAdapter])],
+      providers: [CounterService],
+    })
+    class SameModule {}
+    const compiled = Test.createTestingModule({
+      imports: [PersistenceModule.forRoot({ path: dir, autoSave: false }), SameModule],
+    }).compile();
+    await expect(compiled).rejects.toThrow(
+      /CounterService at index \[0\] is available in the PersistenceModule\.forFeature\(\[CounterAdapter\]\) module/,
+    );
+  });
+
   it('forFeature() rejects something that is not a list of classes', () => {
     expect(() => PersistenceModule.forFeature({} as never)).toThrow(
       expect.objectContaining({ code: PersistenceErrorCode.InvalidOptions }),

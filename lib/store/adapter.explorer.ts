@@ -67,7 +67,7 @@ export class PersistenceAdapterExplorer {
   /** `in CartModule`, or for a forFeature() module, the modules that import it. */
   private describe(host: Module | undefined): string {
     if (!host) return 'in an unknown module';
-    if (host.metatype !== PersistenceFeatureModule) return `in ${host.name}`;
+    if (!(host.metatype.prototype instanceof PersistenceFeatureModule)) return `in ${host.name}`;
     const importers = [...this.modules.values()]
       .filter((module) => module.imports.has(host))
       .map((module) => module.name);
