@@ -68,6 +68,7 @@ describe('public API', () => {
         'QUARANTINE_DIR',
         'SessionManager',
         'StorageDriver',
+        'TrackedStateAdapter',
         'detectFormat',
         'isPersistenceError',
       ].sort(),
@@ -76,7 +77,11 @@ describe('public API', () => {
 
   it('keeps the Redis driver and the testing kit in their own entry points', async () => {
     expect(Object.keys(redisEntry)).toEqual(['RedisStorageDriver']);
-    expect(Object.keys(testingEntry).sort()).toEqual(['InMemoryStorage', 'InMemoryStorageDriver']);
+    expect(Object.keys(testingEntry).sort()).toEqual([
+      'InMemoryStorage',
+      'InMemoryStorageDriver',
+      'PersistenceTestingModule',
+    ]);
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
       exports: Record<string, { types: string; default: string }>;
       peerDependenciesMeta: Record<string, { optional?: boolean }>;
