@@ -141,7 +141,7 @@ async function main(): Promise<void> {
   const redis = spec.backend === 'redis';
   const ours = spec.backend === 'ours' || redis;
   const storeDir = join(spec.workDir, 'store');
-  const keyPrefix = `bench:${randomBytes(6).toString('hex')}:`;
+  const keyPrefix = `{bench:${randomBytes(6).toString('hex')}}:`; // a hash tag: the cleanup SCAN matches it as is
   const app = await openBenchApp({
     path: ours && !redis ? storeDir : join(spec.workDir, 'app-unused'),
     ...(spec.format ? { format: spec.format as 'json' } : {}),

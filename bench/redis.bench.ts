@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   };
   try {
     for (let run = 0; run < runs; run++) {
-      const prefix = `bench:redis:${process.pid}:${run}:`;
+      const prefix = `{bench:redis:${process.pid}:${run}}:`; // its own hash tag: the raw keys share it
       prefixes.push(prefix);
       const driver = new RedisStorageDriver({ url, keyPrefix: prefix, replicaId: 'bench' });
       await driver.open();

@@ -55,6 +55,11 @@ describe('RedisStorageDriver: options and loading', () => {
     expect(badUrl.message).toContain('redis:// or rediss://');
     const badReplica = thrown(() => new RedisStorageDriver({ keyPrefix: 'a:', replicaId: '' }));
     expect(badReplica.message).toContain('"replicaId"');
+    for (const keyPrefix of ['a}b:', '{a:', '{}a:']) {
+      const braces = thrown(() => new RedisStorageDriver({ keyPrefix }));
+      expect(braces.code).toBe(PersistenceErrorCode.InvalidOptions);
+      expect(braces.message).toContain('hash tag');
+    }
   });
 
   it('hides credentials in its location', () => {
@@ -151,6 +156,26 @@ describe('RedisStorageDriver against Redis', () => {
       { collection: 'sessions', id: 'ü/2', data: bytes('2'), revision: second.revision },
     ]);
   });
+
+  itRedis(
+    'puts a prefix without a hash tag into one, so every key of a store is in one slot',
+    async () => {
+      const plain = prefix.replace(/[{}]/g, ''); // the test's prefix without its own tag
+      const created = new RedisStorageDriver({ url: URL, keyPrefix: plain, replicaId: 'p' });
+      drivers.push(created);
+      await created.open();
+      await created.commit(
+        [{ collection: 'c', id: 'x', data: bytes('1'), expectedRevision: null }],
+        { conflicts: 'reject' },
+      );
+      try {
+        expect(await admin.exists(`{${plain}}item:c:x`, `{${plain}}index:c`)).toBe(2);
+        expect(await admin.keys(`${plain}*`)).toEqual([]);
+      } finally {
+        await removeKeys(admin, `{${plain}}`);
+      }
+    },
+  );
 
   itRedis('removes deleted items from the store and from the index', async () => {
     const a = await driver();

@@ -1,4 +1,4 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
 import {
@@ -9,6 +9,13 @@ import {
 import type { RedisScript } from './redis.scripts';
 
 /* Loading ioredis lazily, the client options that make commands fail fast, and error mapping. */
+
+/** A client the driver talks through: one server (`Redis`) or a Redis Cluster (`Cluster`). */
+export type RedisConnection = Redis | Cluster;
+
+/** True for an ioredis `Cluster` client. */
+export const isCluster = (client: RedisConnection): client is Cluster =>
+  (client as Partial<Cluster>).isCluster === true;
 
 /** The ioredis constructor. */
 export type RedisConstructor = new (url: string, options: RedisOptions) => Redis;
@@ -88,7 +95,7 @@ export function toPersistenceError(
 
 /** Runs a script by SHA-1, loading it (EVAL) when the server does not have it yet. */
 export async function runScript(
-  client: Redis,
+  client: RedisConnection,
   script: RedisScript,
   keys: readonly string[],
   args: ReadonlyArray<string | Buffer | number>,

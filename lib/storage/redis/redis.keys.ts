@@ -1,6 +1,8 @@
 /*
  * The Redis key layout, in one place (docs/storage-drivers.md). Every key starts with the driver's
- * `keyPrefix`. A collection name is percent-encoded (so it holds no `:`); an id comes last and raw,
+ * `keyPrefix` as a hash tag: `{myapp:state:}item:…`, so that every key of a store is in one hash
+ * slot and a commit's script runs on a Redis Cluster too. A prefix that already holds a hash tag
+ * (`'{myapp}:state:'`) is used as it is. Below, <prefix> is that tagged prefix. A collection name is percent-encoded (so it holds no `:`); an id comes last and raw,
  * so the layout stays unambiguous whatever the id holds.
  *
  *   <prefix>item:<collection>:<id>     hash { data: bytes, rev: commit revision, by: replica id }
@@ -15,9 +17,30 @@
 
 const encode = (part: string): string => encodeURIComponent(part);
 
+/**
+ * True when `prefix` holds a hash tag: a `{` followed, later, by a `}` with something between. Redis
+ * (and Redis Cluster) hashes only that part of a key, so every key that starts with `prefix` is in
+ * one slot.
+ */
+export function hasHashTag(prefix: string): boolean {
+  const open = prefix.indexOf('{');
+  return open >= 0 && prefix.indexOf('}', open + 1) > open + 1;
+}
+
+/** Why `keyPrefix` cannot be put in a hash tag, if it cannot: braces that are not one. */
+export function keyPrefixProblem(prefix: string): string | undefined {
+  if (hasHashTag(prefix) || !/[{}]/.test(prefix)) return undefined;
+  return 'its braces are not a hash tag';
+}
+
 /** Builds the keys of one driver (one prefix). */
 export class RedisKeys {
-  constructor(readonly prefix: string) {}
+  /** The prefix every key starts with: `keyPrefix` in a hash tag (or as given, if it has one). */
+  readonly prefix: string;
+
+  constructor(keyPrefix: string) {
+    this.prefix = hasHashTag(keyPrefix) ? keyPrefix : `{${keyPrefix}}`;
+  }
 
   item(collection: string, id: string): string {
     return `${this.prefix}item:${encode(collection)}:${id}`;

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
 import type {
@@ -19,8 +19,15 @@ import type {
 } from '../../interfaces/storage-driver.interface';
 import { badStoredData, driverNotOpen } from '../../persistence.messages';
 import { checkDriverChanges, invalidDriverArgument } from '../driver-changes.util';
-import { clientOptions, loadRedisModule, runScript, toPersistenceError } from './redis.client';
-import { RedisKeys } from './redis.keys';
+import {
+  clientOptions,
+  isCluster,
+  loadRedisModule,
+  RedisConnection,
+  runScript,
+  toPersistenceError,
+} from './redis.client';
+import { keyPrefixProblem, RedisKeys } from './redis.keys';
 import {
   COMMIT,
   LEASE_ACQUIRE,
@@ -39,15 +46,18 @@ export interface RedisStorageDriverOptions {
    */
   url?: string;
   /**
-   * An ioredis client to use instead of `url`. The driver does not close it, and cannot set the
-   * options that make commands fail fast while disconnected: give it `enableOfflineQueue: false`,
-   * `maxRetriesPerRequest: 0` and `autoResendUnfulfilledCommands: false` yourself (docs/storage-drivers.md).
+   * An ioredis client to use instead of `url`: `new Redis(…)`, or `new Cluster(nodes)` for a Redis
+   * Cluster. The driver does not close it, and cannot set the options that make commands fail fast
+   * while disconnected: give it `enableOfflineQueue: false`, `maxRetriesPerRequest: 0` and
+   * `autoResendUnfulfilledCommands: false` yourself (a Cluster: `enableOfflineQueue: false` and the
+   * other two in `redisOptions`; docs/storage-drivers.md).
    */
-  client?: Redis;
+  client?: RedisConnection;
   /**
    * Prefix of every key (and of the pub/sub channel), e.g. `'myapp:state:'`: one prefix per store.
-   * Replicas of one application share it. On Redis Cluster, put a hash tag in it (`'{myapp}:'`) so
-   * that a commit's keys are in one slot.
+   * Replicas of one application share it. The driver puts it in a hash tag (`{myapp:state:}item:…`)
+   * so that all of a store's keys are in one slot and commits work on Redis Cluster; a prefix that
+   * holds a hash tag already (`'{myapp}:state:'`) is used as it is.
    */
   keyPrefix: string;
   /**
@@ -138,8 +148,8 @@ export class RedisStorageDriver implements StorageDriver {
   private readonly readChunkSize: number;
   private readonly optimisticReads: number;
   private readonly logger = new Logger(DRIVER);
-  private client?: Redis;
-  private subscriber?: Redis;
+  private client?: RedisConnection;
+  private subscriber?: RedisConnection;
   /** Settles once the subscription of {@link watch} is active. */
   private subscribed?: Promise<void>;
   private state: 'new' | 'open' | 'closed' = 'new';
@@ -159,6 +169,13 @@ export class RedisStorageDriver implements StorageDriver {
         'keyPrefix',
         keyPrefix,
         "Give a non-empty string of at most 256 characters, one per store, e.g. 'myapp:state:'.",
+      );
+    }
+    if (keyPrefixProblem(keyPrefix) !== undefined) {
+      throw invalid(
+        'keyPrefix',
+        keyPrefix,
+        "Use braces only as one hash tag ('{myapp}:state:'), or none: the driver puts the whole prefix in one.",
       );
     }
     if (url !== undefined && client !== undefined) {
@@ -200,7 +217,9 @@ export class RedisStorageDriver implements StorageDriver {
     const server =
       client === undefined
         ? publicUrl(this.url)
-        : `redis://${String(client.options?.host ?? '?')}:${String(client.options?.port ?? '?')}`;
+        : isCluster(client)
+          ? 'redis-cluster'
+          : `redis://${String(client.options?.host ?? '?')}:${String(client.options?.port ?? '?')}`;
     this.location = `${server} (prefix "${keyPrefix}")`;
   }
 
@@ -426,7 +445,7 @@ export class RedisStorageDriver implements StorageDriver {
     };
   }
 
-  private openClient(): Redis {
+  private openClient(): RedisConnection {
     if (this.state !== 'open' || this.client === undefined) throw this.notOpen();
     return this.client;
   }
@@ -445,7 +464,7 @@ export class RedisStorageDriver implements StorageDriver {
    * a commit raced it.
    */
   private async readChunked(
-    client: Redis,
+    client: RedisConnection,
     collections: readonly string[],
   ): Promise<RawCollection[] | undefined> {
     const before = await client.get(this.keys.revision);
@@ -480,7 +499,7 @@ export class RedisStorageDriver implements StorageDriver {
 
   /** One atomic snapshot by script: consistent whatever commits run meanwhile. */
   private async readSnapshot(
-    client: Redis,
+    client: RedisConnection,
     collections: readonly string[],
   ): Promise<RawCollection[]> {
     const reply = (await runScript(
@@ -511,7 +530,7 @@ export class RedisStorageDriver implements StorageDriver {
   }
 
   private async entries(
-    client: Redis,
+    client: RedisConnection,
     collection: string,
     ids: readonly string[],
     results: PipelineResult,
@@ -530,13 +549,13 @@ export class RedisStorageDriver implements StorageDriver {
     return entries;
   }
 
-  private async typeOf(client: Redis, key: string): Promise<string> {
+  private async typeOf(client: RedisConnection, key: string): Promise<string> {
     return client.type(key).catch((error: Error) => error.message);
   }
 
   /** Splits what was read into records and problems (quarantining the bad values). */
   private async judge(
-    client: Redis,
+    client: RedisConnection,
     raw: readonly RawCollection[],
     indexed: boolean,
   ): Promise<LoadResult> {
@@ -575,7 +594,7 @@ export class RedisStorageDriver implements StorageDriver {
 
   /** A bad value: copied aside (never moved or deleted), reported with a typed error. */
   private async problem(
-    client: Redis,
+    client: RedisConnection,
     collection: string,
     id: string | undefined,
     key: string,
@@ -602,8 +621,15 @@ export class RedisStorageDriver implements StorageDriver {
   }
 
   /** Starts the pub/sub connection; (re)subscribes on every ready, and asks for a resync after a gap. */
-  private subscribe(client: Redis): void {
-    const subscriber = client.duplicate({ lazyConnect: true, autoResubscribe: false });
+  private subscribe(client: RedisConnection): void {
+    // A connection of its own for pub/sub (a subscribed connection takes no other command); a
+    // Cluster keeps its startup nodes and takes the same options nested per node.
+    const subscriber: RedisConnection = isCluster(client)
+      ? client.duplicate(undefined, {
+          lazyConnect: true,
+          redisOptions: { ...client.options.redisOptions, autoResubscribe: false },
+        })
+      : client.duplicate({ lazyConnect: true, autoResubscribe: false });
     this.subscriber = subscriber;
     let readyBefore = false;
     let subscribed = (): void => undefined;
