@@ -81,6 +81,7 @@ describe('public API', () => {
       'InMemoryStorage',
       'InMemoryStorageDriver',
       'PersistenceTestingModule',
+      'storageDriverChecks',
     ]);
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
       exports: Record<string, { types: string; default: string }>;

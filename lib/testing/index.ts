@@ -7,3 +7,5 @@ export { InMemoryStorage, InMemoryStorageDriver } from '../storage/memory/in-mem
 export type { InMemoryStorageDriverOptions } from '../storage/memory/in-memory.storage-driver';
 export { PersistenceTestingModule } from './persistence-testing.module';
 export type { PersistenceTestingModuleOptions } from './persistence-testing.module';
+export { storageDriverChecks } from './storage-driver.conformance';
+export type { DriverPlace, StorageDriverCheck } from './storage-driver.conformance';
