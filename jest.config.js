@@ -11,6 +11,7 @@ module.exports = {
   moduleNameMapper: {
     '^nestjs-persistence$': '<rootDir>/lib/index.ts',
     '^nestjs-persistence/health$': '<rootDir>/lib/health/index.ts',
+    '^nestjs-persistence/s3$': '<rootDir>/lib/s3/index.ts',
   },
   collectCoverageFrom: ['lib/**/*.ts'],
   testTimeout: 30000,
