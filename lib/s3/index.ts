@@ -4,5 +4,4 @@
  */
 export type { S3BackupTargetOptions } from './s3-backup-target-options.interface';
 export { S3BackupTarget } from './s3-backup.target';
-export { S3RequestError } from './s3.objects';
 export { parseS3Url } from './s3-url.util';

@@ -9,6 +9,8 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
+import { PersistenceError } from '../errors/persistence.error';
 import * as messages from '../persistence.messages';
 
 /** One object of a listing. */
@@ -20,12 +22,27 @@ export interface ListedObject {
   lastModified?: Date;
 }
 
-/** A request to the S3 server that failed (after the client's own retries). */
-export class S3RequestError extends Error {
-  constructor(action: string, where: string, cause: unknown) {
-    super(messages.s3RequestFailed(action, where, messages.reasonOf(cause)), { cause });
-    this.name = 'S3RequestError';
-  }
+/**
+ * A request that failed after the client's own retries, as the library's typed error
+ * (`PERSISTENCE_IO_FAILED`, operation `'backup'`): the S3 error code and HTTP status when the server
+ * answered, the network error otherwise.
+ */
+export function s3Failure(action: string, where: string, cause: unknown): PersistenceError {
+  const e = cause as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode;
+  const name = e?.name && e.name !== 'Error' ? e.name : e?.code;
+  const reason = [
+    name,
+    status !== undefined ? `(HTTP ${status})` : undefined,
+    messages.reasonOf(cause).replace(/\.$/, ''),
+  ]
+    .filter((part) => part !== undefined && part !== '')
+    .join(' ');
+  return new PersistenceError(
+    PersistenceErrorCode.IoFailed,
+    messages.s3RequestFailed(action, where, reason),
+    { operation: 'backup', path: where, cause },
+  );
 }
 
 /** A GetObject larger than the caller's limit. */
@@ -42,7 +59,7 @@ const isNotFound = (error: unknown): boolean => {
 /**
  * The few S3 calls the backup target makes, on one bucket, with its errors named by object. The
  * client retries throttling answers (503 SlowDown) and dropped connections itself, with backoff
- * (`maxAttempts` of the client); what still fails here is thrown as an {@link S3RequestError}.
+ * (`maxAttempts` of the client); what still fails here is thrown by {@link s3Failure}.
  */
 export class S3Objects {
   constructor(
@@ -59,9 +76,9 @@ export class S3Objects {
     try {
       return await work();
     } catch (error) {
-      throw error instanceof S3RequestError || error instanceof S3ObjectTooLargeError
+      throw error instanceof PersistenceError || error instanceof S3ObjectTooLargeError
         ? error
-        : new S3RequestError(action, this.where(key), error);
+        : s3Failure(action, this.where(key), error);
     }
   }
 
@@ -199,10 +216,10 @@ export class S3Objects {
       );
       const failed = result.Errors?.[0];
       if (failed) {
-        throw new S3RequestError(
+        throw s3Failure(
           'delete',
           this.where(failed.Key ?? batch[0]),
-          new Error(`${failed.Code ?? 'Error'}: ${failed.Message ?? ''}`),
+          Object.assign(new Error(failed.Message ?? ''), { name: failed.Code ?? 'Error' }),
         );
       }
     }
