@@ -1,17 +1,25 @@
 import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { INestApplication } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import {
+  BackupInfo,
   BackupManifest,
+  PERSISTENCE_BACKUP_CRON,
   PersistenceErrorCode,
   PersistenceModuleOptions,
   PersistenceStore,
+  RedisStorageDriver,
   SessionManager,
 } from 'nestjs-persistence';
 import { S3BackupTarget, S3BackupTargetOptions } from 'nestjs-persistence/s3';
-import { createApp } from './fixtures/app.factory';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
+import { buildCli, runCli } from './fixtures/cli';
+import { itOrSkip } from './fixtures/preconditions';
+import { redisProblem, removeKeys, uniquePrefix, until } from './fixtures/redis';
 import {
   createBucket,
   getObject,
@@ -32,6 +40,8 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
  */
 
 const BUCKET = 'persistence-backups';
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const itRedis = itOrSkip(redisProblem());
 const MiB = 1024 * 1024;
 
 /** Every file under a folder with its content, for "nothing changed" checks. */
@@ -289,7 +299,7 @@ describe('S3BackupTarget on a real S3-compatible server (s3rver)', () => {
     });
 
     for (const damage of ['altered', 'missing'] as const) {
-      it(`an ${damage} object: restore refused (PERSISTENCE_INVALID_BACKUP), the store unchanged; the next backup repairs it`, async () => {
+      it(`${damage === 'altered' ? 'an' : 'a'} ${damage} object: restore refused (PERSISTENCE_INVALID_BACKUP), the store unchanged; the next backup repairs it`, async () => {
         const { app, store, sessions } = await open('a', { target: target() });
         seed(sessions);
         await store.saveAll();
@@ -373,5 +383,134 @@ describe('S3BackupTarget on a real S3-compatible server (s3rver)', () => {
     expect(objects.map((k) => k.slice(`${prefix}objects/`.length)).sort()).toEqual(
       [...referenced].sort(),
     );
+  });
+
+  itRedis(
+    'scheduled backups of replicas on Redis: one backup per tick (the lease), shared by all',
+    async () => {
+      const keyPrefix = uniquePrefix('s3-lease');
+      const loggers = [new RecordingLogger(), new RecordingLogger()];
+      const replicas: INestApplication[] = [];
+      try {
+        for (const [i, logger] of loggers.entries()) {
+          const app = await createApp(
+            {
+              path: storeDir(`replica-${i}`),
+              saveOnShutdown: false,
+              storage: new RedisStorageDriver({ url: REDIS_URL, keyPrefix, replicaId: `r${i}` }),
+              backups: { target: target(), cron: '0 3 * * *', keep: 3 },
+            },
+            { logger },
+          );
+          apps.push(app);
+          replicas.push(app);
+        }
+        seed(replicas[0].get(SessionManager));
+        await replicas[0].get(PersistenceStore).saveAll();
+
+        // The tick, on every replica at once: the one that takes the lease backs up, the other skips.
+        const tick = (): void => {
+          for (const app of replicas) {
+            void app.get(SchedulerRegistry).getCronJob(PERSISTENCE_BACKUP_CRON).fireOnTick();
+          }
+        };
+        tick();
+        const skipped = (): string[] =>
+          loggers.flatMap((l) => l.lines).filter((l) => l.includes('backup lease'));
+        let list: BackupInfo[] = [];
+        // Both replicas ran their tick: one skipped it (logged), the other's backup is listed.
+        await until(async () => {
+          list = await replicas[1].get(PersistenceStore).listBackups();
+          return skipped().length > 0 && list.length > 0;
+        }, 'the tick on both replicas');
+        expect(list).toHaveLength(1);
+        expect(list[0].files).toBe(100);
+        expect(skipped()).toHaveLength(1);
+
+        // Any replica restores it.
+        replicas[1].get(SessionManager).create({ id: 'later' });
+        await replicas[1].get(PersistenceStore).saveAll();
+        await replicas[1].get(PersistenceStore).restore(list[0].id);
+        expect(replicas[1].get(SessionManager).get('later')).toBeUndefined();
+        expect(replicas[1].get(SessionManager).list()).toHaveLength(100);
+      } finally {
+        const client = new Redis(REDIS_URL);
+        await removeKeys(client, keyPrefix);
+        client.disconnect();
+      }
+    },
+  );
+
+  describe('the CLI against an S3 target', () => {
+    let main: string;
+    let build: string;
+    beforeAll(async () => {
+      build = await makeTempDir('persistence-s3-cli-');
+      main = await buildCli(build);
+    }, 60_000);
+    afterAll(() => removeDir(build));
+
+    const env = {
+      AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+      AWS_REGION: 'us-east-1',
+    };
+    const cli = (...args: string[]) =>
+      runCli(main, [...args, '--endpoint', proxy.endpoint, '--force-path-style'], env);
+
+    /** Opens the store folder in an application, runs `work`, closes it. */
+    const withApp = async <T>(work: (app: INestApplication) => Promise<T> | T): Promise<T> => {
+      const app = await createApp({ path: storeDir('cli'), saveOnShutdown: false });
+      try {
+        return await work(app);
+      } finally {
+        await app.close();
+      }
+    };
+
+    it('backup --into s3://, backups list s3://, restore from s3://…/<id>; a damaged backup is refused', async () => {
+      const url = `s3://${BUCKET}/${prefix}`;
+      const first = await withApp(async (app) => {
+        seed(app.get(SessionManager));
+        await app.get(PersistenceStore).saveAll();
+        return dumpState(app);
+      });
+      const one = await cli('backup', storeDir('cli'), '--into', url);
+      expect(one).toMatchObject({ code: 0 });
+      await withApp(async (app) => {
+        app.get(SessionManager).update('s-9', { metadata: { tag: 'second' } });
+        await app.get(PersistenceStore).saveAll();
+      });
+      const two = await cli('backup', storeDir('cli'), '--into', url);
+      expect(two.stdout).toContain('new, the rest shared with the previous backup');
+
+      const listed = await cli('backups', 'list', url, '--json');
+      expect(listed.code).toBe(0);
+      const list = JSON.parse(listed.stdout) as Array<{ id: string; base: string | null }>;
+      expect(list).toHaveLength(2);
+      expect(list[0].base).toBe(list[1].id);
+      const table = await cli('backups', 'list', url);
+      expect(table.stdout).toContain(list[0].id);
+      expect(table.stdout).toContain('2 backups');
+
+      const restored = await cli('restore', storeDir('cli'), `${url}${list[1].id}`);
+      expect(restored).toMatchObject({ code: 0 });
+      expect(restored.stdout).toContain('Restored 100 files');
+      expect(await withApp((app) => dumpState(app))).toEqual(first);
+
+      // A missing object: refused, the store folder unchanged.
+      const manifest = await manifestOf(list[0].id);
+      await direct.send(
+        new DeleteObjectCommand({
+          Bucket: BUCKET,
+          Key: `${prefix}objects/${manifest.files[0].sha256}`,
+        }),
+      );
+      const files = await tree(storeDir('cli'));
+      const refused = await cli('restore', storeDir('cli'), `${url}${list[0].id}`);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain('missing');
+      expect(await tree(storeDir('cli'))).toEqual(files);
+    });
   });
 });
