@@ -513,4 +513,17 @@ describe('S3BackupTarget on a real S3-compatible server (s3rver)', () => {
       expect(await tree(storeDir('cli'))).toEqual(files);
     });
   });
+
+  it('the main entry point and the CLI program never load @aws-sdk/client-s3 (an optional peer)', async () => {
+    await jest.isolateModulesAsync(async () => {
+      jest.doMock('@aws-sdk/client-s3', () => {
+        throw new Error('@aws-sdk/client-s3 was loaded');
+      });
+      await expect(import('../lib/index')).resolves.toHaveProperty('PersistenceModule');
+      await expect(import('../lib/cli/cli.program')).resolves.toBeDefined();
+      await expect(import('nestjs-persistence/s3')).rejects.toThrow(
+        '@aws-sdk/client-s3 was loaded',
+      );
+    });
+  });
 });
