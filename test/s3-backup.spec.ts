@@ -105,6 +105,7 @@ describe('S3BackupTarget on a real S3-compatible server (s3rver)', () => {
       forcePathStyle: true,
       maxAttempts: 3,
       partSize: 5 * MiB,
+      listPageSize: 40, // listings of a backup's objects take several pages (continuation tokens)
       ...extra,
     });
     targets.push(made);
@@ -512,6 +513,25 @@ describe('S3BackupTarget on a real S3-compatible server (s3rver)', () => {
       expect(refused.stderr).toContain('missing');
       expect(await tree(storeDir('cli'))).toEqual(files);
     });
+  });
+
+  it('refuses unusable settings with PERSISTENCE_INVALID_OPTIONS', () => {
+    const base = { bucket: BUCKET, region: 'us-east-1' };
+    for (const [options, text] of [
+      [{ ...base, bucket: 'x' }, 'bucket'],
+      [{ ...base, prefix: '/abs' }, 'prefix'],
+      [{ ...base, partSize: MiB }, 'partSize'],
+      [{ ...base, concurrency: 0 }, 'concurrency'],
+      [{ ...base, maxAttempts: 1.5 }, 'maxAttempts'],
+      [{ ...base, verifyReuse: 'etag' }, 'verifyReuse'],
+    ] as Array<[S3BackupTargetOptions, string]>) {
+      expect(() => new S3BackupTarget(options)).toThrow(
+        expect.objectContaining({
+          code: PersistenceErrorCode.InvalidOptions,
+          message: expect.stringContaining(text) as unknown,
+        }),
+      );
+    }
   });
 
   it('the main entry point and the CLI program never load @aws-sdk/client-s3 (an optional peer)', async () => {

@@ -49,8 +49,9 @@ export interface S3BackupTargetOptions {
    */
   verifyReuse?: 'md5' | 'size';
   /**
-   * An upload marker (`uploads/<id>.json`) older than this is taken for one of a process that died:
-   * it no longer holds back the removal of unreferenced objects. Longer than any backup takes.
+   * An upload marker (`uploads/<id>.json`) older than this (its LastModified, against this machine's
+   * clock) is taken for one of a process that died: it no longer holds back the removal of
+   * unreferenced objects. Longer than any backup takes.
    * @default 86400000 (24 hours)
    */
   staleUploadMs?: number;
