@@ -337,3 +337,8 @@ export const s3GarbageSkipped = (location: string, uploads: number): string =>
 export const s3GarbageFailed = (location: string, reason: string): string =>
   `Could not remove the unreferenced objects of ${location} (${reason}); the backups are not ` +
   'affected, and the next removal tries again.';
+
+export const s3SharedObjectGone = (location: string, file: string, key: string): string =>
+  `The backup into ${location} was not completed: ${key}, which holds "${file}" unchanged since the ` +
+  'previous backup, was deleted while the backup ran (a clean-up of another replica, a lifecycle ' +
+  'rule or a person). Nothing of this backup is listed; the next backup uploads that file again.';

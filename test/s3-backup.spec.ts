@@ -299,6 +299,40 @@ describe('S3BackupTarget on a real S3-compatible server (s3rver)', () => {
       expect([...(await listKeys(direct, BUCKET, prefix)).keys()]).toEqual([]);
     });
 
+    it('an object it shares deleted while a backup runs: not completed (PERSISTENCE_IO_FAILED), nothing listed', async () => {
+      const { app, store, sessions } = await open('a', { target: target() });
+      seed(sessions);
+      await store.saveAll();
+      const first = await store.backup();
+      sessions.update('s-3', { metadata: { tag: 'changed' } });
+      await store.saveAll();
+      const shared = (await manifestOf(first.id!)).files.find(
+        (f) => f.path === 'sessions/s-5.json',
+      )!;
+
+      // The one upload (s-3) waits while the object of s-5, shared with the first backup, goes away.
+      const held = proxy.hold((r) => r.method === 'PUT' && r.url.includes('/objects/'));
+      const backup = store.backup();
+      await held.reached;
+      await direct.send(
+        new DeleteObjectCommand({ Bucket: BUCKET, Key: `${prefix}objects/${shared.sha256}` }),
+      );
+      held.release();
+      await expect(backup).rejects.toMatchObject({
+        code: PersistenceErrorCode.IoFailed,
+        message: expect.stringContaining('sessions/s-5.json') as unknown,
+      });
+      expect((await store.listBackups()).map((b) => b.id)).toEqual([first.id]);
+
+      // The next one uploads it again, and restores.
+      const next = await store.backup();
+      expect(next.newBytes).toBeGreaterThanOrEqual(shared.size);
+      const state = dumpState(app);
+      sessions.create({ id: 'later' });
+      await store.restore(next.id!);
+      expect(dumpState(app)).toEqual(state);
+    });
+
     for (const damage of ['altered', 'missing'] as const) {
       it(`${damage === 'altered' ? 'an' : 'a'} ${damage} object: restore refused (PERSISTENCE_INVALID_BACKUP), the store unchanged; the next backup repairs it`, async () => {
         const { app, store, sessions } = await open('a', { target: target() });

@@ -131,6 +131,8 @@ export class S3BackupTarget implements BackupTarget {
     try {
       const reusable = await this.reusableObjects(base);
       const uploads = new Map<string, Promise<boolean>>();
+      /** Objects shared rather than uploaded: SHA-256 → the file, for the check below. */
+      const shared = new Map<string, BackupEntry>();
       const files: BackupManifest['files'] = [];
       let newBytes = 0;
       await forEachLimit(entries, this.concurrency, async (entry, index) => {
@@ -144,10 +146,12 @@ export class S3BackupTarget implements BackupTarget {
           upload = this.store(entry, reusable.get(entry.sha256));
           uploads.set(entry.sha256, upload);
           if (await upload) newBytes += entry.data.length;
+          else shared.set(entry.sha256, entry);
         } else {
           await upload;
         }
       });
+      await this.assertStillThere(shared);
       const manifest: BackupManifest = { ...header, files, newBytes };
       // Last: from here on the backup is listed.
       await this.objects.put(
@@ -272,6 +276,30 @@ export class S3BackupTarget implements BackupTarget {
       if (sha !== undefined && wanted.get(sha) === object.size) reusable.set(sha, object);
     }
     return reusable;
+  }
+
+  /**
+   * Before the manifest: every object this backup shares rather than uploads must still be there. One
+   * may have been deleted meanwhile (a clean-up by another writer whose last marker check came just
+   * before this upload began, a lifecycle rule, a person); the manifest is then not written, and the
+   * next backup uploads the file again (its base no longer holds the object).
+   */
+  private async assertStillThere(shared: ReadonlyMap<string, BackupEntry>): Promise<void> {
+    if (shared.size === 0) return;
+    const present = new Map<string, number>();
+    for (const object of await this.objects.list(this.layout.objectsPrefix)) {
+      const sha = this.layout.objectSha(object.key);
+      if (sha !== undefined) present.set(sha, object.size);
+    }
+    for (const [sha, entry] of shared) {
+      if (present.get(sha) !== entry.data.length) {
+        throw new PersistenceError(
+          PersistenceErrorCode.IoFailed,
+          messages.s3SharedObjectGone(this.location, entry.path, this.layout.objectKey(sha)),
+          { operation: 'backup', path: this.location },
+        );
+      }
+    }
   }
 
   /** Uploads the entry's object unless `existing` already holds its bytes; true when uploaded. */
