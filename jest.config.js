@@ -13,6 +13,7 @@ module.exports = {
     '^nestjs-persistence/health$': '<rootDir>/lib/health/index.ts',
     '^nestjs-persistence/redis$': '<rootDir>/lib/storage/redis/index.ts',
     '^nestjs-persistence/testing$': '<rootDir>/lib/testing/index.ts',
+    '^nestjs-persistence/s3$': '<rootDir>/lib/s3/index.ts',
   },
   collectCoverageFrom: ['lib/**/*.ts'],
   testTimeout: 30000,

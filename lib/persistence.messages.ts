@@ -324,3 +324,25 @@ export const storedItemUnreadable = (location: string, key: string, reason: stri
 export const backupLeaseHeld = (location: string): string =>
   `Scheduled backup skipped: another replica on ${location} holds the backup lease (it takes this ` +
   'run, or took it moments ago).';
+
+// S3 backup target (nestjs-persistence/s3).
+
+export const s3RequestFailed = (action: string, where: string, reason: string): string =>
+  `Could not ${action} ${where}: ${reason}. Check that the S3 endpoint answers, that the bucket ` +
+  'exists and that the credentials may read, write, list and delete under the prefix.';
+
+export const s3ObjectTooLarge = (where: string, bytes: number, limit: number): string =>
+  `${where} holds ${bytes} bytes, more than limits.maxFileBytes (${limit}); it is not downloaded.`;
+
+export const s3GarbageSkipped = (location: string, uploads: number): string =>
+  `Unreferenced objects in ${location} are kept for now: ${uploads} backup upload(s) are in ` +
+  'progress there (they may be writing or reusing them). The next removal collects them.';
+
+export const s3GarbageFailed = (location: string, reason: string): string =>
+  `Could not remove the unreferenced objects of ${location} (${reason}); the backups are not ` +
+  'affected, and the next removal tries again.';
+
+export const s3SharedObjectGone = (location: string, file: string, key: string): string =>
+  `The backup into ${location} was not completed: ${key}, which holds "${file}" unchanged since the ` +
+  'previous backup, was deleted while the backup ran (a clean-up of another replica, a lifecycle ' +
+  'rule or a person). Nothing of this backup is listed; the next backup uploads that file again.';

@@ -20,6 +20,7 @@ const PACKAGES = [
   'nestjs-persistence/health',
   'nestjs-persistence/redis',
   'nestjs-persistence/testing',
+  'nestjs-persistence/s3',
   '@nestjs/common',
   '@nestjs/core',
   '@nestjs/config',

@@ -3,11 +3,11 @@ import { resolve } from 'node:path';
 import { CliError, ExitCode } from './cli.error';
 import { backupWhere, storeHeld } from './cli.messages';
 import { formatBytes, out, plural } from './cli.output';
+import { isS3Url, s3Target, S3CliOptions, withS3Options } from './cli.s3';
 import { StoreFolder } from './store.folder';
 
 export function registerBackup(program: Command, done: (code: ExitCode) => void): void {
-  program
-    .command('backup')
+  withS3Options(program.command('backup'))
     .summary('Write a complete, checked backup of the store')
     .description(
       "Write a complete, checked copy of the store (with its manifest) to a new or empty folder, through the store's backup(). Needs the store to itself: refused while an application holds it (call PersistenceStore.backup() there instead).",
@@ -16,7 +16,7 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
     .argument('[destination]', 'a new or empty folder outside the store')
     .option(
       '--into <directory>',
-      'instead of a destination: a backups folder, as the backups.directory option (a differential backup sharing unchanged files with the newest one there; see "backups list")',
+      'instead of a destination: a backups folder, as the backups.directory option, or an S3 target s3://bucket/prefix (a differential backup sharing unchanged files with the newest one there; see "backups list")',
     )
     .option(
       '--keep <count>',
@@ -39,7 +39,12 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
         collections: names,
         readOnly: false,
         backups: options.into
-          ? { directory: resolve(options.into), keep: options.keep ?? Number.MAX_SAFE_INTEGER }
+          ? {
+              ...(isS3Url(options.into)
+                ? { target: await s3Target(options.into, options) }
+                : { directory: resolve(options.into) }),
+              keep: options.keep ?? Number.MAX_SAFE_INTEGER,
+            }
           : undefined,
       });
       try {
@@ -57,7 +62,7 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
     });
 }
 
-interface BackupOptions {
+interface BackupOptions extends S3CliOptions {
   into?: string;
   keep?: number;
 }

@@ -85,3 +85,9 @@ export const backupWhere = (): string =>
 
 export const noBackupsFolder = (path: string): string =>
   `No backups folder at ${path}: it does not exist. Give the folder of the backups.directory option (or of backup --into).`;
+
+export const s3SdkMissing = (): string =>
+  'S3 targets need the @aws-sdk/client-s3 package: npm install @aws-sdk/client-s3.';
+
+export const s3BackupUrl = (url: string): string =>
+  `"${url}" names no backup: give s3://<bucket>/<prefix>/<backup id>, an id from "backups list s3://<bucket>/<prefix>".`;

@@ -8,29 +8,42 @@ import { CliError, ExitCode } from './cli.error';
 import { collectKey, encryptionFrom } from './cli.keys';
 import { restoreNeedsKey, storeHeld } from './cli.messages';
 import { out, plural } from './cli.output';
+import { isS3Url, s3Backup, S3CliOptions, withS3Options } from './cli.s3';
 import { StoreFolder } from './store.folder';
 
 export function registerRestore(program: Command, done: (code: ExitCode) => void): void {
-  program
-    .command('restore')
+  withS3Options(program.command('restore'))
     .summary("Replace the store's state with a backup")
     .description(
       "Replace the store's state with a backup (or a plain copy of a store folder with an empty journal), through the store's restore(): every file is checked first, and the swap happens whole or not at all. Refused while an application holds the store.",
     )
     .argument('<path>', 'the store folder (created when missing)')
-    .argument('<backup>', 'a folder written by "backup" or PersistenceStore.backup()')
+    .argument(
+      '<backup>',
+      'a folder written by "backup" or PersistenceStore.backup(), or s3://bucket/prefix/<id> (an id from "backups list")',
+    )
     .option('--key <key>', 'key to check encrypted backups: KEY or ID:KEY (repeatable)', collectKey)
-    .action(async (path: string, backup: string, options: { key?: string[] }) => {
+    .action(async (path: string, backup: string, options: { key?: string[] } & S3CliOptions) => {
       const encryption = encryptionFrom(options.key);
       const folder = new StoreFolder(path);
       const lock = await folder.lock();
       if (lock?.running) throw new CliError(storeHeld('restore', folder.root, lock));
-      const source = resolve(backup);
       // Every collection of the store and of the backup: the store becomes what the backup holds.
       const collections = new Set((await folder.collections()).names);
-      for (const entry of await listDirectory(folder.fs, source)) {
-        if (entry.type === 'directory' && ADAPTER_NAME.test(entry.name))
-          collections.add(entry.name);
+      let source = resolve(backup);
+      let target;
+      if (isS3Url(backup)) {
+        const s3 = await s3Backup(backup, options);
+        ({ target, id: source } = s3);
+        const manifest = (await target.list()).find((b) => b.id === source)?.manifest;
+        for (const name of manifest?.collections ?? []) {
+          if (ADAPTER_NAME.test(name)) collections.add(name);
+        }
+      } else {
+        for (const entry of await listDirectory(folder.fs, source)) {
+          if (entry.type === 'directory' && ADAPTER_NAME.test(entry.name))
+            collections.add(entry.name);
+        }
       }
       const { StoreContext } = await import('./store.context');
       const context = await StoreContext.open({
@@ -39,6 +52,7 @@ export function registerRestore(program: Command, done: (code: ExitCode) => void
         collections: [...collections].sort(),
         readOnly: false,
         encryption,
+        ...(target ? { backups: { target, keep: Number.MAX_SAFE_INTEGER } } : {}),
       });
       try {
         const meta = await context.store.restore(source);

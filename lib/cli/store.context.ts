@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { EventEmitterModule } from '@nestjs/event-emitter';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { isPersistenceError, PersistenceError } from '../errors/persistence.error';
+import type { BackupTarget } from '../interfaces/backup-target.interface';
 import { EncryptionOptions } from '../interfaces/persistence-module-options.interface';
 import { BuiltInFormat } from '../interfaces/serializer.interface';
 import { PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
@@ -38,8 +39,8 @@ export interface StoreContextOptions {
   encryption?: EncryptionOptions;
   /** Format of the files this process writes. @default 'json' */
   format?: BuiltInFormat;
-  /** Backups into a folder of their own (differential, with retention), as the `backups` option. */
-  backups?: { directory: string; keep?: number };
+  /** Backups into a folder of their own or a target (differential, with retention), as the `backups` option. */
+  backups?: { directory?: string; target?: BackupTarget; keep?: number };
 }
 
 /**
