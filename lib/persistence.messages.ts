@@ -312,6 +312,11 @@ export const storageNotLoaded = (location: string): string =>
   'saved: a save now could overwrite what other replicas wrote. Unsaved changes stay in memory ' +
   'and are saved by the first save after the storage answers.';
 
+export const storageNotLoadedOnBoot = (location: string): string =>
+  `The store started with loadOnBoot: false and has not loaded from ${location} yet, so it neither ` +
+  'saves nor clears: it does not know what other replicas wrote. Unsaved changes stay in memory; ' +
+  'call loadAll() first.';
+
 export const storedItemUnreadable = (location: string, key: string, reason: string): string =>
   `The stored item ${key} in ${location} could not be read (${reason}), so it was not loaded. It ` +
   'is kept as it is and never overwritten or removed by a save of this replica. Repair or remove it ' +

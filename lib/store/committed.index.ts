@@ -89,6 +89,16 @@ export function unloadedItems(
 }
 
 /**
+ * Drops every entry of what this store loaded (after `clear()` removed it), keeping the unloaded
+ * ones: their files are still there, and no save may overwrite or remove them.
+ */
+export function forgetLoaded(index: CommittedIndex): void {
+  for (const entries of index.values()) {
+    for (const [stem, entry] of entries) if (entry.unloaded === undefined) entries.delete(stem);
+  }
+}
+
+/**
  * After a load, the adapters that report their changes (`changes()`) and whose loaded files need no
  * rewrite (current format, key and schema version; one file per item) match the index exactly: the
  * load restored into them what the files hold, and restoring resets their change reporting. Their

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { BackupEntry } from '../interfaces/backup-target.interface';
 import { BackupFile } from '../storage/backup.storage';
 import {
+  CommitResult,
   ConflictPolicy,
   DriverChange,
   DriverConflict,
@@ -22,7 +23,7 @@ import { TimeSlicer } from '../storage/event-loop.util';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, forgetLoaded, hashBytes } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
@@ -67,6 +68,8 @@ export class DriverReplica {
   /** True once everything was loaded: saves are refused before (they could overwrite others'). */
   loaded = false;
   private opened = false;
+  /** False when the store started with `loadOnBoot: false` (nothing loads until `loadAll()`). */
+  private bootLoad = true;
   private closed = false;
   private unwatch?: () => void;
   private retry?: ReturnType<typeof setTimeout>;
@@ -92,6 +95,7 @@ export class DriverReplica {
    * answers or the store closes; this never rejects.
    */
   async start(load: boolean): Promise<void> {
+    this.bootLoad = load;
     try {
       await this.host.driver.open();
       this.opened = true;
@@ -121,14 +125,25 @@ export class DriverReplica {
     }
   }
 
-  /** Refuses a save before the first load: it could overwrite what other replicas wrote. */
+  /** Why this replica cannot write yet (before its first load), or undefined once loaded. */
+  get notLoadedReason(): string | undefined {
+    if (this.loaded) return undefined;
+    return this.bootLoad
+      ? messages.storageNotLoaded(this.location)
+      : messages.storageNotLoadedOnBoot(this.location);
+  }
+
+  /**
+   * Refuses a save or a clear before the first load: it could overwrite what other replicas wrote,
+   * or report as removed what the late load then brings back.
+   */
   assertLoaded(operation: PersistenceOperation): void {
-    if (this.loaded) return;
-    throw new PersistenceError(
-      PersistenceErrorCode.StorageUnavailable,
-      messages.storageNotLoaded(this.location),
-      { operation, path: this.location },
-    );
+    const reason = this.notLoadedReason;
+    if (reason === undefined) return;
+    throw new PersistenceError(PersistenceErrorCode.StorageUnavailable, reason, {
+      operation,
+      path: this.location,
+    });
   }
 
   /** Replaces every adapter's state with the stored one (`loadAll()`, boot). */
@@ -193,8 +208,15 @@ export class DriverReplica {
   async afterCommit(operation: PersistenceOperation): Promise<void> {
     const last = this.sink.last;
     this.sink.last = undefined;
-    if (!last) return;
-    const { result } = last;
+    if (last) await this.settle(last.result, operation);
+  }
+
+  /**
+   * What follows any commit of this replica (a save's, a clear's): the new revisions, the conflicts
+   * (emitted; not applied ones, with `'reject'`, load the remote version into the adapter), and the
+   * items blocked by bad data.
+   */
+  private async settle(result: CommitResult, operation: PersistenceOperation): Promise<void> {
     for (const change of result.applied) {
       const entry = this.host.index.get(change.collection)?.get(change.id);
       if (entry && !change.deleted) entry.revision = change.revision;
@@ -227,16 +249,22 @@ export class DriverReplica {
     }
   }
 
-  /** Deletes every stored item of this store's adapters (one commit); memory is kept. */
+  /**
+   * Removes every item this replica loaded (one commit); memory is kept. Each removal expects the
+   * revision this replica last saw, like a save's: an item another replica changed since is a
+   * conflict under the `conflicts` policy (`'reject'` keeps the remote version and loads it). Items
+   * it did not load stay, still protected from its saves.
+   */
   async clear(): Promise<void> {
+    this.assertLoaded('clear');
     const changes = this.removalsOfLoaded();
-    if (changes.length > 0) {
-      await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
-    }
-    for (const entries of this.host.index.values()) {
-      for (const [stem, entry] of entries) if (entry.unloaded === undefined) entries.delete(stem);
-    }
+    const result =
+      changes.length > 0
+        ? await this.host.driver.commit(changes, { conflicts: this.host.conflicts })
+        : undefined;
+    forgetLoaded(this.host.index);
     this.host.inSync.clear();
+    if (result) await this.settle(result, 'clear');
   }
 
   /**

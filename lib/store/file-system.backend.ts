@@ -18,7 +18,7 @@ import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isSameOrInside } from '../storage/path.util';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
-import { inSyncAfterLoad } from './committed.index';
+import { forgetLoaded, inSyncAfterLoad } from './committed.index';
 import { readJournalOnly, recoverAtStart } from './crash.recovery';
 import { wrapIo } from './error.reporter';
 import { JournalCheckpointer } from './journal.checkpointer';
@@ -153,10 +153,16 @@ export class FileSystemBackend implements StoreBackend {
     return this.runLoad(operation, overlay);
   }
 
+  /**
+   * Removes what this store loaded, as one journal commit. The files it did not load stay, and so
+   * does their entry in the index: a save still may not touch them (`PERSISTENCE_UNLOADED_ITEM`),
+   * `listUnloaded()` still lists them, and only `discardUnloaded()` sets them aside.
+   */
   async clear(): Promise<void> {
     const ops: JournalOp[] = [];
     for (const [collection, entries] of this.ctx.index) {
       for (const entry of entries.values()) {
+        if (entry.unloaded !== undefined) continue;
         for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
           ops.push({ collection, fileName });
         }
@@ -165,7 +171,7 @@ export class FileSystemBackend implements StoreBackend {
     await this.ctx.errors.io('clear', 'clear', this.location, async () => {
       if (ops.length > 0) await this.journal.append(ops);
       this.checkpointer.committed(ops);
-      for (const entries of this.ctx.index.values()) entries.clear();
+      forgetLoaded(this.ctx.index);
       this.ctx.inSync.clear();
       await this.checkpointer.applyJournal();
     });
