@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import {
   BuiltInFormat,
+  PersistenceAdapter,
   PersistenceConflictEvent,
   PersistenceError,
   PersistenceErrorCode,
@@ -281,6 +282,65 @@ describe('PersistenceStore on the Redis driver', () => {
       const c = await open(keyPrefix, {}, 'c');
       expect(c.get(CartService).get('c1')!.items).toEqual([winner]);
     });
+  }
+
+  for (const policy of ['last-write-wins', 'reject'] as const) {
+    itRedis(
+      `clear() meets another replica's newer version: a conflict under ${policy}`,
+      async () => {
+        const keyPrefix = prefix(`clear-conflict-${policy}`);
+        const a = await open(keyPrefix, { conflicts: policy, saveOnShutdown: false }, 'a');
+        a.get(CartService).set('shared', { items: ['base'], total: 0 });
+        a.get(CartService).set('untouched', { items: ['x'], total: 0 });
+        await a.get(PersistenceStore).saveAll();
+        // b's queue is held by a save whose snapshot waits, so its clear() runs before it hears of
+        // a's next commit: it removes `shared` expecting the revision it loaded.
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let hold = false;
+        const gate: PersistenceAdapter = {
+          name: 'gate',
+          snapshot: async () => {
+            if (hold) await held;
+            return new Map();
+          },
+          restore: () => undefined,
+        };
+        const b = await open(
+          keyPrefix,
+          { conflicts: policy, saveOnShutdown: false, adapters: [CartAdapter, gate] },
+          'b',
+        );
+        expect(b.get(CartService).get('shared')?.items).toEqual(['base']);
+        const conflicts: PersistenceConflictEvent[] = [];
+        b.get(PersistenceStore).onConflict((event) => conflicts.push(event));
+        hold = true;
+        const saving = b.get(PersistenceStore).saveAll();
+        const clearing = b.get(PersistenceStore).clear();
+        a.get(CartService).set('shared', { items: ['from-a'], total: 1 });
+        await a.get(PersistenceStore).saveAll();
+        release();
+        await saving;
+        await clearing;
+        expect(conflicts).toEqual([
+          {
+            adapter: 'carts',
+            id: 'shared',
+            local: { value: undefined, deleted: true },
+            remote: { value: { items: ['from-a'], total: 1 }, deleted: false, revision: 2 },
+            applied: policy === 'last-write-wins',
+          },
+        ]);
+        // 'reject' keeps the remote version and loads it; last write wins removes it.
+        const kept = policy === 'reject' ? { items: ['from-a'], total: 1 } : undefined;
+        if (kept) expect(b.get(CartService).get('shared')).toEqual(kept);
+        await close(b);
+        await close(a);
+        const c = await open(keyPrefix, { saveOnShutdown: false }, 'c');
+        expect(c.get(CartService).get('shared')).toEqual(kept);
+        expect(c.get(CartService).get('untouched')).toBeUndefined(); // no conflict: removed
+      },
+    );
   }
 
   itRedis('reports bad data in Redis like a corrupt file and never overwrites it', async () => {
