@@ -287,7 +287,9 @@ export class DriverReplica {
 
   /**
    * Replaces the stored state with a backup's checked files in one commit (every loaded item not in
-   * the backup removed, last write wins), then loads it.
+   * the backup removed), then loads it. Last write wins whatever the `conflicts` policy (the
+   * application asked for the backup's state), but an item another replica changed since this one
+   * last saw it is still reported as a conflict (`applied: true`).
    */
   async restoreFiles(files: readonly BackupFile[]): Promise<LoadMetadata> {
     const changes: DriverChange[] = [];
@@ -304,6 +306,7 @@ export class DriverReplica {
     changes.push(...this.removalsOfLoaded(named));
     if (changes.length > 0) {
       const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
+      for (const conflict of result.conflicts) await this.reportConflict(conflict);
       for (const problem of result.blocked) this.host.fail(problem.error, 'restore');
     }
     return this.load('restore');
