@@ -33,6 +33,12 @@ export interface CommittedEntry {
    */
   unloaded?: string;
   /**
+   * With a storage driver, on an unloaded entry: this code cannot read the stored value (another
+   * key, a newer schema version, bad data), so even a restore does not replace it. (On files the
+   * storage's pinned files say the same.)
+   */
+  unreadable?: true;
+  /**
    * With a storage driver: the revision the item was loaded or last written with, the
    * `expectedRevision` of its next commit.
    */

@@ -257,7 +257,7 @@ export class DriverReplica {
    */
   async clear(): Promise<void> {
     this.assertLoaded('clear');
-    const changes = this.removalsOfLoaded();
+    const changes = this.removals((entry) => entry.unloaded !== undefined); // what it loaded
     const result =
       changes.length > 0
         ? await this.host.driver.commit(changes, { conflicts: this.host.conflicts })
@@ -286,24 +286,48 @@ export class DriverReplica {
   }
 
   /**
-   * Replaces the stored state with a backup's checked files in one commit (every loaded item not in
-   * the backup removed), then loads it. Last write wins whatever the `conflicts` policy (the
-   * application asked for the backup's state), but an item another replica changed since this one
-   * last saw it is still reported as a conflict (`applied: true`).
+   * Replaces the stored state with a backup's checked files in one commit (every other item
+   * removed), then loads it. Last write wins whatever the `conflicts` policy (the application asked
+   * for the backup's state), but an item another replica changed since this one last saw it is
+   * still reported as a conflict (`applied: true`). A stored value this code cannot read (another
+   * key, a newer schema version, bad data) is neither removed nor overwritten: a driver has nowhere
+   * to set it aside; the backup's item of that id is reported (`PERSISTENCE_UNLOADED_ITEM`) instead.
+   * Refused before the first load, like a save.
    */
   async restoreFiles(files: readonly BackupFile[]): Promise<LoadMetadata> {
+    this.assertLoaded('restore');
     const changes: DriverChange[] = [];
     const named = new Set<string>();
     for (const file of files) {
       named.add(`${file.collection}/${file.stem}`);
+      const entry = this.host.index.get(file.collection)?.get(file.stem);
+      if (entry?.unreadable) {
+        const id = decodeStem(file.stem) ?? file.stem;
+        const message = messages.restoreKeptUnreadable(
+          this.location,
+          file.collection,
+          id,
+          entry.unloaded ?? '',
+        );
+        this.host.fail(
+          new PersistenceError(PersistenceErrorCode.UnloadedItem, message, {
+            operation: 'restore',
+            adapter: file.collection,
+            itemId: id,
+            path: `${this.location} ${file.collection}/${file.stem}`,
+          }),
+          'restore',
+        );
+        continue;
+      }
       changes.push({
         collection: file.collection,
         id: file.stem,
         data: file.data,
-        expectedRevision: this.host.index.get(file.collection)?.get(file.stem)?.revision ?? null,
+        expectedRevision: entry?.revision ?? null,
       });
     }
-    changes.push(...this.removalsOfLoaded(named));
+    changes.push(...this.removals((entry) => entry.unreadable === true, named));
     if (changes.length > 0) {
       const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
       for (const conflict of result.conflicts) await this.reportConflict(conflict);
@@ -578,7 +602,14 @@ export class DriverReplica {
         why = `it is not a valid item: ${reason}`;
       }
       return {
-        unloaded: { fileName, ref: undefined, hash: '', unloaded: why, revision: record.revision },
+        unloaded: {
+          fileName,
+          ref: undefined,
+          hash: '',
+          unloaded: why,
+          unreadable: true,
+          revision: record.revision,
+        },
       };
     }
   }
@@ -595,23 +626,32 @@ export class DriverReplica {
     if (!committed) index.set(problem.collection, (committed = new Map<string, CommittedEntry>()));
     const entry = committed.get(problem.id);
     const why = `the stored value is bad data: ${problem.error.message}`;
-    if (entry) entry.unloaded = why;
-    else
+    if (entry) {
+      entry.unloaded = why;
+      entry.unreadable = true;
+    } else
       committed.set(problem.id, {
         fileName: problem.id + this.host.codec().extension,
         ref: undefined,
         hash: '',
         unloaded: why,
+        unreadable: true,
       });
     this.host.inSync.delete(problem.collection);
   }
 
-  /** A removal of every loaded item (unloaded ones are never touched), except the `kept` ones. */
-  private removalsOfLoaded(kept: ReadonlySet<string> = new Set()): DriverChange[] {
+  /**
+   * A removal of every item in the index but the `spared` entries and the `kept` items, each
+   * expecting the revision this replica last saw.
+   */
+  private removals(
+    spared: (entry: CommittedEntry) => boolean,
+    kept: ReadonlySet<string> = new Set(),
+  ): DriverChange[] {
     const changes: DriverChange[] = [];
     for (const [collection, entries] of this.host.index) {
       for (const [stem, entry] of entries) {
-        if (entry.unloaded !== undefined || kept.has(`${collection}/${stem}`)) continue;
+        if (spared(entry) || kept.has(`${collection}/${stem}`)) continue;
         changes.push({
           collection,
           id: stem,

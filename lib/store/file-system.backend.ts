@@ -8,9 +8,9 @@ import {
   BackupFile,
   isFreeDestination,
   storeEntries,
-  swapInBackup,
   writeBackup,
 } from '../storage/backup.storage';
+import { swapInBackupKeepingUnreadable } from '../storage/restore.swap';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { encodeId } from '../storage/file-name.codec';
 import { exists, fsyncDirectory } from '../storage/fs.util';
@@ -242,10 +242,21 @@ export class FileSystemBackend implements StoreBackend {
       : undefined;
   }
 
+  /**
+   * Swaps the backup's files in for the collections' folders (never deleting a file this code could
+   * not read: see {@link swapInBackupKeepingUnreadable}), then loads them.
+   */
   async restore(files: readonly BackupFile[], collections: string[]): Promise<LoadMetadata> {
-    await this.ctx.errors.io('restore', 'swap in the backup', this.location, async () => {
+    const { ctx } = this;
+    await ctx.errors.io('restore', 'swap in the backup', this.location, async () => {
       await this.checkpointer.applyJournal();
-      await swapInBackup(this.storage, collections, files);
+      const setAside = await swapInBackupKeepingUnreadable(
+        this.storage,
+        collections,
+        files,
+        ctx.codec().serializer.extension,
+      );
+      if (setAside.length > 0) ctx.logger.warn(messages.restoreSetAside(setAside));
     });
     return this.runLoad('restore', []);
   }
