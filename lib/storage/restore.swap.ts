@@ -14,6 +14,12 @@ import { DIR_MODE, RESTORE_PREFIX } from './on-disk.names';
 
 const COMMIT_MARKER = 'COMMIT';
 
+/** A pinned file may be gone (its folder was removed under the store): nothing to keep then. */
+const ignoreMissing = (error: unknown): undefined => {
+  if (errorCode(error) !== 'ENOENT') throw error;
+  return undefined;
+};
+
 /**
  * Replaces the collections' folders with the backup's files as one unit:
  *   1. stage every file under `<root>/.restore-<id>/new/<collection>/` and make it durable;
@@ -47,7 +53,9 @@ export async function swapInBackup(
         });
       }
       for (const { fileName } of carried.filter((f) => f.collection === collection)) {
-        await fs.link(join(storage.collectionPath(collection), fileName), join(dir, fileName));
+        await fs
+          .link(join(storage.collectionPath(collection), fileName), join(dir, fileName))
+          .catch(ignoreMissing);
       }
       await fsyncDirectory(fs, dir);
     }
@@ -84,7 +92,8 @@ export async function swapInBackupKeepingUnreadable(
     for (const fileName of storage.pinnedIn(collection)) {
       const stem = parseItemFileName(fileName, extension)?.stem;
       if (stem !== undefined && inBackup.has(`${collection}/${stem}`)) {
-        setAside.push(await storage.quarantineLink(collection, fileName));
+        const copy = await storage.quarantineLink(collection, fileName).catch(ignoreMissing);
+        if (copy !== undefined) setAside.push(copy);
         replaced.push(join(storage.collectionPath(collection), fileName));
       } else {
         carried.push({ collection, fileName });
