@@ -201,6 +201,37 @@ describe('nothing accepted is ever lost', () => {
     });
   });
 
+  describe('clear() keeps what the store did not load, and its protection', () => {
+    it('after clear(), an undecryptable file is still listed, refuses a save of its id, and discardUnloaded() sets it aside', async () => {
+      const right = { key: randomBytes(32) };
+      let app = await open({ encryption: right });
+      app.get(SessionManager).create({ id: 's', metadata: { v: 'original' } });
+      await closeAll();
+      const file = join(dir, 'sessions', 's.json.enc');
+      const before = await readFile(file);
+      app = await open({ encryption: { key: randomBytes(32) }, saveOnShutdown: false });
+      const store = app.get(PersistenceStore);
+      const errors = errorsOf(app);
+      await store.clear();
+      expect(store.listUnloaded()).toEqual([
+        expect.objectContaining({ adapter: 'sessions', id: 's', path: file }),
+      ]);
+      app.get(SessionManager).create({ id: 's', metadata: { v: 'recreated' } });
+      await expect(store.saveAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.SaveIncomplete,
+      });
+      expect(errors.map((e) => [e.error.code, e.itemId])).toEqual([
+        [PersistenceErrorCode.UnloadedItem, 's'],
+      ]);
+      expect(await readFile(file)).toEqual(before);
+      const moved = await store.discardUnloaded('sessions', 's');
+      expect(moved).toHaveLength(1);
+      expect(await readFile(moved[0])).toEqual(before);
+      await store.saveAll(); // now the new item may be written
+      expect(store.listUnloaded()).toEqual([]);
+    });
+  });
+
   describe('a saveAll() always takes its snapshot after the call', () => {
     it.each(['clear', 'loadAll', 'restore'] as const)(
       'saveAll() after %s() runs a save of its own',
