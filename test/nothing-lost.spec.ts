@@ -232,6 +232,47 @@ describe('nothing accepted is ever lost', () => {
     });
   });
 
+  describe('restore() never deletes what this code cannot read', () => {
+    it('loadOnBoot: false: files of another key stay (or go to .quarantine/), readable ones are replaced', async () => {
+      const other = { key: randomBytes(32) };
+      const mine = { key: randomBytes(32) };
+      let app = await open({ encryption: other });
+      app.get(SessionManager).create({ id: 'kept', metadata: { v: 'other key' } });
+      app.get(SessionManager).create({ id: 'in-backup', metadata: { v: 'other key' } });
+      await closeAll();
+      app = await open({ encryption: mine });
+      app.get(SessionManager).create({ id: 'readable', metadata: { v: 'mine' } });
+      await closeAll();
+      const kept = await readFile(join(dir, 'sessions', 'kept.json.enc'));
+      const inBackup = await readFile(join(dir, 'sessions', 'in-backup.json.enc'));
+      // A backup, with this store's key, holding `in-backup` only.
+      const source = await makeTempDir();
+      const backup = join(await makeTempDir(), 'b');
+      const maker = await createApp({ path: source, encryption: mine });
+      maker.get(SessionManager).create({ id: 'in-backup', metadata: { v: 'backup' } });
+      await maker.get(PersistenceStore).saveAll();
+      await maker.get(PersistenceStore).backup(backup);
+      await maker.close();
+      await removeDir(source);
+
+      app = await open({ encryption: mine, loadOnBoot: false, saveOnShutdown: false });
+      await app.get(PersistenceStore).restore(backup);
+      await removeDir(join(backup, '..'));
+      const sessions = app.get(SessionManager);
+      expect(sessions.get('in-backup')?.metadata).toEqual({ v: 'backup' });
+      expect(sessions.get('readable')).toBeUndefined(); // replaced: restore asked for it
+      expect(await readFile(join(dir, 'sessions', 'kept.json.enc'))).toEqual(kept);
+      const [aside] = await readdir(join(dir, '.quarantine', 'sessions'));
+      expect(await readFile(join(dir, '.quarantine', 'sessions', aside))).toEqual(inBackup);
+      expect(
+        app
+          .get(PersistenceStore)
+          .listUnloaded()
+          .map((u) => u.id),
+      ).toEqual(['kept']);
+    });
+  });
+
   describe('a saveAll() always takes its snapshot after the call', () => {
     it.each(['clear', 'loadAll', 'restore'] as const)(
       'saveAll() after %s() runs a save of its own',

@@ -45,6 +45,10 @@ export interface CommittedEntry {
   revision?: number;
 }
 
+/** The `unloaded` reason of the files a store started with `loadOnBoot: false` has not read. */
+export const NOT_LOADED_YET =
+  'the store started with loadOnBoot: false and loadAll() was not called';
+
 /** Committed entries by collection, then by file stem. */
 export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
 

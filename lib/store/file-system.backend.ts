@@ -18,7 +18,8 @@ import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isSameOrInside } from '../storage/path.util';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
-import { forgetLoaded, inSyncAfterLoad } from './committed.index';
+import { forgetLoaded, inSyncAfterLoad, NOT_LOADED_YET } from './committed.index';
+import { pinUnreadableUnread } from './unread.checker';
 import { readJournalOnly, recoverAtStart } from './crash.recovery';
 import { wrapIo } from './error.reporter';
 import { JournalCheckpointer } from './journal.checkpointer';
@@ -244,12 +245,22 @@ export class FileSystemBackend implements StoreBackend {
 
   /**
    * Swaps the backup's files in for the collections' folders (never deleting a file this code could
-   * not read: see {@link swapInBackupKeepingUnreadable}), then loads them.
+   * not read: see {@link swapInBackupKeepingUnreadable}; with `loadOnBoot: false` the files not read
+   * yet are checked first), then loads them.
    */
   async restore(files: readonly BackupFile[], collections: string[]): Promise<LoadMetadata> {
     const { ctx } = this;
     await ctx.errors.io('restore', 'swap in the backup', this.location, async () => {
       await this.checkpointer.applyJournal();
+      const { adapters, index, options } = ctx;
+      await pinUnreadableUnread(
+        this.storage,
+        index,
+        adapters,
+        ctx.codec(),
+        ctx.caller(),
+        options.ioConcurrency,
+      );
       const setAside = await swapInBackupKeepingUnreadable(
         this.storage,
         collections,
@@ -412,7 +423,7 @@ export class FileSystemBackend implements StoreBackend {
             fileName: file.fileName,
             ref: undefined,
             hash: '',
-            unloaded: 'the store started with loadOnBoot: false and loadAll() was not called',
+            unloaded: NOT_LOADED_YET,
           },
         ]),
       );
