@@ -309,7 +309,7 @@ export const notSupportedByStorage = (operation: string, location: string): stri
 
 export const restoreSetAside = (paths: readonly string[]): string =>
   `The restore replaced ${paths.length === 1 ? 'an item' : `${paths.length} items`} whose stored ` +
-  `file this store could not read (another key, a newer schema version, a missing package); ` +
+  `file this store could not read (another key, a newer schema version, a missing package, a read error); ` +
   `${paths.length === 1 ? 'that file was' : 'those files were'} set aside, not deleted: ` +
   `${paths.join(', ')}.`;
 
