@@ -311,10 +311,33 @@ export const notSupportedByStorage = (operation: string, location: string): stri
   `${operation} works on the file system only in this release. Repair or remove the stored item ` +
   'in the storage itself (the driver keeps a copy of bad values aside), then call loadAll().';
 
+export const restoreSetAside = (paths: readonly string[]): string =>
+  `The restore replaced ${paths.length === 1 ? 'an item' : `${paths.length} items`} whose stored ` +
+  `file this store could not read (another key, a newer schema version, a missing package, a read error); ` +
+  `${paths.length === 1 ? 'that file was' : 'those files were'} set aside, not deleted: ` +
+  `${paths.join(', ')}.`;
+
+export const restoreKeptUnreadable = (
+  location: string,
+  adapter: string,
+  id: string,
+  why: string,
+): string =>
+  `The restore did not write the backup's item "${id}" of "${adapter}": the stored one in ` +
+  `${location} could not be read by this store (${why}), and a storage driver has nowhere to set ` +
+  'it aside, so it was kept as it is; the rest of the backup was restored. Read it (the right ' +
+  'encryption key, the newer version of the application) or remove it in the storage itself, then ' +
+  'restore again.';
+
 export const storageNotLoaded = (location: string): string =>
   `The store has not loaded from ${location} yet (it keeps trying to open it), so nothing is ` +
   'saved: a save now could overwrite what other replicas wrote. Unsaved changes stay in memory ' +
   'and are saved by the first save after the storage answers.';
+
+export const storageNotLoadedOnBoot = (location: string): string =>
+  `The store started with loadOnBoot: false and has not loaded from ${location} yet, so it neither ` +
+  'saves nor clears: it does not know what other replicas wrote. Unsaved changes stay in memory; ' +
+  'call loadAll() first.';
 
 export const storedItemUnreadable = (location: string, key: string, reason: string): string =>
   `The stored item ${key} in ${location} could not be read (${reason}), so it was not loaded. It ` +

@@ -9,6 +9,7 @@ import {
 } from 'nestjs-persistence';
 import { createApp } from './fixtures/app.factory';
 import { GatedFileSystem } from './fixtures/gated-fs';
+import { atomicWrite } from '../lib/storage/atomic-write';
 import { SimulatedFileSystem } from './fixtures/simulated-fs';
 import { dumpState, saveToFiles } from './fixtures/state';
 import { prng } from './fixtures/prng';
@@ -360,6 +361,41 @@ describe('crash points (simulated disk, every call, two models)', () => {
         [a, 'A (the backup)'],
         [b, 'B (before restore)'],
       ]),
+    );
+  }, 120_000);
+
+  it('restore() beside a file this code cannot read (a newer schema version): it stays, byte for byte', async () => {
+    const { fs, a } = await storeWithA();
+    let { app } = await open(fs);
+    await app.get(PersistenceStore).backup('/srv/backup-a');
+    await app.close();
+    const newer = `${PATH}/carts/newer.json`;
+    const bytes = Buffer.from(JSON.stringify({ id: 'newer', v: 1, sv: 9, data: { items: [] } }));
+    await atomicWrite(fs, newer, bytes, { mode: 0o600 });
+    ({ app } = await open(fs));
+    expect(
+      app
+        .get(PersistenceStore)
+        .listUnloaded()
+        .map((u) => u.id),
+    ).toEqual(['newer']);
+    fs.record();
+    await app.get(PersistenceStore).restore('/srv/backup-a');
+    fs.stopRecording();
+    expect(fs.readLive(newer)).toEqual(bytes);
+    await app.close();
+    report.restoreKeeps = await checkEveryCrashPoint(
+      fs,
+      new Map([[a, 'A (the backup, and before it)']]),
+      async (crashed, crashedApp) => {
+        expect(crashed.readLive(newer)).toEqual(bytes);
+        expect(
+          crashedApp
+            .get(PersistenceStore)
+            .listUnloaded()
+            .map((u) => u.id),
+        ).toEqual(['newer']);
+      },
     );
   }, 120_000);
 });

@@ -201,6 +201,78 @@ describe('nothing accepted is ever lost', () => {
     });
   });
 
+  describe('clear() keeps what the store did not load, and its protection', () => {
+    it('after clear(), an undecryptable file is still listed, refuses a save of its id, and discardUnloaded() sets it aside', async () => {
+      const right = { key: randomBytes(32) };
+      let app = await open({ encryption: right });
+      app.get(SessionManager).create({ id: 's', metadata: { v: 'original' } });
+      await closeAll();
+      const file = join(dir, 'sessions', 's.json.enc');
+      const before = await readFile(file);
+      app = await open({ encryption: { key: randomBytes(32) }, saveOnShutdown: false });
+      const store = app.get(PersistenceStore);
+      const errors = errorsOf(app);
+      await store.clear();
+      expect(store.listUnloaded()).toEqual([
+        expect.objectContaining({ adapter: 'sessions', id: 's', path: file }),
+      ]);
+      app.get(SessionManager).create({ id: 's', metadata: { v: 'recreated' } });
+      await expect(store.saveAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.SaveIncomplete,
+      });
+      expect(errors.map((e) => [e.error.code, e.itemId])).toEqual([
+        [PersistenceErrorCode.UnloadedItem, 's'],
+      ]);
+      expect(await readFile(file)).toEqual(before);
+      const moved = await store.discardUnloaded('sessions', 's');
+      expect(moved).toHaveLength(1);
+      expect(await readFile(moved[0])).toEqual(before);
+      await store.saveAll(); // now the new item may be written
+      expect(store.listUnloaded()).toEqual([]);
+    });
+  });
+
+  describe('restore() never deletes what this code cannot read', () => {
+    it('loadOnBoot: false: files of another key stay (or go to .quarantine/), readable ones are replaced', async () => {
+      const other = { key: randomBytes(32) };
+      const mine = { key: randomBytes(32) };
+      let app = await open({ encryption: other });
+      app.get(SessionManager).create({ id: 'kept', metadata: { v: 'other key' } });
+      app.get(SessionManager).create({ id: 'in-backup', metadata: { v: 'other key' } });
+      await closeAll();
+      app = await open({ encryption: mine });
+      app.get(SessionManager).create({ id: 'readable', metadata: { v: 'mine' } });
+      await closeAll();
+      const kept = await readFile(join(dir, 'sessions', 'kept.json.enc'));
+      const inBackup = await readFile(join(dir, 'sessions', 'in-backup.json.enc'));
+      // A backup, with this store's key, holding `in-backup` only.
+      const source = await makeTempDir();
+      const backup = join(await makeTempDir(), 'b');
+      const maker = await createApp({ path: source, encryption: mine });
+      maker.get(SessionManager).create({ id: 'in-backup', metadata: { v: 'backup' } });
+      await maker.get(PersistenceStore).saveAll();
+      await maker.get(PersistenceStore).backup(backup);
+      await maker.close();
+      await removeDir(source);
+
+      app = await open({ encryption: mine, loadOnBoot: false, saveOnShutdown: false });
+      await app.get(PersistenceStore).restore(backup);
+      await removeDir(join(backup, '..'));
+      const sessions = app.get(SessionManager);
+      expect(sessions.get('in-backup')?.metadata).toEqual({ v: 'backup' });
+      expect(sessions.get('readable')).toBeUndefined(); // replaced: restore asked for it
+      expect(await readFile(join(dir, 'sessions', 'kept.json.enc'))).toEqual(kept);
+      const [aside] = await readdir(join(dir, '.quarantine', 'sessions'));
+      expect(await readFile(join(dir, '.quarantine', 'sessions', aside))).toEqual(inBackup);
+      expect(
+        app
+          .get(PersistenceStore)
+          .listUnloaded()
+          .map((u) => u.id),
+      ).toEqual(['kept']);
+    });
+  });
+
   describe('a saveAll() always takes its snapshot after the call', () => {
     it.each(['clear', 'loadAll', 'restore'] as const)(
       'saveAll() after %s() runs a save of its own',

@@ -133,6 +133,20 @@ describe('boot on a storage driver that does not answer (fake timers)', () => {
     expect((await store.getStatus()).writable).toBe(true);
   });
 
+  it('a clear() before the storage answered is refused: the late load would bring the items back', async () => {
+    const driver = new MemoryDriver(1);
+    driver.items.set('carts/c1', cart('c1', 1));
+    const { app } = await open(driver);
+    const store = app.get(PersistenceStore);
+    await expect(store.clear()).rejects.toMatchObject({
+      code: PersistenceErrorCode.StorageUnavailable,
+    });
+    await jest.advanceTimersByTimeAsync(500);
+    await store.clear(); // queued after the load: now it removes what was loaded
+    expect(app.get(CartService).get('c1')).toEqual({ items: ['x'], total: 1 }); // memory is kept
+    expect(driver.items.has('carts/c1')).toBe(false);
+  });
+
   it('stops retrying at shutdown', async () => {
     const driver = new MemoryDriver(Number.POSITIVE_INFINITY);
     const { app } = await open(driver);

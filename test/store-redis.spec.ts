@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import {
   BuiltInFormat,
+  PersistenceAdapter,
   PersistenceConflictEvent,
   PersistenceError,
   PersistenceErrorCode,
@@ -39,6 +40,35 @@ async function rejection(promise: Promise<unknown>): Promise<PersistenceError> {
     return error as PersistenceError;
   }
   throw new Error('expected a rejection');
+}
+
+/**
+ * An adapter whose snapshot can be made to wait: a save held in it keeps the store's operation
+ * queue busy, so an operation queued behind it runs only after what the test does meanwhile (another
+ * replica's commit, whose notice is queued after it).
+ */
+class QueueGate implements PersistenceAdapter {
+  readonly name = 'gate';
+  private held?: Promise<void>;
+  release: () => void = () => undefined;
+
+  async snapshot(): Promise<ReadonlyMap<string, unknown>> {
+    await this.held;
+    return new Map();
+  }
+
+  restore(): void {}
+
+  /** Holds `store`'s queue with a save, queues `operation` behind it, and returns its promise. */
+  holding<T>(
+    store: PersistenceStore,
+    operation: (store: PersistenceStore) => Promise<T>,
+  ): Promise<T> {
+    this.held = new Promise((resolve) => (this.release = resolve));
+    const saving = store.saveAll();
+    const queued = operation(store);
+    return saving.then(() => queued);
+  }
 }
 
 describe('PersistenceStore on the Redis driver', () => {
@@ -282,6 +312,87 @@ describe('PersistenceStore on the Redis driver', () => {
       expect(c.get(CartService).get('c1')!.items).toEqual([winner]);
     });
   }
+
+  for (const policy of ['last-write-wins', 'reject'] as const) {
+    itRedis(
+      `clear() meets another replica's newer version: a conflict under ${policy}`,
+      async () => {
+        const keyPrefix = prefix(`clear-conflict-${policy}`);
+        const a = await open(keyPrefix, { conflicts: policy, saveOnShutdown: false }, 'a');
+        a.get(CartService).set('shared', { items: ['base'], total: 0 });
+        a.get(CartService).set('untouched', { items: ['x'], total: 0 });
+        await a.get(PersistenceStore).saveAll();
+        // b's clear() runs before b hears of a's next commit: it removes `shared` expecting the
+        // revision it loaded.
+        const gate = new QueueGate();
+        const b = await open(
+          keyPrefix,
+          { conflicts: policy, saveOnShutdown: false, adapters: [CartAdapter, gate] },
+          'b',
+        );
+        expect(b.get(CartService).get('shared')?.items).toEqual(['base']);
+        const conflicts: PersistenceConflictEvent[] = [];
+        b.get(PersistenceStore).onConflict((event) => conflicts.push(event));
+        const clearing = gate.holding(b.get(PersistenceStore), (store) => store.clear());
+        a.get(CartService).set('shared', { items: ['from-a'], total: 1 });
+        await a.get(PersistenceStore).saveAll();
+        gate.release();
+        await clearing;
+        expect(conflicts).toEqual([
+          {
+            adapter: 'carts',
+            id: 'shared',
+            local: { value: undefined, deleted: true },
+            remote: { value: { items: ['from-a'], total: 1 }, deleted: false, revision: 2 },
+            applied: policy === 'last-write-wins',
+          },
+        ]);
+        // 'reject' keeps the remote version and loads it; last write wins removes it.
+        const kept = policy === 'reject' ? { items: ['from-a'], total: 1 } : undefined;
+        if (kept) expect(b.get(CartService).get('shared')).toEqual(kept);
+        await close(b);
+        await close(a);
+        const c = await open(keyPrefix, { saveOnShutdown: false }, 'c');
+        expect(c.get(CartService).get('shared')).toEqual(kept);
+        expect(c.get(CartService).get('untouched')).toBeUndefined(); // no conflict: removed
+      },
+    );
+  }
+
+  itRedis(
+    "restore() over another replica's newer version is reported as a conflict (last write wins)",
+    async () => {
+      const keyPrefix = prefix('restore-conflict');
+      const a = await open(keyPrefix, { conflicts: 'reject', saveOnShutdown: false }, 'a');
+      a.get(CartService).set('shared', { items: ['backed up'], total: 0 });
+      await a.get(PersistenceStore).saveAll();
+      const folder = join(dir, 'backup');
+      await a.get(PersistenceStore).backup(folder);
+      const gate = new QueueGate();
+      const b = await open(
+        keyPrefix,
+        { conflicts: 'reject', saveOnShutdown: false, adapters: [CartAdapter, gate] },
+        'b',
+      );
+      const conflicts: PersistenceConflictEvent[] = [];
+      b.get(PersistenceStore).onConflict((event) => conflicts.push(event));
+      const restoring = gate.holding(b.get(PersistenceStore), (store) => store.restore(folder));
+      a.get(CartService).set('shared', { items: ['newer'], total: 1 });
+      await a.get(PersistenceStore).saveAll();
+      gate.release();
+      await restoring;
+      expect(conflicts).toEqual([
+        {
+          adapter: 'carts',
+          id: 'shared',
+          local: { value: { items: ['backed up'], total: 0 }, deleted: false },
+          remote: { value: { items: ['newer'], total: 1 }, deleted: false, revision: 2 },
+          applied: true,
+        },
+      ]);
+      expect(b.get(CartService).get('shared')).toEqual({ items: ['backed up'], total: 0 });
+    },
+  );
 
   itRedis('reports bad data in Redis like a corrupt file and never overwrites it', async () => {
     const keyPrefix = prefix('bad');

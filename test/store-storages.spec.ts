@@ -1,4 +1,7 @@
 import { INestApplication } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import Redis from 'ioredis';
 import {
   BuiltInFormat,
@@ -40,6 +43,18 @@ interface Storage {
    * application opened on it (a driver instance serves one application).
    */
   place(dir: string): () => PersistenceModuleOptions;
+  /**
+   * What a store started with `loadOnBoot: false` does before `loadAll()`: on files it knows which
+   * items are stored (listed as unloaded) and saves and clears everything else; a driver replica
+   * neither saves nor clears (`STORAGE_UNAVAILABLE`): it does not know what other replicas wrote.
+   */
+  beforeLoad: 'unloaded items' | 'refused';
+  /**
+   * What `restore()` does with a stored item this store cannot read when the backup holds one of
+   * its id: on files the stored file is set aside in `.quarantine/` and the backup's written; a
+   * driver has nowhere to set it aside, so it keeps it and reports the backup's as unloaded.
+   */
+  restoreOverUnreadable: 'set aside' | 'kept';
 }
 
 const prefixes: string[] = [];
@@ -49,6 +64,8 @@ const STORAGES: Storage[] = [
     name: 'the file system',
     problem: undefined,
     place: (dir) => () => ({ path: dir }),
+    beforeLoad: 'unloaded items',
+    restoreOverUnreadable: 'set aside',
   },
   {
     name: 'the Redis driver',
@@ -58,6 +75,8 @@ const STORAGES: Storage[] = [
       prefixes.push(keyPrefix);
       return () => ({ path: dir, storage: new RedisStorageDriver({ url: URL, keyPrefix }) });
     },
+    beforeLoad: 'refused',
+    restoreOverUnreadable: 'kept',
   },
   {
     name: 'the in-memory driver',
@@ -66,6 +85,8 @@ const STORAGES: Storage[] = [
       const storage = new InMemoryStorage(); // one "server" for every application of the test
       return () => ({ path: dir, storage: new InMemoryStorageDriver({ storage }) });
     },
+    beforeLoad: 'refused',
+    restoreOverUnreadable: 'kept',
   },
 ];
 
@@ -106,6 +127,12 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
     await app.close();
     return open(options);
   };
+  const unloaded = (app: INestApplication): string[] =>
+    app
+      .get(PersistenceStore)
+      .listUnloaded()
+      .map((item) => `${item.adapter}/${item.id}`)
+      .sort();
   const state = (app: INestApplication): unknown => ({
     ...(dumpState(app) as object),
     carts: [...app.get(CartService).entries()].sort(([a], [b]) => a.localeCompare(b)),
@@ -162,6 +189,163 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
     app = await restart(app, { saveOnShutdown: false });
     expect(app.get(SessionManager).list()).toHaveLength(0);
     expect(app.get(MemoryManager).listConversations()).toHaveLength(0);
+  });
+
+  describe('clear() removes what this store loaded; what it did not load stays protected', () => {
+    /** A save of `id` refused because the stored item was not loaded: nothing is written over it. */
+    const expectUnloadedRefusal = async (app: INestApplication, id: string): Promise<void> => {
+      const log = app.get(EventLog);
+      const before = log.errors.length;
+      await expect(app.get(PersistenceStore).saveAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.SaveIncomplete,
+      });
+      expect(log.errors.slice(before).map((e) => [e.error.code, e.itemId])).toEqual([
+        [PersistenceErrorCode.UnloadedItem, id],
+      ]);
+    };
+
+    test('an item encrypted with another key survives clear() and a save of its id; its key reads it', async () => {
+      const right = { encryption: { key: randomBytes(32) } };
+      const wrong = { encryption: { key: randomBytes(32) } };
+      let app = await open(right);
+      app.get(CartService).set('secret', { items: ['original'], total: 1 });
+      app = await restart(app, { ...wrong, saveOnShutdown: false }); // memory is kept by clear()
+      expect(app.get(CartService).get('secret')).toBeUndefined();
+      expect(unloaded(app)).toEqual(['carts/secret']);
+      app.get(CartService).set('mine', { items: ['loaded'], total: 2 });
+      await app.get(PersistenceStore).saveAll();
+      await app.get(PersistenceStore).clear();
+      expect(unloaded(app)).toEqual(['carts/secret']);
+      // Memory now holds only a new item of the unloaded one's id (a save after clear() writes
+      // what memory holds: the cleared item must not come back through it).
+      app.get(CartService).replaceAll(new Map([['secret', { items: ['recreated'], total: 3 }]]));
+      await expectUnloadedRefusal(app, 'secret');
+      app = await restart(app, { ...right, saveOnShutdown: false });
+      expect(app.get(CartService).get('secret')).toEqual({ items: ['original'], total: 1 });
+      expect(app.get(CartService).get('mine')).toBeUndefined(); // cleared, so not an unloaded item
+      expect(unloaded(app)).toEqual([]);
+    });
+
+    test('an item of a newer schema version survives clear() and a save of its id; a roll-forward reads it', async () => {
+      const notes = (version: number): PersistenceAdapter & { items: Map<string, unknown> } => {
+        const adapter = {
+          name: 'notes',
+          version,
+          // Each version's migration keeps the item as it is: only the version matters here.
+          migrations: Object.fromEntries(
+            [2, 3].filter((v) => v <= version).map((v) => [v, (item: unknown) => item]),
+          ),
+          items: new Map<string, unknown>(),
+          snapshot: () => new Map(adapter.items),
+          restore: (items: ReadonlyMap<string, unknown>) => {
+            adapter.items = new Map(items);
+          },
+        };
+        return adapter;
+      };
+      const newer = notes(3);
+      let app = await open({ adapters: [CartAdapter, newer] });
+      newer.items.set('n', { title: 'from v3' });
+      const older = notes(2);
+      app = await restart(app, { adapters: [CartAdapter, older], saveOnShutdown: false });
+      expect(older.items.size).toBe(0);
+      expect(app.get(EventLog).errors.map((e) => e.error.code)).toEqual([
+        PersistenceErrorCode.ItemFromNewerVersion,
+      ]);
+      older.items.set('v2-item', { title: 'loaded' });
+      await app.get(PersistenceStore).saveAll();
+      await app.get(PersistenceStore).clear();
+      expect(unloaded(app)).toEqual(['notes/n']);
+      older.items = new Map([['n', { title: 'from v2' }]]);
+      await expectUnloadedRefusal(app, 'n');
+      const forward = notes(3);
+      app = await restart(app, { adapters: [CartAdapter, forward], saveOnShutdown: false });
+      expect(Object.fromEntries(forward.items)).toEqual({ n: { title: 'from v3' } });
+    });
+
+    test('an item left alone by loadOnBoot: false survives clear() and a save of its id until loadAll()', async () => {
+      let app = await open();
+      app.get(CartService).set('stored', { items: ['on storage'], total: 1 });
+      app = await restart(app, { loadOnBoot: false, saveOnShutdown: false });
+      const store = app.get(PersistenceStore);
+      app.get(CartService).set('stored', { items: ['in memory'], total: 2 });
+      if (storage.beforeLoad === 'unloaded items') {
+        await store.clear();
+        expect(unloaded(app)).toEqual(['carts/stored']);
+        await expectUnloadedRefusal(app, 'stored');
+      } else {
+        for (const call of [() => store.clear(), () => store.saveAll()]) {
+          await expect(call()).rejects.toMatchObject({
+            code: PersistenceErrorCode.StorageUnavailable,
+            message: expect.stringContaining('loadOnBoot: false') as unknown,
+          });
+        }
+      }
+      await store.loadAll();
+      expect(app.get(CartService).get('stored')).toEqual({ items: ['on storage'], total: 1 });
+      // Loaded now: clear() removes it.
+      await store.clear();
+      app = await restart(app, { saveOnShutdown: false });
+      expect(app.get(CartService).get('stored')).toBeUndefined();
+    });
+  });
+
+  test('restore() replaces the state but never deletes an item this store could not read', async () => {
+    const right = { encryption: { key: randomBytes(32) } };
+    const wrong = { encryption: { key: randomBytes(32) } };
+    let app = await open(right);
+    app.get(CartService).set('a', { items: ['a, right key'], total: 1 });
+    app.get(CartService).set('b', { items: ['b, right key'], total: 2 });
+    // A backup, made with the other key, that holds `a` (not `b`) and `c`.
+    const source = await makeTempDir();
+    const backup = join(await makeTempDir(), 'backup');
+    const other = await createApp(
+      { path: source, adapters: [CartAdapter], ...wrong },
+      { imports: [CartModule] },
+    );
+    other.get(CartService).set('a', { items: ['a, backup'], total: 3 });
+    other.get(CartService).set('c', { items: ['c, backup'], total: 4 });
+    await other.get(PersistenceStore).saveAll();
+    await other.get(PersistenceStore).backup(backup);
+    await other.close();
+    await removeDir(source);
+
+    app = await restart(app, { ...wrong, saveOnShutdown: false });
+    expect(unloaded(app)).toEqual(['carts/a', 'carts/b']);
+    const before = app.get(EventLog).errors.length;
+    await app.get(PersistenceStore).restore(backup);
+    // The load that follows reports again what it cannot read.
+    const reported = app
+      .get(EventLog)
+      .errors.slice(before)
+      .map((e) => `${e.error.code} ${e.itemId}`)
+      .sort();
+    expect(app.get(CartService).get('c')).toEqual({ items: ['c, backup'], total: 4 });
+    if (storage.restoreOverUnreadable === 'set aside') {
+      expect(reported).toEqual([`${PersistenceErrorCode.DecryptionFailed} b`]);
+      expect(app.get(CartService).get('a')).toEqual({ items: ['a, backup'], total: 3 });
+      expect(unloaded(app)).toEqual(['carts/b']);
+    } else {
+      expect(reported).toEqual([
+        `${PersistenceErrorCode.DecryptionFailed} a`,
+        `${PersistenceErrorCode.DecryptionFailed} b`,
+        `${PersistenceErrorCode.UnloadedItem} a`,
+      ]);
+      expect(app.get(CartService).get('a')).toBeUndefined();
+      expect(unloaded(app)).toEqual(['carts/a', 'carts/b']);
+    }
+    await removeDir(join(backup, '..'));
+
+    // The owner of the right key finds `b` where it was, and `a` too (on files: in quarantine).
+    app = await restart(app, { ...right, saveOnShutdown: false });
+    expect(app.get(CartService).get('b')).toEqual({ items: ['b, right key'], total: 2 });
+    if (storage.restoreOverUnreadable === 'set aside') {
+      const quarantined = await readdir(join(dir, '.quarantine', 'carts'));
+      expect(quarantined).toEqual([expect.stringMatching(/-a\.json\.enc$/)]);
+      expect(app.get(CartService).get('a')).toBeUndefined(); // the backup's, of the other key
+    } else {
+      expect(app.get(CartService).get('a')).toEqual({ items: ['a, right key'], total: 1 });
+    }
   });
 
   test('saved and loaded reach @OnEvent and the callbacks, with their metadata', async () => {

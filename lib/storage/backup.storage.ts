@@ -2,20 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { BACKUP_MANIFEST_FILE, BACKUP_MANIFEST_VERSION } from '../persistence.constants';
 import { BackupContents, BackupEntry, BackupManifest } from '../interfaces/backup-target.interface';
-import { atomicWrite, isTempFileName } from './atomic-write';
+import { atomicWrite } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { FileSystemStorage, parseItemFileName } from './file-system.storage';
-import { ensureDirectory, exists, fsyncDirectory, listDirectory, removeTree } from './fs.util';
+import { ensureDirectory, fsyncDirectory, removeTree } from './fs.util';
 import { forEachLimit } from './map-limit.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
-import {
-  DIR_MODE,
-  JOURNAL_FILE,
-  LOCK_FILE,
-  QUARANTINE_DIR,
-  RESTORE_PREFIX,
-  sealedSegmentNumber,
-} from './on-disk.names';
+import { JOURNAL_FILE, LOCK_FILE, QUARANTINE_DIR, sealedSegmentNumber } from './on-disk.names';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
 export interface BackupFile {
@@ -32,7 +25,6 @@ const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).d
 
 /** Backup files written at once. */
 const BACKUP_WRITE_CONCURRENCY = 16;
-const COMMIT_MARKER = 'COMMIT';
 
 /** Thrown with a reason a user can act on; the caller wraps it in a PersistenceError. */
 export class BackupProblem extends Error {}
@@ -326,99 +318,4 @@ function checkManifest(manifest: BackupManifest, files: readonly BackupFile[]): 
   if (extra.length > 0) {
     throw new BackupProblem(`"${extra[0]}" is not listed in the manifest`);
   }
-}
-
-/**
- * Replaces the collections' folders with the backup's files as one unit:
- *   1. stage every file under `<root>/.restore-<id>/new/<collection>/` and make it durable;
- *   2. write `<root>/.restore-<id>/COMMIT`: from here on the restore happens even after a crash;
- *   3. move each live folder to `old/` and each staged folder into its place;
- *   4. remove `.restore-<id>`.
- * {@link recoverRestores} finishes step 3 (or discards an uncommitted stage) at the next start-up.
- * The caller checkpoints first, so no journal record refers to the folders being replaced.
- */
-export async function swapInBackup(
-  storage: FileSystemStorage,
-  collections: readonly string[],
-  files: readonly BackupFile[],
-): Promise<void> {
-  const { fs, root } = storage;
-  const { dirMode, fileMode } = storage.settings;
-  const work = join(root, `${RESTORE_PREFIX}${randomBytes(6).toString('hex')}`);
-  const staged = join(work, 'new');
-  try {
-    await fs.mkdir(work, dirMode);
-    await fs.mkdir(staged, dirMode);
-    for (const collection of collections) {
-      const dir = join(staged, collection);
-      await fs.mkdir(dir, dirMode);
-      for (const file of files.filter((f) => f.collection === collection)) {
-        await atomicWrite(fs, join(dir, file.fileName), file.data, {
-          syncDirectory: false,
-          mode: fileMode,
-        });
-      }
-      await fsyncDirectory(fs, dir);
-    }
-    await fsyncDirectory(fs, staged);
-    await fsyncDirectory(fs, work);
-    await fsyncDirectory(fs, root);
-    await atomicWrite(fs, join(work, COMMIT_MARKER), Buffer.from(new Date().toISOString()), {
-      mode: fileMode,
-    });
-  } catch (error) {
-    await removeTree(fs, work).catch(() => undefined);
-    throw error;
-  }
-  await finishRestore(fs, root, work);
-}
-
-/**
- * At start-up: completes every committed restore and discards every uncommitted one. Returns what it
- * did, for the log.
- */
-export async function recoverRestores(fs: PersistenceFileSystem, root: string): Promise<string[]> {
-  const done: string[] = [];
-  for (const entry of await listDirectory(fs, root)) {
-    if (!entry.name.startsWith(RESTORE_PREFIX)) continue;
-    const work = join(root, entry.name);
-    if (await exists(fs, join(work, COMMIT_MARKER))) {
-      await finishRestore(fs, root, work);
-      done.push(`completed the interrupted restore ${entry.name}`);
-    } else {
-      await removeTree(fs, work);
-      await fsyncDirectory(fs, root);
-      done.push(`discarded the uncommitted restore ${entry.name}`);
-    }
-  }
-  return done;
-}
-
-async function finishRestore(fs: PersistenceFileSystem, root: string, work: string): Promise<void> {
-  const staged = join(work, 'new');
-  const old = join(work, 'old');
-  // After a crash, either folder may already be gone (every staged folder was moved into place).
-  const remaining = await listDirectory(fs, staged);
-  if (remaining.length > 0) {
-    await fs.mkdir(old, DIR_MODE);
-    for (const { name } of remaining.filter(
-      (e) => e.type === 'directory' && !isTempFileName(e.name),
-    )) {
-      const live = join(root, name);
-      await fs.rename(live, join(old, name)).catch((error: unknown) => {
-        if (errorCode(error) !== 'ENOENT') throw error;
-      });
-      await fs.rename(join(staged, name), live);
-    }
-    await fsyncDirectory(fs, old);
-    await fsyncDirectory(fs, staged);
-  }
-  await fsyncDirectory(fs, root);
-  // The marker goes first: a crash while removing the rest leaves an uncommitted stage, discarded.
-  await fs.unlink(join(work, COMMIT_MARKER)).catch((error: unknown) => {
-    if (errorCode(error) !== 'ENOENT') throw error;
-  });
-  await fsyncDirectory(fs, work);
-  await removeTree(fs, work);
-  await fsyncDirectory(fs, root);
 }

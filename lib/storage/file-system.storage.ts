@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ENCRYPTED_SUFFIX, QUARANTINE_DIR } from './on-disk.names';
 import { atomicWrite, isTempFileName } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
@@ -125,6 +125,14 @@ export class FileSystemStorage {
     this.pinned.delete(path);
   }
 
+  /** The names of the pinned files of `collection`: those this code could not read. */
+  pinnedIn(collection: string): string[] {
+    const dir = this.collectionPath(collection);
+    const names: string[] = [];
+    for (const path of this.pinned) if (dirname(path) === dir) names.push(basename(path));
+    return names;
+  }
+
   /** Reads an item file: a regular file only, never through a link, never over the size limit. */
   read(path: string): Promise<Buffer> {
     return readRegularFile(this.fs, path, this.settings.maxFileBytes);
@@ -183,13 +191,32 @@ export class FileSystemStorage {
    * save can overwrite it and nothing is deleted. Returns where it went.
    */
   async quarantine(collection: string, file: ItemFile): Promise<string> {
-    const dir = join(this.root, QUARANTINE_DIR, collection);
-    await ensureDirectory(this.fs, dir, this.settings.dirMode);
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const target = join(dir, `${stamp}-${randomBytes(4).toString('hex')}-${file.fileName}`);
+    const { dir, target } = await this.quarantineTarget(collection, file.fileName);
     await this.fs.rename(file.path, target);
     await fsyncDirectory(this.fs, dir);
     await fsyncDirectory(this.fs, this.collectionPath(collection));
     return target;
+  }
+
+  /**
+   * Puts a second name of an item file into `.quarantine/<collection>/` (a hard link: the file stays
+   * where it is until whatever replaces it runs). Returns the new name.
+   */
+  async quarantineLink(collection: string, fileName: string): Promise<string> {
+    const { dir, target } = await this.quarantineTarget(collection, fileName);
+    await this.fs.link(join(this.collectionPath(collection), fileName), target);
+    await fsyncDirectory(this.fs, dir);
+    return target;
+  }
+
+  /** `.quarantine/<collection>/` (created) and a name in it that is never reused. */
+  private async quarantineTarget(
+    collection: string,
+    fileName: string,
+  ): Promise<{ dir: string; target: string }> {
+    const dir = join(this.root, QUARANTINE_DIR, collection);
+    await ensureDirectory(this.fs, dir, this.settings.dirMode);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    return { dir, target: join(dir, `${stamp}-${randomBytes(4).toString('hex')}-${fileName}`) };
   }
 }

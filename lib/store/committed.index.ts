@@ -33,11 +33,21 @@ export interface CommittedEntry {
    */
   unloaded?: string;
   /**
+   * With a storage driver, on an unloaded entry: this code cannot read the stored value (another
+   * key, a newer schema version, bad data), so even a restore does not replace it. (On files the
+   * storage's pinned files say the same.)
+   */
+  unreadable?: true;
+  /**
    * With a storage driver: the revision the item was loaded or last written with, the
    * `expectedRevision` of its next commit.
    */
   revision?: number;
 }
+
+/** The `unloaded` reason of the files a store started with `loadOnBoot: false` has not read. */
+export const NOT_LOADED_YET =
+  'the store started with loadOnBoot: false and loadAll() was not called';
 
 /** Committed entries by collection, then by file stem. */
 export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
@@ -86,6 +96,16 @@ export function unloadedItems(
     }
   }
   return list;
+}
+
+/**
+ * Drops every entry of what this store loaded (after `clear()` removed it), keeping the unloaded
+ * ones: their files are still there, and no save may overwrite or remove them.
+ */
+export function forgetLoaded(index: CommittedIndex): void {
+  for (const entries of index.values()) {
+    for (const [stem, entry] of entries) if (entry.unloaded === undefined) entries.delete(stem);
+  }
 }
 
 /**

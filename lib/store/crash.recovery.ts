@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import * as messages from '../persistence.messages';
-import { recoverRestores } from '../storage/backup.storage';
+import { recoverRestores } from '../storage/restore.swap';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { fsyncDirectory } from '../storage/fs.util';

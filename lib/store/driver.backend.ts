@@ -192,7 +192,7 @@ export class DriverBackend implements StoreBackend {
     return Promise.resolve({
       path: this.location,
       ...(checkWritable && !this.replica.loaded
-        ? { notWritableReason: messages.storageNotLoaded(this.location) }
+        ? { notWritableReason: this.replica.notLoadedReason }
         : {}),
       journal: { bytes: 0, pendingItems: 0 },
       disk: null,

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { BackupEntry } from '../interfaces/backup-target.interface';
 import { BackupFile } from '../storage/backup.storage';
 import {
+  CommitResult,
   ConflictPolicy,
   DriverChange,
   DriverConflict,
@@ -22,7 +23,7 @@ import { TimeSlicer } from '../storage/event-loop.util';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, forgetLoaded, hashBytes } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
@@ -67,6 +68,8 @@ export class DriverReplica {
   /** True once everything was loaded: saves are refused before (they could overwrite others'). */
   loaded = false;
   private opened = false;
+  /** False when the store started with `loadOnBoot: false` (nothing loads until `loadAll()`). */
+  private bootLoad = true;
   private closed = false;
   private unwatch?: () => void;
   private retry?: ReturnType<typeof setTimeout>;
@@ -92,6 +95,7 @@ export class DriverReplica {
    * answers or the store closes; this never rejects.
    */
   async start(load: boolean): Promise<void> {
+    this.bootLoad = load;
     try {
       await this.host.driver.open();
       this.opened = true;
@@ -121,14 +125,25 @@ export class DriverReplica {
     }
   }
 
-  /** Refuses a save before the first load: it could overwrite what other replicas wrote. */
+  /** Why this replica cannot write yet (before its first load), or undefined once loaded. */
+  get notLoadedReason(): string | undefined {
+    if (this.loaded) return undefined;
+    return this.bootLoad
+      ? messages.storageNotLoaded(this.location)
+      : messages.storageNotLoadedOnBoot(this.location);
+  }
+
+  /**
+   * Refuses a save or a clear before the first load: it could overwrite what other replicas wrote,
+   * or report as removed what the late load then brings back.
+   */
   assertLoaded(operation: PersistenceOperation): void {
-    if (this.loaded) return;
-    throw new PersistenceError(
-      PersistenceErrorCode.StorageUnavailable,
-      messages.storageNotLoaded(this.location),
-      { operation, path: this.location },
-    );
+    const reason = this.notLoadedReason;
+    if (reason === undefined) return;
+    throw new PersistenceError(PersistenceErrorCode.StorageUnavailable, reason, {
+      operation,
+      path: this.location,
+    });
   }
 
   /** Replaces every adapter's state with the stored one (`loadAll()`, boot). */
@@ -193,8 +208,15 @@ export class DriverReplica {
   async afterCommit(operation: PersistenceOperation): Promise<void> {
     const last = this.sink.last;
     this.sink.last = undefined;
-    if (!last) return;
-    const { result } = last;
+    if (last) await this.settle(last.result, operation);
+  }
+
+  /**
+   * What follows any commit of this replica (a save's, a clear's): the new revisions, the conflicts
+   * (emitted; not applied ones, with `'reject'`, load the remote version into the adapter), and the
+   * items blocked by bad data.
+   */
+  private async settle(result: CommitResult, operation: PersistenceOperation): Promise<void> {
     for (const change of result.applied) {
       const entry = this.host.index.get(change.collection)?.get(change.id);
       if (entry && !change.deleted) entry.revision = change.revision;
@@ -227,16 +249,22 @@ export class DriverReplica {
     }
   }
 
-  /** Deletes every stored item of this store's adapters (one commit); memory is kept. */
+  /**
+   * Removes every item this replica loaded (one commit); memory is kept. Each removal expects the
+   * revision this replica last saw, like a save's: an item another replica changed since is a
+   * conflict under the `conflicts` policy (`'reject'` keeps the remote version and loads it). Items
+   * it did not load stay, still protected from its saves.
+   */
   async clear(): Promise<void> {
-    const changes = this.removalsOfLoaded();
-    if (changes.length > 0) {
-      await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
-    }
-    for (const entries of this.host.index.values()) {
-      for (const [stem, entry] of entries) if (entry.unloaded === undefined) entries.delete(stem);
-    }
+    this.assertLoaded('clear');
+    const changes = this.removals((entry) => entry.unloaded !== undefined); // what it loaded
+    const result =
+      changes.length > 0
+        ? await this.host.driver.commit(changes, { conflicts: this.host.conflicts })
+        : undefined;
+    forgetLoaded(this.host.index);
     this.host.inSync.clear();
+    if (result) await this.settle(result, 'clear');
   }
 
   /**
@@ -258,24 +286,51 @@ export class DriverReplica {
   }
 
   /**
-   * Replaces the stored state with a backup's checked files in one commit (every loaded item not in
-   * the backup removed, last write wins), then loads it.
+   * Replaces the stored state with a backup's checked files in one commit (every other item
+   * removed), then loads it. Last write wins whatever the `conflicts` policy (the application asked
+   * for the backup's state), but an item another replica changed since this one last saw it is
+   * still reported as a conflict (`applied: true`). A stored value this code cannot read (another
+   * key, a newer schema version, bad data) is neither removed nor overwritten: a driver has nowhere
+   * to set it aside; the backup's item of that id is reported (`PERSISTENCE_UNLOADED_ITEM`) instead.
+   * Refused before the first load, like a save.
    */
   async restoreFiles(files: readonly BackupFile[]): Promise<LoadMetadata> {
+    this.assertLoaded('restore');
     const changes: DriverChange[] = [];
     const named = new Set<string>();
     for (const file of files) {
       named.add(`${file.collection}/${file.stem}`);
+      const entry = this.host.index.get(file.collection)?.get(file.stem);
+      if (entry?.unreadable) {
+        const id = decodeStem(file.stem) ?? file.stem;
+        const message = messages.restoreKeptUnreadable(
+          this.location,
+          file.collection,
+          id,
+          entry.unloaded ?? '',
+        );
+        this.host.fail(
+          new PersistenceError(PersistenceErrorCode.UnloadedItem, message, {
+            operation: 'restore',
+            adapter: file.collection,
+            itemId: id,
+            path: `${this.location} ${file.collection}/${file.stem}`,
+          }),
+          'restore',
+        );
+        continue;
+      }
       changes.push({
         collection: file.collection,
         id: file.stem,
         data: file.data,
-        expectedRevision: this.host.index.get(file.collection)?.get(file.stem)?.revision ?? null,
+        expectedRevision: entry?.revision ?? null,
       });
     }
-    changes.push(...this.removalsOfLoaded(named));
+    changes.push(...this.removals((entry) => entry.unreadable === true, named));
     if (changes.length > 0) {
       const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
+      for (const conflict of result.conflicts) await this.reportConflict(conflict);
       for (const problem of result.blocked) this.host.fail(problem.error, 'restore');
     }
     return this.load('restore');
@@ -547,7 +602,14 @@ export class DriverReplica {
         why = `it is not a valid item: ${reason}`;
       }
       return {
-        unloaded: { fileName, ref: undefined, hash: '', unloaded: why, revision: record.revision },
+        unloaded: {
+          fileName,
+          ref: undefined,
+          hash: '',
+          unloaded: why,
+          unreadable: true,
+          revision: record.revision,
+        },
       };
     }
   }
@@ -564,23 +626,32 @@ export class DriverReplica {
     if (!committed) index.set(problem.collection, (committed = new Map<string, CommittedEntry>()));
     const entry = committed.get(problem.id);
     const why = `the stored value is bad data: ${problem.error.message}`;
-    if (entry) entry.unloaded = why;
-    else
+    if (entry) {
+      entry.unloaded = why;
+      entry.unreadable = true;
+    } else
       committed.set(problem.id, {
         fileName: problem.id + this.host.codec().extension,
         ref: undefined,
         hash: '',
         unloaded: why,
+        unreadable: true,
       });
     this.host.inSync.delete(problem.collection);
   }
 
-  /** A removal of every loaded item (unloaded ones are never touched), except the `kept` ones. */
-  private removalsOfLoaded(kept: ReadonlySet<string> = new Set()): DriverChange[] {
+  /**
+   * A removal of every item in the index but the `spared` entries and the `kept` items, each
+   * expecting the revision this replica last saw.
+   */
+  private removals(
+    spared: (entry: CommittedEntry) => boolean,
+    kept: ReadonlySet<string> = new Set(),
+  ): DriverChange[] {
     const changes: DriverChange[] = [];
     for (const [collection, entries] of this.host.index) {
       for (const [stem, entry] of entries) {
-        if (entry.unloaded !== undefined || kept.has(`${collection}/${stem}`)) continue;
+        if (spared(entry) || kept.has(`${collection}/${stem}`)) continue;
         changes.push({
           collection,
           id: stem,

@@ -8,9 +8,9 @@ import {
   BackupFile,
   isFreeDestination,
   storeEntries,
-  swapInBackup,
   writeBackup,
 } from '../storage/backup.storage';
+import { swapInBackupKeepingUnreadable } from '../storage/restore.swap';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { encodeId } from '../storage/file-name.codec';
 import { exists, fsyncDirectory } from '../storage/fs.util';
@@ -18,7 +18,8 @@ import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isSameOrInside } from '../storage/path.util';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
-import { inSyncAfterLoad } from './committed.index';
+import { forgetLoaded, inSyncAfterLoad, NOT_LOADED_YET } from './committed.index';
+import { pinUnreadableUnread } from './unread.checker';
 import { readJournalOnly, recoverAtStart } from './crash.recovery';
 import { wrapIo } from './error.reporter';
 import { JournalCheckpointer } from './journal.checkpointer';
@@ -153,10 +154,16 @@ export class FileSystemBackend implements StoreBackend {
     return this.runLoad(operation, overlay);
   }
 
+  /**
+   * Removes what this store loaded, as one journal commit. The files it did not load stay, and so
+   * does their entry in the index: a save still may not touch them (`PERSISTENCE_UNLOADED_ITEM`),
+   * `listUnloaded()` still lists them, and only `discardUnloaded()` sets them aside.
+   */
   async clear(): Promise<void> {
     const ops: JournalOp[] = [];
     for (const [collection, entries] of this.ctx.index) {
       for (const entry of entries.values()) {
+        if (entry.unloaded !== undefined) continue;
         for (const fileName of [entry.fileName, ...(entry.others ?? [])]) {
           ops.push({ collection, fileName });
         }
@@ -165,7 +172,7 @@ export class FileSystemBackend implements StoreBackend {
     await this.ctx.errors.io('clear', 'clear', this.location, async () => {
       if (ops.length > 0) await this.journal.append(ops);
       this.checkpointer.committed(ops);
-      for (const entries of this.ctx.index.values()) entries.clear();
+      forgetLoaded(this.ctx.index);
       this.ctx.inSync.clear();
       await this.checkpointer.applyJournal();
     });
@@ -236,10 +243,31 @@ export class FileSystemBackend implements StoreBackend {
       : undefined;
   }
 
+  /**
+   * Swaps the backup's files in for the collections' folders (never deleting a file this code could
+   * not read: see {@link swapInBackupKeepingUnreadable}; with `loadOnBoot: false` the files not read
+   * yet are checked first), then loads them.
+   */
   async restore(files: readonly BackupFile[], collections: string[]): Promise<LoadMetadata> {
-    await this.ctx.errors.io('restore', 'swap in the backup', this.location, async () => {
+    const { ctx } = this;
+    await ctx.errors.io('restore', 'swap in the backup', this.location, async () => {
       await this.checkpointer.applyJournal();
-      await swapInBackup(this.storage, collections, files);
+      const { adapters, index, options } = ctx;
+      await pinUnreadableUnread(
+        this.storage,
+        index,
+        adapters,
+        ctx.codec(),
+        ctx.caller(),
+        options.ioConcurrency,
+      );
+      const setAside = await swapInBackupKeepingUnreadable(
+        this.storage,
+        collections,
+        files,
+        ctx.codec().serializer.extension,
+      );
+      if (setAside.length > 0) ctx.logger.warn(messages.restoreSetAside(setAside));
     });
     return this.runLoad('restore', []);
   }
@@ -395,7 +423,7 @@ export class FileSystemBackend implements StoreBackend {
             fileName: file.fileName,
             ref: undefined,
             hash: '',
-            unloaded: 'the store started with loadOnBoot: false and loadAll() was not called',
+            unloaded: NOT_LOADED_YET,
           },
         ]),
       );

@@ -213,8 +213,11 @@ export class PersistenceStore
   }
 
   /**
-   * Deletes every saved item of every adapter, as one commit (quarantined files stay). In-memory
-   * state is kept.
+   * Deletes every saved item this store loaded, as one commit; in-memory state is kept. What it did
+   * not load stays, still protected from saves: quarantined files and the items of
+   * {@link listUnloaded} (remove those with {@link discardUnloaded}). With a storage driver each
+   * removal expects the revision this replica last saw (a newer one is a conflict under the
+   * `conflicts` policy), and a replica that has not loaded yet refuses.
    */
   clear(): Promise<void> {
     return this.refuse('clear', true) ?? this.enqueue(() => this.open.backend.clear());
@@ -242,7 +245,9 @@ export class PersistenceStore
    * through each adapter's `restore(items)` (which only restores into memory). Every file of the backup
    * is read and checked first; a backup that is incomplete, tampered with or holds anything unexpected
    * is refused and nothing changes. The swap itself survives a crash (it completes at the next start).
-   * `source` is a folder, or the id of a backup from `listBackups()`.
+   * `source` is a folder, or the id of a backup from `listBackups()`. A stored item this code cannot
+   * read (another key, a newer schema version) is never deleted: it stays, or, when the backup holds
+   * its id, is set aside in `.quarantine/` (files) or kept with the backup's item reported (drivers).
    */
   restore(source: string): Promise<RestoreMetadata> {
     return (
