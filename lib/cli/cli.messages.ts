@@ -85,3 +85,7 @@ export const backupWhere = (): string =>
 
 export const noBackupsFolder = (path: string): string =>
   `No backups folder at ${path}: it does not exist. Give the folder of the backups.directory option (or of backup --into).`;
+
+export const exportInsideStore = (target: string, store: string): string =>
+  `--out ${target} is inside the store folder ${store} (once symbolic links are followed); ` +
+  'write the export elsewhere. Nothing was written.';

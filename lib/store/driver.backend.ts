@@ -174,8 +174,8 @@ export class DriverBackend implements StoreBackend {
     }
   }
 
-  restoreSourceProblem(): string | undefined {
-    return undefined;
+  restoreSourceProblem(): Promise<string | undefined> {
+    return Promise.resolve(undefined);
   }
 
   restore(files: readonly BackupFile[]): Promise<LoadMetadata> {

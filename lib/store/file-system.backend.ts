@@ -16,7 +16,7 @@ import { encodeId } from '../storage/file-name.codec';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
-import { isSameOrInside } from '../storage/path.util';
+import { isReallySameOrInside } from '../storage/path.util';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { inSyncAfterLoad } from './committed.index';
 import { readJournalOnly, recoverAtStart } from './crash.recovery';
@@ -182,9 +182,15 @@ export class FileSystemBackend implements StoreBackend {
     const target = resolve(destination);
     const store = this.location;
     let problem: string | undefined;
-    if (isSameOrInside(target, store)) {
+    const [inside, holds] = await errors.io('backup', 'inspect', target, () =>
+      Promise.all([
+        isReallySameOrInside(this.ctx.fs, target, store),
+        isReallySameOrInside(this.ctx.fs, store, target),
+      ]),
+    );
+    if (inside) {
       problem = messages.backupDestinationInside(target, store);
-    } else if (isSameOrInside(store, target)) {
+    } else if (holds) {
       problem = messages.backupDestinationHoldsStore(target, store);
     } else if (
       !(await errors.io('backup', 'inspect', target, () => isFreeDestination(this.ctx.fs, target)))
@@ -230,8 +236,10 @@ export class FileSystemBackend implements StoreBackend {
     return run();
   }
 
-  restoreSourceProblem(from: string): string | undefined {
-    return isSameOrInside(from, this.location) || isSameOrInside(this.location, from)
+  async restoreSourceProblem(from: string): Promise<string | undefined> {
+    const { fs } = this.ctx;
+    return (await isReallySameOrInside(fs, from, this.location)) ||
+      (await isReallySameOrInside(fs, this.location, from))
       ? 'it is the store folder, inside it, or contains it'
       : undefined;
   }

@@ -2,23 +2,17 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
-import {
-  adapterFailed,
-  corruptFile,
-  decryptionFailed,
-  ioFailed,
-  reasonOf,
-} from '../persistence.messages';
+import { adapterFailed, corruptFile, ioFailed, reasonOf } from '../persistence.messages';
 import { decodeStem } from '../storage/file-name.codec';
 import { FileSystemStorage, ItemFile, parseItemFileName } from '../storage/file-system.storage';
-import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { JournalOp } from '../storage/journal';
 import { TimeSlicer } from '../storage/event-loop.util';
 import { mapLimit } from '../storage/map-limit.util';
-import { UnsafeFileError } from '../storage/safe-read';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
 import { reviveStored, schemaFailure } from './schema.migrator';
+import { itemFileFinding, itemFileMessage, unloadedReason } from './store.findings';
 
 /** Longest stretch of decoding and reviving between two yields to the event loop. */
 const LOAD_SLICE_MS = 5;
@@ -306,15 +300,6 @@ export class SnapshotReader {
       path: file.path,
       cause,
     };
-    if (
-      cause instanceof PersistenceError &&
-      cause.code === PersistenceErrorCode.OptionalDependencyMissing
-    ) {
-      // The file is fine; a package to read it is missing: left in place, pinned, unloaded.
-      this.storage.pin(file.path);
-      this.report(new PersistenceError(cause.code, cause.message, context));
-      return cause.message;
-    }
     const schema = schemaFailure(collection, file.path, cause);
     if (schema) {
       // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
@@ -322,28 +307,12 @@ export class SnapshotReader {
       this.report(schema.error);
       return schema.why;
     }
-    const invalid =
-      cause instanceof UnsafeFileError ||
-      (cause instanceof ItemDecodeError && cause.kind === 'corrupt') ||
-      !(cause instanceof ItemDecodeError || isSystemError(cause));
-    if (!invalid) {
+    // The judgement `verify` shares (store.findings.ts): same code, same words.
+    const finding = itemFileFinding(file.path, cause);
+    if (!finding.invalid) {
       this.storage.pin(file.path);
-      this.report(
-        cause instanceof ItemDecodeError
-          ? new PersistenceError(
-              PersistenceErrorCode.DecryptionFailed,
-              decryptionFailed(file.path, cause.message),
-              context,
-            )
-          : new PersistenceError(
-              PersistenceErrorCode.IoFailed,
-              ioFailed('read', file.path, reasonOf(cause)),
-              context,
-            ),
-      );
-      return cause instanceof ItemDecodeError
-        ? 'it could not be decrypted with the configured keys'
-        : `it could not be read: ${reasonOf(cause)}`;
+      this.report(new PersistenceError(finding.code, itemFileMessage(finding), context));
+      return unloadedReason(finding);
     }
     let movedTo: string | undefined;
     if (!this.readOnly) {
@@ -354,20 +323,9 @@ export class SnapshotReader {
       }
     }
     if (!movedTo) this.storage.pin(file.path); // left where it is: no save may remove it
-    this.report(
-      new PersistenceError(
-        PersistenceErrorCode.CorruptFile,
-        corruptFile(file.path, reasonOf(cause), movedTo),
-        context,
-      ),
-    );
-    return movedTo ? undefined : `it is not a valid item file: ${reasonOf(cause)}`;
+    this.report(new PersistenceError(finding.code, itemFileMessage(finding, movedTo), context));
+    return movedTo ? undefined : `it is not a valid item file: ${finding.problem}`;
   }
-}
-
-/** An error from the file system (it has an errno code such as EACCES or EIO). */
-function isSystemError(error: unknown): boolean {
-  return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string';
 }
 
 /**
