@@ -324,6 +324,10 @@ export const notSupportedByStorage = (operation: string, location: string): stri
   `${operation} works on the file system only in this release. Repair or remove the stored item ` +
   'in the storage itself (the driver keeps a copy of bad values aside), then call loadAll().';
 
+export const storageDisconnected = (location: string, problem: string): string =>
+  `The storage ${location} cannot be reached now (${problem}), so saves fail until it answers ` +
+  'again; changes stay in memory and are saved by the first save after that.';
+
 export const storageNotLoaded = (location: string): string =>
   `The store has not loaded from ${location} yet (it keeps trying to open it), so nothing is ` +
   'saved: a save now could overwrite what other replicas wrote. Unsaved changes stay in memory ' +

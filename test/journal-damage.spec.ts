@@ -325,10 +325,10 @@ describe('a store whose journal is damaged (real folder, real Nest app)', () => 
     expect(await asideCopies(dir)).toEqual([]);
     expect(errors).toEqual([]);
     const torn = bytes.length - at[4].start;
-    const warnings = logger.lines.filter((line) => line.includes('off the end of the journal'));
+    const warnings = logger.lines.filter((line) => line.includes('not a complete record'));
     expect(warnings).toEqual([
-      `warn Recovery: cut ${torn} byte(s) off the end of the journal ${join(dir, '.journal')}: ` +
-        'a save interrupted by a crash; it was never acknowledged.',
+      `warn Recovery: the journal ${join(dir, '.journal')}: the last ${torn} byte(s) are not a ` +
+        'complete record: a save interrupted by a crash; it was never acknowledged. They were cut off.',
     ]);
     expect(logger.lines.filter((line) => line.startsWith('error '))).toEqual([]);
   });

@@ -189,11 +189,18 @@ export class DriverBackend implements StoreBackend {
   }
 
   status(checkWritable: boolean): Promise<BackendStatus> {
+    let notWritableReason: string | undefined;
+    if (checkWritable) {
+      // The driver's own view of its connection, when it has one: a lost server shows at once.
+      const problem = this.driver.connectionProblem?.();
+      if (!this.replica.loaded) notWritableReason = messages.storageNotLoaded(this.location);
+      else if (problem !== undefined) {
+        notWritableReason = messages.storageDisconnected(this.location, problem);
+      }
+    }
     return Promise.resolve({
       path: this.location,
-      ...(checkWritable && !this.replica.loaded
-        ? { notWritableReason: messages.storageNotLoaded(this.location) }
-        : {}),
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
       journal: { bytes: 0, pendingItems: 0 },
       disk: null,
     });
