@@ -293,7 +293,7 @@ describe('backups into backups.directory', () => {
             const manifest = JSON.parse(await readFile(path, 'utf8')) as BackupManifest;
             await writeFile(path, JSON.stringify({ ...manifest, id: 'someone-else' }));
           },
-          /manifest names another backup/,
+          /manifest persistence-backup.json names another backup/,
         ],
       ];
 

@@ -112,10 +112,7 @@ export async function verifyStore(
     for (const finding of journalFindings(segment.path, segment, segment.sealed)) {
       problems.push({
         file: name,
-        problem:
-          finding.code === undefined
-            ? `${finding.problem}; the next start of the application cuts them off`
-            : finding.problem,
+        problem: finding.problem,
         ...(finding.code === undefined ? {} : { code: finding.code }),
       });
     }
@@ -161,7 +158,11 @@ export function formatVerify(report: VerifyReport): string {
   if (problems.length === 0) return `OK ${what}${report.path}: ${scope} checked, no problems.`;
   return [
     `${plural(problems.length, 'problem')} in ${what}${report.path} (${scope} checked):`,
-    ...problems.map((p) => `  ${p.file}: ${p.problem}${p.code ? ` (${p.code})` : ''}`),
+    ...problems.map(
+      (p) =>
+        `  ${p.file}: ${p.problem}` +
+        (p.code ? ` (${p.code})` : '; the next start of the application cuts them off'),
+    ),
   ].join('\n');
 }
 

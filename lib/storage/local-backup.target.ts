@@ -119,7 +119,7 @@ export class LocalBackupTarget implements BackupTarget {
     const manifest = await this.readManifest(id);
     if (manifest.id !== id) {
       throw new BackupProblem(
-        `its manifest names another backup (${String(manifest.id)})`,
+        `its manifest ${BACKUP_MANIFEST_FILE} names another backup (${String(manifest.id)})`,
         BACKUP_MANIFEST_FILE,
       );
     }
