@@ -167,7 +167,7 @@ describe('a flipped byte is reported alike by verify, the start and restore', ()
     const cases: Array<{ file: string; at: number; dir: string }> = [];
     for (const file of targets) {
       const { size } = await stat(join(template, file));
-      for (const at of positions(size, file.startsWith('.journal') ? 6 : 3)) {
+      for (const at of positions(size, file.startsWith('.journal') ? 5 : 3)) {
         const dir = await copyOf(template);
         await flip(join(dir, file), at);
         cases.push({ file, at, dir });
@@ -178,12 +178,14 @@ describe('a flipped byte is reported alike by verify, the start and restore', ()
     for (let i = 0; i < cases.length; i += 2) {
       reports.push(...(await Promise.all(cases.slice(i, i + 2).map((c) => verify(c.dir)))));
     }
+    const seen = new Set<string>();
     for (const [i, { file, at, dir }] of cases.entries()) {
       const what = `${file} byte ${at}`;
       const report = reports[i];
       expect({ what, code: report.code }).toEqual({ what, code: 1 });
       expect({ what, files: report.problems.map((p) => p.file) }).toEqual({ what, files: [file] });
       const [problem] = report.problems;
+      seen.add(problem.code ?? 'torn tail');
       const started = await start(dir);
       const path = join(dir, file);
       if (problem.code === undefined) {
@@ -206,29 +208,40 @@ describe('a flipped byte is reported alike by verify, the start and restore', ()
         expect({ what, path: reported }).toEqual({ what, path });
         if (problem.code === 'PERSISTENCE_DECRYPTION_FAILED') {
           // Left in place: listed as unloaded, under the same file.
-          expect(started.unloaded.map((u) => u.path)).toEqual([path]);
+          expect(started.unloaded.map((u) => [u.path, u.code])).toEqual([[path, problem.code]]);
         }
       }
       await apps.pop()?.close();
     }
-  }, 30_000);
+    // The sample reached every kind of finding.
+    expect([...seen].sort()).toEqual([
+      'PERSISTENCE_CORRUPT_FILE',
+      'PERSISTENCE_DECRYPTION_FAILED',
+      'PERSISTENCE_JOURNAL_DAMAGED',
+      'torn tail',
+    ]);
+  }, 60_000);
 
   it('a backup: every flip in its files is refused by restore(id) and listed by verify, in the same words', async () => {
     const folder = join(backups, backupId);
     const files = [
       'persistence-backup.json',
-      ...(await readdir(join(folder, 'sessions'))).map((n) => `sessions/${n}`),
+      ...(await readdir(join(folder, 'sessions'))).slice(0, 2).map((n) => `sessions/${n}`),
     ];
     const cases: Array<{ file: string; at: number; copy: string }> = [];
     for (const file of files) {
       const { size } = await stat(join(folder, file));
-      for (const at of positions(size, file.startsWith('sessions') ? 2 : 5)) {
+      for (const at of positions(size, file.startsWith('sessions') ? 2 : 4)) {
         const copy = await copyOf(backups);
         await flip(join(copy, backupId, file), at);
         cases.push({ file, at, copy });
       }
     }
-    const reports = await Promise.all(cases.map((c) => verify(join(c.copy, backupId))));
+    const reports: Array<VerifyJson & { code: number | null }> = [];
+    for (let i = 0; i < cases.length; i += 2) {
+      const batch = cases.slice(i, i + 2).map((c) => verify(join(c.copy, backupId)));
+      reports.push(...(await Promise.all(batch)));
+    }
     for (const [i, { file, at, copy }] of cases.entries()) {
       const what = `${file} byte ${at}`;
       const report = reports[i];
@@ -260,5 +273,5 @@ describe('a flipped byte is reported alike by verify, the start and restore', ()
       );
       expect(problem.problem).toContain(problem.file);
     }
-  }, 30_000);
+  }, 60_000);
 });

@@ -247,6 +247,7 @@ describe('schema versions and migrations', () => {
     const unloaded = store.listUnloaded().sort((a, b) => a.id.localeCompare(b.id));
     expect(unloaded.map((u) => u.id)).toEqual(['cycle', 'map', 'none', 'revived-badly']);
     for (const item of unloaded) {
+      expect(item.code).toBe(PersistenceErrorCode.MigrationFailed); // the typed reason
       expect(item.reason).toMatch(/^its migration from schema version 1 to 2 failed: /);
     }
 

@@ -418,11 +418,15 @@ export class DriverReplica {
       await caller.restore(adapter, values, operation);
     } catch (error) {
       const why = `adapter "${adapter.name}" failed to restore it`;
+      const failure = this.adapterError(adapter, error, operation);
       for (const stem of remote.keys()) {
         const entry = committed.get(stem);
-        if (entry) entry.unloaded ??= why;
+        if (entry && entry.unloaded === undefined) {
+          entry.unloaded = why;
+          entry.unloadedCode = failure.code;
+        }
       }
-      this.host.fail(this.adapterError(adapter, error, operation), operation);
+      this.host.fail(failure, operation);
       return 0;
     }
     return changed;
@@ -521,9 +525,11 @@ export class DriverReplica {
       };
       const schema = schemaFailure(adapter.name, `${this.location} ${key}`, cause);
       let why: string;
+      let code: PersistenceErrorCode;
       if (schema) {
         this.host.fail(schema.error, operation);
         why = schema.why;
+        code = schema.error.code;
       } else if (cause instanceof ItemDecodeError && cause.kind === 'locked') {
         this.host.fail(
           new PersistenceError(
@@ -534,6 +540,7 @@ export class DriverReplica {
           operation,
         );
         why = 'it could not be decrypted with the configured keys';
+        code = PersistenceErrorCode.DecryptionFailed;
       } else {
         const reason = messages.reasonOf(cause);
         this.host.fail(
@@ -545,9 +552,17 @@ export class DriverReplica {
           operation,
         );
         why = `it is not a valid item: ${reason}`;
+        code = PersistenceErrorCode.CorruptFile;
       }
       return {
-        unloaded: { fileName, ref: undefined, hash: '', unloaded: why, revision: record.revision },
+        unloaded: {
+          fileName,
+          ref: undefined,
+          hash: '',
+          unloaded: why,
+          unloadedCode: code,
+          revision: record.revision,
+        },
       };
     }
   }
@@ -564,13 +579,16 @@ export class DriverReplica {
     if (!committed) index.set(problem.collection, (committed = new Map<string, CommittedEntry>()));
     const entry = committed.get(problem.id);
     const why = `the stored value is bad data: ${problem.error.message}`;
-    if (entry) entry.unloaded = why;
-    else
+    if (entry) {
+      entry.unloaded = why;
+      entry.unloadedCode = problem.error.code;
+    } else
       committed.set(problem.id, {
         fileName: problem.id + this.host.codec().extension,
         ref: undefined,
         hash: '',
         unloaded: why,
+        unloadedCode: problem.error.code,
       });
     this.host.inSync.delete(problem.collection);
   }

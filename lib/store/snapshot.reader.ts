@@ -163,13 +163,14 @@ export class SnapshotReader {
       return item;
     } catch (error) {
       meta.skipped++;
-      const why = await this.setAside(adapter.name, file, error);
-      if (why !== undefined) {
+      const left = await this.setAside(adapter.name, file, error);
+      if (left !== undefined) {
         unloaded.set(file.stem, {
           fileName: file.fileName,
           ref: undefined,
           hash: '',
-          unloaded: why,
+          unloaded: left.why,
+          unloadedCode: left.code,
         });
       }
       return undefined;
@@ -196,6 +197,7 @@ export class SnapshotReader {
       const loaded = items.get(stem);
       if (loaded) {
         loaded.entry.unloaded = entry.unloaded;
+        loaded.entry.unloadedCode = entry.unloadedCode;
         unloaded.delete(stem);
       }
     }
@@ -229,6 +231,7 @@ export class SnapshotReader {
               ref: undefined,
               hash: '',
               unloaded: schema.why,
+              unloadedCode: schema.error.code,
             });
             this.report(schema.error);
             continue;
@@ -292,7 +295,7 @@ export class SnapshotReader {
     collection: string,
     file: ItemFile,
     cause: unknown,
-  ): Promise<string | undefined> {
+  ): Promise<{ why: string; code: PersistenceErrorCode } | undefined> {
     const context = {
       operation: 'load' as const,
       adapter: collection,
@@ -305,14 +308,14 @@ export class SnapshotReader {
       // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
       this.storage.pin(file.path);
       this.report(schema.error);
-      return schema.why;
+      return { why: schema.why, code: schema.error.code };
     }
     // The judgement `verify` shares (store.findings.ts): same code, same words.
     const finding = itemFileFinding(file.path, cause);
     if (!finding.invalid) {
       this.storage.pin(file.path);
       this.report(new PersistenceError(finding.code, itemFileMessage(finding), context));
-      return unloadedReason(finding);
+      return { why: unloadedReason(finding), code: finding.code };
     }
     let movedTo: string | undefined;
     if (!this.readOnly) {
@@ -324,7 +327,9 @@ export class SnapshotReader {
     }
     if (!movedTo) this.storage.pin(file.path); // left where it is: no save may remove it
     this.report(new PersistenceError(finding.code, itemFileMessage(finding, movedTo), context));
-    return movedTo ? undefined : `it is not a valid item file: ${finding.problem}`;
+    return movedTo
+      ? undefined
+      : { why: `it is not a valid item file: ${finding.problem}`, code: finding.code };
   }
 }
 
@@ -349,14 +354,20 @@ export async function restoreLoaded(
   } catch (error) {
     meta.skipped += values.size;
     meta.adapters[adapter.name] = 0;
+    const failure =
+      error instanceof PersistenceError
+        ? error
+        : new PersistenceError(
+            PersistenceErrorCode.AdapterFailed,
+            adapterFailed(adapter.name, 'restore', reasonOf(error)),
+            { operation, adapter: adapter.name, cause: error },
+          );
     const why = `adapter "${adapter.name}" failed to restore it`;
-    for (const entry of committed.values()) entry.unloaded ??= why;
-    return error instanceof PersistenceError
-      ? error
-      : new PersistenceError(
-          PersistenceErrorCode.AdapterFailed,
-          adapterFailed(adapter.name, 'restore', reasonOf(error)),
-          { operation, adapter: adapter.name, cause: error },
-        );
+    for (const entry of committed.values()) {
+      if (entry.unloaded !== undefined) continue;
+      entry.unloaded = why;
+      entry.unloadedCode = failure.code;
+    }
+    return failure;
   }
 }
