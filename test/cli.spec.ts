@@ -577,6 +577,13 @@ exports.AppModule = AppModule;
     expect((await cli('migrate', store, '--module', moduleFile)).stdout).toContain(
       'saved 0 changed items',
     );
+    // The store named through a symbolic link is the module's store, as the application sees it.
+    await symlink(store, join(root, 'link'));
+    const throughLink = await cli('migrate', join(root, 'link'), '--module', moduleFile);
+    expect(throughLink).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('saved 0 changed items'),
+    });
 
     // A module whose store is another folder: refused before anything is opened.
     const other = join(root, 'other');

@@ -149,7 +149,7 @@ export class PersistenceStore
    * from a crash), loads, and starts auto-save and the backup schedule.
    */
   async onModuleInit(): Promise<void> {
-    const options = applyCommandLineOverride(resolveOptions(this.rawOptions));
+    const options = await applyCommandLineOverride(resolveOptions(this.rawOptions), this.fs);
     await checkBackupsFolder(this.fs, options);
     this.caller = new AdapterCaller(options.adapterTimeout);
     const session = new StoreSession(options, this.shared);
