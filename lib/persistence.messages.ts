@@ -146,6 +146,10 @@ export const journalTornTailProblem = (bytes: number): string =>
 export const journalTornTail = (path: string, problem: string): string =>
   `Recovery: the journal ${path}: ${problem}. They were cut off.`;
 
+/** `problem`: {@link journalTornTailProblem}; a read-only store leaves them. */
+export const journalTornTailKept = (path: string, problem: string): string =>
+  `The journal ${path}: ${problem}. The store is read-only, so they were left as they are; the next start without readOnly cuts them off.`;
+
 /** Damage in a journal file: the problem, as `verify` lists it and the start reports it. */
 export const journalDamageProblem = (damage: {
   unreadableBytes: number;

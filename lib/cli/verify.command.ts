@@ -104,7 +104,9 @@ export async function verifyStore(
           try {
             await codec.decode(op.collection, parsed, op.data);
           } catch (error) {
-            problems.push(itemProblem(where, itemFileFinding(where, error), cipher));
+            // The start reports a journal entry that does not decode as a corrupt file.
+            const { problem } = itemProblem(where, itemFileFinding(where, error), cipher);
+            problems.push({ file: where, problem, code: PersistenceErrorCode.CorruptFile });
           }
         }
       }

@@ -102,11 +102,17 @@ export async function readJournalOnly(
   fs: PersistenceFileSystem,
   journalPath: string,
   errors: ErrorReporter,
+  logger: Logger,
 ): Promise<JournalOp[][]> {
   const records: JournalOp[][] = [];
   for (const segment of await readAllSegments(fs, journalPath)) {
     const findings = journalFindings(segment.path, segment, segment.sealed);
-    // A torn tail is left as it is (nothing is written), and no later append comes after it.
+    for (const finding of findings) {
+      // A torn tail is left as it is (nothing is written): the writable start cuts it.
+      if (finding.code === undefined) {
+        logger.warn(messages.journalTornTailKept(segment.path, finding.problem));
+      }
+    }
     reportDamage(
       errors,
       segment.path,

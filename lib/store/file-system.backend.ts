@@ -75,7 +75,7 @@ export class FileSystemBackend implements StoreBackend {
     const path = this.location;
     if (options.readOnly) {
       this.bootOverlay = await errors.io('init', 'read the journal of', path, () =>
-        readJournalOnly(this.ctx.fs, this.journal.path, errors),
+        readJournalOnly(this.ctx.fs, this.journal.path, errors, this.ctx.logger),
       );
     } else {
       await errors.io('init', 'create', path, () => this.storage.ensureRoot());
@@ -148,7 +148,7 @@ export class FileSystemBackend implements StoreBackend {
 
   async load(operation: PersistenceOperation): Promise<LoadMetadata> {
     const overlay = this.ctx.options.readOnly
-      ? await readJournalOnly(this.ctx.fs, this.journal.path, this.ctx.errors)
+      ? await readJournalOnly(this.ctx.fs, this.journal.path, this.ctx.errors, this.ctx.logger)
       : [];
     return this.runLoad(operation, overlay);
   }
