@@ -137,20 +137,41 @@ export const scheduledBackupReadOnly = (): string =>
   'backups.cron is ignored: the store was opened with readOnly: true, and only the process that ' +
   'writes the store backs it up.';
 
-export const journalTornTail = (path: string, bytes: number): string =>
-  `Recovery: cut ${bytes} byte(s) off the end of the journal ${path}: a save interrupted by a crash; ` +
-  'it was never acknowledged.';
+/*
+ * What is wrong with a journal file, in the words both the start and `verify` use (see
+ * store/store.findings.ts): the start adds what it did about it, `verify` what the start will do.
+ */
 
-export const journalDamaged = (
-  path: string,
-  damage: { unreadableBytes: number; regions: number; recovered: number; copyPath?: string },
-): string =>
-  `The journal ${path} is damaged: ${damage.unreadableBytes} byte(s) in ${damage.regions} place(s) ` +
-  `could not be read, and valid saves follow them, so this is not a crash but damage to the file ` +
-  `(disk, file system, or another program). ${damage.recovered} committed save(s) before and after ` +
-  'the damage were recovered; the changes of the save(s) in the damaged bytes are lost. ' +
-  (damage.copyPath
-    ? `The whole damaged journal was copied to ${damage.copyPath} and the recovered saves replayed ` +
+/** A torn tail of the active journal: the problem, as `verify` lists it and the start logs it. */
+export const journalTornTailProblem = (bytes: number): string =>
+  `the last ${bytes} byte(s) are not a complete record: a save interrupted by a crash; it was never acknowledged`;
+
+/** `problem`: {@link journalTornTailProblem}. */
+export const journalTornTail = (path: string, problem: string): string =>
+  `Recovery: the journal ${path}: ${problem}. They were cut off.`;
+
+/** `problem`: {@link journalTornTailProblem}; a read-only store leaves them. */
+export const journalTornTailKept = (path: string, problem: string): string =>
+  `The journal ${path}: ${problem}. The store is read-only, so they were left as they are; the next start without readOnly cuts them off.`;
+
+/** Damage in a journal file: the problem, as `verify` lists it and the start reports it. */
+export const journalDamageProblem = (damage: {
+  unreadableBytes: number;
+  regions: number;
+  recovered: number;
+  sealed: boolean;
+}): string =>
+  `${damage.unreadableBytes} byte(s) in ${damage.regions} place(s) could not be read, and ` +
+  (damage.sealed ? 'a sealed segment is complete when it is sealed' : 'valid saves follow them') +
+  ', so this is not a crash but damage to the file (disk, file system, or another program); ' +
+  `${damage.recovered} committed save(s) before and after the damage can be recovered, ` +
+  'the changes of the save(s) in the damaged bytes are lost';
+
+/** `problem`: {@link journalDamageProblem}; `copyPath`: where the file was copied (none: read-only). */
+export const journalDamaged = (path: string, problem: string, copyPath?: string): string =>
+  `The journal ${path} is damaged: ${problem}. ` +
+  (copyPath
+    ? `The whole damaged file was copied to ${copyPath} and the recovered saves replayed ` +
       'into the item files. Check the disk and the loaded state; keep the copy for inspection, ' +
       'delete it when done.'
     : 'The store is read-only, so nothing was changed: the recovered saves are applied in memory. ' +
@@ -328,6 +349,10 @@ export const restoreKeptUnreadable = (
   'it aside, so it was kept as it is; the rest of the backup was restored. Read it (the right ' +
   'encryption key, the newer version of the application) or remove it in the storage itself, then ' +
   'restore again.';
+
+export const storageDisconnected = (location: string, problem: string): string =>
+  `The storage ${location} cannot be reached now (${problem}), so saves fail until it answers ` +
+  'again; changes stay in memory and are saved by the first save after that.';
 
 export const storageNotLoaded = (location: string): string =>
   `The store has not loaded from ${location} yet (it keeps trying to open it), so nothing is ` +

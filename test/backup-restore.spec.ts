@@ -103,6 +103,27 @@ describe('backup and restore', () => {
     expect(errors[0]?.operation).toBe('backup');
   });
 
+  it('refuses to back up into the store through a symbolic link, or to restore from it so', async () => {
+    await symlink(dir, join(root, 'to-store'));
+    await mkdir(join(root, 'outside'));
+    await symlink(join(dir, 'sessions'), join(root, 'outside', 'to-sessions'));
+    const before = await tree(dir);
+    for (const destination of [
+      join(root, 'to-store', 'bk'),
+      join(root, 'outside', 'to-sessions', 'bk'),
+    ]) {
+      await expect(store.backup(destination)).rejects.toMatchObject({
+        code: PersistenceErrorCode.InvalidBackupDestination,
+        message: expect.stringContaining('is inside the store folder'),
+      });
+    }
+    await expect(store.restore(join(root, 'outside', 'to-sessions'))).rejects.toMatchObject({
+      code: PersistenceErrorCode.InvalidBackup,
+      message: expect.stringContaining('it is the store folder, inside it, or contains it'),
+    });
+    expect(await tree(dir)).toEqual(before);
+  });
+
   it('refuses a destination that already holds files, and leaves them alone', async () => {
     await mkdir(join(root, 'taken'));
     await writeFile(join(root, 'taken', 'precious.txt'), 'keep me');

@@ -1,6 +1,6 @@
 import { INestApplication } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { link, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import {
   BackupContents,
@@ -293,7 +293,7 @@ describe('backups into backups.directory', () => {
             const manifest = JSON.parse(await readFile(path, 'utf8')) as BackupManifest;
             await writeFile(path, JSON.stringify({ ...manifest, id: 'someone-else' }));
           },
-          /manifest names another backup/,
+          /manifest persistence-backup.json names another backup/,
         ],
       ];
 
@@ -369,6 +369,24 @@ describe('backups into backups.directory', () => {
       code: PersistenceErrorCode.InvalidOptions,
       message: expect.stringContaining(`"${option}"`),
     });
+  });
+
+  it('refuses a backups.directory that is inside the store, or holds it, through a symbolic link', async () => {
+    await mkdir(dir, { recursive: true });
+    await mkdir(join(root, 'outside'));
+    await symlink(dir, join(root, 'to-store'));
+    await symlink(root, join(root, 'outside', 'to-root'));
+    for (const directory of [
+      join(root, 'to-store', 'bk'),
+      join(root, 'to-store'),
+      join(root, 'outside', 'to-root'),
+    ]) {
+      await expect(createApp({ path: dir, backups: { directory } })).rejects.toMatchObject({
+        code: PersistenceErrorCode.InvalidOptions,
+        message: expect.stringContaining('"backups.directory"'),
+      });
+    }
+    expect(await readdir(dir)).toEqual([]); // nothing was opened
   });
 
   it('writes to, lists, restores from and prunes a BackupTarget of your own', async () => {

@@ -1,12 +1,12 @@
 import { INestApplication } from '@nestjs/common';
-import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { PersistenceModuleOptions, PersistenceStore, SessionManager } from 'nestjs-persistence';
-import { createApp } from './fixtures/app.factory';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { buildCli, CliResult, runCli, unresolvedRequires } from './fixtures/cli';
 import { dumpState, saveToFiles, seedState } from './fixtures/state';
@@ -213,9 +213,126 @@ describe('CLI (nestjs-persistence bin)', () => {
     expect(bad.stdout).toContain(
       'sessions/sess-3.json: the id inside ("sess-2") does not match the file name',
     );
-    expect(bad.stdout).toMatch(/^ {2}\.journal: 8 bytes after record 0 are not a complete record/m);
+    expect(bad.stdout).toContain(
+      '  .journal: the last 8 byte(s) are not a complete record: a save interrupted by a crash; ' +
+        'it was never acknowledged; the next start of the application cuts them off',
+    );
     expect(bad.stdout).not.toContain('sess-2.json:');
     expect(await tree(store)).toEqual(before); // nothing quarantined, nothing cut off
+  });
+
+  it('verify exits 1 on a journal whose middle record is damaged, in the words of the start that copies it aside', async () => {
+    // Three acknowledged saves still in the journal, copied as a crash would leave the folder.
+    const source = join(root, 'source');
+    const app = await openApp(source, {
+      checkpointBytes: Number.MAX_SAFE_INTEGER,
+      saveOnShutdown: false,
+    });
+    for (const id of ['s1', 's2', 's3']) {
+      app.get(SessionManager).create({ id });
+      await app.get(PersistenceStore).saveAll();
+    }
+    const store = join(root, 'store');
+    await cp(source, store, { recursive: true, filter: (path) => !path.endsWith('.lock') });
+    await closeApp(app);
+    const journal = await readFile(join(store, '.journal'));
+    const second = 16 + journal.readUInt32LE(4); // where the second record starts
+    journal[second + 20] ^= 0xff;
+    await writeFile(join(store, '.journal'), journal);
+
+    const before = await tree(store);
+    const [text, json] = await Promise.all([cli('verify', store), cli('verify', store, '--json')]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain('(PERSISTENCE_JOURNAL_DAMAGED)');
+    const { problems } = JSON.parse(json.stdout) as {
+      problems: Array<{ file: string; problem: string; code: string }>;
+    };
+    expect(problems).toEqual([
+      {
+        file: '.journal',
+        code: 'PERSISTENCE_JOURNAL_DAMAGED',
+        problem: expect.stringContaining('2 committed save(s) before and after the damage'),
+      },
+    ]);
+    expect(await tree(store)).toEqual(before);
+
+    // The application, started on the same bytes, reports the same problem of the same file.
+    const logger = new RecordingLogger();
+    const started = await createApp(
+      { path: store, adapters: [CartAdapter] },
+      { imports: [CartModule], logger },
+    );
+    apps.push(started);
+    expect(logger.lines).toContainEqual(
+      expect.stringContaining(
+        `error The journal ${join(store, '.journal')} is damaged: ${problems[0].problem}.`,
+      ),
+    );
+  });
+
+  it('a store reached through a symbolic link: every command works on it as the application does', async () => {
+    const store = join(root, 'store');
+    await makeStore(store);
+    const link = join(root, 'link');
+    await symlink(store, link);
+    const [inspect, verify, exported] = await Promise.all([
+      cli('inspect', link, '--json'),
+      cli('verify', link),
+      cli('export', link),
+    ]);
+    expect(inspect.code).toBe(0);
+    expect(JSON.parse(inspect.stdout).collections).toHaveLength(4);
+    expect(verify).toMatchObject({ code: 0, stdout: expect.stringContaining('no problems') });
+    expect(exported.code).toBe(0);
+    expect(Object.keys(JSON.parse(exported.stdout).collections.sessions)).toEqual([
+      'sess-1',
+      'sess-2',
+    ]);
+    const backup = join(root, 'backup');
+    expect((await cli('backup', link, backup)).code).toBe(0);
+    expect((await cli('restore', link, backup)).code).toBe(0);
+    // A link to something that is not a folder is still refused.
+    await writeFile(join(root, 'file'), 'x');
+    await symlink(join(root, 'file'), join(root, 'file-link'));
+    expect((await cli('verify', join(root, 'file-link'))).stderr).toContain('it is not a folder');
+  });
+
+  it('export --out into the store is refused through any symbolic link; nothing is written there', async () => {
+    const store = join(root, 'store');
+    await makeStore(store, { encryption: { key: KEY } });
+    await symlink(store, join(root, 'to-store'));
+    await symlink(root, join(root, 'to-parent'));
+    await mkdir(join(root, 'elsewhere'));
+    await symlink(join(store, 'sessions'), join(root, 'elsewhere', 'to-sessions'));
+    const before = await tree(store);
+    for (const out of [
+      join(root, 'to-store', 'export.json'),
+      join(root, 'to-parent', 'store', 'export.json'),
+      join(root, 'elsewhere', 'to-sessions', 'export.json'),
+    ]) {
+      for (const path of [store, join(root, 'to-store')]) {
+        const result = await cli('export', path, '--out', out, '--key', KEY);
+        expect({ out, path, code: result.code }).toEqual({ out, path, code: 2 });
+        expect(result.stderr).toContain('is inside the store folder');
+      }
+    }
+    expect(await tree(store)).toEqual(before);
+    // Elsewhere it is written as before, and the store starts with nothing to quarantine.
+    const fine = join(root, 'elsewhere', 'export.json');
+    expect((await cli('export', join(root, 'to-store'), '--out', fine, '--key', KEY)).code).toBe(0);
+    expect((await readFile(fine, 'utf8')).length).toBeGreaterThan(0);
+    const app = await openApp(store, { encryption: { key: KEY } });
+    expect(app.get(PersistenceStore).listUnloaded()).toEqual([]);
+    expect(Object.keys(await tree(store)).filter((k) => k.startsWith('.quarantine'))).toEqual([]);
+    await closeApp(app);
+    // A backup or a restore through a link into the store is refused the same way.
+    const backup = await cli('backup', store, join(root, 'to-store', 'backup'));
+    expect(backup.code).toBe(1);
+    expect(backup.stderr).toContain('inside the store folder');
+    const restore = await cli('restore', store, join(root, 'to-store', 'sessions'), '--key', KEY);
+    expect(restore.code).toBe(1);
+    expect(restore.stderr).toContain('it is the store folder, inside it, or contains it');
+    expect(await tree(store)).toEqual(before);
   });
 
   (SCRIPT ? it : it.skip)(
@@ -460,6 +577,13 @@ exports.AppModule = AppModule;
     expect((await cli('migrate', store, '--module', moduleFile)).stdout).toContain(
       'saved 0 changed items',
     );
+    // The store named through a symbolic link is the module's store, as the application sees it.
+    await symlink(store, join(root, 'link'));
+    const throughLink = await cli('migrate', join(root, 'link'), '--module', moduleFile);
+    expect(throughLink).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('saved 0 changed items'),
+    });
 
     // A module whose store is another folder: refused before anything is opened.
     const other = join(root, 'other');

@@ -10,7 +10,10 @@ import {
   PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
+import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { PersistenceHealthIndicator, PersistenceHealthOptions } from 'nestjs-persistence/health';
+import { itOrSkip } from './fixtures/preconditions';
+import { freePort, RedisServerProcess, redisServerProblem, until } from './fixtures/redis';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 const HEALTH_OPTIONS = Symbol('HEALTH_OPTIONS');
@@ -156,6 +159,40 @@ describe('PersistenceHealthIndicator over HTTP', () => {
     expect(persistence.writable).toBe(false);
     expect(persistence.problems).toContainEqual(expect.stringMatching(/cannot save.*ENOENT/));
   });
+
+  itOrSkip(redisServerProblem())(
+    'says it cannot save as soon as its Redis server is gone, before any save fails',
+    async () => {
+      const server = new RedisServerProcess(await freePort());
+      try {
+        await server.start();
+        app = await startApp({
+          storage: new RedisStorageDriver({
+            url: server.url,
+            keyPrefix: 'health:',
+            connectTimeoutMs: 500,
+          }),
+        });
+        const cannotSave = (problems: string[] | undefined): string[] =>
+          (problems ?? []).filter((p) => p.startsWith('cannot save'));
+        expect(cannotSave((await getHealth(app)).persistence.problems)).toEqual([]);
+        await server.stop();
+        const store = app.get(PersistenceStore);
+        await until(async () => !(await store.getStatus()).writable, 'the store to see Redis gone');
+        const { status, persistence } = await getHealth(app);
+        expect(status).toBe(503);
+        expect(cannotSave(persistence.problems)).toEqual([
+          expect.stringContaining(`The storage ${server.url}`),
+        ]);
+        expect(cannotSave(persistence.problems)[0]).toContain('cannot be reached now');
+        expect(persistence.lastError).toBeNull(); // no save was tried
+      } finally {
+        await app?.close();
+        app = undefined;
+        await server.stop();
+      }
+    },
+  );
 
   it('is down on a read-only store', async () => {
     app = await startApp({ path: dir, readOnly: true }, { minFreeBytes: 1 });

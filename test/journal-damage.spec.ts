@@ -325,12 +325,26 @@ describe('a store whose journal is damaged (real folder, real Nest app)', () => 
     expect(await asideCopies(dir)).toEqual([]);
     expect(errors).toEqual([]);
     const torn = bytes.length - at[4].start;
-    const warnings = logger.lines.filter((line) => line.includes('off the end of the journal'));
+    const warnings = logger.lines.filter((line) => line.includes('not a complete record'));
     expect(warnings).toEqual([
-      `warn Recovery: cut ${torn} byte(s) off the end of the journal ${join(dir, '.journal')}: ` +
-        'a save interrupted by a crash; it was never acknowledged.',
+      `warn Recovery: the journal ${join(dir, '.journal')}: the last ${torn} byte(s) are not a ` +
+        'complete record: a save interrupted by a crash; it was never acknowledged. They were cut off.',
     ]);
     expect(logger.lines.filter((line) => line.startsWith('error '))).toEqual([]);
+  });
+
+  it('read-only: a torn tail is logged in the same words, and left as it is', async () => {
+    const { dir, bytes } = await damagedStore((b) => void (b[at[4].start + 24] ^= 0xff));
+    const { app, errors, logger } = await start(dir, true);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's3', 's4'], base: { v: 4 } });
+    expect(errors).toEqual([]);
+    const torn = bytes.length - at[4].start;
+    expect(logger.lines).toContainEqual(
+      `warn The journal ${join(dir, '.journal')}: the last ${torn} byte(s) are not a complete ` +
+        'record: a save interrupted by a crash; it was never acknowledged. The store is read-only, ' +
+        'so they were left as they are; the next start without readOnly cuts them off.',
+    );
+    expect((await readFile(join(dir, '.journal'))).equals(bytes)).toBe(true);
   });
 
   it('read-only: sees the saves after the damage and reports it, writing nothing', async () => {

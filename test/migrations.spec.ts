@@ -205,6 +205,66 @@ describe('schema versions and migrations', () => {
     expect(await readJson(dir, 'good.json')).toMatchObject({ sv: 2, data: { v2: true } });
   });
 
+  it('a migration that returns undefined or no JSON data, or whose revived item cannot be saved, is a failed migration', async () => {
+    const old = new NotesAdapter();
+    await session(old, () => {
+      for (const id of ['good', 'none', 'map', 'cycle', 'revived-badly']) {
+        old.items.set(id, { title: id });
+      }
+    });
+    const bytes = new Map<string, Buffer>();
+    for (const id of ['none', 'map', 'cycle', 'revived-badly']) {
+      bytes.set(id, await readFile(join(dir, 'notes', `${id}.json`)));
+    }
+    const adapter = new NotesAdapter(2, {
+      2: (item) => {
+        const note = item as { title: string };
+        if (note.title === 'none') return undefined; // forgot the return
+        if (note.title === 'map') return new Map([['title', 'map']]);
+        if (note.title === 'cycle') {
+          const cyclic: Record<string, unknown> = { ...note };
+          cyclic.self = cyclic;
+          return cyclic;
+        }
+        return { ...note, v2: true };
+      },
+    });
+    // revive() turns the one item into something no save can write.
+    (adapter as NotesAdapter & { revive(v: unknown, id: string): unknown }).revive = (v, id) =>
+      id === 'revived-badly' ? undefined : v;
+    const { app, store, errors } = await start(adapter);
+
+    // The adapter never sees a broken item: only "good" is handed over.
+    expect(Object.fromEntries(adapter.items)).toEqual({ good: { title: 'good', v2: true } });
+    const byId = new Map(errors.map((e) => [e.itemId, e.error]));
+    for (const id of ['none', 'map', 'cycle', 'revived-badly']) {
+      expect(byId.get(id)).toMatchObject({ code: PersistenceErrorCode.MigrationFailed });
+    }
+    expect(byId.get('none')!.message).toContain('did not return JSON data');
+    expect(byId.get('revived-badly')!.message).toContain(
+      'revive() made an item that cannot be saved',
+    );
+    const unloaded = store.listUnloaded().sort((a, b) => a.id.localeCompare(b.id));
+    expect(unloaded.map((u) => u.id)).toEqual(['cycle', 'map', 'none', 'revived-badly']);
+    for (const item of unloaded) {
+      expect(item.code).toBe(PersistenceErrorCode.MigrationFailed); // the typed reason
+      expect(item.reason).toMatch(/^its migration from schema version 1 to 2 failed: /);
+    }
+
+    // Saves of the other items go on working; the failed ones' files are kept as they are.
+    adapter.items.set('good', { title: 'better', v2: true });
+    adapter.items.set('new', { title: 'new', v2: true });
+    const meta = await store.saveAll();
+    expect(meta.changed).toBe(2);
+    expect(errors.filter((e) => e.operation === 'save')).toEqual([]);
+    await app.close();
+    apps.splice(apps.indexOf(app), 1);
+    for (const [id, content] of bytes) {
+      expect(await readFile(join(dir, 'notes', `${id}.json`))).toEqual(content);
+    }
+    expect(await readJson(dir, 'good.json')).toMatchObject({ sv: 2, data: { title: 'better' } });
+  });
+
   it('an item from a newer version is refused, listed as unloaded and kept byte for byte', async () => {
     const newer = v3();
     await session(newer, () => newer.items.set('n', { title: 'N', tags: [], tagCount: 0 }));

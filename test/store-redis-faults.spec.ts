@@ -80,6 +80,27 @@ describe('PersistenceStore on Redis: faults (own redis-server)', () => {
     );
   });
 
+  itServer(
+    'getStatus().writable turns false as soon as Redis is gone, before any save, and true once it is back',
+    async () => {
+      await server.start();
+      const { app, errors } = await open('status');
+      const store = app.get(PersistenceStore);
+      expect((await store.getStatus()).writable).toBe(true);
+      await server.stop();
+      // No save is tried: the status follows the driver's connection.
+      await until(async () => !(await store.getStatus()).writable, 'writable to turn false');
+      const status = await store.getStatus();
+      expect(status.notWritableReason).toContain('cannot be reached now');
+      expect(status.notWritableReason).toContain(server.url);
+      expect(errors).toEqual([]); // nothing was attempted, so nothing failed
+      await server.start();
+      await until(async () => (await store.getStatus()).writable, 'writable to turn true again');
+      app.get(SessionManager).create({ id: 'after' });
+      await store.saveAll();
+    },
+  );
+
   itServer('keeps state and unsaved changes while Redis is down; saves them after', async () => {
     await server.start();
     const { app, errors } = await open('r1');

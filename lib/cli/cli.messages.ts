@@ -91,3 +91,7 @@ export const s3SdkMissing = (): string =>
 
 export const s3BackupUrl = (url: string): string =>
   `"${url}" names no backup: give s3://<bucket>/<prefix>/<backup id>, an id from "backups list s3://<bucket>/<prefix>".`;
+
+export const exportInsideStore = (target: string, store: string): string =>
+  `--out ${target} is inside the store folder ${store} (once symbolic links are followed); ` +
+  'write the export elsewhere. Nothing was written.';

@@ -2,10 +2,10 @@ import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { atomicWrite } from '../storage/atomic-write';
 import { FILE_MODE } from '../storage/on-disk.names';
-import { isSameOrInside } from '../storage/path.util';
+import { isReallySameOrInside } from '../storage/path.util';
 import { CliError, ExitCode } from './cli.error';
 import { collectKey, encryptionFrom } from './cli.keys';
-import { readOnlyNote } from './cli.messages';
+import { exportInsideStore, readOnlyNote } from './cli.messages';
 import { err, out, plural } from './cli.output';
 import { createExportDocument } from './export.document';
 import { StoreFolder } from './store.folder';
@@ -29,11 +29,10 @@ export function registerExport(program: Command, done: (code: ExitCode) => void)
       const folder = new StoreFolder(path);
       await folder.assertExists();
       const target = options.out === undefined ? undefined : resolve(options.out);
-      if (target && isSameOrInside(target, folder.root)) {
-        throw new CliError(
-          `--out ${target} is inside the store folder; write the export elsewhere.`,
-          ExitCode.Usage,
-        );
+      // Compared as real paths: through a link to the store (or from inside it), an export would
+      // land inside the store, decrypted, and the next start would quarantine it.
+      if (target && (await isReallySameOrInside(folder.fs, target, folder.root))) {
+        throw new CliError(exportInsideStore(target, folder.root), ExitCode.Usage);
       }
       const lock = await folder.lock();
       if (lock?.running) err(readOnlyNote(lock));

@@ -1,12 +1,16 @@
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BACKUP_MANIFEST_FILE } from '../persistence.constants';
+import { isBackupId } from '../storage/backup-id.util';
+import { BackupFile, checkBackupContents, readBackup } from '../storage/backup.storage';
+import { LocalBackupTarget } from '../storage/local-backup.target';
 import { JOURNAL_FILE, QUARANTINE_DIR } from '../storage/on-disk.names';
 import { DEFAULT_OPTIONS } from '../store/persistence.options';
 import { ADAPTER_NAME } from '../store/adapter.resolver';
 import { errorCode, PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage, ItemFile } from '../storage/file-system.storage';
-import { listDirectory } from '../storage/fs.util';
-import { JournalOp, readAllSegments } from '../storage/journal';
+import { exists, folderStat, listDirectory } from '../storage/fs.util';
+import { JournalOp, readAllSegments, ReadSegment } from '../storage/journal';
 import { NodeFileSystem } from '../storage/node-file-system';
 import { isAlive, LockOwner, StoreLock } from '../storage/store.lock';
 import { CliError } from './cli.error';
@@ -26,6 +30,8 @@ export interface JournalState {
   bytes: number;
   /** Bytes after the last complete record: a torn tail from a crash, cut off at the next start. */
   tornBytes: number;
+  /** Each journal file as the start judges it (sealed segments, then the active journal). */
+  segments: ReadSegment[];
 }
 
 /** A file under `.quarantine/<collection>/`. */
@@ -66,16 +72,39 @@ export class StoreFolder {
     });
   }
 
-  /** False when nothing is at the path; throws when something that is not a folder is. */
+  /**
+   * False when nothing is at the path; throws when something that is not a folder is. A symbolic link
+   * to a folder is that folder, as the application accepts it (`folderStat`).
+   */
   async exists(): Promise<boolean> {
     try {
-      const stat = await this.fs.lstat(this.root);
+      const stat = await folderStat(this.fs, this.root);
       if (stat.type !== 'directory') throw new CliError(noStore(this.root, 'it is not a folder'));
       return true;
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return false;
       throw error;
     }
+  }
+
+  /** True when the folder is a backup: it holds a backup manifest. */
+  async isBackup(): Promise<boolean> {
+    return exists(this.fs, join(this.root, BACKUP_MANIFEST_FILE));
+  }
+
+  /**
+   * The files of a backup folder, read and checked (shape, manifest, checksums) by the code a
+   * restore uses: a backup in a backups folder (named by its id) as `restore(id)` reads it, any other
+   * as `restore(folder)` does.
+   */
+  async backupFiles(collections: readonly string[]): Promise<BackupFile[]> {
+    const id = basename(this.root);
+    const maxFileBytes = DEFAULT_OPTIONS.limits.maxFileBytes;
+    if (isBackupId(id)) {
+      const target = new LocalBackupTarget(this.fs, { directory: dirname(this.root) });
+      return checkBackupContents(await target.read(id, { maxFileBytes }), collections, undefined);
+    }
+    return readBackup(this.fs, this.root, collections, undefined, maxFileBytes);
   }
 
   /** Throws a clear error unless the path is a folder. */
@@ -117,11 +146,13 @@ export class StoreFolder {
 
   async journal(): Promise<JournalState> {
     // Sealed segments (not yet checkpointed) first, then the active journal.
-    const { records, bytes, tornBytes } = await readAllSegments(
-      this.fs,
-      join(this.root, JOURNAL_FILE),
-    );
-    return { records, bytes, tornBytes };
+    const segments = await readAllSegments(this.fs, join(this.root, JOURNAL_FILE));
+    return {
+      records: segments.flatMap((segment) => segment.records),
+      bytes: segments.reduce((sum, segment) => sum + segment.validLength, 0),
+      tornBytes: segments.reduce((sum, segment) => sum + segment.tornTailBytes, 0),
+      segments,
+    };
   }
 
   async quarantined(): Promise<QuarantinedFile[]> {

@@ -176,6 +176,13 @@ export interface StorageDriver {
   open(): Promise<void>;
   /** Disconnects; every later call rejects. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional: why the storage cannot be reached right now (e.g. `its connection is reconnecting`),
+   * or `undefined` while it is connected. Synchronous and cheap: `getStatus()` asks it each time, so
+   * `writable` turns false as soon as the connection is lost, not at the next save that fails. A
+   * driver without it is taken as reachable until a call fails.
+   */
+  connectionProblem?(): string | undefined;
   /** Every item of these collections, from one consistent state, plus what could not be read. */
   loadAll(collections: readonly string[]): Promise<LoadResult>;
   /** The current versions of these items (absent ones are left out), from one consistent state. */

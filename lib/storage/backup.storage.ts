@@ -27,7 +27,15 @@ const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).d
 const BACKUP_WRITE_CONCURRENCY = 16;
 
 /** Thrown with a reason a user can act on; the caller wraps it in a PersistenceError. */
-export class BackupProblem extends Error {}
+export class BackupProblem extends Error {
+  constructor(
+    message: string,
+    /** The backup's file it is about (`<collection>/<file name>`, or the manifest), when one is. */
+    readonly file?: string,
+  ) {
+    super(message);
+  }
+}
 
 /** The committed item files of `collections`, one at a time, as backup entries. */
 export async function* storeEntries(
@@ -276,7 +284,7 @@ export function parseManifest(data: Buffer): BackupManifest {
   try {
     manifest = JSON.parse(data.toString('utf8')) as BackupManifest;
   } catch {
-    throw new BackupProblem(`${BACKUP_MANIFEST_FILE} is not valid JSON`);
+    throw new BackupProblem(`${BACKUP_MANIFEST_FILE} is not valid JSON`, BACKUP_MANIFEST_FILE);
   }
   return parseManifestObject(manifest);
 }
@@ -297,7 +305,10 @@ function parseManifestObject(manifest: BackupManifest): BackupManifest {
         typeof f.sha256 === 'string',
     )
   ) {
-    throw new BackupProblem(`${BACKUP_MANIFEST_FILE} is not a manifest this release can read`);
+    throw new BackupProblem(
+      `${BACKUP_MANIFEST_FILE} is not a manifest this release can read`,
+      BACKUP_MANIFEST_FILE,
+    );
   }
   return manifest;
 }
@@ -307,15 +318,21 @@ function checkManifest(manifest: BackupManifest, files: readonly BackupFile[]): 
   for (const listed of manifest.files) {
     const data = present.get(listed.path);
     if (!data) {
-      throw new BackupProblem(`"${listed.path}" is listed in the manifest but missing`);
+      throw new BackupProblem(
+        `"${listed.path}" is listed in the manifest but missing`,
+        listed.path,
+      );
     }
     if (data.length !== listed.size || sha256(data) !== listed.sha256) {
-      throw new BackupProblem(`"${listed.path}" does not match its checksum in the manifest`);
+      throw new BackupProblem(
+        `"${listed.path}" does not match its checksum in the manifest`,
+        listed.path,
+      );
     }
     present.delete(listed.path);
   }
   const extra = [...present.keys()];
   if (extra.length > 0) {
-    throw new BackupProblem(`"${extra[0]}" is not listed in the manifest`);
+    throw new BackupProblem(`"${extra[0]}" is not listed in the manifest`, extra[0]);
   }
 }

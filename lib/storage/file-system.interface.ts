@@ -29,6 +29,12 @@ export interface PersistenceFileSystem {
   readdir(path: string): Promise<DirEntry[]>;
   /** Metadata of a path, without following a final link. */
   lstat(path: string): Promise<FileStat>;
+  /**
+   * Optional: the path with every symbolic link resolved (realpath(3)); rejects with ENOENT when it
+   * does not exist. "Is this inside the store folder" compares real paths with it (`path.util.ts`);
+   * without it, the paths as given are compared.
+   */
+  realpath?(path: string): Promise<string>;
   /** Creates one folder; resolves `false` when it already exists. */
   mkdir(path: string, mode: number): Promise<boolean>;
   rename(from: string, to: string): Promise<void>;

@@ -24,11 +24,7 @@ export async function ensureDirectory(
   let current = path;
   for (;;) {
     try {
-      let stat = await fs.lstat(current);
-      if (stat.type === 'symlink') {
-        // A linked folder (`current/data -> shared/data`, macOS's /tmp) is a folder too.
-        stat = await statDirectory(fs, current).catch(() => stat);
-      }
+      const stat = await folderStat(fs, current);
       if (stat.type !== 'directory') {
         throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${current}'`), {
           code: 'ENOTDIR',
@@ -51,6 +47,17 @@ export async function ensureDirectory(
 }
 
 /** Metadata of a folder, following links (opening it as a folder fails for anything else). */
+/**
+ * What is at `path`, as a folder is looked for (the store folder, its parents): a symbolic link to a
+ * folder (`current/data -> shared/data`, macOS's /tmp) is that folder; any other link is a link.
+ * The application and the CLI both accept a store folder through this.
+ */
+export async function folderStat(fs: PersistenceFileSystem, path: string): Promise<FileStat> {
+  const stat = await fs.lstat(path);
+  if (stat.type !== 'symlink') return stat;
+  return statDirectory(fs, path).catch(() => stat);
+}
+
 export async function statDirectory(fs: PersistenceFileSystem, dir: string): Promise<FileStat> {
   const handle = await fs.open(dir, 'directory');
   try {

@@ -27,8 +27,9 @@ import { readRegularFile } from './safe-read';
  * records (header length, header JSON, then the files' bytes) are still read.
  *
  * Reading (see {@link decodeRecords}) tells two kinds of bad bytes apart:
- *  - a torn tail: bad bytes with no valid record after them, as a crash during an append leaves
- *    (that save was never acknowledged); it is cut off;
+ *  - a torn tail: bad bytes with no valid record after them at the end of the active journal, as a
+ *    crash during an append leaves (that save was never acknowledged); it is cut off. A sealed
+ *    segment has none: bad bytes at its end are damage (see {@link decodeSegment});
  *  - damage in the middle: bad bytes followed by valid records. The records before and after it are
  *    all kept; only the damaged bytes are unreadable. The store copies such a journal aside and
  *    reports it (PERSISTENCE_JOURNAL_DAMAGED).
@@ -391,9 +392,39 @@ export async function listSealedSegments(
   return found.sort((a, b) => a.n - b.n);
 }
 
+/** One journal file as read: its records, its damage and its torn tail. */
+export interface DecodedSegment extends DecodedJournal {
+  /** Bytes after the last valid record with nothing valid after them (0 for a sealed segment). */
+  tornTailBytes: number;
+}
+
 /**
- * Reads a sealed segment (never changed: it is removed whole once checkpointed). A torn tail is
- * ignored; damage in the middle is copied aside as for the active journal.
+ * Judges one journal file, for the start and for `verify` alike. In the active journal, bad bytes
+ * with no valid record after them are a torn tail (a crash during an append). A sealed segment was
+ * complete when it was sealed (it is renamed only after its last commit) and is never written again,
+ * so bad bytes at its end are damage too: committed saves were lost there.
+ */
+export function decodeSegment(bytes: Buffer, sealed: boolean): DecodedSegment {
+  const decoded = decodeRecords(bytes);
+  const tail = bytes.length - decoded.validLength;
+  if (!sealed || tail === 0) return { ...decoded, tornTailBytes: tail };
+  return {
+    records: decoded.records,
+    validLength: bytes.length,
+    damaged: [...decoded.damaged, { offset: decoded.validLength, length: tail }],
+    tornTailBytes: 0,
+  };
+}
+
+const damageOf = (damaged: readonly DamagedRegion[], copyPath: string): JournalDamage => ({
+  copyPath,
+  regions: [...damaged],
+  unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
+});
+
+/**
+ * Reads a sealed segment (never changed: it is removed whole once checkpointed). Damage anywhere in
+ * it, its end included (see {@link decodeSegment}), is copied aside as for the active journal.
  */
 export async function readSealedSegment(
   fs: PersistenceFileSystem,
@@ -401,34 +432,33 @@ export async function readSealedSegment(
   fileMode: number,
 ): Promise<JournalContents> {
   const bytes = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
-  const { records, validLength, damaged } = decodeRecords(bytes);
-  let damage: JournalDamage | undefined;
-  if (damaged.length > 0) {
-    damage = {
-      copyPath: await copyAside(fs, path, bytes, fileMode),
-      regions: damaged,
-      unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
-    };
-  }
-  return { records, tornTailBytes: bytes.length - validLength, damage };
+  const { records, damaged } = decodeSegment(bytes, true);
+  const damage =
+    damaged.length > 0 ? damageOf(damaged, await copyAside(fs, path, bytes, fileMode)) : undefined;
+  return { records, tornTailBytes: 0, damage };
+}
+
+/** A journal file read by {@link readAllSegments}. */
+export interface ReadSegment extends DecodedSegment {
+  path: string;
+  sealed: boolean;
 }
 
 /**
- * Every complete record of the sealed segments (in order) then of the active journal, read without
- * changing anything (read-only stores, the CLI). `bytes`: valid bytes; `tornBytes`: torn tails.
+ * Every journal file, the sealed segments (in order) then the active journal, each judged by
+ * {@link decodeSegment}, read without changing anything (read-only stores, the CLI). A missing
+ * active journal is left out.
  */
 export async function readAllSegments(
   fs: PersistenceFileSystem,
   activePath: string,
-): Promise<{ records: JournalOp[][]; bytes: number; tornBytes: number; damaged: DamagedRegion[] }> {
-  const paths = [...(await listSealedSegments(fs, activePath)).map((s) => s.path), activePath];
-  const all = {
-    records: [] as JournalOp[][],
-    bytes: 0,
-    tornBytes: 0,
-    damaged: [] as DamagedRegion[],
-  };
-  for (const path of paths) {
+): Promise<ReadSegment[]> {
+  const paths = [
+    ...(await listSealedSegments(fs, activePath)).map((s) => ({ path: s.path, sealed: true })),
+    { path: activePath, sealed: false },
+  ];
+  const segments: ReadSegment[] = [];
+  for (const { path, sealed } of paths) {
     let data: Buffer;
     try {
       data = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
@@ -436,13 +466,9 @@ export async function readAllSegments(
       if (errorCode(error) === 'ENOENT') continue;
       throw error;
     }
-    const { records, validLength, damaged } = decodeRecords(data);
-    all.records.push(...records);
-    all.bytes += validLength;
-    all.tornBytes += data.length - validLength;
-    all.damaged.push(...damaged);
+    segments.push({ path, sealed, ...decodeSegment(data, sealed) });
   }
-  return all;
+  return segments;
 }
 
 /** Writes `bytes` to a new `<journal>.damaged-<time>-<random>` beside it, never over a file. */
@@ -535,15 +561,11 @@ export class Journal {
       offset += read;
     }
     const bytes = data.subarray(0, offset);
-    const { records, validLength, damaged } = decodeRecords(bytes);
-    let damage: JournalDamage | undefined;
-    if (damaged.length > 0) {
-      damage = {
-        copyPath: await copyAside(this.fs, this.path, bytes, this.fileMode),
-        regions: damaged,
-        unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
-      };
-    }
+    const { records, validLength, damaged } = decodeSegment(bytes, false);
+    const damage =
+      damaged.length > 0
+        ? damageOf(damaged, await copyAside(this.fs, this.path, bytes, this.fileMode))
+        : undefined;
     if (validLength !== size) {
       await this.handle.truncate(validLength);
       await this.handle.sync();

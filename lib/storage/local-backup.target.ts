@@ -118,7 +118,10 @@ export class LocalBackupTarget implements BackupTarget {
     if (stat.type !== 'directory') throw new BackupProblem('it is not a folder');
     const manifest = await this.readManifest(id);
     if (manifest.id !== id) {
-      throw new BackupProblem(`its manifest names another backup (${String(manifest.id)})`);
+      throw new BackupProblem(
+        `its manifest ${BACKUP_MANIFEST_FILE} names another backup (${String(manifest.id)})`,
+        BACKUP_MANIFEST_FILE,
+      );
     }
     const listed = new Set(manifest.files.map((f) => f.path));
     const files: BackupContents['files'] = [];

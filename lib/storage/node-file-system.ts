@@ -14,6 +14,7 @@ import {
   mkdir,
   open,
   readdir,
+  realpath,
   rename,
   rmdir,
   statfs,
@@ -204,6 +205,10 @@ export class NodeFileSystem implements PersistenceFileSystem {
 
   async lstat(path: string): Promise<FileStat> {
     return statOf(await lstat(path));
+  }
+
+  realpath(path: string): Promise<string> {
+    return realpath(path);
   }
 
   async mkdir(path: string, mode: number): Promise<boolean> {

@@ -2,6 +2,8 @@ import { resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { migrateWrongStore } from '../persistence.messages';
+import { PersistenceFileSystem } from '../storage/file-system.interface';
+import { realPathOf } from '../storage/path.util';
 import { ResolvedPersistenceOptions } from '../interfaces/persistence-module-options.interface';
 
 /**
@@ -31,14 +33,21 @@ export function setCommandLineOverride(override: CommandLineOverride | undefined
  * The options a store runs with under the command line: its own, for the named folder only, not
  * loaded at start (the command calls `loadAll()` to see every problem), with no auto-save, no
  * scheduled backups and no save at shutdown (the command saves and checkpoints itself). Throws,
- * before anything touches the disk, for a store of another folder.
+ * before anything is written, for a store of another folder.
  */
-export function applyCommandLineOverride(
+export async function applyCommandLineOverride(
   options: ResolvedPersistenceOptions,
-): ResolvedPersistenceOptions {
+  fs: PersistenceFileSystem,
+): Promise<ResolvedPersistenceOptions> {
   const override = (globalThis as WithOverride)[COMMAND_LINE_OVERRIDE];
   if (!override) return options;
-  if (resolve(options.path) !== resolve(override.path)) {
+  // The same folder as given, or once links are followed (the CLI given a link to the store).
+  const real = (path: string): Promise<string> =>
+    realPathOf(fs, resolve(path)).catch(() => resolve(path));
+  if (
+    resolve(options.path) !== resolve(override.path) &&
+    (await real(options.path)) !== (await real(override.path))
+  ) {
     throw new PersistenceError(
       PersistenceErrorCode.InvalidOptions,
       migrateWrongStore(override.command, resolve(override.path), resolve(options.path)),

@@ -1,3 +1,4 @@
+import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { decodeStem } from '../storage/file-name.codec';
@@ -32,6 +33,8 @@ export interface CommittedEntry {
    * save never overwrites or removes such a file.
    */
   unloaded?: string;
+  /** The error code the load reported for it (`listUnloaded()`'s `code`); none: not loaded yet. */
+  unloadedCode?: PersistenceErrorCode;
   /**
    * With a storage driver, on an unloaded entry: this code cannot read the stored value (another
    * key, a newer schema version, bad data), so even a restore does not replace it. (On files the
@@ -75,7 +78,14 @@ export interface UnloadedItem {
   adapter: string;
   id: string;
   path: string;
+  /** Why it was not loaded, in words. */
   reason: string;
+  /**
+   * Why it was not loaded, as the code its load reported (`PERSISTENCE_MIGRATION_FAILED`,
+   * `PERSISTENCE_ITEM_FROM_NEWER_VERSION`, `PERSISTENCE_DECRYPTION_FAILED`, …); absent when it was
+   * simply not loaded yet (`loadOnBoot: false`).
+   */
+  code?: PersistenceErrorCode;
 }
 
 /** Every entry of `index` marked unloaded, with where its stored copy is (`where`). */
@@ -92,6 +102,7 @@ export function unloadedItems(
         id: decodeStem(stem) ?? stem,
         path: where(adapter, stem, entry),
         reason: entry.unloaded,
+        ...(entry.unloadedCode === undefined ? {} : { code: entry.unloadedCode }),
       });
     }
   }

@@ -7,7 +7,6 @@ import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage } from '../storage/file-system.storage';
 import { fsyncDirectory } from '../storage/fs.util';
 import {
-  JournalDamage,
   JournalOp,
   listSealedSegments,
   readAllSegments,
@@ -15,6 +14,7 @@ import {
 } from '../storage/journal';
 import { ErrorReporter } from './error.reporter';
 import { JournalCheckpointer } from './journal.checkpointer';
+import { journalFindings, StoreFinding } from './store.findings';
 
 /** What crash recovery works on: the store folder and its journal. */
 export interface RecoveryScope {
@@ -45,14 +45,12 @@ export async function recoverAtStart(scope: RecoveryScope): Promise<boolean> {
   let sealed = 0;
   for (const segment of await listSealedSegments(fs, journal.path)) {
     const contents = await readSealedSegment(fs, segment.path, scope.fileMode);
-    if (contents.damage)
-      reportJournalDamage(
-        scope.errors,
-        journal.path,
-        'init',
-        contents.records.length,
-        contents.damage,
-      );
+    const findings = journalFindings(
+      segment.path,
+      { damaged: contents.damage?.regions ?? [], records: contents.records, tornTailBytes: 0 },
+      true,
+    );
+    report(scope, segment.path, findings, contents.damage?.copyPath);
     const { size } = await fs.lstat(segment.path);
     checkpointer.addSealed(
       { path: segment.path, ops: contents.records.flat(), bytes: size },
@@ -63,10 +61,12 @@ export async function recoverAtStart(scope: RecoveryScope): Promise<boolean> {
   }
   const { records, tornTailBytes, damage } = await journal.open();
   await fsyncDirectory(fs, root); // the journal file itself, when just created
-  if (tornTailBytes > 0) {
-    logger.warn(messages.journalTornTail(journal.path, tornTailBytes));
-  }
-  if (damage) reportJournalDamage(scope.errors, journal.path, 'init', records.length, damage);
+  const findings = journalFindings(
+    journal.path,
+    { damaged: damage?.regions ?? [], records, tornTailBytes },
+    false,
+  );
+  report(scope, journal.path, findings, damage?.copyPath);
   const removed = await scope.storage.prepare(scope.collections);
   saves += records.length;
   checkpointer.committed(records.flat());
@@ -102,36 +102,64 @@ export async function readJournalOnly(
   fs: PersistenceFileSystem,
   journalPath: string,
   errors: ErrorReporter,
+  logger: Logger,
 ): Promise<JournalOp[][]> {
-  const { records, damaged } = await readAllSegments(fs, journalPath);
-  if (damaged.length > 0) {
-    reportJournalDamage(errors, journalPath, 'load', records.length, {
-      regions: damaged,
-      unreadableBytes: damaged.reduce((sum, region) => sum + region.length, 0),
-    });
+  const records: JournalOp[][] = [];
+  for (const segment of await readAllSegments(fs, journalPath)) {
+    const findings = journalFindings(segment.path, segment, segment.sealed);
+    for (const finding of findings) {
+      // A torn tail is left as it is (nothing is written): the writable start cuts it.
+      if (finding.code === undefined) {
+        logger.warn(messages.journalTornTailKept(segment.path, finding.problem));
+      }
+    }
+    reportDamage(
+      errors,
+      segment.path,
+      'load',
+      findings.filter((f) => f.code !== undefined),
+    );
+    records.push(...segment.records);
   }
   return records;
 }
 
-/** Reports a journal damaged in the middle; the start goes on with the records recovered. */
-function reportJournalDamage(
-  errors: ErrorReporter,
-  journalPath: string,
-  operation: PersistenceOperation,
-  recovered: number,
-  damage: Omit<JournalDamage, 'copyPath'> & { copyPath?: string },
+/** Reports what {@link journalFindings} found in one journal file at the start. */
+function report(
+  scope: RecoveryScope,
+  path: string,
+  findings: readonly StoreFinding[],
+  copyPath: string | undefined,
 ): void {
-  errors.fail(
-    new PersistenceError(
-      PersistenceErrorCode.JournalDamaged,
-      messages.journalDamaged(journalPath, {
-        unreadableBytes: damage.unreadableBytes,
-        regions: damage.regions.length,
-        recovered,
-        copyPath: damage.copyPath,
-      }),
-      { operation, path: damage.copyPath ?? journalPath },
-    ),
-    operation,
+  for (const finding of findings) {
+    if (finding.code === undefined)
+      scope.logger.warn(messages.journalTornTail(path, finding.problem));
+  }
+  reportDamage(
+    scope.errors,
+    path,
+    'init',
+    findings.filter((f) => f.code !== undefined),
+    copyPath,
   );
+}
+
+/** Reports a damaged journal file; the start goes on with the records recovered. */
+function reportDamage(
+  errors: ErrorReporter,
+  path: string,
+  operation: PersistenceOperation,
+  findings: readonly StoreFinding[],
+  copyPath?: string,
+): void {
+  for (const finding of findings) {
+    errors.fail(
+      new PersistenceError(
+        PersistenceErrorCode.JournalDamaged,
+        messages.journalDamaged(path, finding.problem, copyPath),
+        { operation, path: copyPath ?? path },
+      ),
+      operation,
+    );
+  }
 }

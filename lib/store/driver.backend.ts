@@ -174,8 +174,8 @@ export class DriverBackend implements StoreBackend {
     }
   }
 
-  restoreSourceProblem(): string | undefined {
-    return undefined;
+  restoreSourceProblem(): Promise<string | undefined> {
+    return Promise.resolve(undefined);
   }
 
   restore(files: readonly BackupFile[]): Promise<LoadMetadata> {
@@ -189,11 +189,18 @@ export class DriverBackend implements StoreBackend {
   }
 
   status(checkWritable: boolean): Promise<BackendStatus> {
+    let notWritableReason: string | undefined;
+    if (checkWritable) {
+      // The driver's own view of its connection, when it has one: a lost server shows at once.
+      const problem = this.driver.connectionProblem?.();
+      if (!this.replica.loaded) notWritableReason = this.replica.notLoadedReason;
+      else if (problem !== undefined) {
+        notWritableReason = messages.storageDisconnected(this.location, problem);
+      }
+    }
     return Promise.resolve({
       path: this.location,
-      ...(checkWritable && !this.replica.loaded
-        ? { notWritableReason: this.replica.notLoadedReason }
-        : {}),
+      ...(notWritableReason === undefined ? {} : { notWritableReason }),
       journal: { bytes: 0, pendingItems: 0 },
       disk: null,
     });

@@ -473,11 +473,15 @@ export class DriverReplica {
       await caller.restore(adapter, values, operation);
     } catch (error) {
       const why = `adapter "${adapter.name}" failed to restore it`;
+      const failure = this.adapterError(adapter, error, operation);
       for (const stem of remote.keys()) {
         const entry = committed.get(stem);
-        if (entry) entry.unloaded ??= why;
+        if (entry && entry.unloaded === undefined) {
+          entry.unloaded = why;
+          entry.unloadedCode = failure.code;
+        }
       }
-      this.host.fail(this.adapterError(adapter, error, operation), operation);
+      this.host.fail(failure, operation);
       return 0;
     }
     return changed;
@@ -576,9 +580,11 @@ export class DriverReplica {
       };
       const schema = schemaFailure(adapter.name, `${this.location} ${key}`, cause);
       let why: string;
+      let code: PersistenceErrorCode;
       if (schema) {
         this.host.fail(schema.error, operation);
         why = schema.why;
+        code = schema.error.code;
       } else if (cause instanceof ItemDecodeError && cause.kind === 'locked') {
         this.host.fail(
           new PersistenceError(
@@ -589,6 +595,7 @@ export class DriverReplica {
           operation,
         );
         why = 'it could not be decrypted with the configured keys';
+        code = PersistenceErrorCode.DecryptionFailed;
       } else {
         const reason = messages.reasonOf(cause);
         this.host.fail(
@@ -600,6 +607,7 @@ export class DriverReplica {
           operation,
         );
         why = `it is not a valid item: ${reason}`;
+        code = PersistenceErrorCode.CorruptFile;
       }
       return {
         unloaded: {
@@ -608,6 +616,7 @@ export class DriverReplica {
           hash: '',
           unloaded: why,
           unreadable: true,
+          unloadedCode: code,
           revision: record.revision,
         },
       };
@@ -629,6 +638,7 @@ export class DriverReplica {
     if (entry) {
       entry.unloaded = why;
       entry.unreadable = true;
+      entry.unloadedCode = problem.error.code;
     } else
       committed.set(problem.id, {
         fileName: problem.id + this.host.codec().extension,
@@ -636,6 +646,7 @@ export class DriverReplica {
         hash: '',
         unloaded: why,
         unreadable: true,
+        unloadedCode: problem.error.code,
       });
     this.host.inSync.delete(problem.collection);
   }

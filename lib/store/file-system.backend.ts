@@ -16,7 +16,7 @@ import { encodeId } from '../storage/file-name.codec';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
-import { isSameOrInside } from '../storage/path.util';
+import { isReallySameOrInside } from '../storage/path.util';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { forgetLoaded, inSyncAfterLoad, NOT_LOADED_YET } from './committed.index';
 import { pinUnreadableUnread } from './unread.checker';
@@ -76,7 +76,7 @@ export class FileSystemBackend implements StoreBackend {
     const path = this.location;
     if (options.readOnly) {
       this.bootOverlay = await errors.io('init', 'read the journal of', path, () =>
-        readJournalOnly(this.ctx.fs, this.journal.path, errors),
+        readJournalOnly(this.ctx.fs, this.journal.path, errors, this.ctx.logger),
       );
     } else {
       await errors.io('init', 'create', path, () => this.storage.ensureRoot());
@@ -149,7 +149,7 @@ export class FileSystemBackend implements StoreBackend {
 
   async load(operation: PersistenceOperation): Promise<LoadMetadata> {
     const overlay = this.ctx.options.readOnly
-      ? await readJournalOnly(this.ctx.fs, this.journal.path, this.ctx.errors)
+      ? await readJournalOnly(this.ctx.fs, this.journal.path, this.ctx.errors, this.ctx.logger)
       : [];
     return this.runLoad(operation, overlay);
   }
@@ -189,9 +189,15 @@ export class FileSystemBackend implements StoreBackend {
     const target = resolve(destination);
     const store = this.location;
     let problem: string | undefined;
-    if (isSameOrInside(target, store)) {
+    const [inside, holds] = await errors.io('backup', 'inspect', target, () =>
+      Promise.all([
+        isReallySameOrInside(this.ctx.fs, target, store),
+        isReallySameOrInside(this.ctx.fs, store, target),
+      ]),
+    );
+    if (inside) {
       problem = messages.backupDestinationInside(target, store);
-    } else if (isSameOrInside(store, target)) {
+    } else if (holds) {
       problem = messages.backupDestinationHoldsStore(target, store);
     } else if (
       !(await errors.io('backup', 'inspect', target, () => isFreeDestination(this.ctx.fs, target)))
@@ -237,8 +243,10 @@ export class FileSystemBackend implements StoreBackend {
     return run();
   }
 
-  restoreSourceProblem(from: string): string | undefined {
-    return isSameOrInside(from, this.location) || isSameOrInside(this.location, from)
+  async restoreSourceProblem(from: string): Promise<string | undefined> {
+    const { fs } = this.ctx;
+    return (await isReallySameOrInside(fs, from, this.location)) ||
+      (await isReallySameOrInside(fs, this.location, from))
       ? 'it is the store folder, inside it, or contains it'
       : undefined;
   }

@@ -14,7 +14,8 @@ import { DIR_MODE, FILE_MODE, TEMP_SUFFIX } from '../storage/on-disk.names';
 import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
 import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
-import { isSameOrInside } from '../storage/path.util';
+import { PersistenceFileSystem } from '../storage/file-system.interface';
+import { isReallySameOrInside, isSameOrInside } from '../storage/path.util';
 
 /** Defaults of every option, in one place. */
 export const DEFAULT_OPTIONS = {
@@ -217,6 +218,28 @@ function resolveConflicts(conflicts: unknown): ConflictPolicy {
     fail('conflicts', conflicts, "Use 'last-write-wins' or 'reject'.");
   }
   return conflicts;
+}
+
+/**
+ * The backups folder against the store folder once every link is resolved on both sides: the check
+ * of `resolveOptions` compares the paths as given and cannot see a link (`./backups -> ./data/b`).
+ * Fails like it, with `PERSISTENCE_INVALID_OPTIONS`, before anything is opened.
+ */
+export async function checkBackupsFolder(
+  fs: PersistenceFileSystem,
+  options: Pick<ResolvedPersistenceOptions, 'path' | 'backups' | 'storage'>,
+): Promise<void> {
+  const directory = options.backups?.directory;
+  if (directory === undefined || options.storage !== undefined) return;
+  const overlaps = (a: string, b: string): Promise<boolean> =>
+    isReallySameOrInside(fs, a, b).catch(() => false); // unreadable: the check above stands
+  if ((await overlaps(directory, options.path)) || (await overlaps(options.path, directory))) {
+    fail(
+      'backups.directory',
+      directory,
+      `Use a folder that is neither inside the store folder ${options.path} nor contains it (symbolic links followed).`,
+    );
+  }
 }
 
 function resolveBackups(

@@ -52,7 +52,12 @@ import { ErrorReporter } from './error.reporter';
 import { FailureMemo } from './failure.memo';
 import { OpenStore } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
-import { assertInterval, DEFAULT_OPTIONS, resolveOptions } from './persistence.options';
+import {
+  assertInterval,
+  checkBackupsFolder,
+  DEFAULT_OPTIONS,
+  resolveOptions,
+} from './persistence.options';
 import { restoreBackup } from './restore.checker';
 import { composeStatus, StoreSession, StoreShared } from './store.session';
 
@@ -144,7 +149,8 @@ export class PersistenceStore
    * from a crash), loads, and starts auto-save and the backup schedule.
    */
   async onModuleInit(): Promise<void> {
-    const options = applyCommandLineOverride(resolveOptions(this.rawOptions));
+    const options = await applyCommandLineOverride(resolveOptions(this.rawOptions), this.fs);
+    await checkBackupsFolder(this.fs, options);
     this.caller = new AdapterCaller(options.adapterTimeout);
     const session = new StoreSession(options, this.shared);
     this.session = session;

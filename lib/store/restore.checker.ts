@@ -4,7 +4,7 @@ import { PersistenceError } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { RestoreMetadata } from '../interfaces/persistence-metadata.interface';
 import * as messages from '../persistence.messages';
-import { ItemFileCodec } from '../serializers/item-file.codec';
+import { ItemEnvelope, ItemFileCodec } from '../serializers/item-file.codec';
 import { BackupFile, BackupProblem, readBackup } from '../storage/backup.storage';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { AdapterCaller } from './adapter.caller';
@@ -46,7 +46,10 @@ export async function readRestoreSource(
         { operation: 'restore', path: from, cause },
       ),
     );
-  const sourceProblem = backupId === undefined && backend.restoreSourceProblem(from);
+  const sourceProblem =
+    backupId === undefined
+      ? await scope.errors.io('restore', 'inspect', from, () => backend.restoreSourceProblem(from))
+      : undefined;
   if (sourceProblem) throw invalid(sourceProblem);
   const collections = scope.adapters.map((a) => a.name);
   const byName = new Map(scope.adapters.map((a) => [a.name, a]));
@@ -62,21 +65,38 @@ export async function readRestoreSource(
             scope.options.limits.maxFileBytes,
           )
         : await backups!.read(backupId);
-    for (const file of files) {
-      try {
-        const { envelope } = await codec.decode(file.collection, file, file.data);
-        const adapter = byName.get(file.collection);
-        if (adapter) reviveStored(scope.caller, adapter, envelope); // migrations, revive()
-      } catch (error) {
-        throw new BackupProblem(
-          `"${file.collection}/${file.fileName}" is not a valid item file (${messages.reasonOf(error)})`,
-        );
-      }
-    }
+    await checkRestoreFiles(files, codec, (collection, envelope) => {
+      const adapter = byName.get(collection);
+      if (adapter) reviveStored(scope.caller, adapter, envelope); // migrations, revive()
+    });
   } catch (error) {
     throw invalid(messages.reasonOf(error), error);
   }
   return { from, files };
+}
+
+/**
+ * Decodes every file of a backup (and hands each envelope to `revive`, when given): the check of a
+ * backup's contents that `restore()` and `verify` share. Throws a {@link BackupProblem} naming the
+ * first file that is not a valid item file.
+ */
+export async function checkRestoreFiles(
+  files: readonly BackupFile[],
+  codec: ItemFileCodec,
+  revive?: (collection: string, envelope: ItemEnvelope) => void,
+): Promise<void> {
+  for (const file of files) {
+    const name = `${file.collection}/${file.fileName}`;
+    try {
+      const { envelope } = await codec.decode(file.collection, file, file.data);
+      revive?.(file.collection, envelope);
+    } catch (error) {
+      throw new BackupProblem(
+        `"${name}" is not a valid item file (${messages.reasonOf(error)})`,
+        name,
+      );
+    }
+  }
 }
 
 /** `restore(source)`: the checks above, then the backend replaces its state and loads it. */

@@ -1,3 +1,4 @@
+import { findNonJsonData } from '../adapters/json-data.util';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
@@ -118,8 +119,22 @@ export function reviveStored(
     return { value: caller.revive(adapter, envelope.data, envelope.id), migrated: false };
   }
   const migrated = caller.migrate(adapter, envelope.data, envelope.id, stored, current);
+  const revive = typeof adapter.revive === 'function';
+  // What a migration returns stands for what the file would hold (JSON data; objects with a
+  // toJSON() too when revive() rebuilds them), and the value the adapter gets back must be storable
+  // as any value it saves: otherwise the item would be handed over broken and fail every save.
+  const notData = nonJsonProblem(migrated, revive, 'the migrated item');
+  if (notData) {
+    throw new MigrationError(
+      envelope.id,
+      stored,
+      current,
+      `it did not return JSON data: ${notData}`,
+    );
+  }
+  let value: unknown;
   try {
-    return { value: caller.revive(adapter, migrated, envelope.id), migrated: true };
+    value = caller.revive(adapter, migrated, envelope.id);
   } catch (error) {
     throw new MigrationError(
       envelope.id,
@@ -129,6 +144,27 @@ export function reviveStored(
       { cause: error },
     );
   }
+  const notStorable = revive ? nonJsonProblem(value, true, 'what revive() returned') : undefined;
+  if (notStorable) {
+    throw new MigrationError(
+      envelope.id,
+      stored,
+      current,
+      `revive() made an item that cannot be saved: ${notStorable}`,
+    );
+  }
+  return { value, migrated: true };
+}
+
+/** What JSON cannot carry exactly in `value` (the rule of saves), as one phrase; undefined: none. */
+function nonJsonProblem(value: unknown, allowToJSON: boolean, path: string): string | undefined {
+  let found;
+  try {
+    found = findNonJsonData(value, { allowToJSON, path });
+  } catch (error) {
+    return `${path} could not be checked: ${reasonOf(error)}`; // a toJSON() or a Proxy trap threw
+  }
+  return found && `${found.path} ${found.problem}`;
 }
 
 /**

@@ -2,23 +2,17 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
-import {
-  adapterFailed,
-  corruptFile,
-  decryptionFailed,
-  ioFailed,
-  reasonOf,
-} from '../persistence.messages';
+import { adapterFailed, corruptFile, ioFailed, reasonOf } from '../persistence.messages';
 import { decodeStem } from '../storage/file-name.codec';
 import { FileSystemStorage, ItemFile, parseItemFileName } from '../storage/file-system.storage';
-import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { JournalOp } from '../storage/journal';
 import { TimeSlicer } from '../storage/event-loop.util';
 import { mapLimit } from '../storage/map-limit.util';
-import { UnsafeFileError } from '../storage/safe-read';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
 import { reviveStored, schemaFailure } from './schema.migrator';
+import { itemFileFinding, itemFileMessage, unloadedReason } from './store.findings';
 
 /** Longest stretch of decoding and reviving between two yields to the event loop. */
 const LOAD_SLICE_MS = 5;
@@ -169,13 +163,14 @@ export class SnapshotReader {
       return item;
     } catch (error) {
       meta.skipped++;
-      const why = await this.setAside(adapter.name, file, error);
-      if (why !== undefined) {
+      const left = await this.setAside(adapter.name, file, error);
+      if (left !== undefined) {
         unloaded.set(file.stem, {
           fileName: file.fileName,
           ref: undefined,
           hash: '',
-          unloaded: why,
+          unloaded: left.why,
+          unloadedCode: left.code,
         });
       }
       return undefined;
@@ -202,6 +197,7 @@ export class SnapshotReader {
       const loaded = items.get(stem);
       if (loaded) {
         loaded.entry.unloaded = entry.unloaded;
+        loaded.entry.unloadedCode = entry.unloadedCode;
         unloaded.delete(stem);
       }
     }
@@ -235,6 +231,7 @@ export class SnapshotReader {
               ref: undefined,
               hash: '',
               unloaded: schema.why,
+              unloadedCode: schema.error.code,
             });
             this.report(schema.error);
             continue;
@@ -298,7 +295,7 @@ export class SnapshotReader {
     collection: string,
     file: ItemFile,
     cause: unknown,
-  ): Promise<string | undefined> {
+  ): Promise<{ why: string; code: PersistenceErrorCode } | undefined> {
     const context = {
       operation: 'load' as const,
       adapter: collection,
@@ -306,44 +303,19 @@ export class SnapshotReader {
       path: file.path,
       cause,
     };
-    if (
-      cause instanceof PersistenceError &&
-      cause.code === PersistenceErrorCode.OptionalDependencyMissing
-    ) {
-      // The file is fine; a package to read it is missing: left in place, pinned, unloaded.
-      this.storage.pin(file.path);
-      this.report(new PersistenceError(cause.code, cause.message, context));
-      return cause.message;
-    }
     const schema = schemaFailure(collection, file.path, cause);
     if (schema) {
       // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
       this.storage.pin(file.path);
       this.report(schema.error);
-      return schema.why;
+      return { why: schema.why, code: schema.error.code };
     }
-    const invalid =
-      cause instanceof UnsafeFileError ||
-      (cause instanceof ItemDecodeError && cause.kind === 'corrupt') ||
-      !(cause instanceof ItemDecodeError || isSystemError(cause));
-    if (!invalid) {
+    // The judgement `verify` shares (store.findings.ts): same code, same words.
+    const finding = itemFileFinding(file.path, cause);
+    if (!finding.invalid) {
       this.storage.pin(file.path);
-      this.report(
-        cause instanceof ItemDecodeError
-          ? new PersistenceError(
-              PersistenceErrorCode.DecryptionFailed,
-              decryptionFailed(file.path, cause.message),
-              context,
-            )
-          : new PersistenceError(
-              PersistenceErrorCode.IoFailed,
-              ioFailed('read', file.path, reasonOf(cause)),
-              context,
-            ),
-      );
-      return cause instanceof ItemDecodeError
-        ? 'it could not be decrypted with the configured keys'
-        : `it could not be read: ${reasonOf(cause)}`;
+      this.report(new PersistenceError(finding.code, itemFileMessage(finding), context));
+      return { why: unloadedReason(finding), code: finding.code };
     }
     let movedTo: string | undefined;
     if (!this.readOnly) {
@@ -354,20 +326,11 @@ export class SnapshotReader {
       }
     }
     if (!movedTo) this.storage.pin(file.path); // left where it is: no save may remove it
-    this.report(
-      new PersistenceError(
-        PersistenceErrorCode.CorruptFile,
-        corruptFile(file.path, reasonOf(cause), movedTo),
-        context,
-      ),
-    );
-    return movedTo ? undefined : `it is not a valid item file: ${reasonOf(cause)}`;
+    this.report(new PersistenceError(finding.code, itemFileMessage(finding, movedTo), context));
+    return movedTo
+      ? undefined
+      : { why: `it is not a valid item file: ${finding.problem}`, code: finding.code };
   }
-}
-
-/** An error from the file system (it has an errno code such as EACCES or EIO). */
-function isSystemError(error: unknown): boolean {
-  return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string';
 }
 
 /**
@@ -391,14 +354,20 @@ export async function restoreLoaded(
   } catch (error) {
     meta.skipped += values.size;
     meta.adapters[adapter.name] = 0;
+    const failure =
+      error instanceof PersistenceError
+        ? error
+        : new PersistenceError(
+            PersistenceErrorCode.AdapterFailed,
+            adapterFailed(adapter.name, 'restore', reasonOf(error)),
+            { operation, adapter: adapter.name, cause: error },
+          );
     const why = `adapter "${adapter.name}" failed to restore it`;
-    for (const entry of committed.values()) entry.unloaded ??= why;
-    return error instanceof PersistenceError
-      ? error
-      : new PersistenceError(
-          PersistenceErrorCode.AdapterFailed,
-          adapterFailed(adapter.name, 'restore', reasonOf(error)),
-          { operation, adapter: adapter.name, cause: error },
-        );
+    for (const entry of committed.values()) {
+      if (entry.unloaded !== undefined) continue;
+      entry.unloaded = why;
+      entry.unloadedCode = failure.code;
+    }
+    return failure;
   }
 }

@@ -75,7 +75,7 @@ export interface StoreBackend {
   /** Runs a scheduled backup (on a driver: on one replica of the cluster at a time). */
   scheduledBackup(run: () => Promise<unknown>): Promise<unknown>;
   /** Why `from` cannot be restored from at all (e.g. the store folder itself), or undefined. */
-  restoreSourceProblem(from: string): string | undefined;
+  restoreSourceProblem(from: string): Promise<string | undefined>;
   /** Replaces the committed state with `files` (checked already), then loads it. */
   restore(files: readonly BackupFile[], collections: string[]): Promise<LoadMetadata>;
   /** Sets aside an unloaded item's files; undefined when the backend does not support it. */

@@ -251,6 +251,16 @@ export class RedisStorageDriver implements StorageDriver {
     this.state = 'open';
   }
 
+  /**
+   * Why Redis cannot be reached now: the client's connection is not `ready` (ioredis reports
+   * `reconnecting`, `connecting`, `close` or `end` from the moment the socket drops).
+   */
+  connectionProblem(): string | undefined {
+    if (this.state !== 'open' || this.client === undefined) return `the driver is ${this.state}`;
+    const status = this.client.status;
+    return status === 'ready' ? undefined : `its connection is ${status}`;
+  }
+
   /** Disconnects (a client passed in options is left open). Idempotent. */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
