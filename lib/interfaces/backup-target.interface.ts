@@ -19,6 +19,24 @@ export interface BackupManifest {
   base?: string;
   /** Bytes that were stored anew for this backup; the rest is shared with `base`. */
   newBytes?: number;
+  /**
+   * `true`: every file was checked as it was written (decoded, revived, compared with what the store
+   * committed), except those in `unverified`. Retention counts only such backups.
+   */
+  verified?: boolean;
+  /**
+   * Files copied as they are without passing the checks: the store had not loaded them (not
+   * decryptable with its keys, not loaded yet, refused by its adapter). A restore puts them back as
+   * they are. Filled in while the entries are consumed: complete once they are exhausted.
+   */
+  unverified?: UnverifiedBackupFile[];
+}
+
+/** A file a backup holds as it was, without passing its checks, and why. */
+export interface UnverifiedBackupFile {
+  /** `<collection>/<file name>`. */
+  path: string;
+  reason: string;
 }
 
 /** One file of a backup on its way to a {@link BackupTarget}. */
