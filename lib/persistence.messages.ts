@@ -141,6 +141,9 @@ export const backupDamaged = (files: ReadonlyArray<{ path: string; reason: strin
 export const backupFileNotCommitted = (): string =>
   'its bytes differ from those this store committed';
 
+export const backupFileAwaitsRewrite = (): string =>
+  'an earlier backup found it damaged, and no save has written it anew since';
+
 export const notLoadedBecause = (unloaded: string, problem: string): string =>
   `the store did not load it (${unloaded}); ${problem}`;
 

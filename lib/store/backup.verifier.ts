@@ -98,6 +98,9 @@ export class BackupVerifier {
         hashBytes(plain) !== hash
       ) {
         problem = messages.backupFileNotCommitted();
+      } else if (loaded && committed.ref === REWRITE) {
+        // Found damaged before (its hash is gone since): damaged until the next save rewrites it.
+        problem = messages.backupFileAwaitsRewrite();
       }
     } catch (error) {
       problem = messages.reasonOf(error);
