@@ -1,7 +1,10 @@
 import { INestApplication } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import Redis from 'ioredis';
-import { readdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   NodeFileSystem,
@@ -59,7 +62,7 @@ class HoldingFileSystem {
           ? (value as (...args: unknown[]) => unknown).bind(target)
           : value;
       },
-    }) as PersistenceFileSystem;
+    });
   }
 
   /** Holds the next staging writes; resolves once one is held. */
@@ -158,6 +161,37 @@ describe('several writers back up into one folder', () => {
       }
     },
   );
+
+  it('removes a leftover staging folder only when its writer is provably gone', async () => {
+    const app = await createApp({
+      path: join(root, 'store'),
+      saveOnShutdown: false,
+      backups: { directory: backups },
+    });
+    apps.push(app);
+    app.get(SessionManager).create({ id: 's1' });
+    await app.get(PersistenceStore).saveAll();
+    // A process that has exited (its pid is free) and one that runs (this test's parent).
+    const child = spawn(process.execPath, ['-e', '0']);
+    const dead = await new Promise<number>((resolve) =>
+      child.on('exit', () => resolve(child.pid!)),
+    );
+    const id = '2000-01-01T00-00-00-000Z-00000000';
+    // How a writer names itself (docs/backups.md): a hash of the host name, its pid, a token.
+    const hostTag = (): string => createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    const left = {
+      gone: `.${id}.backup-${hostTag()}-${dead}-0123456789ab`,
+      goneRemoving: `.${id}.removing-${hostTag()}-${dead}-0123456789ab`,
+      live: `.${id}.backup-${hostTag()}-${process.ppid}-0123456789ab`,
+      otherHost: `.${id}.backup-00000000-${dead}-0123456789ab`,
+    };
+    for (const name of Object.values(left)) {
+      await mkdir(join(backups, name, 'sessions'), { recursive: true });
+      await writeFile(join(backups, name, 'sessions', 's1.json'), '{}');
+    }
+    await app.get(PersistenceStore).backup();
+    expect((await hidden()).sort()).toEqual([left.live, left.otherHost].sort());
+  });
 
   itRedis(
     'a manual backup on one replica beside the scheduled one running on another (fake timers)',
