@@ -141,6 +141,9 @@ export const backupDamaged = (files: ReadonlyArray<{ path: string; reason: strin
 export const backupFileNotCommitted = (): string =>
   'its bytes differ from those this store committed';
 
+export const backupFileChangedSinceBackup = (): string =>
+  'its bytes changed since the last backup checked them, and the store has not rewritten it since';
+
 export const backupFileAwaitsRewrite = (): string =>
   'an earlier backup found it damaged, and no save has written it anew since';
 

@@ -140,6 +140,31 @@ describe('backups are verified as they are written', () => {
     await expect(store.backup()).resolves.toMatchObject({ unverified: [] });
   });
 
+  it('a built-in item changed since the last backup checked it, still valid JSON, is damage too', async () => {
+    const { app, store } = await open();
+    seedState(app);
+    await saveToFiles(app);
+    const good = await store.backup();
+    const path = join(dir, 'sessions', 'sess-1.json');
+    const text = await readFile(path, 'utf8');
+    const at = text.indexOf('"ann"');
+    expect(at).toBeGreaterThan(0);
+    // One letter of a metadata value ('ann' → 'bnn'): the file still decodes and revives.
+    const data = Buffer.from(text);
+    data[at + 1] ^= 0x03;
+    await writeFile(path, data);
+    await expect(store.backup()).rejects.toMatchObject({
+      code: PersistenceErrorCode.BackupVerificationFailed,
+      message: expect.stringContaining(
+        '"sessions/sess-1.json": its bytes changed since the last backup',
+      ),
+    });
+    expect((await store.listBackups()).map((b) => b.id)).toEqual([good.id]);
+    await expect(store.saveAll()).resolves.toMatchObject({ changed: 1 });
+    await expect(store.backup()).resolves.toMatchObject({ unverified: [] });
+    expect(await readFile(path, 'utf8')).toBe(text);
+  });
+
   it('a file the store could not load (another key) never fails the backup: kept, reported, restored as it is', async () => {
     const keyA = randomBytes(32);
     const keyB = randomBytes(32);

@@ -6,7 +6,7 @@ import * as messages from '../persistence.messages';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { parseItemFileName } from '../storage/file-system.storage';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedIndex, hashBytes, UNHASHED } from './committed.index';
+import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
 import { reviveStored } from './schema.migrator';
 
 /** What the checks of a backup's files need from the store. */
@@ -25,9 +25,11 @@ const REWRITE = Symbol('rewrite: its file is damaged');
 /**
  * Checks every file of a backup as it is handed to the writer, with the checks a restore makes: the
  * file decodes under the store's codec (cipher, limits), names its item, and its adapter revives it
- * (migrations included); when the store holds the hash of the bytes it committed for that file
- * (`compareCommitted`: the file system, where this store is the only writer), the bytes must match
- * it too, which catches damage that still decodes.
+ * (migrations included). On the file system (`compareCommitted`: this store is the only writer),
+ * a file must also match what the store knows of its bytes: the hash it committed (custom adapters;
+ * built-in items are compared by identity, not hashed), and the SHA-256 the last backup checked
+ * while its index entry stands (it is replaced whenever the file is rewritten). That catches damage
+ * that still decodes, except in a built-in item damaged before this process first backed it up.
  *
  * - A file the store loaded (or wrote) that fails is **damage**: once every entry has been seen,
  *   the iteration throws `PERSISTENCE_BACKUP_VERIFICATION_FAILED` naming the files, so the writer
@@ -88,20 +90,8 @@ export class BackupVerifier {
       if (!file || !adapter) throw new Error('it is not an item file of this store');
       const { envelope, plain } = await codec.decode(collection, file, entry.data);
       reviveStored(caller, adapter, envelope);
-      const hash = committed?.hash;
-      if (
-        this.compareCommitted &&
-        loaded &&
-        hash !== undefined &&
-        hash !== '' &&
-        hash !== UNHASHED &&
-        hashBytes(plain) !== hash
-      ) {
-        problem = messages.backupFileNotCommitted();
-      } else if (loaded && committed.ref === REWRITE) {
-        // Found damaged before (its hash is gone since): damaged until the next save rewrites it.
-        problem = messages.backupFileAwaitsRewrite();
-      }
+      problem =
+        this.compareCommitted && loaded ? committedProblem(committed, entry, plain) : undefined;
     } catch (error) {
       problem = messages.reasonOf(error);
       locked =
@@ -109,12 +99,16 @@ export class BackupVerifier {
         (error instanceof PersistenceError &&
           error.code === PersistenceErrorCode.OptionalDependencyMissing);
     }
-    if (problem === undefined) return;
+    if (problem === undefined) {
+      if (this.compareCommitted && loaded) committed.backedUp = entry.sha256;
+      return;
+    }
     if (loaded && !locked) {
       this.damaged.push({ path: entry.path, reason: problem });
       // The state in memory is the committed one: the next save writes the item's file anew.
       committed.ref = REWRITE;
       committed.hash = '';
+      committed.backedUp = undefined;
       this.scope.inSync.delete(collection);
       return;
     }
@@ -125,4 +119,25 @@ export class BackupVerifier {
         : problem,
     });
   }
+}
+
+/**
+ * Why a file that decodes is still not the one the store committed, if it is not: its bytes differ
+ * from the hash the store kept of them, or from those the last backup checked while the item has not
+ * been rewritten since, or an earlier backup found it damaged and no save has rewritten it yet.
+ */
+function committedProblem(
+  committed: CommittedEntry,
+  entry: BackupEntry,
+  plain: Buffer,
+): string | undefined {
+  if (committed.ref === REWRITE) return messages.backupFileAwaitsRewrite();
+  const { hash, backedUp } = committed;
+  if (hash !== '' && hash !== UNHASHED && hashBytes(plain) !== hash) {
+    return messages.backupFileNotCommitted();
+  }
+  if (backedUp !== undefined && backedUp !== entry.sha256) {
+    return messages.backupFileChangedSinceBackup();
+  }
+  return undefined;
 }
