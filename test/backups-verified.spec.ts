@@ -165,6 +165,24 @@ describe('backups are verified as they are written', () => {
     expect(await readFile(path, 'utf8')).toBe(text);
   });
 
+  it('an encrypted item file with one byte altered is damage, not a file of another key', async () => {
+    const { app, store } = await open({ encryption: { key: randomBytes(32) } });
+    seedState(app);
+    await saveToFiles(app);
+    const good = await store.backup();
+    const path = join(dir, 'sessions', 'sess-2.json.enc');
+    const data = await readFile(path);
+    data[data.length - 5] ^= 0x01;
+    await writeFile(path, data);
+    await expect(store.backup()).rejects.toMatchObject({
+      code: PersistenceErrorCode.BackupVerificationFailed,
+      message: expect.stringContaining('"sessions/sess-2.json.enc"'),
+    });
+    expect((await store.listBackups()).map((b) => b.id)).toEqual([good.id]);
+    await store.saveAll();
+    await expect(store.backup()).resolves.toMatchObject({ unverified: [] });
+  });
+
   it('a file the store could not load (another key) never fails the backup: kept, reported, restored as it is', async () => {
     const keyA = randomBytes(32);
     const keyB = randomBytes(32);

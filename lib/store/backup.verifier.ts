@@ -3,7 +3,7 @@ import { PersistenceError } from '../errors/persistence.error';
 import { BackupEntry, UnverifiedBackupFile } from '../interfaces/backup-target.interface';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import * as messages from '../persistence.messages';
-import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { parseItemFileName } from '../storage/file-system.storage';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
@@ -36,9 +36,10 @@ const REWRITE = Symbol('rewrite: its file is damaged');
  *   publishes nothing. Each such item is marked so that the next save rewrites its file from the
  *   state in memory.
  * - A file the store itself did not load (not decryptable with its keys, `loadOnBoot: false`,
- *   refused by its adapter, an older format) or that is encrypted with a key the store lacks, and
- *   that fails, is copied as it is (as the store keeps it) and listed in {@link unverified}: it never
- *   makes a backup fail, and a restore puts it back as it was.
+ *   refused by its adapter, an older format of an item, or, on a storage driver, an item another
+ *   replica wrote that this one has not loaded) and that fails is copied as it is (as the store
+ *   keeps it) and listed in {@link unverified}: it never makes a backup fail, and a restore puts it
+ *   back as it was.
  */
 export class BackupVerifier {
   /** Files kept as they are without passing the checks (see the class comment). */
@@ -84,7 +85,6 @@ export class BackupVerifier {
       committed.fileName === fileName &&
       committed.unloaded === undefined;
     let problem: string | undefined;
-    let locked = false;
     try {
       const adapter = byName.get(collection);
       if (!file || !adapter) throw new Error('it is not an item file of this store');
@@ -94,16 +94,14 @@ export class BackupVerifier {
         this.compareCommitted && loaded ? committedProblem(committed, entry, plain) : undefined;
     } catch (error) {
       problem = messages.reasonOf(error);
-      locked =
-        (error instanceof ItemDecodeError && error.kind === 'locked') ||
-        (error instanceof PersistenceError &&
-          error.code === PersistenceErrorCode.OptionalDependencyMissing);
     }
     if (problem === undefined) {
       if (this.compareCommitted && loaded) committed.backedUp = entry.sha256;
       return;
     }
-    if (loaded && !locked) {
+    // The store read (or wrote) this very file with the keys and packages it has now: any failure
+    // (a decryption one included: an altered byte fails the authentication) is damage.
+    if (loaded) {
       this.damaged.push({ path: entry.path, reason: problem });
       // The state in memory is the committed one: the next save writes the item's file anew.
       committed.ref = REWRITE;
