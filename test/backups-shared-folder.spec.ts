@@ -129,6 +129,37 @@ describe('several writers back up into one folder', () => {
   const hidden = async (): Promise<string[]> =>
     (await readdir(backups)).filter((name) => name.startsWith('.'));
 
+  /**
+   * `ROUNDS` rounds: `a` held inside its backup while `b` backs up from start to end, then both at
+   * once. Every backup succeeds, is listed, leaves no working folder behind, and restores.
+   */
+  async function backUpSideBySide(
+    a: { store: PersistenceStore },
+    b: { store: PersistenceStore },
+    holding: HoldingFileSystem,
+  ): Promise<void> {
+    const written: string[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const held = holding.hold();
+      const first = a.store.backup();
+      await held; // a's staging folder exists and a is writing into it
+      const second = await b.store.backup();
+      holding.release();
+      const meta = await first;
+      written.push(meta.id!, second.id!);
+      // And both at once, as they come.
+      const both = await Promise.all([a.store.backup(), b.store.backup()]);
+      written.push(...both.map((m) => m.id!));
+      expect(await hidden()).toEqual([]);
+    }
+    expect(errors).toEqual([]);
+    const listed = (await b.store.listBackups()).map((x) => x.id);
+    expect(listed.sort()).toEqual([...written].sort());
+    for (const id of [written[0], written.at(-1)!]) {
+      await expect(a.store.restore(id)).resolves.toMatchObject({ files: 1 });
+    }
+  }
+
   itRedis(
     `two replicas, ${ROUNDS} rounds: one held inside its backup while the other backs up, both succeed`,
     async () => {
@@ -139,28 +170,34 @@ describe('several writers back up into one folder', () => {
       const b = await replica(keyPrefix, 'b', new NodeFileSystem());
       a.app.get(SessionManager).create({ id: 's1' });
       await a.store.saveAll();
-      const written: string[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const held = holding.hold();
-        const first = a.store.backup();
-        await held; // a's staging folder exists and a is writing into it
-        const second = await b.store.backup();
-        holding.release();
-        const meta = await first;
-        written.push(meta.id!, second.id!);
-        // And both at once, as they come.
-        const both = await Promise.all([a.store.backup(), b.store.backup()]);
-        written.push(...both.map((m) => m.id!));
-        expect(await hidden()).toEqual([]);
-      }
-      expect(errors).toEqual([]);
-      const listed = (await b.store.listBackups()).map((x) => x.id);
-      expect(listed.sort()).toEqual([...written].sort());
-      for (const id of [written[0], written.at(-1)!]) {
-        await expect(a.store.restore(id)).resolves.toMatchObject({ files: 1 });
-      }
+      await backUpSideBySide(a, b, holding);
     },
   );
+
+  it(`two stores on the file system, one backups folder, ${ROUNDS} rounds side by side`, async () => {
+    const holding = new HoldingFileSystem(backups);
+    const stores = [];
+    for (const [name, fileSystem] of [
+      ['a', holding.fs],
+      ['b', new NodeFileSystem()],
+    ] as const) {
+      const app = await createApp(
+        {
+          path: join(root, name),
+          saveOnShutdown: false,
+          backups: { directory: backups, keep: 100 },
+        },
+        { fileSystem },
+      );
+      apps.push(app);
+      const store = app.get(PersistenceStore);
+      store.onError((e) => errors.push(e));
+      app.get(SessionManager).create({ id: `s-${name}` });
+      await store.saveAll();
+      stores.push({ store });
+    }
+    await backUpSideBySide(stores[0], stores[1], holding);
+  });
 
   it('removes a leftover staging folder only when its writer is provably gone', async () => {
     const app = await createApp({
