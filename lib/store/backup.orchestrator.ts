@@ -171,12 +171,12 @@ export class BackupOrchestrator {
     await this.applyRetention({ id, manifest }, own);
     const size = manifest.files.reduce((sum, f) => sum + f.size, 0);
     return {
-      unverified: manifest.unverified,
       path: this.locate(id),
       id,
       files: manifest.files.length,
       size,
       newBytes: manifest.newBytes ?? size,
+      unverified: manifest.unverified,
       timestamp: new Date(),
       durationMs: performance.now() - started,
     };
@@ -213,20 +213,20 @@ export class BackupOrchestrator {
   }
 
   /**
-   * Retention after `written` (just written, every file checked): walking this store's backups
-   * newest first, only verified ones (written by a release that checks every file as it writes it)
+   * Retention after `written` (just written, every file checked): walking this store's `older`
+   * backups newest first, only verified ones (written by a release that checks every file as it writes it)
    * count towards `keep`; those older than the `keep`-th verified one are removed. The new backup is
    * always the first counted, so the newest backup that restores is never removed, and a backup that
    * was not verified never takes the place of one that was. A failure is reported, the backup stands.
    */
   private async applyRetention(
     written: StoredBackup,
-    olderFirstNewest: readonly StoredBackup[],
+    older: readonly StoredBackup[],
   ): Promise<void> {
     const keep = this.options?.keep;
     if (keep === undefined) return;
     let counted = 1;
-    for (const old of olderFirstNewest) {
+    for (const old of older) {
       if (old.id === written.id) continue;
       if (counted < keep) {
         if (old.manifest.verified === true) counted++;
