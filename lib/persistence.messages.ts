@@ -135,7 +135,7 @@ export const backupDamaged = (files: ReadonlyArray<{ path: string; reason: strin
     .slice(0, 3)
     .map((f) => `"${f.path}": ${f.reason}`)
     .join('; ') +
-  `${files.length > 3 ? '; …' : ''}). Nothing was written and no backup was removed. The state in memory is intact: ` +
+  `${files.length > 3 ? '; …' : ''}); no backup was removed. The state in memory is intact: ` +
   'the next save (saveAll() or auto-save) writes these items anew; back up again after it.';
 
 export const backupFileNotCommitted = (): string =>
