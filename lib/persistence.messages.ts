@@ -133,6 +133,35 @@ export const backupRetentionFailed = (id: string, reason: string): string =>
   `The backup was written, but the old backup ${id} could not be removed: ${reason}. ` +
   'It is tried again after the next backup; check the permissions of backups.directory.';
 
+export const backupDamaged = (files: ReadonlyArray<{ path: string; reason: string }>): string =>
+  `The backup was not written: ${files.length === 1 ? 'a committed item file is' : `${files.length} committed item files are`} damaged (` +
+  files
+    .slice(0, 3)
+    .map((f) => `"${f.path}": ${f.reason}`)
+    .join('; ') +
+  `${files.length > 3 ? '; …' : ''}); no backup was removed. The state in memory is intact: ` +
+  'the next save (saveAll() or auto-save) writes these items anew; back up again after it.';
+
+export const backupFileNotCommitted = (): string =>
+  'its bytes differ from those this store committed';
+
+export const backupFileChangedSinceBackup = (): string =>
+  'its bytes changed since the last backup checked them, and the store has not rewritten it since';
+
+export const backupFileAwaitsRewrite = (): string =>
+  'an earlier backup found it damaged, and no save has written it anew since';
+
+export const notLoadedBecause = (unloaded: string, problem: string): string =>
+  `the store did not load it (${unloaded}); ${problem}`;
+
+export const backupUnverified = (location: string, files: number): string =>
+  `The backup ${location} holds ${files} item file(s) the store did not load and that did not pass ` +
+  'its checks; they were copied as they are (see unverified in the result and the manifest), and a ' +
+  'restore puts them back as they are.';
+
+export const backupVerifiedRetention = (id: string, keep: number): string =>
+  `Removed the old backup ${id} (keep: ${keep} verified backups).`;
+
 export const scheduledBackupReadOnly = (): string =>
   'backups.cron is ignored: the store was opened with readOnly: true, and only the process that ' +
   'writes the store backs it up.';

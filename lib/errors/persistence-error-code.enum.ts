@@ -38,6 +38,12 @@ export enum PersistenceErrorCode {
   AdapterFailed = 'PERSISTENCE_ADAPTER_FAILED',
   /** `backup()` was given a destination it must not write to. */
   InvalidBackupDestination = 'PERSISTENCE_INVALID_BACKUP_DESTINATION',
+  /**
+   * `backup()` found committed item files that are damaged (they do not decode, revive, or match the
+   * bytes the store committed). Nothing was written and no older backup was removed; the next save
+   * rewrites those items from memory. The message names the files.
+   */
+  BackupVerificationFailed = 'PERSISTENCE_BACKUP_VERIFICATION_FAILED',
   /** `restore()` was given a source that is not a complete, valid backup. */
   InvalidBackup = 'PERSISTENCE_INVALID_BACKUP',
   /** Another process (or store) holds the store folder. */

@@ -9,6 +9,7 @@ export type {
   BackupManifest,
   BackupTarget,
   StoredBackup,
+  UnverifiedBackupFile,
 } from './backup-target.interface';
 export type {
   AutoSaveOptions,

@@ -1,3 +1,4 @@
+import type { UnverifiedBackupFile } from './backup-target.interface';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 
 /** Payload of `persistence.saved` and of `onSave` callbacks. */
@@ -70,6 +71,12 @@ export interface BackupMetadata {
   id?: string;
   /** Bytes stored anew; less than `size` when unchanged files are shared with the previous backup. */
   newBytes?: number;
+  /**
+   * Files copied as they are without passing the backup's checks, because the store had not loaded
+   * them (not decryptable with its keys, not loaded yet, refused by the adapter); empty when every
+   * file was verified. A damaged file the store did load fails the backup instead.
+   */
+  unverified: UnverifiedBackupFile[];
 }
 
 /** One backup in `backups.directory` (or the configured target), as `listBackups()` returns it. */
@@ -88,6 +95,13 @@ export interface BackupInfo {
   base: string | null;
   /** The store folder that wrote it; retention only removes the backups of its own store. */
   store: string | null;
+  /**
+   * True when every file was checked as it was written (this release on); only such backups count
+   * towards `backups.keep`.
+   */
+  verified: boolean;
+  /** Files it holds as they were, unchecked (see `BackupMetadata.unverified`). */
+  unverified: number;
 }
 
 /** Metadata returned by `restore()`: the backup that was swapped in, and the load that followed. */

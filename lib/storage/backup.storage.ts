@@ -17,6 +17,11 @@ export interface BackupFile {
   stem: string;
   extension: string;
   data: Buffer;
+  /**
+   * Why the backup holds this file as it was, unchecked (its manifest lists it in `unverified`): a
+   * restore puts it back as it is, for the load to treat as it did before.
+   */
+  unverified?: string;
 }
 
 export type { BackupManifest };
@@ -60,7 +65,8 @@ export async function writeBackup(
   storage: FileSystemStorage,
   collections: readonly string[],
   destination: string,
-  extraExtension: string | undefined,
+  entries: AsyncIterable<BackupEntry>,
+  extra: Pick<BackupManifest, 'verified' | 'unverified'> = {},
 ): Promise<{ files: number; size: number }> {
   const manifest = await writeBackupFolder(
     storage.fs,
@@ -71,8 +77,9 @@ export async function writeBackup(
       version: BACKUP_MANIFEST_VERSION,
       createdAt: new Date().toISOString(),
       collections: [...collections],
+      ...extra,
     },
-    storeEntries(storage, collections, extraExtension),
+    entries,
   );
   return { files: manifest.files.length, size: manifest.newBytes ?? 0 };
 }
@@ -314,15 +321,24 @@ function parseManifestObject(manifest: BackupManifest): BackupManifest {
 }
 
 function checkManifest(manifest: BackupManifest, files: readonly BackupFile[]): void {
-  const present = new Map(files.map((f) => [`${f.collection}/${f.fileName}`, f.data]));
+  const present = new Map(files.map((f) => [`${f.collection}/${f.fileName}`, f]));
+  const unverified = new Map(
+    (Array.isArray(manifest.unverified) ? manifest.unverified : []).map((u) => [
+      u?.path,
+      String(u?.reason),
+    ]),
+  );
   for (const listed of manifest.files) {
-    const data = present.get(listed.path);
-    if (!data) {
+    const file = present.get(listed.path);
+    if (!file) {
       throw new BackupProblem(
         `"${listed.path}" is listed in the manifest but missing`,
         listed.path,
       );
     }
+    const { data } = file;
+    const reason = unverified.get(listed.path);
+    if (reason !== undefined) file.unverified = reason;
     if (data.length !== listed.size || sha256(data) !== listed.sha256) {
       throw new BackupProblem(
         `"${listed.path}" does not match its checksum in the manifest`,

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import {
   BackupContents,
@@ -14,6 +13,7 @@ import { BackupProblem, parseManifest, writeBackupFolder } from './backup.storag
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { ensureDirectory, fsyncDirectory, listDirectory, removeTree } from './fs.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
+import { claimWriterTag, isWriterGone, WRITER_TAG_PATTERN } from './writer.tag';
 
 /** Settings of a {@link LocalBackupTarget}. */
 export interface LocalBackupTargetOptions {
@@ -24,9 +24,9 @@ export interface LocalBackupTargetOptions {
   /** Permission bits of the folders created. @default 0o700 */
   dirMode?: number;
   /**
-   * A short tag (`[0-9a-f]+`) of the one store writing here: leftovers of its own interrupted writes
-   * and removals (hidden folders carrying the tag) are removed before its next write. Without it,
-   * leftovers stay (they are never listed).
+   * No longer used: each write and removal names its hidden folder after its own writer (host,
+   * process, random token), and a leftover is removed only once that writer is provably gone.
+   * @deprecated accepted and ignored.
    */
   owner?: string;
   /** Largest manifest read, in bytes. @default 67108864 (64 MiB) */
@@ -40,9 +40,13 @@ export interface LocalBackupTargetOptions {
  * ```
  * <directory>/
  *   <id>/                          a complete backup: the manifest, one folder per adapter
- *   .<id>.backup-<owner>-<rnd>/    only while a backup is written (renamed to <id>/ when complete)
- *   .<id>.removing-<owner>-<rnd>/  only while a backup is removed (renamed away first)
+ *   .<id>.backup-<writer>/         only while a backup is written (renamed to <id>/ when complete)
+ *   .<id>.removing-<writer>/       only while a backup is removed (renamed away first)
  * ```
+ *
+ * `<writer>` is `<host hash>-<pid>-<token>` (`writer.tag.ts`): several stores, processes or replicas
+ * may write into one folder at once, and each removes a hidden folder only when its writer is
+ * provably gone (this host, process not running), never another live writer's.
  *
  * Unchanged files are hard links to the same file of the base backup (verified byte for byte first),
  * so a differential backup stores only what changed and still stands on its own: removing the base
@@ -91,17 +95,22 @@ export class LocalBackupTarget implements BackupTarget {
     this.assertId(id);
     await ensureDirectory(this.fs, this.location, this.modes.dirMode);
     await this.removeLeftovers();
-    return writeBackupFolder(
-      this.fs,
-      this.modes,
-      join(this.location, id),
-      `.${id}.backup-${this.options.owner ?? 'x'}-${randomBytes(6).toString('hex')}`,
-      header,
-      entries,
-      base && isBackupId(base.id)
-        ? { folder: join(this.location, base.id), manifest: base.manifest }
-        : undefined,
-    );
+    const writer = claimWriterTag();
+    try {
+      return await writeBackupFolder(
+        this.fs,
+        this.modes,
+        join(this.location, id),
+        `.${id}.backup-${writer.tag}`,
+        header,
+        entries,
+        base && isBackupId(base.id)
+          ? { folder: join(this.location, base.id), manifest: base.manifest }
+          : undefined,
+      );
+    } finally {
+      writer.release();
+    }
   }
 
   /**
@@ -149,17 +158,27 @@ export class LocalBackupTarget implements BackupTarget {
     return { manifest, files };
   }
 
-  /** Renames the backup to a hidden name (one atomic step: it is no longer listed), then deletes it. */
+  /**
+   * Renames the backup to a hidden name (one atomic step: it is no longer listed), then deletes it.
+   * A backup already gone (another replica's retention removed it first) is not an error.
+   */
   async remove(id: string): Promise<void> {
     this.assertId(id);
-    const hidden = join(
-      this.location,
-      `.${id}.removing-${this.options.owner ?? 'x'}-${randomBytes(6).toString('hex')}`,
-    );
-    await this.fs.rename(join(this.location, id), hidden);
-    await fsyncDirectory(this.fs, this.location);
-    await removeTree(this.fs, hidden);
-    await fsyncDirectory(this.fs, this.location);
+    const writer = claimWriterTag();
+    try {
+      const hidden = join(this.location, `.${id}.removing-${writer.tag}`);
+      try {
+        await this.fs.rename(join(this.location, id), hidden);
+      } catch (error) {
+        if (errorCode(error) === 'ENOENT') return;
+        throw error;
+      }
+      await fsyncDirectory(this.fs, this.location);
+      await removeTree(this.fs, hidden);
+      await fsyncDirectory(this.fs, this.location);
+    } finally {
+      writer.release();
+    }
   }
 
   private async readManifest(id: string): Promise<BackupManifest> {
@@ -176,17 +195,24 @@ export class LocalBackupTarget implements BackupTarget {
     return parseManifest(data);
   }
 
-  /** Hidden folders this store's owner left when a write or a removal was cut off. */
+  /**
+   * Hidden folders left by writes and removals that were cut off: only those whose writer is provably
+   * gone ({@link isWriterGone}). Another live writer's folders (a replica, another store or process
+   * sharing the directory) are never touched; nor are folders named otherwise (an older release's,
+   * whose writer cannot be told).
+   */
   private async removeLeftovers(): Promise<void> {
-    const { owner } = this.options;
-    if (!owner) return;
-    const pattern = new RegExp(`^\\.(.+)\\.(?:backup|removing)-${owner}-[0-9a-f]{12}$`);
+    const pattern = new RegExp(`^\\.(.+)\\.(?:backup|removing)-(${WRITER_TAG_PATTERN})$`);
     let removed = false;
     for (const entry of await listDirectory(this.fs, this.location)) {
       const match = pattern.exec(entry.name);
       if (entry.type !== 'directory' || !match || !isBackupId(match[1])) continue;
-      await removeTree(this.fs, join(this.location, entry.name));
-      removed = true;
+      if (!isWriterGone(match[2])) continue;
+      // Another writer may be removing the same leftover: what is left is removed next time.
+      removed = await removeTree(this.fs, join(this.location, entry.name)).then(
+        () => true,
+        () => removed,
+      );
     }
     if (removed) await fsyncDirectory(this.fs, this.location);
   }

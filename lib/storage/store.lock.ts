@@ -66,7 +66,7 @@ const sha256 = (data: string | Uint8Array): string =>
   createHash('sha256').update(data).digest('hex');
 
 /** Short hash of this host's name, used in temporary file names. */
-const hostTag = (): string => sha256(hostname()).slice(0, 8);
+export const hostTag = (): string => sha256(hostname()).slice(0, 8);
 
 /** Identity of a lock or claim file: the hash of its size and (first {@link MAX_LOCK_BYTES}) bytes. */
 const fileId = (size: number, bytes: Uint8Array): string =>
@@ -340,7 +340,7 @@ export function isAlive(owner: LockOwner): boolean {
 }
 
 /** True when a process with this pid exists on this host. */
-function isRunning(pid: number): boolean {
+export function isRunning(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

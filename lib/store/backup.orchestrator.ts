@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
 import type { SchedulerRegistry } from '@nestjs/schedule';
-import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
@@ -14,6 +13,7 @@ import { BackupFile, checkBackupContents } from '../storage/backup.storage';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { LocalBackupTarget } from '../storage/local-backup.target';
 import { BackupScheduler } from './backup.scheduler';
+import { BackupVerifier } from './backup.verifier';
 
 /** What the orchestrator needs from the store. */
 export interface BackupHost {
@@ -31,6 +31,8 @@ export interface BackupHost {
   extension(): string | undefined;
   /** Writes the journal into the item files (reports its own failure). */
   checkpoint(): Promise<void>;
+  /** The checks of one backup's files as they are written. */
+  verifier(): BackupVerifier;
   /** Reports an error as `persistence.error` and returns it. */
   report(error: PersistenceError): PersistenceError;
 }
@@ -56,7 +58,6 @@ export class BackupOrchestrator {
         directory: options.directory,
         fileMode: host.modes.fileMode,
         dirMode: host.modes.dirMode,
-        owner: createHash('sha256').update(host.storePath).digest('hex').slice(0, 8),
         maxManifestBytes: host.maxFileBytes,
       });
     }
@@ -140,6 +141,7 @@ export class BackupOrchestrator {
           existing.map((b) => b.id),
         );
         const collections = this.host.collections();
+        const verifier = this.host.verifier();
         const manifest = await target.write(
           id,
           {
@@ -149,14 +151,24 @@ export class BackupOrchestrator {
             id,
             store: this.host.storePath,
             ...(own[0] ? { base: own[0].id } : {}),
+            verified: true,
+            unverified: verifier.unverified,
           },
-          this.host.entries(collections),
+          verifier.verify(this.host.entries(collections)),
           own[0],
         );
-        return { id, manifest, own };
+        // Whatever the target wrote into its manifest, the checks' result is what this backup holds.
+        return {
+          id,
+          manifest: { ...manifest, verified: true, unverified: verifier.unverified },
+          own,
+        };
       },
     );
-    await this.applyRetention([{ id, manifest }, ...own]);
+    if (manifest.unverified.length > 0) {
+      this.logger.warn(messages.backupUnverified(this.locate(id), manifest.unverified.length));
+    }
+    await this.applyRetention({ id, manifest }, own);
     const size = manifest.files.reduce((sum, f) => sum + f.size, 0);
     return {
       path: this.locate(id),
@@ -164,6 +176,7 @@ export class BackupOrchestrator {
       files: manifest.files.length,
       size,
       newBytes: manifest.newBytes ?? size,
+      unverified: manifest.unverified,
       timestamp: new Date(),
       durationMs: performance.now() - started,
     };
@@ -199,13 +212,29 @@ export class BackupOrchestrator {
       .sort((a, b) => (a.id < b.id ? 1 : -1));
   }
 
-  /** Removes this store's oldest backups beyond `keep`; a failure is reported, the backup stands. */
-  private async applyRetention(newestFirst: readonly StoredBackup[]): Promise<void> {
-    const keep = this.options?.keep ?? newestFirst.length;
-    for (const old of newestFirst.slice(keep)) {
+  /**
+   * Retention after `written` (just written, every file checked): walking this store's `older`
+   * backups newest first, only verified ones (written by a release that checks every file as it writes it)
+   * count towards `keep`; those older than the `keep`-th verified one are removed. The new backup is
+   * always the first counted, so the newest backup that restores is never removed, and a backup that
+   * was not verified never takes the place of one that was. A failure is reported, the backup stands.
+   */
+  private async applyRetention(
+    written: StoredBackup,
+    older: readonly StoredBackup[],
+  ): Promise<void> {
+    const keep = this.options?.keep;
+    if (keep === undefined) return;
+    let counted = 1;
+    for (const old of older) {
+      if (old.id === written.id) continue;
+      if (counted < keep) {
+        if (old.manifest.verified === true) counted++;
+        continue;
+      }
       try {
         await this.target!.remove(old.id);
-        this.logger.log(`Removed the old backup ${this.locate(old.id)} (keep: ${keep}).`);
+        this.logger.log(messages.backupVerifiedRetention(this.locate(old.id), keep));
       } catch (error) {
         this.host.report(
           new PersistenceError(
@@ -247,5 +276,7 @@ export function backupInfoOf({ id, manifest }: StoredBackup): BackupInfo {
     newBytes: manifest.newBytes ?? bytes,
     base: manifest.base ?? null,
     store: manifest.store ?? null,
+    verified: manifest.verified === true,
+    unverified: manifest.unverified?.length ?? 0,
   };
 }

@@ -42,6 +42,11 @@ export interface CommittedEntry {
    */
   unreadable?: true;
   /**
+   * On the file system: SHA-256 (hex) of the file's bytes as the last backup checked them. The entry
+   * is replaced whenever its file is rewritten, so while it stands, other bytes are damage.
+   */
+  backedUp?: string;
+  /**
    * With a storage driver: the revision the item was loaded or last written with, the
    * `expectedRevision` of its next commit.
    */

@@ -12,6 +12,7 @@ import {
 } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { BackupFile, isFreeDestination, writeBackupFolder } from '../storage/backup.storage';
+import { BackupVerifier } from './backup.verifier';
 import { DriverReplica } from './driver.replica';
 import { wrapIo } from './error.reporter';
 import { SaveResult, SnapshotWriter } from './snapshot.writer';
@@ -116,18 +117,27 @@ export class DriverBackend implements StoreBackend {
       );
     }
     const collections = ctx.adapters.map((a) => a.name);
+    // Other replicas commit to the same storage: only the decoding checks apply, not this replica's hashes.
+    const verifier = new BackupVerifier(ctx, false);
     const manifest = await ctx.errors.io('backup', 'write the backup', target, () =>
       writeBackupFolder(
         ctx.fs,
         { fileMode: ctx.options.fileMode, dirMode: ctx.options.dirMode },
         target,
         `.${basename(target)}.backup-${randomBytes(6).toString('hex')}`,
-        { version: BACKUP_MANIFEST_VERSION, createdAt: new Date().toISOString(), collections },
-        this.replica.entries(collections),
+        {
+          version: BACKUP_MANIFEST_VERSION,
+          createdAt: new Date().toISOString(),
+          collections,
+          verified: true,
+          unverified: verifier.unverified,
+        },
+        verifier.verify(this.replica.entries(collections)),
       ),
     );
     return {
       path: target,
+      unverified: verifier.unverified,
       files: manifest.files.length,
       size: manifest.newBytes ?? 0,
       timestamp: new Date(),

@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { BackupEntry } from '../interfaces/backup-target.interface';
+import { BackupVerifier } from './backup.verifier';
 import { BackupMetadata, LoadMetadata } from '../interfaces/persistence-metadata.interface';
 import * as messages from '../persistence.messages';
 import {
@@ -213,17 +214,21 @@ export class FileSystemBackend implements StoreBackend {
       );
     }
     await this.beforeBackup();
+    const collections = this.ctx.adapters.map((a) => a.name);
+    const verifier = new BackupVerifier(this.ctx, true);
     const written = await errors.io('backup', 'write the backup', target, () =>
       writeBackup(
         this.storage,
-        this.ctx.adapters.map((a) => a.name),
+        collections,
         target,
-        this.ctx.codec().serializer.extension,
+        verifier.verify(this.backupEntries(collections)),
+        { verified: true, unverified: verifier.unverified },
       ),
     );
     return {
       path: target,
       ...written,
+      unverified: verifier.unverified,
       timestamp: new Date(),
       durationMs: performance.now() - started,
     };

@@ -27,9 +27,10 @@ export interface RestoreScope {
 
 /**
  * The checks before a restore: `source` (a folder, or the id of a backup from `listBackups()`) is
- * read whole, and every file is decoded, migrated and revived by its adapter. A backup that is
- * incomplete, tampered with or holds anything unexpected is refused (`INVALID_BACKUP`, reported):
- * nothing has changed then.
+ * read whole, and every file is decoded, migrated and revived by its adapter, except that a file
+ * its manifest lists as `unverified` (the store had not loaded it when it backed it up) is put back
+ * as it is when it does not decode. A backup that is incomplete, tampered with or holds anything
+ * unexpected is refused (`INVALID_BACKUP`, reported): nothing has changed then.
  */
 export async function readRestoreSource(
   scope: RestoreScope,
@@ -91,6 +92,8 @@ export async function checkRestoreFiles(
       const { envelope } = await codec.decode(file.collection, file, file.data);
       revive?.(file.collection, envelope);
     } catch (error) {
+      // Kept as it was by the backup (the store had not loaded it): back as it is, for the load.
+      if (file.unverified !== undefined) continue;
       throw new BackupProblem(
         `"${name}" is not a valid item file (${messages.reasonOf(error)})`,
         name,

@@ -8,6 +8,7 @@ import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
 import { createItemFileCodec, ItemFileCodec } from '../serializers/item-file.codec';
 import { BackupOrchestrator } from './backup.orchestrator';
+import { BackupVerifier } from './backup.verifier';
 import { DriverBackend } from './driver.backend';
 import { FileSystemBackend } from './file-system.backend';
 import { StoreBackend, StoreContext } from './store.backend';
@@ -74,6 +75,9 @@ export class StoreSession {
       collections: () => shared.adapters.map((a) => a.name),
       extension: () => this.codec.serializer.extension,
       checkpoint: () => backend.beforeBackup(),
+      // On a storage driver other replicas commit too: only the decoding checks apply there.
+      verifier: () =>
+        new BackupVerifier({ ...shared, codec: () => this.codec }, options.storage === undefined),
       report: (error) => shared.errors.fail(error),
     });
     this.backups.startSchedule(registry, options.readOnly, () => backend.scheduledBackup(run));
