@@ -112,6 +112,17 @@ export interface PersistenceAdapter<T = unknown> {
    * saved files with a backup's, then loads them through this method).
    */
   restore(items: ReadonlyMap<string, T>): void | Promise<void>;
+  /**
+   * Optional, for stores on a storage driver (`storage`): put other replicas' versions of some items
+   * into memory (set each of `items`, remove each id of `deleted`) and leave every other item as it
+   * is. Synchronous. Do not report these as changes (`changes()`): they are what is stored. The store
+   * calls it only for items this replica did not change since it last saved or followed them, in
+   * the same synchronous step as it checks that, so no change of the application is overwritten.
+   * Without it, the store takes `snapshot()`, replaces those items in it, and `restore()`s it (also
+   * in one synchronous step, when `snapshot()` returns a Map rather than a Promise). The built-in
+   * managers implement it.
+   */
+  applyRemote?(items: ReadonlyMap<string, T>, deleted: readonly string[]): void;
 }
 
 /** What {@link PersistenceAdapter.changes} reports. */

@@ -1,5 +1,4 @@
 import { Logger } from '@nestjs/common';
-import { storedFormsOf } from '../adapters/model.schema';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceNotifier } from '../events/persistence.notifier';
@@ -19,13 +18,14 @@ import {
 } from '../interfaces/storage-driver.interface';
 import * as messages from '../persistence.messages';
 import { TimeSlicer } from '../storage/event-loop.util';
-import { decodeStem, encodeId } from '../storage/file-name.codec';
+import { decodeStem } from '../storage/file-name.codec';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
-import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
+import { reviveStored, schemaFailure } from './schema.migrator';
+import { DecodedRecord, RemoteMerger } from './remote.merger';
 import { restoreLoaded } from './snapshot.reader';
 
 /** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
@@ -49,13 +49,6 @@ export interface DriverReplicaHost {
   fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
 }
 
-/** A stored item decoded into the adapter's value and its committed entry. */
-interface DecodedRecord {
-  id: string;
-  value: unknown;
-  entry: CommittedEntry;
-}
-
 /**
  * The store's side of a storage driver: opening (with retries while the storage does not answer),
  * loading, what follows a commit (revisions, conflicts, blocked items), and other replicas' commits
@@ -71,6 +64,9 @@ export class DriverReplica {
   private unwatch?: () => void;
   private retry?: ReturnType<typeof setTimeout>;
   private attempts = 0;
+  /** Other replicas' commits heard and not applied yet (see `onWatch`). */
+  private pending?: Map<string, Set<string>> | 'resync';
+  private readonly merger: RemoteMerger;
   private readonly logger = new Logger('Persistence');
 
   constructor(private readonly host: DriverReplicaHost) {
@@ -79,6 +75,9 @@ export class DriverReplica {
       host.index,
       host.conflicts,
       () => host.codec().serializer.extension,
+    );
+    this.merger = new RemoteMerger(host, (adapter, codec, record, operation) =>
+      this.decode(adapter, codec, record, operation),
     );
   }
 
@@ -100,7 +99,7 @@ export class DriverReplica {
       if (load && this.attempts === 0) await this.load('load');
       else if (load) {
         // The application has run meanwhile: keep what it changed, merge the stored state in.
-        await this.applyRemote({ kind: 'resync' }, true);
+        await this.applyRemote('resync', true);
         this.loaded = true;
       }
       this.attempts = 0;
@@ -220,7 +219,7 @@ export class DriverReplica {
     }
     for (const [collection, remote] of rejected) {
       const adapter = this.host.adapters.find((a) => a.name === collection);
-      if (adapter) await this.merge(adapter, remote, false, operation);
+      if (adapter) await this.merger.merge(adapter, remote, operation);
     }
     for (const problem of result.blocked) {
       this.problem(problem, operation, this.host.index);
@@ -300,21 +299,48 @@ export class DriverReplica {
     this.unwatch = undefined;
   }
 
+  /**
+   * Another replica's commit (or a resync) heard. Nothing is dropped, whenever it comes: the watch
+   * is subscribed before the load reads, so a commit the load did not see is one heard here, and
+   * is applied on the queue right after the load (or the retry's). Notices that come while one is
+   * waiting for the queue join it.
+   */
   private onWatch(event: DriverWatchEvent): void {
-    if (this.closed || !this.loaded) return;
+    if (this.closed) return;
+    const queued = this.pending !== undefined;
+    if (event.kind === 'resync') {
+      this.pending = 'resync';
+    } else if (this.pending !== 'resync') {
+      this.pending ??= new Map<string, Set<string>>();
+      for (const change of event.changes) {
+        let ids = this.pending.get(change.collection);
+        if (!ids) this.pending.set(change.collection, (ids = new Set<string>()));
+        ids.add(change.id);
+      }
+    }
+    if (queued) return;
     this.host.queue
-      .run(() => this.applyRemote(event))
+      .run(() => {
+        const wanted = this.pending;
+        this.pending = undefined;
+        // Not loaded (the load failed, or waits for loadAll()): whatever loads next reads it all.
+        if (!this.loaded || wanted === undefined) return Promise.resolve();
+        return this.applyRemote(wanted);
+      })
       .catch((error: unknown) => {
         this.host.fail(this.wrap(error, 'load'), 'load');
       });
   }
 
   /**
-   * Another replica's commit (or a resync): reads just those items (everything) and applies them,
-   * skipping the items this replica has unsaved changes to: its next save commits them, and the
-   * conflict policy decides then.
+   * Other replicas' commits (the items they named, or everything for a resync): reads those items
+   * and merges them in item by item (`RemoteMerger`), skipping the items this replica changed and
+   * has not committed: its next save commits them, and the conflict policy decides then.
    */
-  private async applyRemote(event: DriverWatchEvent, always = false): Promise<void> {
+  private async applyRemote(
+    named: ReadonlyMap<string, ReadonlySet<string>> | 'resync',
+    always = false,
+  ): Promise<void> {
     if (this.closed) return;
     const started = performance.now();
     const meta = this.metadata();
@@ -322,7 +348,7 @@ export class DriverReplica {
     const wanted = new Map<string, Set<string>>();
     let records: StoredRecord[];
     let problems: StoredProblem[];
-    if (event.kind === 'resync') {
+    if (named === 'resync') {
       ({ records, problems } = await this.host.driver.loadAll(adapters.map((a) => a.name)));
       for (const adapter of adapters) {
         wanted.set(adapter.name, new Set(this.host.index.get(adapter.name)?.keys() ?? []));
@@ -330,11 +356,8 @@ export class DriverReplica {
     } else {
       records = [];
       problems = [];
-      for (const change of event.changes) {
-        if (!adapters.some((a) => a.name === change.collection)) continue;
-        let ids = wanted.get(change.collection);
-        if (!ids) wanted.set(change.collection, (ids = new Set()));
-        ids.add(change.id);
+      for (const [collection, ids] of named) {
+        if (adapters.some((a) => a.name === collection)) wanted.set(collection, new Set(ids));
       }
       for (const [collection, ids] of wanted) {
         const read = await this.host.driver.read(collection, [...ids]);
@@ -351,107 +374,17 @@ export class DriverReplica {
     for (const adapter of adapters) {
       const found = byCollection.get(adapter.name) ?? new Map<string, StoredRecord>();
       const ids = wanted.get(adapter.name) ?? new Set<string>();
-      if (event.kind === 'resync') for (const stem of found.keys()) ids.add(stem);
+      if (named === 'resync') for (const stem of found.keys()) ids.add(stem);
       if (ids.size === 0) continue;
       const remote = new Map<string, StoredRecord | undefined>();
       for (const stem of ids) remote.set(stem, found.get(stem));
       for (const record of found.values()) meta.size += record.data.length;
-      const applied = await this.merge(adapter, remote, true, 'load');
+      const applied = await this.merger.merge(adapter, remote, 'load');
       meta.items += applied;
       meta.adapters[adapter.name] = applied;
     }
     meta.durationMs = performance.now() - started;
     if (always || meta.items > 0 || meta.skipped > 0) this.host.notifier.loaded(meta);
-  }
-
-  /**
-   * Puts remote versions (`undefined`: removed) of some items of one adapter into it: its current
-   * snapshot with those items replaced, restored. With `skipDirty`, items with unsaved local changes
-   * keep the local version. Returns how many items changed.
-   */
-  private async merge(
-    adapter: PersistenceAdapter,
-    remote: ReadonlyMap<string, StoredRecord | undefined>,
-    skipDirty: boolean,
-    operation: PersistenceOperation,
-  ): Promise<number> {
-    const caller = this.host.caller();
-    const codec = this.host.codec();
-    let committed = this.host.index.get(adapter.name);
-    if (!committed)
-      this.host.index.set(adapter.name, (committed = new Map<string, CommittedEntry>()));
-    const values = new Map(await caller.snapshot(adapter, operation));
-    let stemToId: Map<string, string> | undefined;
-    const idOf = (stem: string): string | undefined => {
-      const decoded = decodeStem(stem);
-      if (decoded !== undefined) return decoded;
-      if (!stemToId) {
-        stemToId = new Map();
-        for (const id of values.keys()) stemToId.set(safeEncode(id) ?? '', id);
-      }
-      return stemToId.get(stem);
-    };
-    let changed = 0;
-    for (const [stem, record] of remote) {
-      const entry = committed.get(stem);
-      if (record && entry?.revision === record.revision && entry.unloaded === undefined) continue;
-      if (!record && !entry) continue;
-      const id = idOf(stem);
-      if (skipDirty && (await this.isDirty(adapter, codec, id, values, entry))) continue;
-      if (record) {
-        const decoded = await this.decode(adapter, codec, record, operation);
-        if ('unloaded' in decoded) {
-          committed.set(stem, decoded.unloaded);
-          continue;
-        }
-        values.set(decoded.id, decoded.value);
-        committed.set(stem, decoded.entry);
-      } else {
-        if (id !== undefined) values.delete(id);
-        committed.delete(stem);
-      }
-      changed++;
-    }
-    if (changed === 0) return 0;
-    this.host.inSync.delete(adapter.name); // restore() resets the adapter's change tracking
-    try {
-      await caller.restore(adapter, values, operation);
-    } catch (error) {
-      const why = `adapter "${adapter.name}" failed to restore it`;
-      for (const stem of remote.keys()) {
-        const entry = committed.get(stem);
-        if (entry) entry.unloaded ??= why;
-      }
-      this.host.fail(this.adapterError(adapter, error, operation), operation);
-      return 0;
-    }
-    return changed;
-  }
-
-  /** True when the adapter holds a version of the item that is not the committed one. */
-  private async isDirty(
-    adapter: PersistenceAdapter,
-    codec: ItemFileCodec,
-    id: string | undefined,
-    values: ReadonlyMap<string, unknown>,
-    entry: CommittedEntry | undefined,
-  ): Promise<boolean> {
-    const value = id === undefined ? undefined : values.get(id);
-    if (entry === undefined) return value !== undefined;
-    if (entry.unloaded !== undefined) return false;
-    if (value === undefined) return true; // removed here, not saved yet
-    if (value === entry.ref) return false;
-    try {
-      const plain = await codec.serialize(
-        id!,
-        value,
-        schemaVersionOf(adapter, id),
-        storedFormsOf(adapter),
-      );
-      return hashBytes(plain) !== entry.hash;
-    } catch {
-      return true;
-    }
   }
 
   private async reportConflict(conflict: DriverConflict): Promise<void> {
@@ -592,20 +525,6 @@ export class DriverReplica {
     return changes;
   }
 
-  private adapterError(
-    adapter: PersistenceAdapter,
-    error: unknown,
-    operation: PersistenceOperation,
-  ): PersistenceError {
-    return error instanceof PersistenceError
-      ? error
-      : new PersistenceError(
-          PersistenceErrorCode.AdapterFailed,
-          messages.adapterFailed(adapter.name, 'restore', messages.reasonOf(error)),
-          { operation, adapter: adapter.name, cause: error },
-        );
-  }
-
   private wrap(error: unknown, operation: PersistenceOperation): PersistenceError {
     if (error instanceof PersistenceError) return error;
     return new PersistenceError(
@@ -637,12 +556,4 @@ function groupRecords(records: readonly StoredRecord[]): Map<string, Map<string,
     group.set(record.id, record);
   }
   return groups;
-}
-
-function safeEncode(id: string): string | undefined {
-  try {
-    return encodeId(id);
-  } catch {
-    return undefined;
-  }
 }
