@@ -117,7 +117,12 @@ export class DriverReplica {
           this.host.queue.run(() => this.start(load)).catch(() => undefined);
         }, delay);
       }
+      return;
     }
+    // What other replicas committed while it loaded: in memory before the application goes on.
+    await this.applyHeard().catch((error: unknown) => {
+      this.host.fail(this.wrap(error, 'load'), 'load');
+    });
   }
 
   /** Refuses a save before the first load: it could overwrite what other replicas wrote. */
@@ -257,8 +262,8 @@ export class DriverReplica {
   }
 
   /**
-   * Replaces the stored state with a backup's checked files in one commit (every loaded item not in
-   * the backup removed, last write wins), then loads it.
+   * Replaces the stored state with a backup's checked files in one commit (every stored item not in
+   * the backup removed, except those this replica keeps unloaded; last write wins), then loads it.
    */
   async restoreFiles(files: readonly BackupFile[]): Promise<LoadMetadata> {
     const changes: DriverChange[] = [];
@@ -272,7 +277,20 @@ export class DriverReplica {
         expectedRevision: this.host.index.get(file.collection)?.get(file.stem)?.revision ?? null,
       });
     }
-    changes.push(...this.removalsOfLoaded(named));
+    const removals = this.removalsOfLoaded(named);
+    // Every other item stored now goes too, not only those this replica loaded: one it keeps its
+    // own unsaved version of, or has not heard of yet, is not in its index.
+    const collections = new Set(this.host.adapters.map((a) => a.name));
+    for (const file of files) collections.add(file.collection);
+    const { records } = await this.host.driver.loadAll([...collections]);
+    const removed = new Set(removals.map((change) => `${change.collection}/${change.id}`));
+    for (const { collection, id, revision } of records) {
+      const key = `${collection}/${id}`;
+      if (named.has(key) || removed.has(key)) continue;
+      if (this.host.index.get(collection)?.get(id)?.unloaded !== undefined) continue;
+      removals.push({ collection, id, data: null, expectedRevision: revision });
+    }
+    changes.push(...removals);
     if (changes.length > 0) {
       const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
       for (const problem of result.blocked) this.host.fail(problem.error, 'restore');
@@ -320,16 +338,20 @@ export class DriverReplica {
     }
     if (queued) return;
     this.host.queue
-      .run(() => {
-        const wanted = this.pending;
-        this.pending = undefined;
-        // Not loaded (the load failed, or waits for loadAll()): whatever loads next reads it all.
-        if (!this.loaded || wanted === undefined) return Promise.resolve();
-        return this.applyRemote(wanted);
-      })
+      .run(() => this.applyHeard())
       .catch((error: unknown) => {
         this.host.fail(this.wrap(error, 'load'), 'load');
       });
+  }
+
+  /** Applies the commits heard so far (on the queue). Before a load, whatever loads reads them. */
+  private async applyHeard(): Promise<void> {
+    while (this.pending !== undefined && !this.closed) {
+      const wanted = this.pending;
+      this.pending = undefined;
+      if (!this.loaded) return; // the load failed, or waits for loadAll(): it reads everything
+      await this.applyRemote(wanted);
+    }
   }
 
   /**
