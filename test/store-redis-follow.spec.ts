@@ -148,6 +148,43 @@ describe('replicas following each other (Redis)', () => {
       },
     );
 
+    itRedis("'reject': a change made while the rejected save commits is kept", async () => {
+      const keyPrefix = prefix('follow-reject');
+      const a = await open(keyPrefix, 'a', { conflicts: 'reject' });
+      const driver = new HeldDriver(
+        new RedisStorageDriver({ url: URL, keyPrefix, replicaId: 'b' }),
+      );
+      const b = await open(keyPrefix, 'b', { conflicts: 'reject', storage: driver });
+      const conflicts: PersistenceConflictEvent[] = [];
+      store(b).onConflict((event) => conflicts.push(event));
+      carts(a).set('x', { items: ['a0'], total: 0 });
+      await store(a).saveAll();
+      await until(() => carts(b).get('x') !== undefined, 'b to follow a');
+      driver.holdNotices(); // b hears a's next commit only after its own save
+      carts(a).set('x', { items: ['a1'], total: 1 });
+      await store(a).saveAll();
+
+      carts(b).set('x', { items: ['b1'], total: 2 });
+      const committing = new Gate();
+      driver.commitGate = committing;
+      const saving = store(b).saveAll();
+      await committing.reached; // b's save was rejected by the storage; b has not heard yet
+      carts(b).set('x', { items: ['b2'], total: 3 });
+      committing.open();
+      await saving;
+      // The rejected version gave way to a's; the change made after the save's snapshot did not.
+      expect(carts(b).get('x')).toEqual({ items: ['b2'], total: 3 });
+      expect(conflicts.map((c) => [c.id, c.local.value, c.applied])).toEqual([
+        ['x', { items: ['b1'], total: 2 }, false],
+      ]);
+      driver.releaseNotices(); // a's commit, heard late: b's unsaved change stays
+      // Its own save meets the policy in turn: rejected, and then a's version is loaded.
+      await store(b).saveAll();
+      expect(conflicts).toHaveLength(2);
+      expect(carts(b).get('x')).toEqual({ items: ['a1'], total: 1 });
+      expect(await stored(keyPrefix)).toEqual([['x', { items: ['a1'], total: 1 }]]);
+    });
+
     itRedis('built-in managers: 20 commits followed, none rolls back a local counter', async () => {
       const keyPrefix = prefix('follow-sessions');
       const formatB = new GatedSerializer();
