@@ -21,7 +21,7 @@ import { TimeSlicer } from '../storage/event-loop.util';
 import { decodeStem } from '../storage/file-name.codec';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, hashBytes, inSyncAfterLoad } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored, schemaFailure } from './schema.migrator';
@@ -183,6 +183,10 @@ export class DriverReplica {
       );
       if (failed) this.host.fail(failed, operation);
       this.host.index.set(adapter.name, committed);
+    }
+    // As on files: adapters that report their changes are in step with what was just restored.
+    for (const [name, unloaded] of inSyncAfterLoad(adapters, this.host.index, codec.keyId)) {
+      this.host.inSync.set(name, unloaded);
     }
     this.loaded = true;
     meta.durationMs = performance.now() - started;
