@@ -235,6 +235,24 @@ export class DriverReplica {
     }
   }
 
+  /**
+   * After a save: merges again the items whose remote version was left out because of a change
+   * here (see `RemoteMerger.skipped`). A failure is reported, not thrown: the save is done.
+   */
+  async followSkipped(): Promise<void> {
+    if (this.merger.skipped.size === 0 || this.closed) return;
+    const named = new Map(this.merger.skipped);
+    this.merger.skipped.clear();
+    await this.applyRemote(named).catch((error: unknown) => {
+      for (const [collection, stems] of named) {
+        const kept = this.merger.skipped.get(collection);
+        if (kept) for (const stem of stems) kept.add(stem);
+        else this.merger.skipped.set(collection, stems);
+      }
+      this.host.fail(this.wrap(error, 'load'), 'load');
+    });
+  }
+
   /** Deletes every stored item of this store's adapters (one commit); memory is kept. */
   async clear(): Promise<void> {
     const changes = this.removalsOfLoaded();

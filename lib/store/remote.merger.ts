@@ -61,6 +61,13 @@ interface Seen {
  * A skipped item keeps its local version: the next save commits it, and the conflict policy decides.
  */
 export class RemoteMerger {
+  /**
+   * Stems (by collection) whose remote version was left out because of a change here. They are
+   * merged again after this replica's next save: a change that saved as nothing (an item created
+   * and removed again, or changed back) must not leave the replica behind the storage for good.
+   */
+  readonly skipped = new Map<string, Set<string>>();
+
   constructor(
     private readonly host: RemoteMergerHost,
     private readonly decode: RecordDecoder,
@@ -139,9 +146,15 @@ export class RemoteMerger {
     const applied: string[] = [];
     let unloadedDelta = 0;
     let rewrite = false;
+    let skipped = this.skipped.get(adapter.name);
     for (const [stem, item] of incoming) {
       const id = ids.get(stem);
-      if (changedHere(stem, id)) continue;
+      if (changedHere(stem, id)) {
+        if (!skipped) this.skipped.set(adapter.name, (skipped = new Set<string>()));
+        skipped.add(stem);
+        continue;
+      }
+      skipped?.delete(stem);
       const wasUnloaded = committed.get(stem)?.unloaded !== undefined;
       if (item.kind === 'unloaded') {
         committed.set(stem, item.entry); // memory keeps what it has; saves never overwrite it
@@ -160,6 +173,7 @@ export class RemoteMerger {
       }
       applied.push(stem);
     }
+    if (skipped?.size === 0) this.skipped.delete(adapter.name);
     const count = inSync.get(adapter.name);
     if (count !== undefined) inSync.set(adapter.name, count + unloadedDelta);
     if (applied.length === 0) return 0;
