@@ -247,6 +247,47 @@ describe('replicas following each other (Redis)', () => {
     });
   });
 
+  itRedis(
+    'json-gzip, a writer committing while the follower counts: no count rolled back',
+    async () => {
+      const keyPrefix = prefix('follow-gzip');
+      const options = { builtInAdapters: true, adapters: [], format: 'json-gzip' as const };
+      const a = await open(keyPrefix, 'a', options);
+      const b = await open(keyPrefix, 'b', options);
+      const sessionsA = a.get(SessionManager);
+      const sessionsB = b.get(SessionManager);
+      sessionsA.create({ id: 'remote', metadata: { n: 0, text: 'x'.repeat(20_000) } });
+      await store(a).saveAll();
+      sessionsB.create({ id: 'counter', metadata: { count: 0 } });
+      await store(b).saveAll();
+      await until(() => sessionsB.get('remote') !== undefined, 'b to follow a');
+
+      // b counts on every turn of the event loop while a commits 60 times; b follows each commit.
+      let count = 0;
+      let rolledBack = 0;
+      let counting = true;
+      const counter = (async () => {
+        while (counting) {
+          if (sessionsB.get('counter')?.metadata.count !== count) rolledBack++;
+          sessionsB.update('counter', { metadata: { count: ++count } });
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+      for (let i = 1; i <= 60; i++) {
+        sessionsA.update('remote', { metadata: { n: i, text: 'x'.repeat(20_000) } });
+        await store(a).saveAll();
+      }
+      await until(() => sessionsB.get('remote')?.metadata.n === 60, 'b to follow the 60 commits');
+      counting = false;
+      await counter;
+      await store(b).saveAll();
+
+      expect(rolledBack).toBe(0);
+      expect(sessionsB.get('counter')?.metadata).toEqual({ count });
+      await until(() => sessionsA.get('counter')?.metadata.count === count, 'a to follow b');
+    },
+  );
+
   describe('a booting replica misses no commit', () => {
     async function boot(keyPrefix: string, driver: HeldDriver): Promise<INestApplication> {
       const app = await createApp(
