@@ -1,7 +1,10 @@
 import { INestApplication } from '@nestjs/common';
 import Redis from 'ioredis';
 import {
+  PersistenceAdapter,
   PersistenceConflictEvent,
+  PersistenceErrorCode,
+  PersistenceErrorEvent,
   PersistenceModuleOptions,
   PersistenceStore,
   RedisStorageDriver,
@@ -27,6 +30,28 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
  */
 
 const itRedis = itOrSkip(redisProblem());
+
+/** A custom adapter whose snapshot() is asynchronous, with applyRemote(). */
+class NotesAdapter implements PersistenceAdapter<{ text: string }> {
+  readonly name = 'notes';
+  notes = new Map<string, { text: string }>();
+  restores = 0;
+
+  async snapshot(): Promise<ReadonlyMap<string, { text: string }>> {
+    await new Promise((resolve) => setImmediate(resolve));
+    return new Map(this.notes);
+  }
+
+  restore(items: ReadonlyMap<string, { text: string }>): void {
+    this.restores++;
+    this.notes = new Map(items);
+  }
+
+  applyRemote(items: ReadonlyMap<string, { text: string }>, deleted: readonly string[]): void {
+    for (const [id, note] of items) this.notes.set(id, note);
+    for (const id of deleted) this.notes.delete(id);
+  }
+}
 const URL = 'redis://127.0.0.1:6379';
 
 describe('replicas following each other (Redis)', () => {
@@ -147,6 +172,54 @@ describe('replicas following each other (Redis)', () => {
         ]);
       },
     );
+
+    itRedis('an adapter with an asynchronous snapshot() and applyRemote()', async () => {
+      const keyPrefix = prefix('follow-async');
+      const formatB = new GatedSerializer();
+      const notesA = new NotesAdapter();
+      const notesB = new NotesAdapter();
+      const a = await open(keyPrefix, 'a', { format: new GatedSerializer(), adapters: [notesA] });
+      const b = await open(keyPrefix, 'b', { format: formatB, adapters: [notesB] });
+      notesA.notes.set('x', { text: 'a0' }).set('y', { text: 'a0' });
+      await store(a).saveAll();
+      await until(() => notesB.notes.has('y'), 'b to follow a');
+
+      const decoding = formatB.holdNext();
+      notesA.notes.set('x', { text: 'a1' }).set('w', { text: 'a1' });
+      await store(a).saveAll();
+      await decoding.reached;
+      notesB.notes.set('y', { text: 'b-local' }).set('w', { text: 'b-w' });
+      decoding.open();
+      await store(b).saveAll();
+      expect([...notesB.notes].sort()).toEqual([
+        ['w', { text: 'b-w' }],
+        ['x', { text: 'a1' }],
+        ['y', { text: 'b-local' }],
+      ]);
+      expect(notesB.restores).toBe(1); // the boot load only: following used applyRemote()
+    });
+
+    itRedis('an applyRemote() that returns a Promise is refused with a typed error', async () => {
+      const keyPrefix = prefix('follow-bad-apply');
+      const notesA = new NotesAdapter();
+      const notesB = new NotesAdapter();
+      notesB.applyRemote = () => Promise.resolve() as unknown as void;
+      const a = await open(keyPrefix, 'a', { adapters: [notesA] });
+      const b = await open(keyPrefix, 'b', { adapters: [notesB] });
+      const errors: PersistenceErrorEvent[] = [];
+      store(b).onError((event) => errors.push(event));
+      notesA.notes.set('x', { text: 'a0' });
+      await store(a).saveAll();
+      await until(() => errors.length > 0, 'the error');
+      expect(errors[0].error.code).toBe(PersistenceErrorCode.AdapterFailed);
+      expect(errors[0].error.message).toContain('applyRemote');
+      expect(errors[0].error.message).toContain('synchronous');
+      expect(
+        store(b)
+          .listUnloaded()
+          .map((u) => u.id),
+      ).toEqual(['x']);
+    });
 
     itRedis("'reject': a change made while the rejected save commits is kept", async () => {
       const keyPrefix = prefix('follow-reject');
