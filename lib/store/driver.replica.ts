@@ -19,13 +19,14 @@ import {
 import * as messages from '../persistence.messages';
 import { TimeSlicer } from '../storage/event-loop.util';
 import { decodeStem } from '../storage/file-name.codec';
-import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes, inSyncAfterLoad } from './committed.index';
+import { CommittedEntry, CommittedIndex, inSyncAfterLoad } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
-import { reviveStored, schemaFailure } from './schema.migrator';
-import { DecodedRecord, RemoteMerger } from './remote.merger';
+import { reviveStored } from './schema.migrator';
+import { RecordDecoder, RemoteMerger } from './remote.merger';
+import { decodeStoredRecord } from './stored-record.decoder';
 import { restoreLoaded } from './snapshot.reader';
 
 /** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
@@ -67,6 +68,7 @@ export class DriverReplica {
   /** Other replicas' commits heard and not applied yet (see `onWatch`). */
   private pending?: Map<string, Set<string>> | 'resync';
   private readonly merger: RemoteMerger;
+  private readonly decodeRecord: RecordDecoder;
   private readonly logger = new Logger('Persistence');
 
   constructor(private readonly host: DriverReplicaHost) {
@@ -76,9 +78,19 @@ export class DriverReplica {
       host.conflicts,
       () => host.codec().serializer.extension,
     );
-    this.merger = new RemoteMerger(host, (adapter, codec, record, operation) =>
-      this.decode(adapter, codec, record, operation),
-    );
+    this.decodeRecord = (adapter, codec, record, operation) =>
+      decodeStoredRecord(
+        {
+          location: host.driver.location,
+          caller: () => host.caller(),
+          fail: (error, operation) => host.fail(error, operation),
+        },
+        adapter,
+        codec,
+        record,
+        operation,
+      );
+    this.merger = new RemoteMerger(host, this.decodeRecord);
   }
 
   get location(): string {
@@ -153,7 +165,7 @@ export class DriverReplica {
         const wait = slicer.yieldIfDue();
         if (wait) await wait;
         meta.size += record.data.length;
-        const decoded = await this.decode(adapter, codec, record, operation);
+        const decoded = await this.decodeRecord(adapter, codec, record, operation);
         if ('unloaded' in decoded) {
           meta.skipped++;
           committed.set(record.id, decoded.unloaded);
@@ -458,75 +470,6 @@ export class DriverReplica {
       },
       applied: conflict.applied,
     });
-  }
-
-  /** Decodes a stored item like an item file; what cannot be used is reported and kept unloaded. */
-  private async decode(
-    adapter: PersistenceAdapter,
-    codec: ItemFileCodec,
-    record: StoredRecord,
-    operation: PersistenceOperation,
-  ): Promise<DecodedRecord | { unloaded: CommittedEntry }> {
-    const fileName = record.id + codec.extension;
-    const key = `${adapter.name}/${record.id}`;
-    try {
-      const { envelope, plain, keyId } = await codec.decode(
-        adapter.name,
-        { stem: record.id, extension: codec.extension },
-        record.data,
-      );
-      const { value, migrated } = reviveStored(this.host.caller(), adapter, envelope);
-      return {
-        id: envelope.id,
-        value,
-        entry: {
-          fileName,
-          ref: value,
-          hash: migrated ? '' : hashBytes(plain),
-          keyId,
-          revision: record.revision,
-          ...(migrated ? { migrated: true } : {}),
-        },
-      };
-    } catch (cause) {
-      const context = {
-        operation,
-        adapter: adapter.name,
-        itemId: decodeStem(record.id) ?? record.id,
-        path: `${this.location} ${key}`,
-        cause,
-      };
-      const schema = schemaFailure(adapter.name, `${this.location} ${key}`, cause);
-      let why: string;
-      if (schema) {
-        this.host.fail(schema.error, operation);
-        why = schema.why;
-      } else if (cause instanceof ItemDecodeError && cause.kind === 'locked') {
-        this.host.fail(
-          new PersistenceError(
-            PersistenceErrorCode.DecryptionFailed,
-            messages.decryptionFailed(`${this.location} ${key}`, cause.message),
-            context,
-          ),
-          operation,
-        );
-        why = 'it could not be decrypted with the configured keys';
-      } else {
-        const reason = messages.reasonOf(cause);
-        this.host.fail(
-          new PersistenceError(
-            PersistenceErrorCode.CorruptFile,
-            messages.storedItemUnreadable(this.location, key, reason),
-            context,
-          ),
-          operation,
-        );
-        why = `it is not a valid item: ${reason}`;
-      }
-      return {
-        unloaded: { fileName, ref: undefined, hash: '', unloaded: why, revision: record.revision },
-      };
-    }
   }
 
   /** A stored value the driver could not read: reported, and kept unloaded (never written). */
