@@ -152,7 +152,8 @@ export class RecordJsonWriter<T extends object> {
     this.admissible -= Math.max(0, added);
   }
 
-  private forget(id: string): void {
+  /** Forgets the kept text of one record (it was replaced from elsewhere). */
+  forget(id: string): void {
     const old = this.cache.get(id);
     if (old) {
       this.cache.delete(id);

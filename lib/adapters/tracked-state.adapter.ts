@@ -10,8 +10,9 @@ import { ChangeTracker } from './change.tracker';
 /**
  * A base for your own state: items by id, kept by the class, that report their own changes. An
  * adapter built on it gets what the built-in managers have without writing the bookkeeping: saves
- * that cost what changed (`changes()`/`committed()`), and `changes$`, so `autoSave.debounce` saves
- * soon after a change instead of at the next interval. Change items with `set()` and `delete()` only,
+ * that cost what changed (`changes()`/`committed()`), `changes$`, so `autoSave.debounce` saves
+ * soon after a change instead of at the next interval, and `applyRemote()`, so replicas on a
+ * storage driver follow each other item by item. Change items with `set()` and `delete()` only,
  * and give `set()` a new value rather than changing a stored one in place (a change in place is not
  * reported, so it is saved only with the item's next `set()`).
  *
@@ -83,6 +84,12 @@ export abstract class TrackedStateAdapter<T> implements PersistenceAdapter<T> {
   restore(items: ReadonlyMap<string, T>): void {
     this.items = new Map(items);
     this.changeTracker().reset();
+  }
+
+  /** Other replicas' versions (on a storage driver): what is stored, so not reported as changes. */
+  applyRemote(items: ReadonlyMap<string, T>, deleted: readonly string[]): void {
+    for (const [id, value] of items) this.items.set(id, value);
+    for (const id of deleted) this.items.delete(id);
   }
 
   changes(): PersistenceChanges<T> {

@@ -112,6 +112,19 @@ export interface PersistenceAdapter<T = unknown> {
    * saved files with a backup's, then loads them through this method).
    */
   restore(items: ReadonlyMap<string, T>): void | Promise<void>;
+  /**
+   * Optional, for stores on a storage driver (`storage`): put other replicas' versions of some items
+   * into memory (set each of `items`, remove each id of `deleted`) and leave every other item as it
+   * is. Synchronous. Do not report these as changes (`changes()`): they are what is stored. The store
+   * calls it only for items this replica did not change since it last saved or followed them, in
+   * the same synchronous step as it checks that, so no change of the application is overwritten.
+   * Without it, the store takes `snapshot()`, replaces those items in it, and `restore()`s it (also
+   * in one synchronous step, when `snapshot()` returns a Map rather than a Promise): an adapter
+   * whose `snapshot()` is asynchronous, or whose `restore()` replaces its state only after an
+   * `await`, should implement it. The built-in managers implement it. One that throws or returns a
+   * Promise fails as `PERSISTENCE_ADAPTER_FAILED` and the items are kept unloaded.
+   */
+  applyRemote?(items: ReadonlyMap<string, T>, deleted: readonly string[]): void;
 }
 
 /** What {@link PersistenceAdapter.changes} reports. */

@@ -46,16 +46,30 @@ export class AdapterCaller {
     adapter: PersistenceAdapter,
     operation: PersistenceOperation,
   ): Promise<ReadonlyMap<string, unknown>> {
-    const result = await this.call(adapter, 'snapshot', operation, () => adapter.snapshot());
-    if (!isMapLike(result)) {
-      throw failure(
-        adapter,
-        'snapshot',
-        operation,
-        `it returned ${describeKind(result)}, not a Map`,
-      );
-    }
-    return result;
+    return this.snapshotNow(adapter, operation);
+  }
+
+  /**
+   * `snapshot()`, called at once: a Map when the adapter returns one (nothing else ran in between),
+   * a Promise when the adapter's snapshot is asynchronous.
+   */
+  snapshotNow(
+    adapter: PersistenceAdapter,
+    operation: PersistenceOperation,
+  ): ReadonlyMap<string, unknown> | Promise<ReadonlyMap<string, unknown>> {
+    const check = (result: unknown): ReadonlyMap<string, unknown> => {
+      if (!isMapLike(result)) {
+        throw failure(
+          adapter,
+          'snapshot',
+          operation,
+          `it returned ${describeKind(result)}, not a Map`,
+        );
+      }
+      return result;
+    };
+    const result = this.start(adapter, 'snapshot', operation, () => adapter.snapshot());
+    return isThenable(result) ? (result as Promise<unknown>).then(check) : check(result);
   }
 
   /**
@@ -108,12 +122,48 @@ export class AdapterCaller {
     }
   }
 
-  restore(
+  async restore(
     adapter: PersistenceAdapter,
     items: ReadonlyMap<string, unknown>,
     operation: PersistenceOperation,
   ): Promise<void> {
-    return this.call(adapter, 'restore', operation, () => adapter.restore(items));
+    await this.restoreNow(adapter, items, operation);
+  }
+
+  /** `restore()`, called at once; a Promise only when the adapter's restore is asynchronous. */
+  restoreNow(
+    adapter: PersistenceAdapter,
+    items: ReadonlyMap<string, unknown>,
+    operation: PersistenceOperation,
+  ): void | Promise<void> {
+    return this.start(adapter, 'restore', operation, () => adapter.restore(items));
+  }
+
+  /**
+   * `applyRemote()`: other replicas' versions of some items (synchronous, marked). One that returns
+   * a Promise fails: the store relies on it being done when it returns.
+   */
+  applyRemote(
+    adapter: PersistenceAdapter,
+    items: ReadonlyMap<string, unknown>,
+    deleted: readonly string[],
+    operation: PersistenceOperation,
+  ): void {
+    let result: unknown;
+    try {
+      result = this.marked(adapter, () => adapter.applyRemote!(items, deleted));
+    } catch (error) {
+      throw failure(adapter, 'applyRemote', operation, reasonOf(error), error);
+    }
+    if (isThenable(result)) {
+      (result as PromiseLike<unknown>).then(undefined, () => undefined); // no unhandled rejection
+      throw failure(
+        adapter,
+        'applyRemote',
+        operation,
+        'it returned a Promise: it must be synchronous',
+      );
+    }
   }
 
   /** `revive()` is synchronous: it runs marked, without a time limit. */
@@ -168,11 +218,40 @@ export class AdapterCaller {
     }
   }
 
-  private async call<T>(
+  /**
+   * Calls `work` at once, marked; a synchronous result is returned as it is (no turn of the event
+   * loop in between), an asynchronous one bounded by `timeoutMs`. Failures are the adapter's.
+   */
+  private start<T>(
     adapter: PersistenceAdapter,
     method: 'snapshot' | 'restore',
     operation: PersistenceOperation,
     work: () => T | Promise<T>,
+  ): T | Promise<T> {
+    const call: AdapterCall = { caller: this, adapter: adapter.name, active: true };
+    let result: T | Promise<T>;
+    try {
+      result = runsNoApplicationCode(adapter) ? work() : adapterCalls.run(call, work);
+    } catch (error) {
+      call.active = false;
+      if (error instanceof PersistenceError && error.code === PersistenceErrorCode.AdapterFailed) {
+        throw error;
+      }
+      throw failure(adapter, method, operation, reasonOf(error), error);
+    }
+    if (!isThenable(result)) {
+      call.active = false;
+      return result;
+    }
+    return this.bounded(adapter, method, operation, result as Promise<T>, call);
+  }
+
+  private async bounded<T>(
+    adapter: PersistenceAdapter,
+    method: 'snapshot' | 'restore',
+    operation: PersistenceOperation,
+    started: Promise<T>,
+    call: AdapterCall,
   ): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -189,10 +268,6 @@ export class AdapterCaller {
       );
       timer.unref?.();
     });
-    const call: AdapterCall = { caller: this, adapter: adapter.name, active: true };
-    const started = runsNoApplicationCode(adapter)
-      ? (async () => work())()
-      : adapterCalls.run(call, async () => work());
     try {
       return await Promise.race([started, timeout]);
     } catch (error) {

@@ -124,6 +124,17 @@ export function forgetLoaded(index: CommittedIndex): void {
   }
 }
 
+/** Drops the entries of the items a driver commit removed (a `clear()` on a storage driver). */
+export function forgetRemoved(
+  index: CommittedIndex,
+  applied: ReadonlyArray<{ collection: string; id: string; deleted: boolean }>,
+): void {
+  for (const { collection, id, deleted } of applied) {
+    const entries = index.get(collection);
+    if (deleted && entries?.get(id)?.unloaded === undefined) entries?.delete(id);
+  }
+}
+
 /**
  * After a load, the adapters that report their changes (`changes()`) and whose loaded files need no
  * rewrite (current format, key and schema version; one file per item) match the index exactly: the

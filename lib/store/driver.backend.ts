@@ -84,6 +84,7 @@ export class DriverBackend implements StoreBackend {
       replica.assertLoaded(operation);
       const result = await writer.save(ctx.adapters, ctx.codec(), operation);
       await replica.afterCommit(operation);
+      await replica.followSkipped();
       return result;
     } catch (error) {
       throw ctx.errors.failed(operation, 'save', replica.location, error);

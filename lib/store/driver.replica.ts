@@ -1,5 +1,4 @@
 import { Logger } from '@nestjs/common';
-import { storedFormsOf } from '../adapters/model.schema';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceNotifier } from '../events/persistence.notifier';
@@ -20,13 +19,15 @@ import {
 } from '../interfaces/storage-driver.interface';
 import * as messages from '../persistence.messages';
 import { TimeSlicer } from '../storage/event-loop.util';
-import { decodeStem, encodeId } from '../storage/file-name.codec';
-import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
+import { decodeStem } from '../storage/file-name.codec';
+import { ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, forgetLoaded, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, forgetRemoved, inSyncAfterLoad } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
-import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
+import { reviveStored } from './schema.migrator';
+import { RecordDecoder, RemoteMerger } from './remote.merger';
+import { decodeStoredRecord } from './stored-record.decoder';
 import { restoreLoaded } from './snapshot.reader';
 
 /** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
@@ -50,13 +51,6 @@ export interface DriverReplicaHost {
   fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
 }
 
-/** A stored item decoded into the adapter's value and its committed entry. */
-interface DecodedRecord {
-  id: string;
-  value: unknown;
-  entry: CommittedEntry;
-}
-
 /**
  * The store's side of a storage driver: opening (with retries while the storage does not answer),
  * loading, what follows a commit (revisions, conflicts, blocked items), and other replicas' commits
@@ -74,6 +68,10 @@ export class DriverReplica {
   private unwatch?: () => void;
   private retry?: ReturnType<typeof setTimeout>;
   private attempts = 0;
+  /** Other replicas' commits heard and not applied yet (see `onWatch`). */
+  private pending?: Map<string, Set<string>> | 'resync';
+  private readonly merger: RemoteMerger;
+  private readonly decodeRecord: RecordDecoder;
   private readonly logger = new Logger('Persistence');
 
   constructor(private readonly host: DriverReplicaHost) {
@@ -83,6 +81,19 @@ export class DriverReplica {
       host.conflicts,
       () => host.codec().serializer.extension,
     );
+    this.decodeRecord = (adapter, codec, record, operation) =>
+      decodeStoredRecord(
+        {
+          location: host.driver.location,
+          caller: () => host.caller(),
+          fail: (error, operation) => host.fail(error, operation),
+        },
+        adapter,
+        codec,
+        record,
+        operation,
+      );
+    this.merger = new RemoteMerger(host, this.decodeRecord);
   }
 
   get location(): string {
@@ -104,7 +115,7 @@ export class DriverReplica {
       if (load && this.attempts === 0) await this.load('load');
       else if (load) {
         // The application has run meanwhile: keep what it changed, merge the stored state in.
-        await this.applyRemote({ kind: 'resync' }, true);
+        await this.applyRemote('resync', true);
         this.loaded = true;
       }
       this.attempts = 0;
@@ -122,7 +133,12 @@ export class DriverReplica {
           this.host.queue.run(() => this.start(load)).catch(() => undefined);
         }, delay);
       }
+      return;
     }
+    // What other replicas committed while it loaded: in memory before the application goes on.
+    await this.applyHeard().catch((error: unknown) => {
+      this.host.fail(this.wrap(error, 'load'), 'load');
+    });
   }
 
   /** Why this replica cannot write yet (before its first load), or undefined once loaded. */
@@ -164,7 +180,7 @@ export class DriverReplica {
         const wait = slicer.yieldIfDue();
         if (wait) await wait;
         meta.size += record.data.length;
-        const decoded = await this.decode(adapter, codec, record, operation);
+        const decoded = await this.decodeRecord(adapter, codec, record, operation);
         if ('unloaded' in decoded) {
           meta.skipped++;
           committed.set(record.id, decoded.unloaded);
@@ -194,6 +210,10 @@ export class DriverReplica {
       );
       if (failed) this.host.fail(failed, operation);
       this.host.index.set(adapter.name, committed);
+    }
+    // As on files: adapters that report their changes are in step with what was just restored.
+    for (const [name, unloaded] of inSyncAfterLoad(adapters, this.host.index, codec.keyId)) {
+      this.host.inSync.set(name, unloaded);
     }
     this.loaded = true;
     meta.durationMs = performance.now() - started;
@@ -242,11 +262,29 @@ export class DriverReplica {
     }
     for (const [collection, remote] of rejected) {
       const adapter = this.host.adapters.find((a) => a.name === collection);
-      if (adapter) await this.merge(adapter, remote, false, operation);
+      if (adapter) await this.merger.merge(adapter, remote, operation);
     }
     for (const problem of result.blocked) {
       this.problem(problem, operation, this.host.index);
     }
+  }
+
+  /**
+   * After a save: merges again the items whose remote version was left out because of a change
+   * here (see `RemoteMerger.skipped`). A failure is reported, not thrown: the save is done.
+   */
+  async followSkipped(): Promise<void> {
+    if (this.merger.skipped.size === 0 || this.closed) return;
+    const named = new Map(this.merger.skipped);
+    this.merger.skipped.clear();
+    await this.applyRemote(named).catch((error: unknown) => {
+      for (const [collection, stems] of named) {
+        const kept = this.merger.skipped.get(collection);
+        if (kept) for (const stem of stems) kept.add(stem);
+        else this.merger.skipped.set(collection, stems);
+      }
+      this.host.fail(this.wrap(error, 'load'), 'load');
+    });
   }
 
   /**
@@ -262,9 +300,12 @@ export class DriverReplica {
       changes.length > 0
         ? await this.host.driver.commit(changes, { conflicts: this.host.conflicts })
         : undefined;
-    forgetLoaded(this.host.index);
-    this.host.inSync.clear();
+    // Settled first: a removal rejected for another replica's newer version loads that version
+    // over the entry this replica still holds (its memory is what it loaded, not a change of its
+    // own). Then only what was removed is forgotten.
     if (result) await this.settle(result, 'clear');
+    forgetRemoved(this.host.index, result?.applied ?? []);
+    this.host.inSync.clear();
   }
 
   /**
@@ -286,12 +327,13 @@ export class DriverReplica {
   }
 
   /**
-   * Replaces the stored state with a backup's checked files in one commit (every other item
-   * removed), then loads it. Last write wins whatever the `conflicts` policy (the application asked
-   * for the backup's state), but an item another replica changed since this one last saw it is
-   * still reported as a conflict (`applied: true`). A stored value this code cannot read (another
-   * key, a newer schema version, bad data) is neither removed nor overwritten: a driver has nowhere
-   * to set it aside; the backup's item of that id is reported (`PERSISTENCE_UNLOADED_ITEM`) instead.
+   * Replaces the stored state with a backup's checked files in one commit (every stored item not in
+   * the backup removed, also those this replica has not heard of or keeps its own unsaved version
+   * of), then loads it. Last write wins whatever the `conflicts` policy (the application asked for
+   * the backup's state), but an item another replica changed since this one last saw it is still
+   * reported as a conflict (`applied: true`). A stored value this code cannot read (another key, a
+   * newer schema version, bad data) is neither removed nor overwritten: a driver has nowhere to set
+   * it aside; the backup's item of that id is reported (`PERSISTENCE_UNLOADED_ITEM`) instead.
    * Refused before the first load, like a save.
    */
   async restoreFiles(files: readonly BackupFile[]): Promise<LoadMetadata> {
@@ -327,7 +369,20 @@ export class DriverReplica {
         expectedRevision: entry?.revision ?? null,
       });
     }
-    changes.push(...this.removals((entry) => entry.unreadable === true, named));
+    const removals = this.removals((entry) => entry.unreadable === true, named);
+    // Every other item stored now goes too, not only those this replica loaded: one it keeps its
+    // own unsaved version of, or has not heard of yet, is not in its index.
+    const collections = new Set(this.host.adapters.map((a) => a.name));
+    for (const file of files) collections.add(file.collection);
+    const { records } = await this.host.driver.loadAll([...collections]);
+    const removed = new Set(removals.map((change) => `${change.collection}/${change.id}`));
+    for (const { collection, id, revision } of records) {
+      const key = `${collection}/${id}`;
+      if (named.has(key) || removed.has(key)) continue;
+      if (this.host.index.get(collection)?.get(id)?.unloaded !== undefined) continue;
+      removals.push({ collection, id, data: null, expectedRevision: revision });
+    }
+    changes.push(...removals);
     if (changes.length > 0) {
       const result = await this.host.driver.commit(changes, { conflicts: 'last-write-wins' });
       for (const conflict of result.conflicts) await this.reportConflict(conflict);
@@ -355,21 +410,52 @@ export class DriverReplica {
     this.unwatch = undefined;
   }
 
+  /**
+   * Another replica's commit (or a resync) heard. Nothing is dropped, whenever it comes: the watch
+   * is subscribed before the load reads, so a commit the load did not see is one heard here, and
+   * is applied on the queue right after the load (or the retry's). Notices that come while one is
+   * waiting for the queue join it.
+   */
   private onWatch(event: DriverWatchEvent): void {
-    if (this.closed || !this.loaded) return;
+    if (this.closed) return;
+    const queued = this.pending !== undefined;
+    if (event.kind === 'resync') {
+      this.pending = 'resync';
+    } else if (this.pending !== 'resync') {
+      this.pending ??= new Map<string, Set<string>>();
+      for (const change of event.changes) {
+        let ids = this.pending.get(change.collection);
+        if (!ids) this.pending.set(change.collection, (ids = new Set<string>()));
+        ids.add(change.id);
+      }
+    }
+    if (queued) return;
     this.host.queue
-      .run(() => this.applyRemote(event))
+      .run(() => this.applyHeard())
       .catch((error: unknown) => {
         this.host.fail(this.wrap(error, 'load'), 'load');
       });
   }
 
+  /** Applies the commits heard so far (on the queue). Before a load, whatever loads reads them. */
+  private async applyHeard(): Promise<void> {
+    while (this.pending !== undefined && !this.closed) {
+      const wanted = this.pending;
+      this.pending = undefined;
+      if (!this.loaded) return; // the load failed, or waits for loadAll(): it reads everything
+      await this.applyRemote(wanted);
+    }
+  }
+
   /**
-   * Another replica's commit (or a resync): reads just those items (everything) and applies them,
-   * skipping the items this replica has unsaved changes to: its next save commits them, and the
-   * conflict policy decides then.
+   * Other replicas' commits (the items they named, or everything for a resync): reads those items
+   * and merges them in item by item (`RemoteMerger`), skipping the items this replica changed and
+   * has not committed: its next save commits them, and the conflict policy decides then.
    */
-  private async applyRemote(event: DriverWatchEvent, always = false): Promise<void> {
+  private async applyRemote(
+    named: ReadonlyMap<string, ReadonlySet<string>> | 'resync',
+    always = false,
+  ): Promise<void> {
     if (this.closed) return;
     const started = performance.now();
     const meta = this.metadata();
@@ -377,7 +463,7 @@ export class DriverReplica {
     const wanted = new Map<string, Set<string>>();
     let records: StoredRecord[];
     let problems: StoredProblem[];
-    if (event.kind === 'resync') {
+    if (named === 'resync') {
       ({ records, problems } = await this.host.driver.loadAll(adapters.map((a) => a.name)));
       for (const adapter of adapters) {
         wanted.set(adapter.name, new Set(this.host.index.get(adapter.name)?.keys() ?? []));
@@ -385,11 +471,8 @@ export class DriverReplica {
     } else {
       records = [];
       problems = [];
-      for (const change of event.changes) {
-        if (!adapters.some((a) => a.name === change.collection)) continue;
-        let ids = wanted.get(change.collection);
-        if (!ids) wanted.set(change.collection, (ids = new Set()));
-        ids.add(change.id);
+      for (const [collection, ids] of named) {
+        if (adapters.some((a) => a.name === collection)) wanted.set(collection, new Set(ids));
       }
       for (const [collection, ids] of wanted) {
         const read = await this.host.driver.read(collection, [...ids]);
@@ -406,111 +489,17 @@ export class DriverReplica {
     for (const adapter of adapters) {
       const found = byCollection.get(adapter.name) ?? new Map<string, StoredRecord>();
       const ids = wanted.get(adapter.name) ?? new Set<string>();
-      if (event.kind === 'resync') for (const stem of found.keys()) ids.add(stem);
+      if (named === 'resync') for (const stem of found.keys()) ids.add(stem);
       if (ids.size === 0) continue;
       const remote = new Map<string, StoredRecord | undefined>();
       for (const stem of ids) remote.set(stem, found.get(stem));
       for (const record of found.values()) meta.size += record.data.length;
-      const applied = await this.merge(adapter, remote, true, 'load');
+      const applied = await this.merger.merge(adapter, remote, 'load');
       meta.items += applied;
       meta.adapters[adapter.name] = applied;
     }
     meta.durationMs = performance.now() - started;
     if (always || meta.items > 0 || meta.skipped > 0) this.host.notifier.loaded(meta);
-  }
-
-  /**
-   * Puts remote versions (`undefined`: removed) of some items of one adapter into it: its current
-   * snapshot with those items replaced, restored. With `skipDirty`, items with unsaved local changes
-   * keep the local version. Returns how many items changed.
-   */
-  private async merge(
-    adapter: PersistenceAdapter,
-    remote: ReadonlyMap<string, StoredRecord | undefined>,
-    skipDirty: boolean,
-    operation: PersistenceOperation,
-  ): Promise<number> {
-    const caller = this.host.caller();
-    const codec = this.host.codec();
-    let committed = this.host.index.get(adapter.name);
-    if (!committed)
-      this.host.index.set(adapter.name, (committed = new Map<string, CommittedEntry>()));
-    const values = new Map(await caller.snapshot(adapter, operation));
-    let stemToId: Map<string, string> | undefined;
-    const idOf = (stem: string): string | undefined => {
-      const decoded = decodeStem(stem);
-      if (decoded !== undefined) return decoded;
-      if (!stemToId) {
-        stemToId = new Map();
-        for (const id of values.keys()) stemToId.set(safeEncode(id) ?? '', id);
-      }
-      return stemToId.get(stem);
-    };
-    let changed = 0;
-    for (const [stem, record] of remote) {
-      const entry = committed.get(stem);
-      if (record && entry?.revision === record.revision && entry.unloaded === undefined) continue;
-      if (!record && !entry) continue;
-      const id = idOf(stem);
-      if (skipDirty && (await this.isDirty(adapter, codec, id, values, entry))) continue;
-      if (record) {
-        const decoded = await this.decode(adapter, codec, record, operation);
-        if ('unloaded' in decoded) {
-          committed.set(stem, decoded.unloaded);
-          continue;
-        }
-        values.set(decoded.id, decoded.value);
-        committed.set(stem, decoded.entry);
-      } else {
-        if (id !== undefined) values.delete(id);
-        committed.delete(stem);
-      }
-      changed++;
-    }
-    if (changed === 0) return 0;
-    this.host.inSync.delete(adapter.name); // restore() resets the adapter's change tracking
-    try {
-      await caller.restore(adapter, values, operation);
-    } catch (error) {
-      const why = `adapter "${adapter.name}" failed to restore it`;
-      const failure = this.adapterError(adapter, error, operation);
-      for (const stem of remote.keys()) {
-        const entry = committed.get(stem);
-        if (entry && entry.unloaded === undefined) {
-          entry.unloaded = why;
-          entry.unloadedCode = failure.code;
-        }
-      }
-      this.host.fail(failure, operation);
-      return 0;
-    }
-    return changed;
-  }
-
-  /** True when the adapter holds a version of the item that is not the committed one. */
-  private async isDirty(
-    adapter: PersistenceAdapter,
-    codec: ItemFileCodec,
-    id: string | undefined,
-    values: ReadonlyMap<string, unknown>,
-    entry: CommittedEntry | undefined,
-  ): Promise<boolean> {
-    const value = id === undefined ? undefined : values.get(id);
-    if (entry === undefined) return value !== undefined;
-    if (entry.unloaded !== undefined) return false;
-    if (value === undefined) return true; // removed here, not saved yet
-    if (value === entry.ref) return false;
-    try {
-      const plain = await codec.serialize(
-        id!,
-        value,
-        schemaVersionOf(adapter, id),
-        storedFormsOf(adapter),
-      );
-      return hashBytes(plain) !== entry.hash;
-    } catch {
-      return true;
-    }
   }
 
   private async reportConflict(conflict: DriverConflict): Promise<void> {
@@ -540,87 +529,6 @@ export class DriverReplica {
       },
       applied: conflict.applied,
     });
-  }
-
-  /** Decodes a stored item like an item file; what cannot be used is reported and kept unloaded. */
-  private async decode(
-    adapter: PersistenceAdapter,
-    codec: ItemFileCodec,
-    record: StoredRecord,
-    operation: PersistenceOperation,
-  ): Promise<DecodedRecord | { unloaded: CommittedEntry }> {
-    const fileName = record.id + codec.extension;
-    const key = `${adapter.name}/${record.id}`;
-    try {
-      const { envelope, plain, keyId } = await codec.decode(
-        adapter.name,
-        { stem: record.id, extension: codec.extension },
-        record.data,
-      );
-      const { value, migrated } = reviveStored(this.host.caller(), adapter, envelope);
-      return {
-        id: envelope.id,
-        value,
-        entry: {
-          fileName,
-          ref: value,
-          hash: migrated ? '' : hashBytes(plain),
-          keyId,
-          revision: record.revision,
-          ...(migrated ? { migrated: true } : {}),
-        },
-      };
-    } catch (cause) {
-      const context = {
-        operation,
-        adapter: adapter.name,
-        itemId: decodeStem(record.id) ?? record.id,
-        path: `${this.location} ${key}`,
-        cause,
-      };
-      const schema = schemaFailure(adapter.name, `${this.location} ${key}`, cause);
-      let why: string;
-      let code: PersistenceErrorCode;
-      if (schema) {
-        this.host.fail(schema.error, operation);
-        why = schema.why;
-        code = schema.error.code;
-      } else if (cause instanceof ItemDecodeError && cause.kind === 'locked') {
-        this.host.fail(
-          new PersistenceError(
-            PersistenceErrorCode.DecryptionFailed,
-            messages.decryptionFailed(`${this.location} ${key}`, cause.message),
-            context,
-          ),
-          operation,
-        );
-        why = 'it could not be decrypted with the configured keys';
-        code = PersistenceErrorCode.DecryptionFailed;
-      } else {
-        const reason = messages.reasonOf(cause);
-        this.host.fail(
-          new PersistenceError(
-            PersistenceErrorCode.CorruptFile,
-            messages.storedItemUnreadable(this.location, key, reason),
-            context,
-          ),
-          operation,
-        );
-        why = `it is not a valid item: ${reason}`;
-        code = PersistenceErrorCode.CorruptFile;
-      }
-      return {
-        unloaded: {
-          fileName,
-          ref: undefined,
-          hash: '',
-          unloaded: why,
-          unreadable: true,
-          unloadedCode: code,
-          revision: record.revision,
-        },
-      };
-    }
   }
 
   /** A stored value the driver could not read: reported, and kept unloaded (never written). */
@@ -674,20 +582,6 @@ export class DriverReplica {
     return changes;
   }
 
-  private adapterError(
-    adapter: PersistenceAdapter,
-    error: unknown,
-    operation: PersistenceOperation,
-  ): PersistenceError {
-    return error instanceof PersistenceError
-      ? error
-      : new PersistenceError(
-          PersistenceErrorCode.AdapterFailed,
-          messages.adapterFailed(adapter.name, 'restore', messages.reasonOf(error)),
-          { operation, adapter: adapter.name, cause: error },
-        );
-  }
-
   private wrap(error: unknown, operation: PersistenceOperation): PersistenceError {
     if (error instanceof PersistenceError) return error;
     return new PersistenceError(
@@ -719,12 +613,4 @@ function groupRecords(records: readonly StoredRecord[]): Map<string, Map<string,
     group.set(record.id, record);
   }
   return groups;
-}
-
-function safeEncode(id: string): string | undefined {
-  try {
-    return encodeId(id);
-  } catch {
-    return undefined;
-  }
 }

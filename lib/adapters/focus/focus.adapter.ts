@@ -58,4 +58,9 @@ export class FocusAdapter implements PersistenceAdapter<FocusChain> {
   restore(items: ReadonlyMap<string, FocusChain>): void {
     this.focus.replaceAll(new Map(items));
   }
+
+  /** Other replicas' versions of some items (a store on a storage driver): the rest stays. */
+  applyRemote(items: ReadonlyMap<string, FocusChain>, deleted: readonly string[]): void {
+    this.focus.applyRemote(items, deleted);
+  }
 }

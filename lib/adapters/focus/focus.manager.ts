@@ -169,6 +169,15 @@ export class FocusManager {
     this.tracker.committed(token);
   }
 
+  /**
+   * @internal Used by the adapter: other replicas' versions of some items, set and removed as they
+   * are stored (so not changes of this replica's: nothing to save).
+   */
+  applyRemote(items: ReadonlyMap<string, FocusChain>, deleted: readonly string[]): void {
+    for (const [id, value] of items) this.chains.set(id, value);
+    for (const id of deleted) this.chains.delete(id);
+  }
+
   /** @internal Used by the adapter. */
   replaceAll(chains: Map<string, FocusChain>): void {
     this.chains = chains;

@@ -71,4 +71,10 @@ export class MemoryAdapter implements PersistenceAdapter<Conversation> {
     this.json.clear(); // the loaded records share no message with the kept texts
     this.memory.replaceAll(new Map(items));
   }
+
+  /** Other replicas' versions of some items (a store on a storage driver): the rest stays. */
+  applyRemote(items: ReadonlyMap<string, Conversation>, deleted: readonly string[]): void {
+    for (const id of [...items.keys(), ...deleted]) this.json.forget(id);
+    this.memory.applyRemote(items, deleted);
+  }
 }

@@ -162,6 +162,15 @@ export class MemoryManager {
     this.tracker.committed(token);
   }
 
+  /**
+   * @internal Used by the adapter: other replicas' versions of some items, set and removed as they
+   * are stored (so not changes of this replica's: nothing to save).
+   */
+  applyRemote(items: ReadonlyMap<string, Conversation>, deleted: readonly string[]): void {
+    for (const [id, value] of items) this.conversations.set(id, value);
+    for (const id of deleted) this.conversations.delete(id);
+  }
+
   /** @internal Used by the adapter. */
   replaceAll(conversations: Map<string, Conversation>): void {
     this.conversations = conversations;

@@ -58,4 +58,9 @@ export class SessionAdapter implements PersistenceAdapter<Session> {
   restore(items: ReadonlyMap<string, Session>): void {
     this.sessions.replaceAll(new Map(items));
   }
+
+  /** Other replicas' versions of some items (a store on a storage driver): the rest stays. */
+  applyRemote(items: ReadonlyMap<string, Session>, deleted: readonly string[]): void {
+    this.sessions.applyRemote(items, deleted);
+  }
 }

@@ -111,6 +111,15 @@ export class SessionManager {
     this.tracker.committed(token);
   }
 
+  /**
+   * @internal Used by the adapter: other replicas' versions of some items, set and removed as they
+   * are stored (so not changes of this replica's: nothing to save).
+   */
+  applyRemote(items: ReadonlyMap<string, Session>, deleted: readonly string[]): void {
+    for (const [id, value] of items) this.sessions.set(id, value);
+    for (const id of deleted) this.sessions.delete(id);
+  }
+
   /** @internal Used by the adapter. */
   replaceAll(sessions: Map<string, Session>): void {
     this.sessions = sessions;
