@@ -37,6 +37,8 @@ export class PostgresListener {
     private readonly tables: PostgresTables,
     private readonly logger: Logger,
     private readonly onEvent: (event: ListenerEvent) => void,
+    /** The connection's application_name while it listens. */
+    private readonly name: string,
   ) {
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
   }
@@ -69,6 +71,8 @@ export class PostgresListener {
       held.on('end', () => this.lost(held, new Error('connection ended')));
       held.on('notification', (message: Notification) => this.onNotification(message));
       this.assembler.clear();
+      // Named for the operator (pg_stat_activity); it is destroyed, never given back, at the end.
+      await held.query("SELECT set_config('application_name', $1, false)", [this.name]);
       await held.query(`LISTEN "${this.tables.channel}"`);
       const { rows } = await held.query<{ value: string }>(
         `SELECT value::text AS value FROM ${this.tables.meta} WHERE key = 'revision'`,

@@ -288,17 +288,23 @@ export class PostgresStorageDriver implements StorageDriver {
     const pool = this.openPool();
     this.listeners.add(listener);
     if (this.listener === undefined) {
-      this.listener = new PostgresListener(pool, this.tables, this.logger, (event) => {
-        if (event.kind === 'resync') return this.emit(event);
-        if (event.origin === this.replicaId) return;
-        if (event.changes === undefined) return this.emit({ kind: 'resync' });
-        this.emit({
-          kind: 'changes',
-          origin: event.origin,
-          revision: event.revision,
-          changes: event.changes,
-        });
-      });
+      this.listener = new PostgresListener(
+        pool,
+        this.tables,
+        this.logger,
+        (event) => {
+          if (event.kind === 'resync') return this.emit(event);
+          if (event.origin === this.replicaId) return;
+          if (event.changes === undefined) return this.emit({ kind: 'resync' });
+          this.emit({
+            kind: 'changes',
+            origin: event.origin,
+            revision: event.revision,
+            changes: event.changes,
+          });
+        },
+        `nestjs-persistence:${this.replicaId}:listen`.slice(0, 63),
+      );
       this.listener.start();
     }
     return () => {
