@@ -51,8 +51,11 @@ const TRANSIENT_STATE = /^(08|57P0[123]$|57014$|53300$|40001$|40P01$|55P03$)/;
 
 /** The SQLSTATE of a server error, undefined for a client-side one (socket, timeout). */
 export const sqlState = (error: unknown): string | undefined => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  // A server error carries a severity; a socket error (EPIPE, ECONNRESET) has a code too, but none.
+  const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
+  return typeof severity === 'string' && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)
+    ? code
+    : undefined;
 };
 
 /** Maps anything pg threw to a typed error: retryable (unavailable) or refused. */
