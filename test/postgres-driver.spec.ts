@@ -55,6 +55,10 @@ describe('PostgresStorageDriver: options and loading', () => {
     expect(badUrl.message).toContain('postgres:// URL');
     const badPool = thrown(() => new PostgresStorageDriver({ pool: {} as never }));
     expect(badPool.message).toContain('"pool"');
+    const single = new Pool({ max: 1 });
+    const tooSmall = thrown(() => new PostgresStorageDriver({ pool: single }));
+    expect(tooSmall.message).toContain('at least 2 connections');
+    void single.end();
     for (const table of ['Items', 'a-b', '1x', 'x'.repeat(49), 'a"; DROP TABLE x; --']) {
       const badTable = thrown(
         () => new PostgresStorageDriver({ connectionString: POSTGRES_URL, table }),
@@ -349,6 +353,34 @@ describe('PostgresStorageDriver against PostgreSQL', () => {
     const policy = await rejection(a.commit([change], { conflicts: 'first' as never }));
     expect(policy.code).toBe(PersistenceErrorCode.InvalidOptions);
     expect(await sql(POSTGRES_URL, `SELECT 1 FROM "${table}"`)).toEqual([]);
+  });
+
+  itPg('refuses keys PostgreSQL cannot keep exactly, before sending anything', async () => {
+    const a = await driver('a');
+    const long = 'l'.repeat(2000);
+    const ok = await a.commit(
+      [{ collection: 'c', id: long, data: bytes('long'), expectedRevision: 0 }],
+      { conflicts: 'reject' },
+    );
+    expect(ok.applied).toHaveLength(1);
+    for (const [collection, id] of [
+      ['c', 'nul\u0000byte'],
+      ['c\u0000', 'x'],
+      ['c', 'lone \ud800 surrogate'],
+      ['c', 'k'.repeat(2100)],
+    ]) {
+      const error = await rejection(
+        a.commit(
+          [
+            { collection: 'c', id: 'fine', data: bytes('f'), expectedRevision: 0 },
+            { collection, id, data: bytes('x'), expectedRevision: 0 },
+          ],
+          { conflicts: 'reject' },
+        ),
+      );
+      expect(error.code).toBe(PersistenceErrorCode.InvalidOptions);
+    }
+    expect(byId((await a.loadAll(['c'])).records)).toEqual({ [`c/${long}`]: 'long' });
   });
 
   itPg('refuses a commit on a missing revision counter, writing nothing', async () => {

@@ -3,4 +3,4 @@
  * the main entry so that an application without PostgreSQL type-checks without it.
  */
 export { PostgresStorageDriver } from './postgres.storage-driver';
-export type { PostgresStorageDriverOptions } from './postgres.storage-driver';
+export type { PostgresStorageDriverOptions } from './postgres.options';

@@ -90,6 +90,28 @@ export class Refusal extends Error {
   }
 }
 
+/**
+ * Checks a connection out of the pool with `onError` listening from the very start: a server error
+ * that arrives in the same read as the end of the handshake (a backend terminated at that moment)
+ * is emitted before an `await pool.connect()` would resume, and an 'error' event nobody listens to
+ * would crash the process. Resolves the client and the function that stops listening.
+ */
+export function checkOut(
+  pool: Pool,
+  onError: (error: Error) => void,
+): Promise<{ client: PoolClient; unlisten: () => void }> {
+  return new Promise((resolve, reject) => {
+    pool.connect((error: Error | undefined, client: PoolClient | undefined) => {
+      if (error !== undefined || client === undefined) {
+        reject(error ?? new Error('the pool gave no connection'));
+        return;
+      }
+      client.on('error', onError);
+      resolve({ client, unlisten: () => client.off('error', onError) });
+    });
+  });
+}
+
 /** Serialization failures and deadlocks: the transaction can be run again as it is. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
@@ -105,11 +127,9 @@ export async function inTransaction<T>(
   work: (client: PoolClient) => Promise<T>,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    const client = await pool.connect();
     // An error event on a checked-out client (the server went away) must not crash the process;
     // the pending query rejects on its own.
-    const ignore = (): void => undefined;
-    client.on('error', ignore);
+    const { client, unlisten } = await checkOut(pool, () => undefined);
     let broken: Error | undefined;
     try {
       await client.query(begin);
@@ -128,7 +148,7 @@ export async function inTransaction<T>(
       }
       throw error instanceof Refusal ? error.error : error;
     } finally {
-      client.off('error', ignore);
+      unlisten();
       client.release(broken);
     }
   }

@@ -8,6 +8,7 @@ import type {
 } from '../../interfaces/storage-driver.interface';
 import { postgresCounterDamaged, storageRefused } from '../../persistence.messages';
 import { Refusal } from './postgres.client';
+import { invalid } from './postgres.options';
 import { encodeNotice } from './postgres.notices';
 import type { PostgresTables } from './postgres.schema';
 
@@ -26,6 +27,40 @@ export const parseRevision = (value: string | null): number | undefined =>
   value !== null && /^[1-9]\d{0,15}$/.test(value) && Number.isSafeInteger(Number(value))
     ? Number(value)
     : undefined;
+
+/** Bytes of collection + id together: a primary-key entry must stay under btree's limit (~2.7 KB). */
+export const MAX_KEY_BYTES = 2048;
+
+/**
+ * Refuses, before anything is sent, a change whose collection or id PostgreSQL cannot keep exactly:
+ * a NUL (text cannot hold it), a lone surrogate (no UTF-8 form: it would come back changed), or a
+ * key too long for the primary-key index.
+ */
+export function checkPostgresKeys(changes: readonly DriverChange[]): void {
+  for (const { collection, id } of changes) {
+    for (const [option, value] of [
+      ['change.collection', collection],
+      ['change.id', id],
+    ] as const) {
+      if (value.includes('\u0000') || !value.isWellFormed()) {
+        throw invalid(
+          option,
+          value,
+          'PostgreSQL text holds no NUL and no lone UTF-16 surrogate: remove them (the store never ' +
+            'sends them: it keys items by file-name stems).',
+        );
+      }
+    }
+    if (Buffer.byteLength(collection) + Buffer.byteLength(id) > MAX_KEY_BYTES) {
+      throw invalid(
+        'change.id',
+        id,
+        `Give a collection and id of at most ${MAX_KEY_BYTES} bytes of UTF-8 together (the ` +
+          "primary-key index's limit).",
+      );
+    }
+  }
+}
 
 /** What one commit did: indexes into the changes. */
 export interface CommitOutcome {

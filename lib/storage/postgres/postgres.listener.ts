@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import type { Notification, Pool, PoolClient } from 'pg';
 import type { WatchedChange } from '../../interfaces/storage-driver.interface';
+import { checkOut } from './postgres.client';
 import { NoticeAssembler } from './postgres.notices';
 import type { PostgresTables } from './postgres.schema';
 
@@ -61,13 +62,19 @@ export class PostgresListener {
     if (this.stopped) return;
     let client: PoolClient | undefined;
     try {
-      client = await this.pool.connect();
+      // Listening for errors from the checkout on: one may come before this function resumes.
+      let early: Error | undefined;
+      let onError = (error: Error): void => {
+        early ??= error;
+      };
+      ({ client } = await checkOut(this.pool, (error) => onError(error)));
+      const held = client;
+      onError = (error) => this.lost(held, error);
+      if (early !== undefined) throw early;
       if (this.stopped) {
-        client.release();
+        this.lost(held, new Error('stopped'));
         return;
       }
-      const held = client;
-      held.on('error', (error: Error) => this.lost(held, error));
       held.on('end', () => this.lost(held, new Error('connection ended')));
       held.on('notification', (message: Notification) => this.onNotification(message));
       this.assembler.clear();
@@ -77,6 +84,10 @@ export class PostgresListener {
       const { rows } = await held.query<{ value: string }>(
         `SELECT value::text AS value FROM ${this.tables.meta} WHERE key = 'revision'`,
       );
+      if (this.stopped) {
+        this.lost(held, new Error('stopped'));
+        return;
+      }
       const counter = rows.length === 0 ? 0 : Number(rows[0].value);
       if (this.connectedBefore && counter !== this.lastHeard) this.onEvent({ kind: 'resync' });
       this.lastHeard = Math.max(this.lastHeard ?? 0, counter);

@@ -13,74 +13,24 @@ import type {
   LoadResult,
   StorageDriver,
   StoredProblem,
-  StoredRecord,
 } from '../../interfaces/storage-driver.interface';
-import { badStoredData, driverNotOpen, postgresBadRowFix } from '../../persistence.messages';
-import { checkDriverChanges, invalidDriverArgument } from '../driver-changes.util';
+import { driverNotOpen } from '../../persistence.messages';
+import { checkDriverChanges } from '../driver-changes.util';
 import { inTransaction, loadPgModule, toPersistenceError } from './postgres.client';
-import { commitInTransaction, parseRevision } from './postgres.commit';
+import { checkPostgresKeys, commitInTransaction } from './postgres.commit';
 import { acquireLeaseRow, releaseLeaseRow, renewLeaseRow } from './postgres.leases';
 import { PostgresListener } from './postgres.listener';
-import { migrate, PostgresTables, TABLE_NAME } from './postgres.schema';
+import {
+  DRIVER,
+  invalid,
+  isPositiveInteger,
+  type PostgresStorageDriverOptions,
+  resolveOptions,
+} from './postgres.options';
+import { badRow, judgeRows, revisionProblem, type Row, type RowPlace } from './postgres.quarantine';
+import { migrate, PostgresTables } from './postgres.schema';
 
-/** Options of {@link PostgresStorageDriver}. */
-export interface PostgresStorageDriverOptions {
-  /**
-   * The server, as a `postgres://[user:password@]host[:port]/database` URL (libpq parameters such
-   * as `?sslmode=require` allowed). Leave out when passing `pool`.
-   */
-  connectionString?: string;
-  /**
-   * A `pg` Pool of the application's own to use instead of `connectionString`. The driver never
-   * ends it; while watching it holds one of its connections (the LISTEN connection).
-   */
-  pool?: Pool;
-  /**
-   * The store's table (the driver adds `<table>_meta`, `<table>_leases` and `<table>_quarantine`,
-   * and uses the channel `<table>`): one per store, so that several stores share one database.
-   * Replicas of one application share it. Lowercase letters, digits and `_`, at most 48 characters.
-   * @default 'nestjs_persistence'
-   */
-  table?: string;
-  /**
-   * This replica's id, stamped on its rows and notices: a replica ignores its own notices. Give
-   * each replica (process) its own.
-   * @default a random UUID per driver
-   */
-  replicaId?: string;
-  /**
-   * How long `open()` and `watchReady()` wait for the server before they reject (retryably); also
-   * the connection timeout of the pool the driver creates.
-   * @default 2000
-   */
-  connectTimeoutMs?: number;
-  /**
-   * Connections of the pool the driver creates from `connectionString` (one of them is the LISTEN
-   * connection while watching). Not used with `pool`.
-   * @default 4
-   */
-  poolSize?: number;
-}
-
-const DRIVER = 'PostgresStorageDriver';
-const DEFAULT_TABLE = 'nestjs_persistence';
-
-function invalid(option: string, got: unknown, fix: string): PersistenceError {
-  return invalidDriverArgument(DRIVER, option, got, fix);
-}
-
-/** The server of a connection string, without credentials, for messages. */
-function publicServer(connectionString: string): string {
-  try {
-    const url = new URL(connectionString);
-    return `postgres://${url.host}${url.pathname}`;
-  } catch {
-    return 'postgres';
-  }
-}
-
-const isPositiveInteger = (value: unknown): boolean =>
-  Number.isInteger(value) && (value as number) > 0;
+export type { PostgresStorageDriverOptions } from './postgres.options';
 
 /**
  * Keeps the store's items in one PostgreSQL table, for applications running several replicas
@@ -104,73 +54,15 @@ export class PostgresStorageDriver implements StorageDriver {
   private readonly listeners = new Set<(event: DriverWatchEvent) => void>();
 
   constructor(options: PostgresStorageDriverOptions) {
-    if (options === null || typeof options !== 'object') {
-      throw invalid(
-        'options',
-        options,
-        "Pass an object: new PostgresStorageDriver({ connectionString: 'postgres://…' }).",
-      );
-    }
-    const { connectionString, pool, table, replicaId, connectTimeoutMs, poolSize } = options;
-    if (connectionString !== undefined && pool !== undefined) {
-      throw invalid('connectionString', connectionString, 'Pass either connectionString or pool.');
-    }
-    if (connectionString === undefined && pool === undefined) {
-      throw invalid(
-        'connectionString',
-        connectionString,
-        "Pass connectionString (e.g. 'postgres://user@127.0.0.1:5432/app') or a pg Pool as pool.",
-      );
-    }
-    if (
-      connectionString !== undefined &&
-      (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\/./.test(connectionString))
-    ) {
-      throw invalid(
-        'connectionString',
-        connectionString,
-        "Give a postgres:// URL, e.g. 'postgres://user@127.0.0.1:5432/app'.",
-      );
-    }
-    if (
-      pool !== undefined &&
-      (pool === null || typeof pool.query !== 'function' || typeof pool.connect !== 'function')
-    ) {
-      throw invalid('pool', pool, "Pass a pg Pool (new Pool(...) from 'pg'), or connectionString.");
-    }
-    if (table !== undefined && (typeof table !== 'string' || !TABLE_NAME.test(table))) {
-      throw invalid(
-        'table',
-        table,
-        "Give lowercase letters, digits and '_' (not first a digit), at most 48, e.g. 'myapp_state'.",
-      );
-    }
-    if (
-      replicaId !== undefined &&
-      (typeof replicaId !== 'string' || replicaId.length === 0 || replicaId.length > 128)
-    ) {
-      throw invalid('replicaId', replicaId, 'Give a non-empty string of at most 128 characters.');
-    }
-    if (connectTimeoutMs !== undefined && !isPositiveInteger(connectTimeoutMs)) {
-      throw invalid(
-        'connectTimeoutMs',
-        connectTimeoutMs,
-        'Give a positive integer (milliseconds).',
-      );
-    }
-    if (poolSize !== undefined && (!isPositiveInteger(poolSize) || poolSize < 2)) {
-      throw invalid('poolSize', poolSize, 'Give an integer of at least 2 (connections).');
-    }
-    this.tables = new PostgresTables(table ?? DEFAULT_TABLE);
-    this.connectionString = connectionString;
-    this.pool = pool;
-    this.ownsPool = pool === undefined;
-    this.replicaId = replicaId ?? randomUUID();
-    this.connectTimeoutMs = connectTimeoutMs ?? 2000;
-    this.poolSize = poolSize ?? 4;
-    const server =
-      connectionString !== undefined ? publicServer(connectionString) : poolServer(pool!);
-    this.location = `${server} (table "${this.tables.table}")`;
+    const resolved = resolveOptions(options);
+    this.tables = new PostgresTables(resolved.table);
+    this.connectionString = resolved.connectionString;
+    this.pool = resolved.pool;
+    this.ownsPool = resolved.pool === undefined;
+    this.replicaId = resolved.replicaId ?? randomUUID();
+    this.connectTimeoutMs = resolved.connectTimeoutMs;
+    this.poolSize = resolved.poolSize;
+    this.location = `${resolved.server} (table "${this.tables.table}")`;
   }
 
   /**
@@ -190,7 +82,9 @@ export class PostgresStorageDriver implements StorageDriver {
           connectionString: this.connectionString,
           max: this.poolSize,
           connectionTimeoutMillis: this.connectTimeoutMs,
+          // A peer that vanished without a reset (a cut network) is noticed, not waited on forever.
           keepAlive: true,
+          keepAliveInitialDelayMillis: 10_000,
           application_name: `nestjs-persistence:${this.replicaId}`.slice(0, 63),
         });
         // An idle connection that the server drops emits this; the next query reconnects.
@@ -227,7 +121,7 @@ export class PostgresStorageDriver implements StorageDriver {
           WHERE collection = ANY($1::text[])`,
         [[...collections]],
       );
-      return await this.judge(pool, rows);
+      return await judgeRows(this.place(pool), rows);
     } catch (error) {
       throw toPersistenceError(error, this.location, 'loadAll');
     }
@@ -242,7 +136,7 @@ export class PostgresStorageDriver implements StorageDriver {
           WHERE collection = $1 AND id = ANY($2::text[])`,
         [collection, [...ids]],
       );
-      return await this.judge(pool, rows);
+      return await judgeRows(this.place(pool), rows);
     } catch (error) {
       throw toPersistenceError(error, this.location, 'read');
     }
@@ -255,6 +149,7 @@ export class PostgresStorageDriver implements StorageDriver {
       throw invalid('conflicts', policy, "Give 'last-write-wins' or 'reject'.");
     }
     checkDriverChanges(DRIVER, changes);
+    checkPostgresKeys(changes);
     if (changes.length === 0) return { applied: [], conflicts: [], blocked: [] };
     let outcome: Awaited<ReturnType<typeof commitInTransaction>>;
     try {
@@ -279,7 +174,7 @@ export class PostgresStorageDriver implements StorageDriver {
     const blocked: StoredProblem[] = [];
     for (const { index, revision: stored } of bad) {
       const { collection, id } = changes[index];
-      blocked.push(await this.problem(pool, collection, id, revisionProblem(stored)));
+      blocked.push(await badRow(this.place(pool), collection, id, revisionProblem(stored)));
     }
     return { revision, applied, conflicts, blocked };
   }
@@ -371,6 +266,10 @@ export class PostgresStorageDriver implements StorageDriver {
     };
   }
 
+  private place(pool: Pool): RowPlace {
+    return { pool, tables: this.tables, location: this.location, logger: this.logger };
+  }
+
   private openPool(): Pool {
     if (this.state !== 'open' || this.pool === undefined) throw this.notOpen();
     return this.pool;
@@ -384,67 +283,6 @@ export class PostgresStorageDriver implements StorageDriver {
     );
   }
 
-  /** Splits what was read into records and problems (copying the bad rows aside). */
-  private async judge(pool: Pool, rows: readonly Row[]): Promise<LoadResult> {
-    const records: StoredRecord[] = [];
-    const problems: StoredProblem[] = [];
-    for (const row of rows) {
-      const revision = parseRevision(row.revision);
-      if (revision !== undefined && Buffer.isBuffer(row.data)) {
-        records.push({ collection: row.collection, id: row.id, data: row.data, revision });
-      } else {
-        const problem = Buffer.isBuffer(row.data)
-          ? revisionProblem(row.revision)
-          : 'has data that pg did not return as bytes (a custom type parser for bytea?)';
-        problems.push(await this.problem(pool, row.collection, row.id, problem));
-      }
-    }
-    return { records, problems };
-  }
-
-  /** A bad row: copied to the quarantine table (never moved or deleted), reported with a typed error. */
-  private async problem(
-    pool: Pool,
-    collection: string,
-    id: string,
-    problem: string,
-  ): Promise<StoredProblem> {
-    let quarantinedAs: string | undefined;
-    try {
-      const { rows } = await pool.query<{ digest: string }>(
-        `WITH bad AS (
-           SELECT collection, id, md5(data || convert_to(revision::text, 'UTF8')) AS digest,
-                  data, revision::text AS revision, written_by
-             FROM ${this.tables.items} WHERE collection = $1 AND id = $2),
-         copied AS (
-           INSERT INTO ${this.tables.quarantine}
-                  (collection, id, digest, data, revision, written_by, problem)
-           SELECT collection, id, digest, data, revision, written_by, $3 FROM bad
-           ON CONFLICT DO NOTHING)
-         SELECT digest FROM bad`,
-        [collection, id, problem],
-      );
-      if (rows.length > 0) {
-        quarantinedAs = `${this.tables.quarantine} (collection, id, digest '${rows[0].digest}')`;
-      }
-    } catch (error) {
-      this.logger.warn(`Could not copy a bad row aside: ${(error as Error).message}`);
-    }
-    const key = `${this.tables.items} row (collection ${JSON.stringify(collection)}, id ${JSON.stringify(id)})`;
-    const error = new PersistenceError(
-      PersistenceErrorCode.BadStoredData,
-      badStoredData(
-        this.location,
-        key,
-        problem,
-        quarantinedAs,
-        postgresBadRowFix(this.tables.table),
-      ),
-      { operation: 'load', adapter: collection, itemId: id, path: key },
-    );
-    return { collection, id, error, quarantinedAs };
-  }
-
   private emit(event: DriverWatchEvent): void {
     for (const listener of this.listeners) {
       try {
@@ -454,25 +292,4 @@ export class PostgresStorageDriver implements StorageDriver {
       }
     }
   }
-}
-
-/** One row as read. */
-interface Row {
-  collection: string;
-  id: string;
-  data: Buffer;
-  revision: string;
-}
-
-const revisionProblem = (revision: string): string =>
-  `has revision ${revision}, not a positive integer below 2^53`;
-
-/** Where a pool of the application's own connects, as far as its options say. */
-function poolServer(pool: Pool): string {
-  const options = (pool as { options?: { host?: string; port?: number; database?: string } })
-    .options;
-  if (options === undefined) return 'postgres';
-  const connectionString = (options as { connectionString?: string }).connectionString;
-  if (typeof connectionString === 'string') return publicServer(connectionString);
-  return `postgres://${options.host ?? 'localhost'}:${options.port ?? 5432}/${options.database ?? ''}`;
 }
