@@ -707,6 +707,47 @@ describe('PostgresStorageDriver against PostgreSQL', () => {
     ]);
   });
 
+  itPg('stores on different tables share one database without meeting', async () => {
+    const other = uniqueTable('other');
+    tables.push(other);
+    const a = await driver('same-replica');
+    const b = await driver('same-replica', other);
+    const heard: DriverWatchEvent[] = [];
+    b.watch((event) => heard.push(event));
+    await b.watchReady();
+    await a.commit([{ collection: 'c', id: 'x', data: bytes('in a'), expectedRevision: 0 }], {
+      conflicts: 'reject',
+    });
+    const onB = await b.commit(
+      [{ collection: 'c', id: 'x', data: bytes('in b'), expectedRevision: 0 }],
+      { conflicts: 'reject' },
+    );
+    expect(onB.conflicts).toEqual([]);
+    expect(onB.revision).toBe(1); // its own counter
+    expect(byId((await a.loadAll(['c'])).records)).toEqual({ 'c/x': 'in a' });
+    expect(byId((await b.loadAll(['c'])).records)).toEqual({ 'c/x': 'in b' });
+    const c = await driver('third', other);
+    const seenByC: DriverWatchEvent[] = [];
+    c.watch((event) => seenByC.push(event));
+    await c.watchReady();
+    await a.commit([{ collection: 'c', id: 'y', data: bytes('a'), expectedRevision: 0 }], {
+      conflicts: 'reject',
+    });
+    await b.commit([{ collection: 'c', id: 'y', data: bytes('b'), expectedRevision: 0 }], {
+      conflicts: 'reject',
+    });
+    await until(() => seenByC.length > 0, "C's notice of B's commit");
+    expect(seenByC).toEqual([
+      {
+        kind: 'changes',
+        origin: 'same-replica',
+        revision: 2,
+        changes: [{ collection: 'c', id: 'y', deleted: false }],
+      },
+    ]);
+    expect(heard).toEqual([]); // B never hears A's table, nor its own commits
+  });
+
   itPg('creates its tables once when several replicas boot at once', async () => {
     const booted = await Promise.all(
       Array.from({ length: 8 }, (_, i) => driver(`boot-${i}`).then(() => i)),
