@@ -748,6 +748,53 @@ describe('PostgresStorageDriver against PostgreSQL', () => {
     expect(heard).toEqual([]); // B never hears A's table, nor its own commits
   });
 
+  itPg('stores of one table name in two schemas do not hear each other', async () => {
+    const schemas = [uniqueTable('schema_a'), uniqueTable('schema_b')];
+    for (const schema of schemas) await sql(POSTGRES_URL, `CREATE SCHEMA "${schema}"`);
+    try {
+      const [a, b] = schemas.map((schema) => {
+        const created = new PostgresStorageDriver({
+          connectionString: `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`,
+          table,
+          replicaId: schema,
+        });
+        drivers.push(created);
+        return created;
+      });
+      await a.open();
+      await b.open();
+      const heardByB: DriverWatchEvent[] = [];
+      b.watch((event) => heardByB.push(event));
+      await b.watchReady();
+      await a.commit([{ collection: 'c', id: 'x', data: bytes('a'), expectedRevision: 0 }], {
+        conflicts: 'reject',
+      });
+      await b.commit([{ collection: 'c', id: 'y', data: bytes('b'), expectedRevision: 0 }], {
+        conflicts: 'reject',
+      });
+      expect(byId((await a.loadAll(['c'])).records)).toEqual({ 'c/x': 'a' });
+      expect(byId((await b.loadAll(['c'])).records)).toEqual({ 'c/y': 'b' });
+      // A commit on a third driver of B's schema is heard: the watch works; A's was not heard.
+      const b2 = new PostgresStorageDriver({
+        connectionString: `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schemas[1]}`)}`,
+        table,
+        replicaId: 'b2',
+      });
+      drivers.push(b2);
+      await b2.open();
+      await b2.commit([{ collection: 'c', id: 'z', data: bytes('b2'), expectedRevision: 0 }], {
+        conflicts: 'reject',
+      });
+      await until(() => heardByB.length > 0, "B's notice of B2's commit");
+      expect(heardByB).toEqual([
+        expect.objectContaining({ kind: 'changes', origin: 'b2', revision: 2 }),
+      ]);
+    } finally {
+      for (const created of drivers.splice(0)) await created.close();
+      for (const schema of schemas) await sql(POSTGRES_URL, `DROP SCHEMA "${schema}" CASCADE`);
+    }
+  });
+
   itPg('creates its tables once when several replicas boot at once', async () => {
     const booted = await Promise.all(
       Array.from({ length: 8 }, (_, i) => driver(`boot-${i}`).then(() => i)),

@@ -19,7 +19,8 @@ export interface PostgresStorageDriverOptions {
   pool?: Pool;
   /**
    * The store's table (the driver adds `<table>_meta`, `<table>_leases` and `<table>_quarantine`,
-   * and uses the channel `<table>`): one per store, so that several stores share one database.
+   * and uses the channel `<table>`, in another schema than `public` `<table>@<8 hex>`): one per
+   * store, so that several stores share one database.
    * Replicas of one application share it. Lowercase letters, digits and `_`, at most 48 characters.
    * @default 'nestjs_persistence'
    */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
@@ -12,7 +13,9 @@ import { inTransaction, Refusal, sqlState } from './postgres.client';
  *   <table>_meta        key/value: 'schema' (the layout version), 'revision' (the last commit's)
  *   <table>_leases      name primary key, holder, token (fencing, never decreases), expires_at
  *   <table>_quarantine  copies of bad rows: collection, id, digest, data, revision, problem, copied_at
- *   channel <table>     LISTEN/NOTIFY: the notices of commits
+ *   channel <table>     LISTEN/NOTIFY: the notices of commits; `<table>@<8 hex of md5(schema)>`
+ *                       when the tables are not in `public` (channels are per database, not
+ *                       per schema: two schemas' stores of one name must not hear each other)
  */
 
 /** The layout version this code writes; a table at a higher version was made by a newer release. */
@@ -27,8 +30,8 @@ export class PostgresTables {
   readonly meta: string;
   readonly leases: string;
   readonly quarantine: string;
-  /** The LISTEN/NOTIFY channel (as a string argument of pg_notify). */
-  readonly channel: string;
+  /** The LISTEN/NOTIFY channel (as a string argument of pg_notify); see {@link inSchema}. */
+  channel: string;
 
   constructor(readonly table: string) {
     this.items = `"${table}"`;
@@ -36,6 +39,14 @@ export class PostgresTables {
     this.leases = `"${table}_leases"`;
     this.quarantine = `"${table}_quarantine"`;
     this.channel = table;
+  }
+
+  /** Names the channel after the schema the tables are in (`current_schema()` at open). */
+  inSchema(schema: string): void {
+    this.channel =
+      schema === 'public'
+        ? this.table
+        : `${this.table}@${createHash('md5').update(schema).digest('hex').slice(0, 8)}`;
   }
 }
 
@@ -90,6 +101,8 @@ function tooNew(t: PostgresTables, location: string, found: number): Persistence
  * transactional in PostgreSQL), so a crash half-way leaves the old layout whole.
  */
 export async function migrate(pool: Pool, t: PostgresTables, location: string): Promise<void> {
+  const { rows } = await pool.query<{ schema: string | null }>('SELECT current_schema() AS schema');
+  t.inSchema(rows[0]?.schema ?? 'public');
   try {
     const current = await schemaVersion(pool, t);
     if (current === SCHEMA_VERSION) return;
