@@ -138,6 +138,7 @@ describe('PostgreSQL faults (own server)', () => {
       const store = app.get(PersistenceStore);
       const sessions = app.get(SessionManager);
       const acked: string[] = [];
+      let failures = 0;
       let running = true;
       const loop = (async () => {
         for (let i = 0; running; i++) {
@@ -147,14 +148,16 @@ describe('PostgreSQL faults (own server)', () => {
             acked.push(...sessions.list().map((s) => s.id));
           } catch (error) {
             expect(error).toMatchObject({ code: PersistenceErrorCode.StorageUnavailable });
-            await new Promise((resolve) => setTimeout(resolve, 20));
+            failures++;
+            await new Promise((resolve) => setTimeout(resolve, 20)); // pace the retries
           }
         }
       })();
       for (let cycle = 0; cycle < 2; cycle++) {
         await until(() => acked.length > 5 * (cycle + 1), 'some acknowledged saves');
         await server.stop(); // fast shutdown: the sessions are terminated, in-flight work rolled back
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        const failedBefore = failures;
+        await until(() => failures > failedBefore, 'a save to fail while the server is down');
         await server.start();
       }
       await until(() => acked.length > 20, 'saves after the restarts');
