@@ -10,6 +10,8 @@ import {
 import { PostgresStorageDriver } from 'nestjs-persistence/postgres';
 import type { DriverChange } from '../lib/interfaces/storage-driver.interface';
 import { createApp } from './fixtures/app.factory';
+import { Cart, CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
+import { ChildApp } from './fixtures/child-process';
 import {
   PostgresServerProcess,
   postgresServerProblem,
@@ -234,6 +236,64 @@ describe('PostgreSQL faults (own server)', () => {
       const retry = await a.commit(large, { conflicts: 'reject' });
       expect(retry.conflicts).toEqual([]);
       expect(retry.applied).toHaveLength(large.length);
+    },
+  );
+
+  itServer(
+    'a replica killed while its commit is open on the server: none of it is visible',
+    async () => {
+      const child = new ChildApp('test/fixtures/replica.main.ts', {
+        DRIVER: 'postgres',
+        POSTGRES_URL: server.url,
+        TABLE: table,
+        REPLICA: 'victim',
+        MODE: 'loop',
+        BULK: '400',
+      });
+      try {
+        await child.waitFor('ACK 3');
+        // Its next commit's transaction is open on the server: kill the process now.
+        await until(async () => {
+          const rows = await sql(
+            server.url,
+            `SELECT 1 FROM pg_stat_activity WHERE application_name = 'nestjs-persistence:victim'
+             AND xact_start IS NOT NULL AND query NOT IN ('BEGIN', 'COMMIT')`,
+          );
+          return rows.length > 0;
+        }, 'a commit of the replica in flight');
+        child.kill('SIGKILL');
+        await child.exited;
+      } finally {
+        child.kill('SIGKILL');
+        await child.exited;
+      }
+      const acked = Math.max(
+        ...child.lines
+          .filter((line) => line.startsWith('ACK '))
+          .map((line) => Number(line.slice(4))),
+      );
+      // The server aborts the dead client's transaction and its locks go: another replica commits.
+      const app = await createApp(
+        {
+          path: dir,
+          storage: new PostgresStorageDriver({ connectionString: server.url, table }),
+          builtInAdapters: false,
+          adapters: [CartAdapter],
+        },
+        { imports: [CartModule] },
+      );
+      apps.push(app);
+      const carts = app.get(CartService);
+      const stored = new Map<string, Cart>(carts.entries());
+      const counter = stored.get('counter')!.total;
+      expect(counter).toBeGreaterThanOrEqual(acked);
+      expect(counter).toBeLessThanOrEqual(acked + 1);
+      for (let j = 0; j < 400; j++) expect(stored.get(`bulk-${j}`)?.total).toBe(counter);
+      carts.set('after', { items: ['x'], total: 1 });
+      await app.get(PersistenceStore).saveAll();
+      process.stdout.write(
+        `replica killed mid-commit: ${acked} acknowledged, ${counter} stored, a later commit got through\n`,
+      );
     },
   );
 

@@ -215,6 +215,10 @@ describe.each(BACKENDS)('replicas on $name (real child processes)', (backend) =>
       for (let r = 1; r <= counter; r++) expect(stored.get(`k-${r}`)?.total).toBe(r);
       expect(stored.has(`k-${counter + 1}`)).toBe(false);
       for (let j = 0; j < bulk; j++) expect(stored.get(`bulk-${j}`)?.total).toBe(counter);
+      process.stdout.write(
+        `kill -9 on ${backend.name} (${bulk} bulk items a save): ${acked} acknowledged, ` +
+          `${counter} stored (${counter > acked ? 'the save in flight landed whole' : 'the save in flight left nothing'})\n`,
+      );
     }
   });
 });
