@@ -11,6 +11,7 @@ module.exports = {
   moduleNameMapper: {
     '^nestjs-persistence$': '<rootDir>/lib/index.ts',
     '^nestjs-persistence/health$': '<rootDir>/lib/health/index.ts',
+    '^nestjs-persistence/postgres$': '<rootDir>/lib/storage/postgres/index.ts',
     '^nestjs-persistence/redis$': '<rootDir>/lib/storage/redis/index.ts',
     '^nestjs-persistence/testing$': '<rootDir>/lib/testing/index.ts',
     '^nestjs-persistence/s3$': '<rootDir>/lib/s3/index.ts',

@@ -10,8 +10,10 @@
  *
  *   npm run bench                                   everything (about 25 minutes on 2 cores)
  *   npm run bench -- --tier medium --format json    a subset (comma-separated lists)
- *   options: --tier, --format, --backend (ours,redis,sqlite,lowdb,conf,files-raw,files-durable;
- *            redis: ours on the Redis driver at BENCH_REDIS_URL, default redis://127.0.0.1:6379),
+ *   options: --tier, --format, --backend (ours,redis,postgres,sqlite,lowdb,conf,files-raw,files-durable;
+ *            redis: ours on the Redis driver at BENCH_REDIS_URL, default redis://127.0.0.1:6379;
+ *            postgres: ours on the PostgreSQL driver at BENCH_POSTGRES_URL, default
+ *            postgres://postgres@127.0.0.1:5432/test),
  *            --http / --no-http, --http-duration <s> (default 15), --no-docs
  */
 import 'reflect-metadata';
@@ -24,15 +26,16 @@ import { COMPARATORS } from './backends';
 import { CellResult, CellSpec } from './cell.types';
 import { prepareChildren } from './child.build';
 import { ROOT, runChild } from './child.runner';
+import { DRIVER_BACKENDS, isDriverBackend } from './drivers';
 import { HTTP_CASES, HttpResult, runHttpCase } from './http.scenario';
 import { httpTable, tierNotes, tierTable } from './report';
 import { TierName, TIERS } from './workload';
 
 const ALL_FORMATS = ['json', 'json-compact', 'json-gzip', 'msgpack', 'auto'];
-/** `redis`: ours on the Redis storage driver (BENCH_REDIS_URL, default redis://127.0.0.1:6379). */
-const ALL_BACKENDS = ['ours', 'redis', ...COMPARATORS];
-/** What runs without --backend: everything but redis, which needs a server. */
-const DEFAULT_BACKENDS = ALL_BACKENDS.filter((backend) => backend !== 'redis');
+/** `redis`, `postgres`: ours on a storage driver (bench/drivers.ts: the servers). */
+const ALL_BACKENDS = ['ours', ...DRIVER_BACKENDS, ...COMPARATORS];
+/** What runs without --backend: everything but the driver backends, which need a server. */
+const DEFAULT_BACKENDS = ALL_BACKENDS.filter((backend) => !isDriverBackend(backend));
 const DOCS = join(ROOT, 'docs', 'benchmarks.md');
 const START = '<!-- bench:generated:start -->';
 const END = '<!-- bench:generated:end -->';
@@ -96,8 +99,9 @@ async function main(): Promise<void> {
       if (backends.includes('ours')) {
         for (const format of formats) specs.push({ tier, backend: 'ours', format });
       }
-      if (backends.includes('redis')) {
-        for (const format of formats) specs.push({ tier, backend: 'redis', format });
+      for (const backend of DRIVER_BACKENDS) {
+        if (!backends.includes(backend)) continue;
+        for (const format of formats) specs.push({ tier, backend, format });
       }
       for (const backend of COMPARATORS)
         if (backends.includes(backend)) specs.push({ tier, backend });

@@ -11,14 +11,20 @@
  */
 import 'reflect-metadata';
 import { INestApplicationContext } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PersistenceStore, SaveMetadata } from '../lib';
-import { RedisStorageDriver } from '../lib/storage/redis';
 import { Backend } from './backend.interface';
 import { ComparatorName, createComparator } from './backends';
 import { openBenchApp } from './bench.app';
+import {
+  commitOf,
+  createDriver,
+  isDriverBackend,
+  newPlace,
+  removePlace,
+  serverOf,
+} from './drivers';
 import { CellResult, CellSpec, ColdLoadResult, Op } from './cell.types';
 import { report, runChild } from './child.runner';
 import { assertSameDump, dumpOf } from './dump';
@@ -114,8 +120,8 @@ async function measured(
   return { ...figures, extra };
 }
 
-/** Ours on the Redis driver: the same saves; no journal, and backup() is not supported there. */
-function redisSaver(app: INestApplicationContext): Saver {
+/** Ours on a storage driver: the same saves; no journal, and backup() is not supported there. */
+function driverSaver(app: INestApplicationContext): Saver {
   const store = app.get(PersistenceStore);
   const save = async (): Promise<Record<string, number | boolean>> => {
     const meta: SaveMetadata = await store.saveAll();
@@ -133,19 +139,18 @@ function redisSaver(app: INestApplicationContext): Saver {
   };
 }
 
-export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-
 async function main(): Promise<void> {
   const spec = JSON.parse(process.env.BENCH_CELL!) as CellSpec;
   const tier = TIERS[spec.tier];
-  const redis = spec.backend === 'redis';
+  const driverBackend = isDriverBackend(spec.backend) ? spec.backend : undefined;
+  const redis = driverBackend !== undefined; // ours on a driver (Redis or PostgreSQL)
   const ours = spec.backend === 'ours' || redis;
   const storeDir = join(spec.workDir, 'store');
-  const keyPrefix = `{bench:${randomBytes(6).toString('hex')}}:`; // a hash tag: the cleanup SCAN matches it as is
+  const place = driverBackend === undefined ? '' : newPlace(driverBackend);
   const app = await openBenchApp({
     path: ours && !redis ? storeDir : join(spec.workDir, 'app-unused'),
     ...(spec.format ? { format: spec.format as 'json' } : {}),
-    ...(redis ? { storage: new RedisStorageDriver({ url: BENCH_REDIS_URL, keyPrefix }) } : {}),
+    ...(driverBackend ? { storage: await createDriver(driverBackend, place) } : {}),
   });
   const workload = new Workload(app, tier);
   workload.fill();
@@ -156,7 +161,7 @@ async function main(): Promise<void> {
     await backend.open(storeDir);
   }
   const saver = redis
-    ? redisSaver(app)
+    ? driverSaver(app)
     : ours
       ? oursSaver(app, storeDir)
       : comparatorSaver(app, backend!, workload);
@@ -206,11 +211,11 @@ async function main(): Promise<void> {
   const cold = await runChild<ColdLoadResult>('cold-load.main', {
     BENCH_COLD: JSON.stringify({
       backend: spec.backend,
-      dir: redis ? keyPrefix : storeDir,
+      dir: redis ? place : storeDir,
       format: spec.format,
     }),
   });
-  if (redis) await removeRedisKeys(keyPrefix);
+  if (driverBackend) await removePlace(driverBackend, place);
   assertSameDump(`${spec.tier} ${label(spec)} cold load`, expected, cold.dump);
 
   const result: CellResult = {
@@ -218,8 +223,8 @@ async function main(): Promise<void> {
     label: label(spec),
     backend: spec.backend,
     format: spec.format,
-    description: redis
-      ? `nestjs-persistence on RedisStorageDriver (${BENCH_REDIS_URL}), format ${spec.format}: PersistenceStore.saveAll() = one Lua-script commit of the changed items with compare-and-set; backup() is not supported on a driver (n/a); loadAll() in a fresh Nest app`
+    description: driverBackend
+      ? `nestjs-persistence on ${driverBackend === 'redis' ? 'RedisStorageDriver' : 'PostgresStorageDriver'} (${serverOf(driverBackend)}), format ${spec.format}: PersistenceStore.saveAll() = ${commitOf(driverBackend)}; backup() is not measured on a driver (n/a); loadAll() in a fresh Nest app`
       : ours
         ? `nestjs-persistence, format ${spec.format}: PersistenceStore.saveAll() (one journal record, one fsync; past 8 MiB the journal is sealed and checkpointed in the background), loadAll() in a fresh Nest app`
         : backend!.description,
@@ -261,22 +266,9 @@ async function main(): Promise<void> {
 }
 
 function label(spec: CellSpec): string {
-  return spec.backend === 'ours' || spec.backend === 'redis'
+  return spec.backend === 'ours' || isDriverBackend(spec.backend)
     ? `${spec.backend} ${spec.format}`
     : spec.backend;
-}
-
-/** Removes the keys a Redis cell wrote (the bench may SCAN; the driver never does). */
-async function removeRedisKeys(prefix: string): Promise<void> {
-  const { default: Redis } = await import('ioredis');
-  const client = new Redis(BENCH_REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  client.disconnect();
 }
 
 function progress(spec: CellSpec, step: string): void {

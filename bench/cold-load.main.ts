@@ -18,25 +18,18 @@ async function main(): Promise<void> {
   };
   let result: ColdLoadResult;
   // Each side loads only its own modules (Nest and the library, or the comparator's package).
-  if (backend === 'ours' || backend === 'redis') {
+  if (backend === 'ours' || backend === 'redis' || backend === 'postgres') {
     const { PersistenceStore } = await import('../lib');
-    const { RedisStorageDriver } = await import('../lib/storage/redis');
+    const { createDriver, isDriverBackend } = await import('./drivers');
     const { openBenchApp } = await import('./bench.app');
     const { itemsOf } = await import('./workload');
     const bootStarted = performance.now();
-    // For redis, `dir` is the key prefix the cell wrote under.
+    // For a driver backend, `dir` is the key prefix or table the cell wrote to.
     const app = await openBenchApp({
-      path: backend === 'redis' ? process.cwd() : dir,
+      path: isDriverBackend(backend) ? process.cwd() : dir,
       format: format as 'json',
       loadOnBoot: false,
-      ...(backend === 'redis'
-        ? {
-            storage: new RedisStorageDriver({
-              url: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-              keyPrefix: dir,
-            }),
-          }
-        : {}),
+      ...(isDriverBackend(backend) ? { storage: await createDriver(backend, dir) } : {}),
     });
     const bootMs = performance.now() - bootStarted;
     const store = app.get(PersistenceStore);

@@ -346,11 +346,31 @@ export const badStoredData = (
   key: string,
   problem: string,
   quarantinedAs?: string,
+  fix = 'Repair it, or delete the key (and its id from the index set) to let saves write the item again.',
 ): string =>
   `The stored value ${key} in ${location} ${problem}, so it was neither loaded nor written. It is kept as it is ` +
   `and never overwritten or removed by a save` +
   (quarantinedAs === undefined ? '' : `; a copy is at ${quarantinedAs}`) +
-  '. Repair it, or delete the key (and its id from the index set) to let saves write the item again.';
+  `. ${fix}`;
+
+export const postgresSchemaTooNew = (
+  location: string,
+  table: string,
+  found: number,
+  known: number,
+): string =>
+  `The tables of ${location} are at layout version ${found} ("${table}_meta", key "schema"), but ` +
+  `this release of nestjs-persistence knows versions up to ${known}: a newer release made them. ` +
+  'Nothing was changed. Upgrade nestjs-persistence in this application, or give it another table.';
+
+export const postgresCounterDamaged = (location: string, table: string, got: string): string =>
+  `the revision counter ("${table}_meta", key "revision") is ${got}, not a non-negative integer; ` +
+  `restore the row (INSERT INTO "${table}_meta" VALUES ('revision', <the highest revision in ` +
+  `"${table}">))`;
+
+export const postgresBadRowFix = (table: string): string =>
+  `Repair the row (a revision of at most the "revision" row of "${table}_meta"), or delete it, to ` +
+  'let saves write the item again.';
 
 export const duplicateChange = (collection: string, id: string): string =>
   `A commit names item "${id}" of "${collection}" twice; each item may change once per commit. ` +

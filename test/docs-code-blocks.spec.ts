@@ -18,6 +18,7 @@ const BLOCKS_DIR = join(ROOT, '.docs-blocks'); // virtual: inside the repository
 const PACKAGES = [
   'nestjs-persistence',
   'nestjs-persistence/health',
+  'nestjs-persistence/postgres',
   'nestjs-persistence/redis',
   'nestjs-persistence/testing',
   'nestjs-persistence/s3',

@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import { PostgresStorageDriver } from 'nestjs-persistence/postgres';
 import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import {
   DriverPlace,
@@ -8,6 +9,7 @@ import {
 } from 'nestjs-persistence/testing';
 import { itOrSkip } from './fixtures/preconditions';
 import { redisProblem, removeKeys, uniquePrefix } from './fixtures/redis';
+import { dropTables, POSTGRES_URL, postgresProblem, sql, uniqueTable } from './fixtures/postgres';
 import { TcpProxy } from './fixtures/tcp-proxy';
 
 /*
@@ -58,6 +60,39 @@ describe('conformance: the Redis driver', () => {
         await admin!.hset(`${keyPrefix}item:${collection}:${id}`, 'rev', 'not a number');
       },
       dispose: () => removeKeys(admin!, keyPrefix),
+    };
+  };
+  for (const { name, run } of storageDriverChecks(place, { stop: true, corrupt: true })) {
+    test(name, run, 30_000);
+  }
+});
+
+describe('conformance: the PostgreSQL driver', () => {
+  const problem = postgresProblem();
+  const test = itOrSkip(problem);
+  const proxy = new TcpProxy(5432);
+  beforeAll(async () => {
+    if (!problem) await proxy.start();
+  });
+  afterAll(() => proxy.cut());
+
+  const place = (): DriverPlace => {
+    const table = uniqueTable('conformance');
+    const url = new URL(POSTGRES_URL);
+    url.port = String(proxy.port);
+    return {
+      driver: (replicaId) =>
+        new PostgresStorageDriver({ connectionString: url.toString(), table, replicaId }),
+      stop: () => proxy.cut(),
+      start: () => proxy.restore(),
+      corrupt: async (collection, id) => {
+        await sql(
+          POSTGRES_URL,
+          `UPDATE "${table}" SET revision = 0 WHERE collection = $1 AND id = $2`,
+          [collection, id],
+        );
+      },
+      dispose: () => dropTables(POSTGRES_URL, [table]),
     };
   };
   for (const { name, run } of storageDriverChecks(place, { stop: true, corrupt: true })) {

@@ -2,6 +2,7 @@ import { INestApplication, Injectable, Module } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as api from 'nestjs-persistence';
+import * as postgresEntry from 'nestjs-persistence/postgres';
 import * as redisEntry from 'nestjs-persistence/redis';
 import * as testingEntry from 'nestjs-persistence/testing';
 import {
@@ -75,8 +76,9 @@ describe('public API', () => {
     );
   });
 
-  it('keeps the Redis driver and the testing kit in their own entry points', async () => {
+  it('keeps the Redis and PostgreSQL drivers and the testing kit in their own entry points', async () => {
     expect(Object.keys(redisEntry)).toEqual(['RedisStorageDriver']);
+    expect(Object.keys(postgresEntry)).toEqual(['PostgresStorageDriver']);
     expect(Object.keys(testingEntry).sort()).toEqual([
       'InMemoryStorage',
       'InMemoryStorageDriver',
@@ -92,6 +94,11 @@ describe('public API', () => {
       default: './dist/storage/redis/index.js',
     });
     expect(pkg.peerDependenciesMeta.ioredis.optional).toBe(true);
+    expect(pkg.exports['./postgres']).toEqual({
+      types: './dist/storage/postgres/index.d.ts',
+      default: './dist/storage/postgres/index.js',
+    });
+    expect(pkg.peerDependenciesMeta.pg.optional).toBe(true);
   });
 
   it('strips @internal members (the managers’ entries()/replaceAll()) from the published .d.ts', async () => {

@@ -74,8 +74,11 @@ describe('RedisStorageDriver: options and loading', () => {
   });
 
   it('does not load ioredis until a driver opens', () => {
-    const [node, ...args] = childCommand('test/fixtures/redis-lazy.main.ts');
-    const output = execFileSync(node, args, { encoding: 'utf8' });
+    const [node, ...args] = childCommand('test/fixtures/driver-lazy.main.ts');
+    const output = execFileSync(node, args, {
+      encoding: 'utf8',
+      env: { ...process.env, DRIVER: 'redis' },
+    });
     expect(output).toContain('LOADED false function');
   });
 

@@ -13,11 +13,13 @@ import {
   SaveMetadata,
   SessionManager,
 } from 'nestjs-persistence';
+import { PostgresStorageDriver } from 'nestjs-persistence/postgres';
 import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { InMemoryStorage, InMemoryStorageDriver } from 'nestjs-persistence/testing';
 import { createApp } from './fixtures/app.factory';
 import { EventLog } from './fixtures/event-log';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
+import { dropTables, POSTGRES_URL, postgresProblem, uniqueTable } from './fixtures/postgres';
 import { itOrSkip } from './fixtures/preconditions';
 import { redisProblem, removeKeys, uniquePrefix } from './fixtures/redis';
 import { dumpState, seedState } from './fixtures/state';
@@ -25,9 +27,10 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
  * The store's behaviour that does not depend on where the bytes go, run on each storage: the local
- * file system (the default), the Redis driver (the server at 127.0.0.1:6379; skipped with the
- * reason when none answers) and the in-memory driver of nestjs-persistence/testing. The same test code for both: what an application relies on must not
- * change with `storage`. File-specific behaviour (files, journal, lock, crash points) has its own
+ * file system (the default), the Redis driver (the server at 127.0.0.1:6379), the PostgreSQL
+ * driver (the server of test/fixtures/postgres.ts; each skipped with the reason when its server does
+ * not answer) and the in-memory driver of nestjs-persistence/testing. The same test code for
+ * each: what an application relies on must not change with `storage`. File-specific behaviour (files, journal, lock, crash points) has its own
  * suites; so has Redis-specific behaviour (replicas, conflicts, faults).
  */
 
@@ -58,6 +61,7 @@ interface Storage {
 }
 
 const prefixes: string[] = [];
+const tables: string[] = [];
 
 const STORAGES: Storage[] = [
   {
@@ -74,6 +78,20 @@ const STORAGES: Storage[] = [
       const keyPrefix = uniquePrefix(dir.replace(/[^a-z0-9]/gi, '').slice(-12));
       prefixes.push(keyPrefix);
       return () => ({ path: dir, storage: new RedisStorageDriver({ url: URL, keyPrefix }) });
+    },
+    beforeLoad: 'refused',
+    restoreOverUnreadable: 'kept',
+  },
+  {
+    name: 'the PostgreSQL driver',
+    problem: postgresProblem(),
+    place: (dir) => {
+      const table = uniqueTable('store');
+      tables.push(table);
+      return () => ({
+        path: dir,
+        storage: new PostgresStorageDriver({ connectionString: POSTGRES_URL, table }),
+      });
     },
     beforeLoad: 'refused',
     restoreOverUnreadable: 'kept',
@@ -107,6 +125,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
       for (const prefix of prefixes.splice(0)) await removeKeys(client, prefix);
       client.disconnect();
     }
+    await dropTables(POSTGRES_URL, tables.splice(0));
     await removeDir(dir);
   });
 

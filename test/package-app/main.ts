@@ -1,6 +1,6 @@
 /*
  * A fresh application using the packed tarball as a user installs it (.ci/package-check): strict
- * TypeScript with skipLibCheck off, no optional peers (ioredis, msgpackr, @nestjs/terminus). It
+ * TypeScript with skipLibCheck off, no optional peers (ioredis, pg, msgpackr, @nestjs/terminus). It
  * boots, saves state, boots again on the same folder and checks that the state came back.
  */
 import 'reflect-metadata';

@@ -1,25 +1,75 @@
 import Redis from 'ioredis';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { StorageDriver } from 'nestjs-persistence';
+import { PostgresStorageDriver } from 'nestjs-persistence/postgres';
 import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { Cart, CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { createApp } from './fixtures/app.factory';
 import { ChildApp } from './fixtures/child-process';
+import { dropTables, POSTGRES_URL, postgresProblem, uniqueTable } from './fixtures/postgres';
 import { itOrSkip } from './fixtures/preconditions';
 import { redisProblem, removeKeys, uniquePrefix, until } from './fixtures/redis';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
- * Real replicas: three application processes on one Redis key prefix (the server at 127.0.0.1:6379;
- * skipped with the reason when none answers) update their own items and shared ones concurrently for
- * a bounded number of rounds. Afterwards no acknowledged change is lost, every conflict was reported
- * as configured, and the replicas converge through the watch alone. Then kill -9 during saves.
+ * Real replicas: three application processes on one store of a shared server — a Redis key prefix
+ * (the server at 127.0.0.1:6379) or a PostgreSQL table (test/fixtures/postgres.ts); each skipped
+ * with the reason when its server does not answer — update their own items and shared ones
+ * concurrently for a bounded number of rounds. Afterwards no acknowledged change is lost, every
+ * conflict was reported as configured, and the replicas converge through the watch alone. Then
+ * kill -9 during saves, small and large.
  */
 
-const itRedis = itOrSkip(redisProblem());
 const URL = 'redis://127.0.0.1:6379';
 const ENTRY = 'test/fixtures/replica.main.ts';
 const ROUNDS = 60;
+
+/** One kind of shared storage: how a test names a store on it, and cleans up after. */
+interface Backend {
+  name: string;
+  problem: string | undefined;
+  /** A new store: the replicas' environment, and a driver on it for the test's own reads. */
+  place(name: string): { env: Record<string, string>; driver: () => StorageDriver };
+  cleanup(): Promise<void>;
+}
+
+const prefixes: string[] = [];
+const tables: string[] = [];
+
+const BACKENDS: Backend[] = [
+  {
+    name: 'Redis',
+    problem: redisProblem(),
+    place: (name) => {
+      const keyPrefix = uniquePrefix(name);
+      prefixes.push(keyPrefix);
+      return {
+        env: { DRIVER: 'redis', REDIS_URL: URL, KEY_PREFIX: keyPrefix },
+        driver: () => new RedisStorageDriver({ url: URL, keyPrefix }),
+      };
+    },
+    cleanup: async () => {
+      if (prefixes.length === 0) return;
+      const client = new Redis(URL);
+      for (const prefix of prefixes.splice(0)) await removeKeys(client, prefix);
+      client.disconnect();
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    problem: postgresProblem(),
+    place: (name) => {
+      const table = uniqueTable(name);
+      tables.push(table);
+      return {
+        env: { DRIVER: 'postgres', POSTGRES_URL, TABLE: table },
+        driver: () => new PostgresStorageDriver({ connectionString: POSTGRES_URL, table }),
+      };
+    },
+    cleanup: () => dropTables(POSTGRES_URL, tables.splice(0)),
+  },
+];
 
 interface Ack {
   round: number;
@@ -33,10 +83,10 @@ const payloads = (child: ChildApp, tag: string): unknown[] =>
     .filter((line) => line.startsWith(`${tag} `))
     .map((line) => JSON.parse(line.slice(tag.length + 1)) as unknown);
 
-describe('replicas on Redis (real child processes)', () => {
+describe.each(BACKENDS)('replicas on $name (real child processes)', (backend) => {
+  const itServer = itOrSkip(backend.problem);
   let dir: string;
   const children: ChildApp[] = [];
-  const prefixes: string[] = [];
 
   beforeEach(async () => {
     dir = await makeTempDir();
@@ -47,17 +97,15 @@ describe('replicas on Redis (real child processes)', () => {
       child.kill('SIGKILL');
       await child.exited;
     }
-    const client = new Redis(URL);
-    for (const prefix of prefixes.splice(0)) await removeKeys(client, prefix);
-    client.disconnect();
+    await backend.cleanup();
     await removeDir(dir);
   });
 
-  async function readStored(keyPrefix: string): Promise<Map<string, Cart>> {
+  async function readStored(driver: () => StorageDriver): Promise<Map<string, Cart>> {
     const app = await createApp(
       {
         path: dir,
-        storage: new RedisStorageDriver({ url: URL, keyPrefix }),
+        storage: driver(),
         builtInAdapters: false,
         adapters: [CartAdapter],
         saveOnShutdown: false,
@@ -70,15 +118,13 @@ describe('replicas on Redis (real child processes)', () => {
   }
 
   for (const policy of ['last-write-wins', 'reject'] as const) {
-    itRedis(`three replicas, ${ROUNDS} rounds each, conflicts ${policy}`, async () => {
-      const keyPrefix = uniquePrefix(`replicas-${policy}`);
-      prefixes.push(keyPrefix);
+    itServer(`three replicas, ${ROUNDS} rounds each, conflicts ${policy}`, async () => {
+      const store = backend.place(`replicas-${policy}`);
       const go = join(dir, 'go');
       const sync = join(dir, 'sync');
       const replicas = ['r1', 'r2', 'r3'].map((replica) => {
         const child = new ChildApp(ENTRY, {
-          REDIS_URL: URL,
-          KEY_PREFIX: keyPrefix,
+          ...store.env,
           REPLICA: replica,
           MODE: 'rounds',
           ROUNDS: String(ROUNDS),
@@ -97,7 +143,7 @@ describe('replicas on Redis (real child processes)', () => {
       }
       const started = performance.now();
       await writeFile(sync, '');
-      const stored = await readStored(keyPrefix);
+      const stored = await readStored(store.driver);
       const expected = JSON.stringify([...stored].sort(([a], [b]) => a.localeCompare(b)));
       await until(
         () => replicas.every((child) => child.lines.at(-1) === `STATE ${expected}`),
@@ -137,33 +183,42 @@ describe('replicas on Redis (real child processes)', () => {
       }
       expect(conflicts).toBeGreaterThan(0);
       process.stdout.write(
-        `replicas (${policy}): ${updates} updates, ${conflicts} conflicts reported, ` +
+        `replicas on ${backend.name} (${policy}): ${updates} updates, ${conflicts} conflicts reported, ` +
           `0 acknowledged changes lost, converged in ${convergeMs.toFixed(0)} ms\n`,
       );
     });
   }
 
-  itRedis('kill -9 during saves: every acknowledged save present, none half-applied', async () => {
-    for (const stopAfter of [5, 40]) {
-      const keyPrefix = uniquePrefix(`kill9-${stopAfter}`);
-      prefixes.push(keyPrefix);
+  itServer('kill -9 during saves: every acknowledged save present, none half-applied', async () => {
+    // Small saves, then large ones (200 items of 2 KiB per commit): the kill lands mid-commit.
+    for (const [stopAfter, bulk] of [
+      [5, 0],
+      [30, 0],
+      [8, 200],
+    ]) {
+      const store = backend.place(`kill9-${stopAfter}-${bulk}`);
       const child = new ChildApp(ENTRY, {
-        REDIS_URL: URL,
-        KEY_PREFIX: keyPrefix,
+        ...store.env,
         REPLICA: `k${stopAfter}`,
         MODE: 'loop',
+        BULK: String(bulk),
       });
       children.push(child);
       await child.waitFor(`ACK ${stopAfter}`);
       child.kill('SIGKILL');
       await child.exited;
       const acked = Math.max(...(payloads(child, 'ACK') as number[]));
-      const stored = await readStored(keyPrefix);
+      const stored = await readStored(store.driver);
       const counter = stored.get('counter')!.total;
       expect(counter).toBeGreaterThanOrEqual(acked);
       expect(counter).toBeLessThanOrEqual(acked + 1); // the save in flight, whole or not at all
       for (let r = 1; r <= counter; r++) expect(stored.get(`k-${r}`)?.total).toBe(r);
       expect(stored.has(`k-${counter + 1}`)).toBe(false);
+      for (let j = 0; j < bulk; j++) expect(stored.get(`bulk-${j}`)?.total).toBe(counter);
+      process.stdout.write(
+        `kill -9 on ${backend.name} (${bulk} bulk items a save): ${acked} acknowledged, ` +
+          `${counter} stored (${counter > acked ? 'the save in flight landed whole' : 'the save in flight left nothing'})\n`,
+      );
     }
   });
 });
