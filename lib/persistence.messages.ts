@@ -3,6 +3,10 @@
 export const invalidOption = (option: string, got: unknown, fix: string): string =>
   `PersistenceModule option "${option}" is invalid (got ${describe(got)}). ${fix}`;
 
+export const unknownOption = (option: string, closest: string, known: readonly string[]): string =>
+  `PersistenceModule option "${option}" is not an option of this version, so it would be ignored. ` +
+  `Did you mean "${closest}"? Known here: ${known.join(', ')}.`;
+
 export const schedulerMissing = (): string =>
   'Auto-save needs @nestjs/schedule: import ScheduleModule.forRoot() in your AppModule, ' +
   'or pass autoSave: false to PersistenceModule.forRoot().';

@@ -15,6 +15,7 @@ export type {
   BackupOptions,
   EncryptionKey,
   EncryptionOptions,
+  LockOptions,
   PersistenceLimits,
   PersistenceModuleOptions,
 } from './persistence-module-options.interface';
