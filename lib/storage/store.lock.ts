@@ -6,7 +6,7 @@ import { writeNewFile } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
 import { LockLease, LockTiming, RenewOutcome } from './lock.lease';
-import { fileId, LockFile, LockOwner, readLockFile, sha256 } from './lock.file';
+import { fileId, LockOwner, readLockFile, sha256 } from './lock.file';
 import { LockWatch } from './lock.watch';
 
 export type { LockOwner };
