@@ -141,8 +141,8 @@ describe('the lock lease (fake timers)', () => {
     expect(owner.writable()).toBeUndefined(); // the last confirmed renewal is less than a lease ago
     await advance(2000);
     await expect(owner.writable()).rejects.toMatchObject({
-      code: PersistenceErrorCode.LockLost,
-      message: expect.stringContaining('could not renew its lock for 30000 ms') as unknown,
+      code: PersistenceErrorCode.IoFailed,
+      message: expect.stringContaining('renew the lock of') as unknown,
     });
     expect(owner.lostError).toBeUndefined(); // not lost: unconfirmed
     failing = false;

@@ -109,9 +109,9 @@ export interface LockOptions {
    */
   leaseMs?: number;
   /**
-   * Milliseconds between two renewals by the owner; fewer than `leaseMs`. An owner whose renewals
-   * fail for a whole lease stops writing (saves fail with `PERSISTENCE_LOCK_LOST` while it cannot
-   * confirm it still holds the lock).
+   * Milliseconds between two renewals by the owner; fewer than `leaseMs`. An owner whose renewal
+   * finds another record in `.lock` stops writing for good (`PERSISTENCE_LOCK_LOST`); one whose
+   * renewals fail for a whole lease refuses writes until a renewal succeeds.
    * @default 10000 (or a third of `leaseMs` when that is shorter)
    */
   renewMs?: number;

@@ -1,6 +1,6 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
-import { lockLost, lockUnconfirmed } from '../persistence.messages';
+import { ioFailed, lockLost, lockUnconfirmed, reasonOf } from '../persistence.messages';
 
 /** How often the owner renews its lock, and how long an unrenewed lock of another host stays its. */
 export interface LockTiming {
@@ -32,7 +32,8 @@ export type RenewOutcome =
  * lease, measured on its own clock from its first look. A renewal that starts at `t` and succeeds
  * changes the record no earlier than `t`, so no waiter can take over before `t + leaseMs`: until
  * then this process may write. Past it without a confirmed renewal, a write first renews; while that
- * fails it is refused (`PERSISTENCE_LOCK_LOST`). A renewal that finds another record in `.lock` means
+ * fails it is refused (`PERSISTENCE_IO_FAILED` when the renewal's I/O failed, else
+ * `PERSISTENCE_LOCK_LOST`: another process holds the claim on our record). A renewal that finds another record in `.lock` means
  * the lock was taken over (or deleted): every later write is refused, and `onLost` is called once.
  */
 export class LockLease {
@@ -41,6 +42,8 @@ export class LockLease {
   /** `performance.now()` at the start of the last confirmed renewal (or of the acquire). */
   private confirmedAt: number;
   private lost?: PersistenceError;
+  /** Why the last renewal failed, when it threw (an I/O error): what an unconfirmed write reports. */
+  private failure?: unknown;
 
   constructor(
     private readonly path: string,
@@ -66,16 +69,22 @@ export class LockLease {
    */
   writable(): Promise<void> | undefined {
     if (this.lost) return Promise.reject(this.lost);
-    if (performance.now() - this.confirmedAt < this.timing.leaseMs) return undefined;
-    return this.renewNow().then(() => {
+    if (!this.expired()) return undefined;
+    return this.confirm().then(() => {
       if (this.lost) throw this.lost;
-      if (performance.now() - this.confirmedAt >= this.timing.leaseMs) {
+      if (!this.expired()) return;
+      if (this.failure !== undefined) {
         throw new PersistenceError(
-          PersistenceErrorCode.LockLost,
-          lockUnconfirmed(this.path, this.timing.leaseMs),
-          { path: this.path },
+          PersistenceErrorCode.IoFailed,
+          ioFailed('renew the lock of', this.path, reasonOf(this.failure)),
+          { path: this.path, cause: this.failure },
         );
       }
+      throw new PersistenceError(
+        PersistenceErrorCode.LockLost,
+        lockUnconfirmed(this.path, this.timing.leaseMs),
+        { path: this.path },
+      );
     });
   }
 
@@ -84,6 +93,19 @@ export class LockLease {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.renewing;
+  }
+
+  private expired(): boolean {
+    return performance.now() - this.confirmedAt >= this.timing.leaseMs;
+  }
+
+  /**
+   * Renews for a write: after the renewal in flight (it may have started long ago, e.g. before the
+   * event loop was blocked), a new one when the lease is still not confirmed.
+   */
+  private async confirm(): Promise<void> {
+    await this.renewNow();
+    if (!this.lost && this.expired()) await this.renewNow();
   }
 
   /** One renewal at a time: a tick or a write that comes while one runs waits for that one. */
@@ -98,7 +120,9 @@ export class LockLease {
     let outcome: RenewOutcome;
     try {
       outcome = await this.renew();
-    } catch {
+      this.failure = undefined;
+    } catch (error) {
+      this.failure = error;
       return; // not confirmed: the next tick tries again, and writes stop once a lease passes
     }
     if (outcome.kind === 'renewed') {
