@@ -1,5 +1,5 @@
 import { INestApplication } from '@nestjs/common';
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   PersistenceErrorCode,
@@ -180,6 +180,30 @@ describe('the lock lease (fake timers)', () => {
     expect(status.writable).toBe(false);
     expect((await stat(join(store, '.journal'))).size).toBe(journal.size);
     expect(await readFile(join(store, LOCK_FILE))).toEqual(taken);
+  });
+
+  it('a store folder removed for longer than a lease is still recreated by the save after next', async () => {
+    const store = join(dir, 'store');
+    const app = await createApp(
+      { path: store, lock: { ...LEASE, host: 'pod-a' } },
+      { fileSystem: disk.fs },
+    );
+    apps.push(app);
+    app.get(SessionManager).create({ id: 'kept' });
+    await app.get(PersistenceStore).saveAll();
+    await rm(store, { recursive: true });
+    await advance(2 * LEASE.leaseMs); // renewals fail meanwhile: the folder is gone
+    app.get(SessionManager).create({ id: 'new' });
+    await expect(app.get(PersistenceStore).saveAll()).rejects.toMatchObject({
+      code: PersistenceErrorCode.IoFailed,
+      message: expect.stringContaining('was removed while the application ran') as unknown,
+    });
+    await app.get(PersistenceStore).saveAll(); // recreates the folder and its lock, writes it all
+    await app.get(PersistenceStore).checkpoint();
+    expect(JSON.parse(await readFile(join(store, LOCK_FILE), 'utf8'))).toMatchObject({
+      host: 'pod-a',
+    });
+    expect((await readdir(join(store, 'sessions'))).length).toBe(2);
   });
 
   it('the renewal timer runs only while the lock is held', async () => {

@@ -1,6 +1,7 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { ioFailed, lockLost, lockUnconfirmed, reasonOf } from '../persistence.messages';
+import { errorCode } from './file-system.interface';
 
 /** How often the owner renews its lock, and how long an unrenewed lock of another host stays its. */
 export interface LockTiming {
@@ -73,6 +74,9 @@ export class LockLease {
     return this.confirm().then(() => {
       if (this.lost) throw this.lost;
       if (!this.expired()) return;
+      // The folder is gone (the renewal could not create its file): nobody holds a lock in it. The
+      // store's own check refuses that write and recreates the folder, with a new lock.
+      if (errorCode(this.failure) === 'ENOENT') return;
       if (this.failure !== undefined) {
         throw new PersistenceError(
           PersistenceErrorCode.IoFailed,

@@ -210,6 +210,7 @@ export class StoreLock {
   async release(): Promise<void> {
     if (!this.owner) return;
     await this.lease?.stop();
+    this.lease = undefined;
     const current = await readLockFile(this.fs, this.path).catch(() => undefined);
     if (current?.owner?.token === this.owner.token) {
       await this.fs.unlink(this.path).catch(() => undefined);
