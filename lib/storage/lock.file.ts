@@ -1,7 +1,22 @@
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { basename } from 'node:path';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
+import { LOCK_FILE } from './on-disk.names';
 
 /* Reading the lock's files (`.lock` and its claims): their owner record, and the hash that names them. */
+
+/** A contender's lock content before it is linked into place: `.lock.new-<host hash>-<pid>-<random>`. */
+export const TEMP_PREFIX = `${LOCK_FILE}.new-`;
+/** Exclusive right to remove one exact stale file: `.lock.takeover-<hash of its name and bytes>`. */
+export const CLAIM_PREFIX = `${LOCK_FILE}.takeover-`;
+/** Left by versions before 0.2 when they crashed while moving a stale lock aside. */
+export const OLD_ASIDE_PREFIX = `${LOCK_FILE}.stale-`;
+
+/** True for the lock file and the lock's own temporary and claim files. */
+export function isLockFileName(name: string): boolean {
+  return name === LOCK_FILE || name.startsWith(`${LOCK_FILE}.`);
+}
 
 /** Bytes of a lock or claim file that are read (and hashed); real ones are about 120 bytes. */
 const MAX_LOCK_BYTES = 64 * 1024;
@@ -87,3 +102,18 @@ export function parseLockOwner(bytes: Buffer): LockOwner | undefined {
   }
   return undefined;
 }
+
+/** Short hash of a host name, used in temporary file names. */
+export const hostTag = (host: string = hostname()): string => sha256(host).slice(0, 8);
+
+/** The claim that gives one contender the right to remove `target` while it holds the bytes `id`. */
+export const claimName = (target: string, id: string): string =>
+  `${CLAIM_PREFIX}${sha256(`${basename(target)}\n${id}`).slice(0, 32)}`;
+
+/** Name of the claim on the file `target` (a path or a name) while it holds exactly `content`. */
+export const claimFileName = (target: string, content: Uint8Array): string =>
+  claimName(target, fileId(content.length, content));
+
+/** Name of a temporary lock file of process `pid` on this host (`suffix`: random hex). */
+export const lockTempFileName = (pid: number, suffix: string, host: string = hostname()): string =>
+  `${TEMP_PREFIX}${hostTag(host)}-${pid}-${suffix}`;

@@ -1,25 +1,28 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { PersistenceError } from '../errors/persistence.error';
 import { writeNewFile } from './atomic-write';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { fsyncDirectory } from './fs.util';
 import { LockLease, LockTiming, RenewOutcome } from './lock.lease';
-import { fileId, LockOwner, readLockFile, sha256 } from './lock.file';
+import {
+  CLAIM_PREFIX,
+  claimName,
+  fileId,
+  hostTag,
+  lockTempFileName,
+  LockOwner,
+  OLD_ASIDE_PREFIX,
+  readLockFile,
+  TEMP_PREFIX,
+} from './lock.file';
 import { LockWatch } from './lock.watch';
-
-export type { LockOwner };
 import { LOCK_FILE } from './on-disk.names';
 
+export type { LockOwner };
+export { claimFileName, isLockFileName, lockTempFileName } from './lock.file';
 export { LOCK_FILE };
-
-/** A contender's lock content before it is linked into place: `.lock.new-<host hash>-<pid>-<random>`. */
-const TEMP_PREFIX = `${LOCK_FILE}.new-`;
-/** Exclusive right to remove one exact stale file: `.lock.takeover-<hash of its name and bytes>`. */
-const CLAIM_PREFIX = `${LOCK_FILE}.takeover-`;
-/** Left by versions before 0.2 when they crashed while moving a stale lock aside. */
-const OLD_ASIDE_PREFIX = `${LOCK_FILE}.stale-`;
 
 /** Attempts before giving up while another live contender is taking over a stale lock. */
 const MAX_ATTEMPTS = 50;
@@ -36,11 +39,6 @@ export const DEFAULT_LOCK_TIMING: LockTiming = { leaseMs: 30_000, renewMs: 10_00
 /** How a store takes its lock: the lease, and (tests only) the host name it writes and compares. */
 export interface LockSettings extends LockTiming {
   host?: string;
-}
-
-/** True for the lock file and the lock's own temporary and claim files. */
-export function isLockFileName(name: string): boolean {
-  return name === LOCK_FILE || name.startsWith(`${LOCK_FILE}.`);
 }
 
 /** The store is held by a live process. */
@@ -64,21 +62,6 @@ const tokensHere = new Set<string>();
 
 /** Reported as the replaced owner when the stale lock could not be parsed. */
 const UNREADABLE: LockOwner = { pid: 0, host: 'unknown', token: 'unreadable', since: '' };
-
-/** Short hash of a host name, used in temporary file names. */
-const hostTag = (host: string = hostname()): string => sha256(host).slice(0, 8);
-
-/** The claim that gives one contender the right to remove `target` while it holds the bytes `id`. */
-const claimName = (target: string, id: string): string =>
-  `${CLAIM_PREFIX}${sha256(`${basename(target)}\n${id}`).slice(0, 32)}`;
-
-/** Name of the claim on the file `target` (a path or a name) while it holds exactly `content`. */
-export const claimFileName = (target: string, content: Uint8Array): string =>
-  claimName(target, fileId(content.length, content));
-
-/** Name of a temporary lock file of process `pid` on this host (`suffix`: random hex). */
-export const lockTempFileName = (pid: number, suffix: string, host: string = hostname()): string =>
-  `${TEMP_PREFIX}${hostTag(host)}-${pid}-${suffix}`;
 
 /**
  * One writer per store folder, race-free between processes (docs/on-disk-format.md, "One writer"):

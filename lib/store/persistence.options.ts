@@ -16,6 +16,7 @@ import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
 import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
 import { isSameOrInside } from '../storage/path.util';
+import { DEFAULT_LOCK_TIMING } from '../storage/store.lock';
 import { assertKnownOptionKeys } from './option-keys.check';
 
 /** Defaults of every option, in one place. */
@@ -36,7 +37,7 @@ export const DEFAULT_OPTIONS = {
   adapterTimeout: 10_000,
   backups: { keep: DEFAULT_BACKUPS_KEPT },
   conflicts: 'last-write-wins' as ConflictPolicy,
-  lock: { leaseMs: 30_000, renewMs: 10_000 },
+  lock: DEFAULT_LOCK_TIMING,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -201,7 +202,8 @@ function resolveLock(lock: PersistenceModuleOptions['lock']): ResolvedLockOption
   }
   const leaseMs = lock.leaseMs ?? DEFAULT_OPTIONS.lock.leaseMs;
   assertInterval('lock.leaseMs', leaseMs);
-  const renewMs = lock.renewMs ?? Math.min(DEFAULT_OPTIONS.lock.renewMs, Math.floor(leaseMs / 3));
+  const renewMs =
+    lock.renewMs ?? Math.max(1, Math.min(DEFAULT_OPTIONS.lock.renewMs, Math.floor(leaseMs / 3)));
   assertInterval('lock.renewMs', renewMs);
   if (renewMs >= leaseMs) {
     fail(
