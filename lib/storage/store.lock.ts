@@ -215,7 +215,9 @@ export class StoreLock {
     const next: LockOwner = { ...owner, beat: (owner.beat ?? 0) + 1 };
     const bytes = Buffer.from(JSON.stringify(next));
     const temp = this.tempPath();
-    await writeNewFile(this.fs, temp, bytes, this.fileMode);
+    // No fsync: readers see the content without one, and after a crash of this host its owner is
+    // gone anyway (an empty or torn record is stale). A renewal costs no trip to the disk.
+    await writeNewFile(this.fs, temp, bytes, this.fileMode, false);
     const claim = join(this.root, claimName(this.path, ownId));
     try {
       try {
@@ -229,7 +231,6 @@ export class StoreLock {
         const current = await readLockFile(this.fs, this.path);
         if (current?.id !== ownId) return { kind: 'lost', owner: current?.owner };
         await this.fs.rename(temp, this.path);
-        await fsyncDirectory(this.fs, this.root);
         this.owner = next;
         this.ownId = fileId(bytes.length, bytes);
         return { kind: 'renewed' };
