@@ -21,9 +21,9 @@ import { transpileForNode } from './fixtures/transpile';
  * an empty or garbage lock (an older version that crashed between creating and writing it), a stale
  * lock whose take-over was claimed by contenders that died, or the same left by processes of other
  * hosts (never renewed: taken over after a lease; a stale lock of another host alone is in
- * test/lock-lease.spec.ts and test/single-writer.spec.ts). Half of the contenders simulate another host, so
- * every winner is, for half of the losers, an owner on another host that they only know alive by its
- * renewals. Each round exactly one must own the folder, every other one must name that owner, no
+ * test/lock-lease.spec.ts and test/single-writer.spec.ts). Half of the contenders simulate another
+ * host, so every winner is, for half of the losers, an owner on another host that they only know
+ * alive by its renewals. Each round exactly one must own the folder, every other one must name that owner, no
  * owner may lose its lock while it holds it, and the owner's acknowledged save must be in the journal
  * afterwards. The contenders are long-lived plain-node processes driven over IPC; the lease is short
  * (the rounds on other hosts' stale locks wait one lease each).
