@@ -3,6 +3,10 @@
 export const invalidOption = (option: string, got: unknown, fix: string): string =>
   `PersistenceModule option "${option}" is invalid (got ${describe(got)}). ${fix}`;
 
+export const unknownOption = (option: string, closest: string, known: readonly string[]): string =>
+  `PersistenceModule option "${option}" is not an option of this version, so it would be ignored. ` +
+  `Did you mean "${closest}"? Known here: ${known.join(', ')}.`;
+
 export const schedulerMissing = (): string =>
   'Auto-save needs @nestjs/schedule: import ScheduleModule.forRoot() in your AppModule, ' +
   'or pass autoSave: false to PersistenceModule.forRoot().';
@@ -95,10 +99,32 @@ export const storeLocked = (
     ? `process ${owner.pid} on ${owner.host} (since ${owner.since || 'unknown'})`
     : 'another process') +
   ". Two writers would lose each other's updates: stop the other process, give this one its own path, " +
-  'or open it with readOnly: true to only read. If that process is gone, delete the .lock file.';
+  'or open it with readOnly: true to only read. A lock whose process is gone is taken over at the ' +
+  'next start (at once on the same host; from another host once nobody renewed it for lock.leaseMs).';
 
-export const staleLockTaken = (path: string, owner: { pid: number; host: string }): string =>
-  `Took over the lock of ${path} from process ${owner.pid} on ${owner.host}, which is no longer running.`;
+export const staleLockTaken = (
+  path: string,
+  owner: { pid: number; host: string },
+  unrenewedMs: number | undefined,
+): string =>
+  `Took over the lock of ${path} from process ${owner.pid} on ${owner.host}, ` +
+  (unrenewedMs === undefined
+    ? 'which is no longer running.'
+    : `which did not renew it for ${unrenewedMs} ms (lock.leaseMs).`);
+
+export const lockLost = (
+  path: string,
+  owner: { pid: number; host: string; since: string } | undefined,
+): string =>
+  `This process no longer holds the store ${path}: its lock now names ` +
+  (owner ? `process ${owner.pid} on ${owner.host} (since ${owner.since || 'unknown'})` : 'nobody') +
+  ' (taken over after this process did not renew it for lock.leaseMs, or deleted). Every write is ' +
+  'refused from now on so that two writers do not corrupt the store; the in-memory state is kept. ' +
+  'Restart this process to take the store again once the other one has stopped.';
+
+export const lockUnconfirmed = (path: string, leaseMs: number): string =>
+  `Refused to write to the store ${path}: this process could not renew its lock for ${leaseMs} ms ` +
+  '(lock.leaseMs), so another host may have taken it over. Writes resume once a renewal succeeds.';
 
 export const readOnly = (operation: string): string =>
   `Cannot ${operation}: the store was opened with readOnly: true. Open it without readOnly in the one process that writes.`;

@@ -96,14 +96,20 @@ describe('CLI (nestjs-persistence bin)', () => {
   it('compiles to a runnable bin: imports resolve, --help exits 0, usage errors exit 2', async () => {
     expect(await unresolvedRequires(join(work, 'dist'))).toEqual([]);
     expect((await readFile(main, 'utf8')).startsWith('#!/usr/bin/env node\n')).toBe(true);
-    const [help, noPath, unknown, badFormat, missing] = await Promise.all([
+    const [help, version, noPath, unknown, badFormat, missing] = await Promise.all([
       cli('--help'),
+      cli('--version'),
       cli('verify'),
       cli('frobnicate'),
       cli('import', join(root, 's'), join(root, 'doc.json'), '--format', 'xml'),
       cli('inspect', join(root, 'nothing-here')),
     ]);
     expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--version');
+    const { version: packaged } = JSON.parse(await readFile('package.json', 'utf8')) as {
+      version: string;
+    };
+    expect(version).toEqual({ code: 0, stdout: `${packaged}\n`, stderr: '' });
     for (const command of [
       'inspect',
       'verify',

@@ -86,6 +86,35 @@ describe('PersistenceModule', () => {
       },
     );
 
+    it.each([
+      ['autosave', { autosave: false, fromat: 'json' }, 'autoSave'],
+      ['fromat', { fromat: 'json' }, 'format'],
+      ['autoSave.intervall', { autoSave: { intervall: 1000 } }, 'autoSave.interval'],
+      ['backups.kep', { backups: { directory: '../b', kep: 3 } }, 'backups.keep'],
+      ['encryption.kye', { encryption: { kye: 'k' } }, 'encryption.key'],
+      ['limits.maxFileByte', { limits: { maxFileByte: 10 } }, 'limits.maxFileBytes'],
+      ['lock.leaseMS', { lock: { leaseMS: 1000 } }, 'lock.leaseMs'],
+    ])(
+      'an unknown option "%s" fails app.init() naming the closest known one',
+      async (option, options, closest) => {
+        const error = await createApp({ path: dir, ...(options as object) }).catch(
+          (e: unknown) => e,
+        );
+        expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidOptions });
+        expect((error as Error).message).toContain(`"${option}" is not an option`);
+        expect((error as Error).message).toContain(`Did you mean "${closest}"?`);
+      },
+    );
+
+    it('lock.renewMs must be shorter than lock.leaseMs', async () => {
+      const error = await createApp({
+        path: dir,
+        lock: { leaseMs: 1000, renewMs: 1000 },
+      }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: PersistenceErrorCode.InvalidOptions });
+      expect((error as Error).message).toMatch(/"lock.renewMs" is invalid \(got 1000\)/);
+    });
+
     // Auto-save without ScheduleModule: see test/module-wiring.spec.ts.
 
     it('auto-save off needs no ScheduleModule', async () => {

@@ -82,6 +82,13 @@ describe('RedisStorageDriver: options and loading', () => {
     expect(output).toContain('LOADED false function');
   });
 
+  it('a missing ioredis fails app.init() saying what to install (the store never opens without it)', () => {
+    const [node, ...args] = childCommand('test/fixtures/redis-missing.main.ts');
+    const output = execFileSync(node, args, { encoding: 'utf8', timeout: 20_000 });
+    expect(output).toContain(`INIT-FAILED ${PersistenceErrorCode.OptionalDependencyMissing}`);
+    expect(output).toContain('npm install ioredis');
+  });
+
   it('rejects calls before open() and after close()', async () => {
     const driver = new RedisStorageDriver({ keyPrefix: uniquePrefix('closed') });
     expect(thrown(() => driver.watch(() => undefined)).code).toBe(PersistenceErrorCode.StoreClosed);

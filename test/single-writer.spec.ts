@@ -90,6 +90,33 @@ describe('one writer per store (two real processes)', () => {
     );
   }, 30_000);
 
+  it('a container on another host: refused while the owner renews; takes over once it died and its lease ran out', async () => {
+    const lease = { leaseMs: 1500, renewMs: 300 };
+    holder = new ChildApp('test/fixtures/lock-holder.main.ts', {
+      PERSISTENCE_PATH: dir,
+      PERSISTENCE_LOCK: JSON.stringify({ ...lease, host: 'pod-old' }),
+    });
+    await holder.waitFor('READY');
+    const options = { path: dir, lock: { ...lease, host: 'pod-new' } };
+    // Alive and renewing: a start on another host is refused once it has seen a renewal.
+    await expect(createApp(options)).rejects.toMatchObject({
+      code: PersistenceErrorCode.StoreLocked,
+      message: expect.stringContaining(
+        `in use by process ${holder.child.pid} on pod-old`,
+      ) as unknown,
+    });
+    // Killed (an unclean exit: the lock stays): the next start takes it over after the lease.
+    holder.kill('SIGKILL');
+    await holder.exited;
+    const logger = new RecordingLogger();
+    const app = await createApp(options, { logger });
+    apps.push(app);
+    expect(logger.lines).toContainEqual(
+      `warn Took over the lock of ${dir} from process ${holder.child.pid} on pod-old, which did not renew it for 1500 ms (lock.leaseMs).`,
+    );
+    expect(app.get(SessionManager).get('held')).toBeDefined();
+  }, 30_000);
+
   it('a read-only store also sees saves still in the journal (not yet checkpointed)', async () => {
     const writer = await createApp({ path: dir, checkpointBytes: Number.MAX_SAFE_INTEGER });
     apps.push(writer);

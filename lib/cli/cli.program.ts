@@ -16,6 +16,15 @@ import { registerVerify } from './verify.command';
 /** Commander's codes for help and version output, which are not errors. */
 const NOT_ERRORS = new Set(['commander.helpDisplayed', 'commander.version']);
 
+/**
+ * The package's version, from its package.json: two folders up from this file in the sources
+ * (`lib/cli/`) and in the installed package (`dist/cli/`) alike.
+ */
+function packageVersion(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../../package.json') as { version: string }).version;
+}
+
 /** The command line: every command registered, errors thrown instead of exiting. */
 export function createProgram(done: (code: ExitCode) => void): Command {
   const program = new Command('nestjs-persistence')
@@ -28,6 +37,7 @@ export function createProgram(done: (code: ExitCode) => void): Command {
       'after',
       `\nExit codes: 0 ok, 1 problems found or operation failed, 2 usage.\nEncrypted stores: --key KEY (or ID:KEY), or the ${KEY_ENV} environment variable.`,
     )
+    .version(packageVersion(), '-V, --version', 'print the version of nestjs-persistence')
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
   registerInspect(program, done);

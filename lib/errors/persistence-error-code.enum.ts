@@ -48,6 +48,12 @@ export enum PersistenceErrorCode {
   InvalidBackup = 'PERSISTENCE_INVALID_BACKUP',
   /** Another process (or store) holds the store folder. */
   StoreLocked = 'PERSISTENCE_STORE_LOCKED',
+  /**
+   * This process no longer holds the store folder's lock (another host took it over after this one
+   * did not renew it for `lock.leaseMs`, or `.lock` was deleted), or cannot confirm that it still
+   * does: the write was refused so that two writers do not corrupt the store.
+   */
+  LockLost = 'PERSISTENCE_LOCK_LOST',
   /** A write was attempted on a store opened with `readOnly: true`. */
   ReadOnly = 'PERSISTENCE_READ_ONLY',
   /** The store was used after the application closed. */

@@ -16,6 +16,7 @@ export type {
   BackupOptions,
   EncryptionKey,
   EncryptionOptions,
+  LockOptions,
   PersistenceLimits,
   PersistenceModuleOptions,
 } from './persistence-module-options.interface';

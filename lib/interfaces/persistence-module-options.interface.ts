@@ -94,6 +94,34 @@ export interface PersistenceLimits {
   maxInflatedBytes?: number;
 }
 
+/**
+ * The one-writer lock of the store folder (`<path>/.lock`). Its owner renews it every `renewMs`; a
+ * lock of another host that nobody renewed for `leaseMs` is taken over (a lock of this host is
+ * checked by its process id at once). See docs/on-disk-format.md, "One writer".
+ */
+export interface LockOptions {
+  /**
+   * Milliseconds a lock of another host must stay unrenewed before it is taken over: how long a
+   * replaced container on a shared volume waits at start when the previous one died without
+   * releasing. Every process on the folder must use the same value or a smaller one than the owner's
+   * (the owner writes its own into the lock, and a waiter waits for the longer of the two).
+   * @default 30000
+   */
+  leaseMs?: number;
+  /**
+   * Milliseconds between two renewals by the owner; fewer than `leaseMs`. An owner whose renewal
+   * finds another record in `.lock` stops writing for good (`PERSISTENCE_LOCK_LOST`); one whose
+   * renewals fail for a whole lease refuses writes until a renewal succeeds.
+   * @default 10000 (or a third of `leaseMs` when that is shorter)
+   */
+  renewMs?: number;
+  /**
+   * The host name written into the lock, instead of the machine's: tests simulate other hosts.
+   * @internal
+   */
+  host?: string;
+}
+
 /** Options of `PersistenceModule.forRoot()` and of the factory in `forRootAsync()`. */
 export interface PersistenceModuleOptions {
   /**
@@ -222,6 +250,12 @@ export interface PersistenceModuleOptions {
    * @default 'last-write-wins'
    */
   conflicts?: ConflictPolicy;
+  /**
+   * The one-writer lock of the store folder: how often its owner renews it, and how long a lock of
+   * another host must go unrenewed before it is taken over. Ignored with `storage` and `readOnly`.
+   * @default { leaseMs: 30000, renewMs: 10000 }
+   */
+  lock?: LockOptions;
 }
 
 /** `backups` after defaults were merged in. */
@@ -253,4 +287,13 @@ export interface ResolvedPersistenceOptions {
   backups: ResolvedBackupOptions | undefined;
   storage: StorageDriver | undefined;
   conflicts: ConflictPolicy;
+  lock: ResolvedLockOptions;
+}
+
+/** `lock` after defaults were merged in. */
+export interface ResolvedLockOptions {
+  leaseMs: number;
+  renewMs: number;
+  /** @internal */
+  host?: string;
 }

@@ -53,7 +53,8 @@ export async function atomicWrite(
 
 /**
  * Writes `data` whole into a new file (EEXIST when `path` exists), with exactly `mode`, fsynced and
- * closed; on failure the file is removed again. The first half of {@link atomicWrite}; the store lock
+ * closed (`durable: false`: not fsynced, for content that may be lost in a crash); on failure the
+ * file is removed again. The first half of {@link atomicWrite}; the store lock
  * publishes such a file with `link()` instead of `rename()`, so its name never shows partial content.
  */
 export async function writeNewFile(
@@ -61,12 +62,13 @@ export async function writeNewFile(
   path: string,
   data: Uint8Array,
   mode: number = FILE_MODE,
+  durable = true,
 ): Promise<void> {
   const handle = await fs.open(path, 'create', mode);
   try {
     await handle.chmod(mode);
     await handle.write(data, 0);
-    await handle.sync();
+    if (durable) await handle.sync();
   } catch (error) {
     await handle.close().catch(() => undefined);
     await fs.unlink(path).catch(() => undefined);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { hostTag, isRunning } from './store.lock';
+import { hostTag } from './lock.file';
+import { isRunning } from './store.lock';
 
 /**
  * Who is writing a hidden working folder (a backup's staging folder, a backup being removed), as a

@@ -103,7 +103,8 @@ export class DriverReplica {
   /**
    * Opens the storage and (with `load`) loads everything. When the storage does not answer, the
    * error is reported and opening is tried again with a backoff (0.5 s doubling to 30 s) until it
-   * answers or the store closes; this never rejects.
+   * answers or the store closes. Rejects only when the driver's package is not installed
+   * (`PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING`): `app.init()` then fails, as for `format: 'msgpack'`.
    */
   async start(load: boolean): Promise<void> {
     this.bootLoad = load;
@@ -121,6 +122,8 @@ export class DriverReplica {
       this.attempts = 0;
     } catch (error) {
       const failure = this.wrap(error, this.opened ? 'load' : 'init');
+      // A package that is not installed stays missing: no retry can open the store, so the start fails.
+      if (failure.code === PersistenceErrorCode.OptionalDependencyMissing) throw failure;
       this.host.fail(failure, this.opened ? 'load' : 'init');
       if (failure.code === PersistenceErrorCode.StorageUnavailable && !this.closed) {
         const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);

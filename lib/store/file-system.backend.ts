@@ -18,6 +18,8 @@ import { exists, fsyncDirectory } from '../storage/fs.util';
 import { Journal, JournalOp } from '../storage/journal';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isReallySameOrInside } from '../storage/path.util';
+import { PersistenceFileSystem } from '../storage/file-system.interface';
+import { guardWrites } from '../storage/guarded-file-system';
 import { LockHeldError, StoreLock } from '../storage/store.lock';
 import { forgetLoaded, inSyncAfterLoad, NOT_LOADED_YET } from './committed.index';
 import { pinUnreadableUnread } from './unread.checker';
@@ -47,8 +49,13 @@ export class FileSystemBackend implements StoreBackend {
   private replayDeferred = false;
   private folderRemoved = false;
 
+  /** The file system for everything but the lock: no write passes once the lock is lost. */
+  private readonly fs: PersistenceFileSystem;
+
   constructor(private readonly ctx: StoreContext) {
-    const { options, fs } = ctx;
+    const { options } = ctx;
+    const fs = guardWrites(ctx.fs, () => this.lock?.writable());
+    this.fs = fs;
     this.storage = new FileSystemStorage(fs, {
       root: options.path,
       ioConcurrency: options.ioConcurrency,
@@ -77,7 +84,7 @@ export class FileSystemBackend implements StoreBackend {
     const path = this.location;
     if (options.readOnly) {
       this.bootOverlay = await errors.io('init', 'read the journal of', path, () =>
-        readJournalOnly(this.ctx.fs, this.journal.path, errors, this.ctx.logger),
+        readJournalOnly(this.fs, this.journal.path, errors, this.ctx.logger),
       );
     } else {
       await errors.io('init', 'create', path, () => this.storage.ensureRoot());
@@ -86,7 +93,7 @@ export class FileSystemBackend implements StoreBackend {
       try {
         await errors.io('init', 'recover', path, async () => {
           this.replayDeferred = await recoverAtStart({
-            fs: this.ctx.fs,
+            fs: this.fs,
             root: path,
             fileMode: options.fileMode,
             storage: this.storage,
@@ -150,7 +157,7 @@ export class FileSystemBackend implements StoreBackend {
 
   async load(operation: PersistenceOperation): Promise<LoadMetadata> {
     const overlay = this.ctx.options.readOnly
-      ? await readJournalOnly(this.ctx.fs, this.journal.path, this.ctx.errors, this.ctx.logger)
+      ? await readJournalOnly(this.fs, this.journal.path, this.ctx.errors, this.ctx.logger)
       : [];
     return this.runLoad(operation, overlay);
   }
@@ -201,7 +208,7 @@ export class FileSystemBackend implements StoreBackend {
     } else if (holds) {
       problem = messages.backupDestinationHoldsStore(target, store);
     } else if (
-      !(await errors.io('backup', 'inspect', target, () => isFreeDestination(this.ctx.fs, target)))
+      !(await errors.io('backup', 'inspect', target, () => isFreeDestination(this.fs, target)))
     ) {
       problem = messages.backupDestinationNotEmpty(target);
     }
@@ -318,12 +325,15 @@ export class FileSystemBackend implements StoreBackend {
 
   async status(checkWritable: boolean): Promise<BackendStatus> {
     const path = this.location;
-    const notWritableReason = checkWritable
-      ? await this.ctx.fs.access(path, 'write').then(
-          () => undefined,
-          (error: unknown) => `the folder is not writable: ${messages.reasonOf(error)}`,
-        )
-      : undefined;
+    const lost = this.lock?.lostError;
+    const notWritableReason = lost
+      ? lost.message
+      : checkWritable
+        ? await this.ctx.fs.access(path, 'write').then(
+            () => undefined,
+            (error: unknown) => `the folder is not writable: ${messages.reasonOf(error)}`,
+          )
+        : undefined;
     const disk = path === '' ? null : await this.ctx.fs.statfs(path).catch(() => null);
     return {
       path,
@@ -358,11 +368,20 @@ export class FileSystemBackend implements StoreBackend {
 
   private async acquireLock(): Promise<void> {
     const path = this.location;
-    this.lock = new StoreLock(this.ctx.fs, path, this.ctx.options.fileMode);
+    this.lock = new StoreLock(
+      this.ctx.fs,
+      path,
+      this.ctx.options.fileMode,
+      this.ctx.options.lock,
+      (lost) => {
+        this.ctx.logger.error(lost.message);
+        this.ctx.errors.fail(lost, 'save');
+      },
+    );
     try {
       const stale = await this.lock.acquire();
       if (stale) {
-        this.ctx.logger.warn(messages.staleLockTaken(path, stale));
+        this.ctx.logger.warn(messages.staleLockTaken(path, stale, this.lock.unrenewedMs));
       }
     } catch (error) {
       this.lock = undefined;
@@ -399,7 +418,7 @@ export class FileSystemBackend implements StoreBackend {
     await this.storage.ensureRoot();
     await this.acquireLock();
     await this.journal.open();
-    await fsyncDirectory(this.ctx.fs, path);
+    await fsyncDirectory(this.fs, path);
     await this.storage.prepare(this.ctx.adapters.map((a) => a.name));
     await this.checkpointer.forget();
     for (const entries of this.ctx.index.values()) entries.clear(); // everything is written again
@@ -413,7 +432,7 @@ export class FileSystemBackend implements StoreBackend {
    * a deleted file, so the save is refused, and the next one recreates the folder.
    */
   private async checkStoreFolder(): Promise<void> {
-    if (await exists(this.ctx.fs, this.journal.path)) return;
+    if (await exists(this.fs, this.journal.path)) return;
     this.folderRemoved = true;
     const path = this.location;
     throw new PersistenceError(PersistenceErrorCode.IoFailed, messages.storeFolderRemoved(path), {

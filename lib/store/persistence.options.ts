@@ -5,6 +5,7 @@ import { PersistenceError } from '../errors/persistence.error';
 import {
   PersistenceModuleOptions,
   ResolvedBackupOptions,
+  ResolvedLockOptions,
   ResolvedPersistenceOptions,
 } from '../interfaces/persistence-module-options.interface';
 import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
@@ -16,6 +17,8 @@ import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.inte
 import { BUILT_IN_FORMATS, isSerializer } from '../serializers/serializer.factory';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
 import { isReallySameOrInside, isSameOrInside } from '../storage/path.util';
+import { DEFAULT_LOCK_TIMING } from '../storage/store.lock';
+import { assertKnownOptionKeys } from './option-keys.check';
 
 /** Defaults of every option, in one place. */
 export const DEFAULT_OPTIONS = {
@@ -35,6 +38,7 @@ export const DEFAULT_OPTIONS = {
   adapterTimeout: 10_000,
   backups: { keep: DEFAULT_BACKUPS_KEPT },
   conflicts: 'last-write-wins' as ConflictPolicy,
+  lock: DEFAULT_LOCK_TIMING,
 } as const;
 
 function fail(option: string, got: unknown, fix: string): never {
@@ -60,6 +64,7 @@ export function resolveOptions(
     });
   }
   const given = options;
+  assertKnownOptionKeys(given);
   if (Object.prototype.hasOwnProperty.call(given, 'path') && given.path === undefined) {
     throw new PersistenceError(PersistenceErrorCode.InvalidOptions, pathUndefined(), {
       operation: 'init',
@@ -187,7 +192,32 @@ export function resolveOptions(
     backups: resolveBackups(given.backups, given.storage === undefined ? storePath : undefined),
     storage: resolveStorage(given.storage),
     conflicts: resolveConflicts(given.conflicts),
+    lock: resolveLock(given.lock),
   };
+}
+
+function resolveLock(lock: PersistenceModuleOptions['lock']): ResolvedLockOptions {
+  if (lock === undefined) return { ...DEFAULT_OPTIONS.lock };
+  if (typeof lock !== 'object' || lock === null || Array.isArray(lock)) {
+    fail('lock', lock, 'Use { leaseMs: 30000, renewMs: 10000 }.');
+  }
+  const leaseMs = lock.leaseMs ?? DEFAULT_OPTIONS.lock.leaseMs;
+  assertInterval('lock.leaseMs', leaseMs);
+  const renewMs =
+    lock.renewMs ?? Math.max(1, Math.min(DEFAULT_OPTIONS.lock.renewMs, Math.floor(leaseMs / 3)));
+  assertInterval('lock.renewMs', renewMs);
+  if (renewMs >= leaseMs) {
+    fail(
+      'lock.renewMs',
+      renewMs,
+      `Renew well within the lease: use fewer milliseconds than lock.leaseMs (${leaseMs}), such as a third of it.`,
+    );
+  }
+  const { host } = lock as { host?: unknown };
+  if (host !== undefined && (typeof host !== 'string' || host === '')) {
+    fail('lock.host', host, 'Use a host name.');
+  }
+  return { leaseMs, renewMs, ...(host === undefined ? {} : { host }) };
 }
 
 const DRIVER_METHODS = ['open', 'close', 'loadAll', 'read', 'commit', 'watch', 'acquireLease'];
