@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import { PersistenceLogger } from '../events/persistence.logger';
 import type { SchedulerRegistry } from '@nestjs/schedule';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -7,7 +7,7 @@ import { PersistenceError } from '../errors/persistence.error';
 import { BackupEntry, BackupTarget, StoredBackup } from '../interfaces/backup-target.interface';
 import { BackupInfo, BackupMetadata } from '../interfaces/persistence-metadata.interface';
 import { ResolvedBackupOptions } from '../interfaces/persistence-module-options.interface';
-import { BACKUP_MANIFEST_VERSION, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import { BACKUP_MANIFEST_VERSION } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { backupIdTime, isBackupId, newBackupId } from '../storage/backup-id.util';
 import { BackupFile, checkBackupContents } from '../storage/backup.storage';
@@ -33,6 +33,8 @@ export interface BackupHost {
   checkpoint(): Promise<void>;
   /** Reports an error as `persistence.error` and returns it. */
   report(error: PersistenceError): PersistenceError;
+  /** The store's logger. */
+  logger: PersistenceLogger;
 }
 
 /**
@@ -41,7 +43,6 @@ export interface BackupHost {
  * reading a backup back for `restore(id)`. The store runs `backupNow()` in its operation queue.
  */
 export class BackupOrchestrator {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   readonly target?: BackupTarget;
   private scheduler?: BackupScheduler;
 
@@ -74,7 +75,7 @@ export class BackupOrchestrator {
     const cron = this.options?.cron;
     if (cron === undefined) return;
     if (readOnly) {
-      this.logger.warn(messages.scheduledBackupReadOnly());
+      this.host.logger.warn(messages.scheduledBackupReadOnly());
       return;
     }
     if (!registry) {
@@ -84,7 +85,7 @@ export class BackupOrchestrator {
         { operation: 'init' },
       );
     }
-    this.scheduler = new BackupScheduler(registry, cron, run);
+    this.scheduler = new BackupScheduler(registry, cron, run, this.host.logger);
     this.scheduler.start();
   }
 
@@ -205,7 +206,7 @@ export class BackupOrchestrator {
     for (const old of newestFirst.slice(keep)) {
       try {
         await this.target!.remove(old.id);
-        this.logger.log(`Removed the old backup ${this.locate(old.id)} (keep: ${keep}).`);
+        this.host.logger.log(`Removed the old backup ${this.locate(old.id)} (keep: ${keep}).`);
       } catch (error) {
         this.host.report(
           new PersistenceError(

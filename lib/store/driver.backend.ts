@@ -29,6 +29,7 @@ export class DriverBackend implements StoreBackend {
     private readonly ctx: StoreContext,
     private readonly driver: StorageDriver,
   ) {
+    driver.useLogger?.(ctx.logger);
     this.replica = new DriverReplica({
       driver,
       conflicts: ctx.options.conflicts,
@@ -37,6 +38,7 @@ export class DriverBackend implements StoreBackend {
       inSync: ctx.inSync,
       queue: ctx.queue,
       notifier: ctx.notifier,
+      logger: ctx.logger,
       codec: () => ctx.codec(),
       caller: () => ctx.caller(),
       fail: (error, operation) => ctx.errors.fail(error, operation),

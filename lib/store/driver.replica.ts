@@ -1,7 +1,7 @@
-import { Logger } from '@nestjs/common';
 import { storedFormsOf } from '../adapters/model.schema';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
+import { PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
@@ -44,6 +44,7 @@ export interface DriverReplicaHost {
   inSync: Map<string, number>;
   queue: OperationQueue;
   notifier: PersistenceNotifier;
+  logger: PersistenceLogger;
   codec(): ItemFileCodec;
   caller(): AdapterCaller;
   fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
@@ -71,7 +72,6 @@ export class DriverReplica {
   private unwatch?: () => void;
   private retry?: ReturnType<typeof setTimeout>;
   private attempts = 0;
-  private readonly logger = new Logger('Persistence');
 
   constructor(private readonly host: DriverReplicaHost) {
     this.sink = new DriverCommitSink(
@@ -110,7 +110,7 @@ export class DriverReplica {
       if (failure.code === PersistenceErrorCode.StorageUnavailable && !this.closed) {
         const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);
         this.attempts++;
-        this.logger.warn(
+        this.host.logger.warn(
           `The storage ${this.location} did not answer; trying again in ${delay} ms.`,
         );
         this.retry = setTimeout(() => {

@@ -2,7 +2,6 @@ import {
   BeforeApplicationShutdown,
   Inject,
   Injectable,
-  Logger,
   OnApplicationBootstrap,
   OnModuleInit,
   Optional,
@@ -18,6 +17,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { holdBootEvents } from '../events/boot-events.util';
 import { PersistenceEvents } from '../events/persistence-events.enum';
+import { isLoggerOption, PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import {
@@ -36,10 +36,7 @@ import {
 import { PersistenceModuleOptions } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
-import {
-  PERSISTENCE_LOGGER_CONTEXT,
-  PERSISTENCE_SCHEDULER_REGISTRY,
-} from '../persistence.constants';
+import { PERSISTENCE_SCHEDULER_REGISTRY } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
@@ -68,7 +65,7 @@ import { composeStatus, StoreSession, StoreShared } from './store.session';
 export class PersistenceStore
   implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown
 {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
+  private readonly logger = new PersistenceLogger();
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
   private readonly errors: ErrorReporter;
@@ -103,7 +100,11 @@ export class PersistenceStore
     @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
     private readonly schedulerRegistry?: SchedulerRegistry,
   ) {
-    this.notifier = new PersistenceNotifier(eventEmitter);
+    // The options are known here already (a forRootAsync factory has run): even this constructor's
+    // line goes to the `logger` option. resolveOptions() refuses a bad one at init.
+    const logger: unknown = (rawOptions as PersistenceModuleOptions | undefined)?.logger;
+    if (isLoggerOption(logger)) this.logger.use(logger);
+    this.notifier = new PersistenceNotifier(eventEmitter, this.logger);
     this.errors = new ErrorReporter(this.notifier);
     this.shared = {
       fs: this.fs,
@@ -301,6 +302,7 @@ export class PersistenceStore
       save: () => this.queue.run(() => this.runSave('auto-save')),
       saveSoon: () =>
         this.state === 'ready' ? this.requestSave('auto-save') : Promise.resolve(undefined),
+      logger: this.logger,
     });
     this.autoSave.start(intervalMs);
     startAutoSaveDebounce(this.autoSave, this.open.options.autoSave, this.adapterList);

@@ -1,5 +1,5 @@
-import { Logger } from '@nestjs/common';
 import { PersistenceOperation } from '../errors/persistence.error';
+import { PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { BackupEntry } from '../interfaces/backup-target.interface';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
@@ -32,7 +32,8 @@ export interface StoreContext {
   readonly queue: OperationQueue;
   readonly notifier: PersistenceNotifier;
   readonly errors: ErrorReporter;
-  readonly logger: Logger;
+  /** Every log line of the store goes through it (the `logger` option). */
+  readonly logger: PersistenceLogger;
   /** How this store appears in the registry of folders held by this process. */
   readonly registration: OpenStore;
   /** The codec of the next save (changes with `setSerializer()`). */

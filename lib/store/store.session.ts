@@ -75,6 +75,7 @@ export class StoreSession {
       extension: () => this.codec.serializer.extension,
       checkpoint: () => backend.beforeBackup(),
       report: (error) => shared.errors.fail(error),
+      logger: shared.logger,
     });
     this.backups.startSchedule(registry, options.readOnly, () => backend.scheduledBackup(run));
   }
