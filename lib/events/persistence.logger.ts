@@ -7,11 +7,11 @@ export type PersistenceLoggerOption = LoggerService | false;
 /** Whether `value` can be the `logger` option (checked by `resolveOptions`). */
 export function isLoggerOption(value: unknown): value is PersistenceLoggerOption | undefined {
   if (value === undefined || value === false) return true;
-  const logger = value as Partial<Record<keyof LoggerService, unknown>> | null;
+  const logger = value as Record<string, unknown> | null;
   return (
     typeof logger === 'object' &&
     logger !== null &&
-    ['log', 'warn', 'error'].every((m) => typeof logger[m as keyof LoggerService] === 'function')
+    ['log', 'warn', 'error'].every((method) => typeof logger[method] === 'function')
   );
 }
 
@@ -46,11 +46,15 @@ export class PersistenceLogger {
   }
 
   private write(level: 'log' | 'warn' | 'error' | 'debug', message: string): void {
-    const target = this.target;
-    const write = target?.[level] as ((message: string, context: string) => unknown) | undefined;
+    const target = this.target as Record<string, unknown> | undefined;
+    const write = target?.[level];
     if (typeof write !== 'function') return;
     try {
-      write.call(target, message, PERSISTENCE_LOGGER_CONTEXT);
+      (write as (message: string, context: string) => unknown).call(
+        target,
+        message,
+        PERSISTENCE_LOGGER_CONTEXT,
+      );
     } catch {
       // A broken logger must not break persistence; there is nowhere left to say so.
     }

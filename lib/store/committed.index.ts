@@ -32,12 +32,39 @@ export interface CommittedEntry {
    * save never overwrites or removes such a file.
    */
   unloaded?: string;
+  /** What kind of problem `unloaded` is (set with it). */
+  unloadedKind?: UnloadedKind;
   /**
    * With a storage driver: the revision the item was loaded or last written with, the
    * `expectedRevision` of its next commit.
    */
   revision?: number;
 }
+
+/**
+ * Why an item's stored copy was not loaded, by kind: `'not-loaded'` (`loadOnBoot: false`, left alone
+ * on purpose), `'wrong-key'` (not decryptable with the configured keys), `'unreadable'` (the file
+ * system refused it), `'corrupt'` (not a valid item, left in place), `'newer-schema'` (written by a
+ * newer schema version), `'migration-failed'`, `'missing-package'` (an optional package to read it
+ * is not installed), `'restore-failed'` (the adapter's `restore()` threw).
+ */
+export type UnloadedKind =
+  | 'not-loaded'
+  | 'wrong-key'
+  | 'unreadable'
+  | 'corrupt'
+  | 'newer-schema'
+  | 'migration-failed'
+  | 'missing-package'
+  | 'restore-failed';
+
+/**
+ * True for the kinds that need someone to act: they fail the start (`onUnreadable: 'fail'`) and keep
+ * the health check down until resolved. Not `'not-loaded'` (the application chose it) nor
+ * `'newer-schema'` (a rollback deploy: the items wait, untouched, for the newer version).
+ */
+export const needsAction = (kind: UnloadedKind | undefined): boolean =>
+  kind !== 'not-loaded' && kind !== 'newer-schema';
 
 /** Committed entries by collection, then by file stem. */
 export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
@@ -66,6 +93,8 @@ export interface UnloadedItem {
   id: string;
   path: string;
   reason: string;
+  /** The kind of problem (`'wrong-key'`, `'corrupt'`, …; see {@link UnloadedKind}). */
+  kind: UnloadedKind;
 }
 
 /** Every entry of `index` marked unloaded, with where its stored copy is (`where`). */
@@ -82,6 +111,7 @@ export function unloadedItems(
         id: decodeStem(stem) ?? stem,
         path: where(adapter, stem, entry),
         reason: entry.unloaded,
+        kind: entry.unloadedKind ?? 'corrupt',
       });
     }
   }

@@ -41,7 +41,9 @@ export class DriverBackend implements StoreBackend {
       logger: ctx.logger,
       codec: () => ctx.codec(),
       caller: () => ctx.caller(),
-      fail: (error, operation) => ctx.errors.fail(error, operation),
+      fail: (error, operation, log = true) =>
+        log ? ctx.errors.fail(error, operation) : ctx.errors.quiet(error, operation),
+      refuseUnreadable: ctx.options.onUnreadable === 'fail',
     });
   }
 

@@ -22,11 +22,12 @@ import { TimeSlicer } from '../storage/event-loop.util';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
+import { CommittedEntry, CommittedIndex, hashBytes, UnloadedKind } from './committed.index';
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored, schemaFailure, schemaVersionOf } from './schema.migrator';
-import { restoreLoaded } from './snapshot.reader';
+import { LoadProblems } from './load.problems';
+import { noteFailedRestore, restoreLoaded } from './snapshot.reader';
 
 /** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
 const LOAD_SLICE_MS = 5;
@@ -47,7 +48,10 @@ export interface DriverReplicaHost {
   logger: PersistenceLogger;
   codec(): ItemFileCodec;
   caller(): AdapterCaller;
-  fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
+  /** Reports an error; `log: false` for an item's problem, which a load's summary counts. */
+  fail(error: PersistenceError, operation: PersistenceOperation, log?: boolean): PersistenceError;
+  /** `onUnreadable: 'fail'`: the boot load's unusable items (or its failure) refuse the start. */
+  refuseUnreadable: boolean;
 }
 
 /** A stored item decoded into the adapter's value and its committed entry. */
@@ -72,6 +76,7 @@ export class DriverReplica {
   private unwatch?: () => void;
   private retry?: ReturnType<typeof setTimeout>;
   private attempts = 0;
+  private started = false;
 
   constructor(private readonly host: DriverReplicaHost) {
     this.sink = new DriverCommitSink(
@@ -89,36 +94,60 @@ export class DriverReplica {
   /**
    * Opens the storage and (with `load`) loads everything. When the storage does not answer, the
    * error is reported and opening is tried again with a backoff (0.5 s doubling to 30 s) until it
-   * answers or the store closes; this never rejects.
+   * answers or the store closes; one outage logs one line (each attempt still reaches the
+   * listeners). Rejects only at the boot (the first call) with `refuseUnreadable`: the load left
+   * items nobody can use yet, or failed for another reason than an unreachable storage.
    */
   async start(load: boolean): Promise<void> {
+    const boot = !this.started;
+    this.started = true;
+    let refusal: PersistenceError | undefined;
     try {
       await this.host.driver.open();
       this.opened = true;
       this.unwatch ??= this.host.driver.watch((event) => this.onWatch(event));
       await this.host.driver.watchReady?.();
-      if (load && this.attempts === 0) await this.load('load');
-      else if (load) {
+      if (load && this.attempts === 0) {
+        const problems = new LoadProblems();
+        await this.load('load', problems, boot);
+        if (boot) {
+          refusal = this.host.refuseUnreadable ? problems.refusal(this.location) : undefined;
+          if (!refusal) problems.log(this.host.logger, this.location);
+        }
+      } else if (load) {
         // The application has run meanwhile: keep what it changed, merge the stored state in.
         await this.applyRemote({ kind: 'resync' }, true);
         this.loaded = true;
       }
+      if (this.attempts > 0) {
+        this.host.logger.log(messages.storageAnsweredAgain(this.location, this.attempts));
+      }
       this.attempts = 0;
     } catch (error) {
-      const failure = this.wrap(error, this.opened ? 'load' : 'init');
-      this.host.fail(failure, this.opened ? 'load' : 'init');
-      if (failure.code === PersistenceErrorCode.StorageUnavailable && !this.closed) {
-        const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);
-        this.attempts++;
-        this.host.logger.warn(
-          `The storage ${this.location} did not answer; trying again in ${delay} ms.`,
+      const operation = this.opened ? 'load' : 'init';
+      const failure = this.wrap(error, operation);
+      const retry = failure.code === PersistenceErrorCode.StorageUnavailable && !this.closed;
+      if (boot && !retry && this.host.refuseUnreadable) {
+        refusal = new PersistenceError(
+          PersistenceErrorCode.UnreadableItems,
+          messages.loadFailedAtStart(this.location, failure.message),
+          { operation: 'init', path: this.location, cause: failure },
         );
+      } else {
+        this.host.fail(failure, operation, this.attempts === 0);
+      }
+      if (retry) {
+        const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);
+        if (this.attempts === 0)
+          this.host.logger.warn(messages.storageRetrying(this.location, delay));
+        this.attempts++;
         this.retry = setTimeout(() => {
           this.retry = undefined;
           this.host.queue.run(() => this.start(load)).catch(() => undefined);
         }, delay);
       }
     }
+    if (refusal) throw this.host.fail(refusal, 'init');
   }
 
   /** Refuses a save before the first load: it could overwrite what other replicas wrote. */
@@ -131,13 +160,22 @@ export class DriverReplica {
     );
   }
 
-  /** Replaces every adapter's state with the stored one (`loadAll()`, boot). */
-  async load(operation: PersistenceOperation): Promise<LoadMetadata> {
+  /**
+   * Replaces every adapter's state with the stored one (`loadAll()`, boot). What could not be used
+   * goes into `problems`, logged here one line per kind unless `deferLog` (the boot decides first).
+   */
+  async load(
+    operation: PersistenceOperation,
+    problems = new LoadProblems(),
+    deferLog = false,
+  ): Promise<LoadMetadata> {
     const started = performance.now();
     const codec = this.host.codec();
     const adapters = this.host.adapters;
     const meta = this.metadata();
-    const { records, problems } = await this.host.driver.loadAll(adapters.map((a) => a.name));
+    const { records, problems: stored } = await this.host.driver.loadAll(
+      adapters.map((a) => a.name),
+    );
     const byCollection = groupRecords(records);
     const states: Array<[PersistenceAdapter, Map<string, unknown>, Map<string, CommittedEntry>]> =
       [];
@@ -149,7 +187,7 @@ export class DriverReplica {
         const wait = slicer.yieldIfDue();
         if (wait) await wait;
         meta.size += record.data.length;
-        const decoded = await this.decode(adapter, codec, record, operation);
+        const decoded = await this.decode(adapter, codec, record, operation, problems);
         if ('unloaded' in decoded) {
           meta.skipped++;
           committed.set(record.id, decoded.unloaded);
@@ -161,9 +199,9 @@ export class DriverReplica {
       states.push([adapter, values, committed]);
     }
     const bad: CommittedIndex = new Map();
-    for (const problem of problems) {
+    for (const problem of stored) {
       meta.skipped++;
-      this.problem(problem, operation, bad);
+      this.problem(problem, operation, bad, problems);
     }
     this.host.index.clear();
     this.host.inSync.clear();
@@ -177,10 +215,15 @@ export class DriverReplica {
         meta,
         operation,
       );
-      if (failed) this.host.fail(failed, operation);
+      if (failed) {
+        noteFailedRestore(problems, adapter.name, committed, failed, (error, log) =>
+          this.host.fail(error, operation, log),
+        );
+      }
       this.host.index.set(adapter.name, committed);
     }
     this.loaded = true;
+    if (!deferLog) problems.log(this.host.logger, this.location);
     meta.durationMs = performance.now() - started;
     this.host.notifier.loaded(meta);
     return meta;
@@ -343,9 +386,10 @@ export class DriverReplica {
       }
     }
     const byCollection = groupRecords(records);
+    const summary = new LoadProblems();
     for (const problem of problems) {
       meta.skipped++;
-      this.problem(problem, 'load', this.host.index);
+      this.problem(problem, 'load', this.host.index, summary);
       if (problem.id !== undefined) wanted.get(problem.collection)?.delete(problem.id);
     }
     for (const adapter of adapters) {
@@ -356,10 +400,11 @@ export class DriverReplica {
       const remote = new Map<string, StoredRecord | undefined>();
       for (const stem of ids) remote.set(stem, found.get(stem));
       for (const record of found.values()) meta.size += record.data.length;
-      const applied = await this.merge(adapter, remote, true, 'load');
+      const applied = await this.merge(adapter, remote, true, 'load', summary);
       meta.items += applied;
       meta.adapters[adapter.name] = applied;
     }
+    summary.log(this.host.logger, this.location);
     meta.durationMs = performance.now() - started;
     if (always || meta.items > 0 || meta.skipped > 0) this.host.notifier.loaded(meta);
   }
@@ -374,6 +419,7 @@ export class DriverReplica {
     remote: ReadonlyMap<string, StoredRecord | undefined>,
     skipDirty: boolean,
     operation: PersistenceOperation,
+    problems?: LoadProblems,
   ): Promise<number> {
     const caller = this.host.caller();
     const codec = this.host.codec();
@@ -399,7 +445,7 @@ export class DriverReplica {
       const id = idOf(stem);
       if (skipDirty && (await this.isDirty(adapter, codec, id, values, entry))) continue;
       if (record) {
-        const decoded = await this.decode(adapter, codec, record, operation);
+        const decoded = await this.decode(adapter, codec, record, operation, problems);
         if ('unloaded' in decoded) {
           committed.set(stem, decoded.unloaded);
           continue;
@@ -418,11 +464,22 @@ export class DriverReplica {
       await caller.restore(adapter, values, operation);
     } catch (error) {
       const why = `adapter "${adapter.name}" failed to restore it`;
+      const failed = new Map<string, CommittedEntry>();
       for (const stem of remote.keys()) {
         const entry = committed.get(stem);
-        if (entry) entry.unloaded ??= why;
+        if (!entry || entry.unloaded !== undefined) continue;
+        entry.unloaded = why;
+        entry.unloadedKind = 'restore-failed';
+        failed.set(stem, entry);
       }
-      this.host.fail(this.adapterError(adapter, error, operation), operation);
+      const failure = this.adapterError(adapter, error, operation);
+      if (problems) {
+        noteFailedRestore(problems, adapter.name, failed, failure, (e, log) =>
+          this.host.fail(e, operation, log),
+        );
+      } else {
+        this.host.fail(failure, operation);
+      }
       return 0;
     }
     return changed;
@@ -489,6 +546,7 @@ export class DriverReplica {
     codec: ItemFileCodec,
     record: StoredRecord,
     operation: PersistenceOperation,
+    problems?: LoadProblems,
   ): Promise<DecodedRecord | { unloaded: CommittedEntry }> {
     const fileName = record.id + codec.extension;
     const key = `${adapter.name}/${record.id}`;
@@ -521,33 +579,39 @@ export class DriverReplica {
       };
       const schema = schemaFailure(adapter.name, `${this.location} ${key}`, cause);
       let why: string;
+      let kind: UnloadedKind;
+      let error: PersistenceError;
       if (schema) {
-        this.host.fail(schema.error, operation);
-        why = schema.why;
+        ({ error, why, kind } = schema);
       } else if (cause instanceof ItemDecodeError && cause.kind === 'locked') {
-        this.host.fail(
-          new PersistenceError(
-            PersistenceErrorCode.DecryptionFailed,
-            messages.decryptionFailed(`${this.location} ${key}`, cause.message),
-            context,
-          ),
-          operation,
+        error = new PersistenceError(
+          PersistenceErrorCode.DecryptionFailed,
+          messages.decryptionFailed(`${this.location} ${key}`, cause.message),
+          context,
         );
         why = 'it could not be decrypted with the configured keys';
+        kind = 'wrong-key';
       } else {
         const reason = messages.reasonOf(cause);
-        this.host.fail(
-          new PersistenceError(
-            PersistenceErrorCode.CorruptFile,
-            messages.storedItemUnreadable(this.location, key, reason),
-            context,
-          ),
-          operation,
+        error = new PersistenceError(
+          PersistenceErrorCode.CorruptFile,
+          messages.storedItemUnreadable(this.location, key, reason),
+          context,
         );
         why = `it is not a valid item: ${reason}`;
+        kind = 'corrupt';
       }
+      this.host.fail(error, operation, problems === undefined);
+      problems?.add(kind, adapter.name, context.itemId, error);
       return {
-        unloaded: { fileName, ref: undefined, hash: '', unloaded: why, revision: record.revision },
+        unloaded: {
+          fileName,
+          ref: undefined,
+          hash: '',
+          unloaded: why,
+          unloadedKind: kind,
+          revision: record.revision,
+        },
       };
     }
   }
@@ -557,20 +621,31 @@ export class DriverReplica {
     problem: StoredProblem,
     operation: PersistenceOperation,
     index: CommittedIndex,
+    problems?: LoadProblems,
   ): void {
-    this.host.fail(problem.error, operation);
+    const counted = problems !== undefined && problem.id !== undefined;
+    this.host.fail(problem.error, operation, !counted);
     if (problem.id === undefined) return;
+    problems?.add(
+      'corrupt',
+      problem.collection,
+      decodeStem(problem.id) ?? problem.id,
+      problem.error,
+    );
     let committed = index.get(problem.collection);
     if (!committed) index.set(problem.collection, (committed = new Map<string, CommittedEntry>()));
     const entry = committed.get(problem.id);
     const why = `the stored value is bad data: ${problem.error.message}`;
-    if (entry) entry.unloaded = why;
-    else
+    if (entry) {
+      entry.unloaded = why;
+      entry.unloadedKind = 'corrupt';
+    } else
       committed.set(problem.id, {
         fileName: problem.id + this.host.codec().extension,
         ref: undefined,
         hash: '',
         unloaded: why,
+        unloadedKind: 'corrupt',
       });
     this.host.inSync.delete(problem.collection);
   }

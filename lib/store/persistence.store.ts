@@ -77,6 +77,8 @@ export class PersistenceStore
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
   private lastSaveTime: Date | null = null;
+  /** The last save's SAVE_INCOMPLETE, until a complete save (for the health check). */
+  private lastSaveIncomplete: PersistenceError | null = null;
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
   private releaseBootEvents?: () => void;
@@ -156,7 +158,16 @@ export class PersistenceStore
     await session.backend.open();
     this.state = 'ready';
     this.startedAt = new Date();
-    await session.backend.start(options.loadOnBoot);
+    try {
+      await session.backend.start(options.loadOnBoot);
+    } catch (error) {
+      // onUnreadable: 'fail' refused the start (reported once): let go of the folder or the
+      // storage, so the next start (with the fix) is not held up by this one.
+      this.state = 'closed';
+      await session.backend.release().catch(() => undefined);
+      this.notifier.complete();
+      throw error;
+    }
     if (options.autoSave !== false && !options.readOnly) {
       this.enableAutoSave(options.autoSave.interval);
     }
@@ -381,8 +392,12 @@ export class PersistenceStore
    */
   async getStatus(): Promise<PersistenceStatus> {
     const state = this.state === 'created' ? 'starting' : this.state;
-    const facts = { startedAt: this.startedAt, lastSaveTime: this.lastSaveTime };
-    return composeStatus(state, this.session, facts, this.notifier);
+    const facts = {
+      startedAt: this.startedAt,
+      lastSaveTime: this.lastSaveTime,
+      lastSaveIncomplete: this.lastSaveIncomplete?.message ?? null,
+    };
+    return composeStatus(state, this.session, facts, this.notifier, this.shared.index);
   }
 
   /** What exists once the store is open; throws before `onModuleInit` has begun. */
@@ -415,6 +430,7 @@ export class PersistenceStore
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
     const result = await this.open.backend.save(operation);
     this.lastSaveTime = result.meta.timestamp;
+    this.lastSaveIncomplete = result.incomplete ?? null;
     this.notifier.saved(result.meta);
     if (result.incomplete) {
       // What could not be saved was reported one by one (once for each change); everything else is

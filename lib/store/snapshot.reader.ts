@@ -17,7 +17,14 @@ import { TimeSlicer } from '../storage/event-loop.util';
 import { mapLimit } from '../storage/map-limit.util';
 import { UnsafeFileError } from '../storage/safe-read';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
+import {
+  CommittedEntry,
+  CommittedIndex,
+  hashBytes,
+  UNHASHED,
+  UnloadedKind,
+} from './committed.index';
+import { LoadProblems } from './load.problems';
 import { reviveStored, schemaFailure } from './schema.migrator';
 
 /** Longest stretch of decoding and reviving between two yields to the event loop. */
@@ -27,6 +34,19 @@ interface LoadedItem {
   id: string;
   value: unknown;
   entry: CommittedEntry;
+}
+
+/** A corrupt file whose move to `.quarantine/` waits for the start to be accepted. */
+interface DeferredQuarantine {
+  collection: string;
+  file: ItemFile;
+  cause: unknown;
+}
+
+/** Why a file that did not load stays in place unloaded. */
+interface LeftInPlace {
+  why: string;
+  kind: UnloadedKind;
 }
 
 /** A collection as read: the items that loaded, and the files left in place unloaded, by stem. */
@@ -49,6 +69,11 @@ interface ReadCollection {
  * in-memory state as it was.
  */
 export class SnapshotReader {
+  /** What this load could not use, by kind (one log line per kind, see `LoadProblems`). */
+  readonly problems = new LoadProblems();
+  /** Corrupt files kept in place until {@link quarantineDeferred} (with `deferQuarantine`). */
+  private readonly deferred: DeferredQuarantine[] = [];
+
   constructor(
     private readonly storage: FileSystemStorage,
     /*
@@ -57,9 +82,16 @@ export class SnapshotReader {
      * (bench/load-breakdown.ts).
      */
     private readonly readConcurrency: number,
-    private readonly report: (error: PersistenceError) => void,
+    /** Reports an error; `log: false` for an item's problem, which `problems` summarises. */
+    private readonly report: (error: PersistenceError, log: boolean) => void,
     private readonly caller: AdapterCaller,
     private readonly readOnly = false,
+    /**
+     * The boot load: corrupt files are not moved to `.quarantine/` yet, so that a start that is
+     * refused (`onUnreadable: 'fail'`) changes nothing; {@link quarantineDeferred} moves them once
+     * it is accepted.
+     */
+    private readonly deferQuarantine = false,
   ) {}
 
   async load(
@@ -122,7 +154,7 @@ export class SnapshotReader {
     index.clear();
     for (const [adapter, values, committed] of prepared) {
       const failed = await restoreLoaded(this.caller, adapter, values, committed, meta, 'load');
-      if (failed) this.report(failed);
+      if (failed) noteFailedRestore(this.problems, adapter.name, committed, failed, this.report);
       index.set(adapter.name, committed);
     }
     meta.durationMs = performance.now() - started;
@@ -169,13 +201,14 @@ export class SnapshotReader {
       return item;
     } catch (error) {
       meta.skipped++;
-      const why = await this.setAside(adapter.name, file, error);
-      if (why !== undefined) {
+      const left = await this.setAside(adapter.name, file, error);
+      if (left !== undefined) {
         unloaded.set(file.stem, {
           fileName: file.fileName,
           ref: undefined,
           hash: '',
-          unloaded: why,
+          unloaded: left.why,
+          unloadedKind: left.kind,
         });
       }
       return undefined;
@@ -202,6 +235,7 @@ export class SnapshotReader {
       const loaded = items.get(stem);
       if (loaded) {
         loaded.entry.unloaded = entry.unloaded;
+        loaded.entry.unloadedKind = entry.unloadedKind;
         unloaded.delete(stem);
       }
     }
@@ -235,8 +269,14 @@ export class SnapshotReader {
               ref: undefined,
               hash: '',
               unloaded: schema.why,
+              unloadedKind: schema.kind,
             });
-            this.report(schema.error);
+            this.note(
+              schema.kind,
+              collection,
+              decodeStem(parsed.stem) ?? parsed.stem,
+              schema.error,
+            );
             continue;
           }
           this.report(
@@ -245,6 +285,7 @@ export class SnapshotReader {
               corruptFile(`journal entry ${collection}/${op.fileName}`, reasonOf(error)),
               { operation: 'load', adapter: collection, path: op.fileName, cause: error },
             ),
+            true,
           );
         }
       }
@@ -298,11 +339,12 @@ export class SnapshotReader {
     collection: string,
     file: ItemFile,
     cause: unknown,
-  ): Promise<string | undefined> {
+  ): Promise<LeftInPlace | undefined> {
+    const itemId = decodeStem(file.stem) ?? file.stem;
     const context = {
       operation: 'load' as const,
       adapter: collection,
-      itemId: decodeStem(file.stem) ?? file.stem,
+      itemId,
       path: file.path,
       cause,
     };
@@ -312,15 +354,16 @@ export class SnapshotReader {
     ) {
       // The file is fine; a package to read it is missing: left in place, pinned, unloaded.
       this.storage.pin(file.path);
-      this.report(new PersistenceError(cause.code, cause.message, context));
-      return cause.message;
+      const error = new PersistenceError(cause.code, cause.message, context);
+      this.note('missing-package', collection, itemId, error);
+      return { why: cause.message, kind: 'missing-package' };
     }
     const schema = schemaFailure(collection, file.path, cause);
     if (schema) {
       // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
       this.storage.pin(file.path);
-      this.report(schema.error);
-      return schema.why;
+      this.note(schema.kind, collection, itemId, schema.error);
+      return { why: schema.why, kind: schema.kind };
     }
     const invalid =
       cause instanceof UnsafeFileError ||
@@ -328,23 +371,46 @@ export class SnapshotReader {
       !(cause instanceof ItemDecodeError || isSystemError(cause));
     if (!invalid) {
       this.storage.pin(file.path);
-      this.report(
-        cause instanceof ItemDecodeError
-          ? new PersistenceError(
-              PersistenceErrorCode.DecryptionFailed,
-              decryptionFailed(file.path, cause.message),
-              context,
-            )
-          : new PersistenceError(
-              PersistenceErrorCode.IoFailed,
-              ioFailed('read', file.path, reasonOf(cause)),
-              context,
-            ),
+      if (cause instanceof ItemDecodeError) {
+        const error = new PersistenceError(
+          PersistenceErrorCode.DecryptionFailed,
+          decryptionFailed(file.path, cause.message),
+          context,
+        );
+        this.note('wrong-key', collection, itemId, error);
+        return { why: 'it could not be decrypted with the configured keys', kind: 'wrong-key' };
+      }
+      const error = new PersistenceError(
+        PersistenceErrorCode.IoFailed,
+        ioFailed('read', file.path, reasonOf(cause)),
+        context,
       );
-      return cause instanceof ItemDecodeError
-        ? 'it could not be decrypted with the configured keys'
-        : `it could not be read: ${reasonOf(cause)}`;
+      this.note('unreadable', collection, itemId, error);
+      return { why: `it could not be read: ${reasonOf(cause)}`, kind: 'unreadable' };
     }
+    if (this.deferQuarantine && !this.readOnly) {
+      // Left where it is (pinned: no save may remove it) until the start is accepted.
+      this.storage.pin(file.path);
+      this.deferred.push({ collection, file, cause });
+      return undefined;
+    }
+    return this.quarantine(collection, file, cause);
+  }
+
+  /** Moves a corrupt file to `.quarantine/` (or leaves it, pinned, when it cannot); reports it. */
+  private async quarantine(
+    collection: string,
+    file: ItemFile,
+    cause: unknown,
+  ): Promise<LeftInPlace | undefined> {
+    const itemId = decodeStem(file.stem) ?? file.stem;
+    const context = {
+      operation: 'load' as const,
+      adapter: collection,
+      itemId,
+      path: file.path,
+      cause,
+    };
     let movedTo: string | undefined;
     if (!this.readOnly) {
       try {
@@ -354,14 +420,58 @@ export class SnapshotReader {
       }
     }
     if (!movedTo) this.storage.pin(file.path); // left where it is: no save may remove it
-    this.report(
-      new PersistenceError(
-        PersistenceErrorCode.CorruptFile,
-        corruptFile(file.path, reasonOf(cause), movedTo),
-        context,
-      ),
+    const error = new PersistenceError(
+      PersistenceErrorCode.CorruptFile,
+      corruptFile(file.path, reasonOf(cause), movedTo),
+      context,
     );
-    return movedTo ? undefined : `it is not a valid item file: ${reasonOf(cause)}`;
+    this.note(movedTo ? 'quarantined' : 'corrupt', collection, itemId, error);
+    return movedTo
+      ? undefined
+      : { why: `it is not a valid item file: ${reasonOf(cause)}`, kind: 'corrupt' };
+  }
+
+  /**
+   * After a boot load read with `deferQuarantine`, once the start is accepted: moves the corrupt
+   * files to `.quarantine/`. One that cannot be moved stays in place, recorded in `index` as
+   * unloaded; returns the collections whose entries changed.
+   */
+  async quarantineDeferred(index: CommittedIndex): Promise<Set<string>> {
+    const changed = new Set<string>();
+    for (const { collection, file, cause } of this.deferred.splice(0)) {
+      this.storage.unpin(file.path);
+      const left = await this.quarantine(collection, file, cause);
+      if (!left) continue;
+      let entries = index.get(collection);
+      if (!entries) index.set(collection, (entries = new Map<string, CommittedEntry>()));
+      const loaded = entries.get(file.stem);
+      if (loaded) {
+        // Its item loaded from a file in another format: keep both, as `collect` does.
+        loaded.unloaded ??= left.why;
+        loaded.unloadedKind ??= left.kind;
+      } else {
+        entries.set(file.stem, {
+          fileName: file.fileName,
+          ref: undefined,
+          hash: '',
+          unloaded: left.why,
+          unloadedKind: left.kind,
+        });
+      }
+      changed.add(collection);
+    }
+    return changed;
+  }
+
+  /** An item's problem: reported to the listeners (no log line) and counted into `problems`. */
+  private note(
+    kind: UnloadedKind | 'quarantined',
+    collection: string,
+    id: string,
+    error: PersistenceError,
+  ): void {
+    this.report(error, false);
+    this.problems.add(kind, collection, id, error);
   }
 }
 
@@ -392,7 +502,11 @@ export async function restoreLoaded(
     meta.skipped += values.size;
     meta.adapters[adapter.name] = 0;
     const why = `adapter "${adapter.name}" failed to restore it`;
-    for (const entry of committed.values()) entry.unloaded ??= why;
+    for (const entry of committed.values()) {
+      if (entry.unloaded !== undefined) continue;
+      entry.unloaded = why;
+      entry.unloadedKind = 'restore-failed';
+    }
     return error instanceof PersistenceError
       ? error
       : new PersistenceError(
@@ -401,4 +515,24 @@ export async function restoreLoaded(
           { operation, adapter: adapter.name, cause: error },
         );
   }
+}
+
+/**
+ * An adapter whose `restore()` failed in a load: its error reported (no log line of its own) and
+ * each of its items counted into `problems` as `'restore-failed'`.
+ */
+export function noteFailedRestore(
+  problems: LoadProblems,
+  adapter: string,
+  committed: ReadonlyMap<string, CommittedEntry>,
+  error: PersistenceError,
+  report: (error: PersistenceError, log: boolean) => void,
+): void {
+  let first: PersistenceError | undefined = error;
+  for (const [stem, entry] of committed) {
+    if (entry.unloadedKind !== 'restore-failed') continue;
+    problems.add('restore-failed', adapter, decodeStem(stem) ?? stem, first);
+    first = undefined;
+  }
+  report(error, first !== undefined); // no item to count it with: a line of its own
 }

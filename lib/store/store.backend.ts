@@ -45,6 +45,8 @@ export interface StoreContext {
 export type BackendStatus = Pick<PersistenceStatus, 'path' | 'journal' | 'disk'> & {
   /** Why the store cannot save now (the store checks `state` and `readOnly` first). */
   notWritableReason?: string;
+  /** Why the last load failed as a whole (nothing was loaded), until a load succeeds. */
+  loadFailure?: string;
 };
 
 /**
@@ -59,7 +61,10 @@ export interface StoreBackend {
   readonly location: string;
   /** Before the store is ready: create, lock and recover what the backend needs. */
   open(): Promise<void>;
-  /** Once the store is ready: the boot load (with `load`), or learn what exists without loading. */
+  /**
+   * Once the store is ready: the boot load (with `load`), or learn what exists without loading.
+   * Rejects (the error reported) only when `onUnreadable: 'fail'` refuses the start.
+   */
   start(load: boolean): Promise<void>;
   /** Commits one save: snapshots → changed items → one commit. Reports and rejects on failure. */
   save(operation: PersistenceOperation): Promise<SaveResult>;

@@ -8,6 +8,8 @@ import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
 import { createItemFileCodec, ItemFileCodec } from '../serializers/item-file.codec';
 import { BackupOrchestrator } from './backup.orchestrator';
+import { CommittedIndex } from './committed.index';
+import { LoadProblems } from './load.problems';
 import { DriverBackend } from './driver.backend';
 import { FileSystemBackend } from './file-system.backend';
 import { StoreBackend, StoreContext } from './store.backend';
@@ -82,7 +84,10 @@ export class StoreSession {
 }
 
 /** The store-wide facts of `getStatus()`, measured by the store itself. */
-export type StoreFacts = Pick<PersistenceStatus, 'startedAt' | 'lastSaveTime'>;
+export type StoreFacts = Pick<
+  PersistenceStatus,
+  'startedAt' | 'lastSaveTime' | 'lastSaveIncomplete'
+>;
 
 /** `getStatus()`: the store's state and facts, with the backend's (none before the store opens). */
 export async function composeStatus(
@@ -90,6 +95,7 @@ export async function composeStatus(
   session: StoreSession | undefined,
   facts: StoreFacts,
   notifier: PersistenceNotifier,
+  index: CommittedIndex,
 ): Promise<PersistenceStatus> {
   const readOnly = session?.options.readOnly ?? false;
   let reason: string | undefined;
@@ -106,7 +112,21 @@ export async function composeStatus(
     ...facts,
     lastError: notifier.lastError ?? null,
     errorSinceLastSave: notifier.errorSinceSave,
+    unresolved: unresolvedOf(index),
+    loadFailure: backend?.loadFailure ?? null,
     journal: backend?.journal ?? { bytes: 0, pendingItems: 0 },
     disk: backend?.disk ?? null,
   };
+}
+
+/** The unresolved unloaded items of `index`, counted per kind. */
+function unresolvedOf(index: CommittedIndex): PersistenceStatus['unresolved'] {
+  const kinds: PersistenceStatus['unresolved']['kinds'] = {};
+  let items = 0;
+  for (const group of LoadProblems.unresolved(index).list()) {
+    if (group.kind === 'quarantined') continue;
+    kinds[group.kind] = group.count;
+    items += group.count;
+  }
+  return { items, kinds };
 }
