@@ -331,7 +331,7 @@ export interface LoadProblemSummary {
 }
 
 const LOAD_PROBLEM_WHAT: Record<string, string> = {
-  'wrong-key': 'could not be decrypted with the configured keys (wrong or missing key)',
+  'wrong-key': 'could not be decrypted with the configured keys, a wrong or missing key',
   unreadable: 'could not be read (the file system refused them)',
   corrupt: 'are not valid items (corrupt), left in place',
   'newer-schema': 'were written by a newer schema version of the application',
@@ -378,6 +378,7 @@ export const unreadableAtStart = (
   location: string,
   count: number,
   groups: readonly LoadProblemSummary[],
+  canDiscard: boolean,
 ): string =>
   `The store ${location} did not start: ${count} stored item(s) could not be used. ` +
   groups
@@ -386,7 +387,9 @@ export const unreadableAtStart = (
   (groups[0]?.first ? ` First: ${groups[0].first}` : '') +
   ' Nothing was changed. To start anyway with what could be read, set onUnreadable: ' +
   "'start': the health check then reports down until each item is resolved (listUnloaded() lists " +
-  'them; discardUnloaded(adapter, id) sets one aside; a loadAll() with the right key loads them).';
+  (canDiscard
+    ? 'them; discardUnloaded(adapter, id) sets one aside; a loadAll() that reads them loads them).'
+    : 'them; a loadAll() that reads them loads them; repair or remove a value in the storage).');
 
 export const unresolvedItems = (count: number, kinds: string): string =>
   `${count} stored item(s) could not be loaded and are unresolved (${kinds}); see listUnloaded()`;

@@ -99,13 +99,13 @@ describe('encryption at rest', () => {
     ]);
   });
 
-  it('a wrong key gives a clear error, quarantines nothing, and no save removes the file', async () => {
+  it('with onUnreadable: start, a wrong key gives a clear error, quarantines nothing, and no save removes the file', async () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 'secret' });
     await saveToFiles(first);
     const bytes = await readFile(join(dir, 'sessions', 'secret.json.enc'));
 
-    const wrong = await open({ encryption: { key: KEY_B_HEX } });
+    const wrong = await open({ encryption: { key: KEY_B_HEX }, onUnreadable: 'start' });
     expect(wrong.get(SessionManager).list()).toEqual([]);
     await wrong.get(PersistenceStore).loadAll();
     expect(errors.at(-1)).toMatchObject({
@@ -198,7 +198,10 @@ describe('encryption at rest', () => {
     const first = await open({ encryption: { keys: { old: KEY_A }, current: 'old' } });
     first.get(SessionManager).create({ id: 's' });
     await saveToFiles(first);
-    const next = await open({ encryption: { keys: { new: KEY_C_B64 }, current: 'new' } });
+    const next = await open({
+      encryption: { keys: { new: KEY_C_B64 }, current: 'new' },
+      onUnreadable: 'start',
+    });
     await next.get(PersistenceStore).loadAll();
     expect(errors.at(-1)?.error.message).toContain(
       'encrypted with key "old", which is not in encryption.keys',
@@ -209,7 +212,7 @@ describe('encryption at rest', () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 's' });
     await saveToFiles(first);
-    const plain = await open({});
+    const plain = await open({ onUnreadable: 'start' });
     await plain.get(PersistenceStore).loadAll();
     await saveToFiles(plain);
     expect(errors.at(-1)?.error.message).toContain('no encryption option is set');

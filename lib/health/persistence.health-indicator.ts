@@ -65,7 +65,9 @@ export class PersistenceHealthIndicator {
     if (status.loadFailure !== null) {
       problems.push(`the last load failed: ${status.loadFailure}`);
     }
-    if (status.disk === null) {
+    if (status.storage === 'driver') {
+      // No folder: the storage's own space is the driver's to watch (the server's monitoring).
+    } else if (status.disk === null) {
       problems.push('the free space of the store folder could not be measured');
     } else if (status.disk.available < minFreeBytes) {
       problems.push(

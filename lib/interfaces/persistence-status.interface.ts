@@ -42,6 +42,11 @@ export interface PersistenceStatus {
     /** Item writes and removals waiting in them. */
     pendingItems: number;
   };
-  /** Space of the file system holding the store; `null` when it could not be measured. */
+  /** Where the items are: the folder `path`, or a `storage` driver (no folder, no disk to measure). */
+  storage: 'file-system' | 'driver';
+  /**
+   * Space of the file system holding the store; `null` when it could not be measured, and always
+   * with a `storage` driver.
+   */
   disk: DiskSpace | null;
 }

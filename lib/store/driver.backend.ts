@@ -200,6 +200,7 @@ export class DriverBackend implements StoreBackend {
         : {}),
       journal: { bytes: 0, pendingItems: 0 },
       disk: null,
+      storage: 'driver',
     });
   }
 

@@ -111,7 +111,7 @@ export class DriverReplica {
         const problems = new LoadProblems();
         await this.load('load', problems, boot);
         if (boot) {
-          refusal = this.host.refuseUnreadable ? problems.refusal(this.location) : undefined;
+          refusal = this.host.refuseUnreadable ? problems.refusal(this.location, false) : undefined;
           if (!refusal) problems.log(this.host.logger, this.location);
         }
       } else if (load) {

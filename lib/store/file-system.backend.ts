@@ -141,7 +141,7 @@ export class FileSystemBackend implements StoreBackend {
         'init',
       );
     }
-    const refusal = fail ? reader.problems.refusal(this.location) : undefined;
+    const refusal = fail ? reader.problems.refusal(this.location, true) : undefined;
     if (refusal) throw ctx.errors.fail(refusal, 'init');
     for (const collection of await reader.quarantineDeferred(ctx.index)) {
       ctx.inSync.delete(collection);
@@ -322,6 +322,7 @@ export class FileSystemBackend implements StoreBackend {
       ...(this.loadFailure === undefined ? {} : { loadFailure: this.loadFailure }),
       journal: this.checkpointer.backlog,
       disk,
+      storage: 'file-system',
     };
   }
 

@@ -83,13 +83,13 @@ export class LoadProblems {
    * The refusal of a start (`onUnreadable: 'fail'`) when this load left items that need someone to
    * act; `undefined` when it left none.
    */
-  refusal(location: string): PersistenceError | undefined {
+  refusal(location: string, canDiscard: boolean): PersistenceError | undefined {
     const groups = this.list().filter((g) => g.kind !== 'quarantined' && needsAction(g.kind));
     if (groups.length === 0) return undefined;
     const count = groups.reduce((n, g) => n + g.count, 0);
     return new PersistenceError(
       PersistenceErrorCode.UnreadableItems,
-      unreadableAtStart(location, count, groups),
+      unreadableAtStart(location, count, groups, canDiscard),
       { operation: 'init', path: location },
     );
   }

@@ -42,7 +42,7 @@ export interface StoreContext {
 }
 
 /** Status facts that depend on where the state is kept. */
-export type BackendStatus = Pick<PersistenceStatus, 'path' | 'journal' | 'disk'> & {
+export type BackendStatus = Pick<PersistenceStatus, 'path' | 'journal' | 'disk' | 'storage'> & {
   /** Why the store cannot save now (the store checks `state` and `readOnly` first). */
   notWritableReason?: string;
   /** Why the last load failed as a whole (nothing was loaded), until a load succeeds. */

@@ -115,6 +115,7 @@ export async function composeStatus(
     unresolved: unresolvedOf(index),
     loadFailure: backend?.loadFailure ?? null,
     journal: backend?.journal ?? { bytes: 0, pendingItems: 0 },
+    storage: backend?.storage ?? (session?.options.storage ? 'driver' : 'file-system'),
     disk: backend?.disk ?? null,
   };
 }
