@@ -206,6 +206,25 @@ describe('encryption at rest', () => {
     expect((await store.getStatus()).unresolved).toEqual({ items: 0, kinds: {} });
   });
 
+  it('a read-only store counts saves still in the journal that its key cannot read as unloaded (wrong key), not as corrupt', async () => {
+    const writer = await open({ encryption: { key: KEY_A } });
+    writer.get(SessionManager).create({ id: 'in-journal' }); // committed, not checkpointed
+    await writer.get(PersistenceStore).saveAll();
+    const reader = { path: dir, readOnly: true, encryption: { key: KEY_B_HEX } };
+    await expect(createApp(reader, { logger })).rejects.toMatchObject({
+      code: PersistenceErrorCode.UnreadableItems,
+      message: expect.stringContaining('1 item(s) could not be decrypted'),
+    });
+    const started = await createApp({ ...reader, onUnreadable: 'start' }, { logger });
+    try {
+      expect(started.get(PersistenceStore).listUnloaded()).toMatchObject([
+        { adapter: 'sessions', id: 'in-journal', kind: 'wrong-key' },
+      ]);
+    } finally {
+      await started.close();
+    }
+  });
+
   it('the logger option receives every line of the library; logger: false silences them (events still arrive)', async () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 's' });

@@ -256,26 +256,40 @@ export class SnapshotReader {
           const item = await this.decode(adapter, codec, file, op.data);
           items.set(parsed.stem, item);
         } catch (error) {
-          const schema = schemaFailure(
-            collection,
-            `journal entry ${collection}/${op.fileName}`,
-            error,
-          );
-          if (schema) {
-            // Not loadable by this code, and not to be replaced by an older file's value either.
+          const where = `journal entry ${collection}/${op.fileName}`;
+          const id = decodeStem(parsed.stem) ?? parsed.stem;
+          const schema = schemaFailure(collection, where, error);
+          const locked = error instanceof ItemDecodeError && error.kind === 'locked';
+          if (schema || locked) {
+            // Not loadable by this code (or key), and not to be replaced by an older file's value.
+            const left: LeftInPlace = schema
+              ? { why: schema.why, kind: schema.kind }
+              : { why: 'it could not be decrypted with the configured keys', kind: 'wrong-key' };
             items.delete(parsed.stem);
             unloaded.set(parsed.stem, {
               fileName: op.fileName,
               ref: undefined,
               hash: '',
-              unloaded: schema.why,
-              unloadedKind: schema.kind,
+              unloaded: left.why,
+              unloadedKind: left.kind,
             });
+            const context = {
+              operation: 'load' as const,
+              adapter: collection,
+              itemId: id,
+              path: where,
+              cause: error,
+            };
             this.note(
-              schema.kind,
+              left.kind,
               collection,
-              decodeStem(parsed.stem) ?? parsed.stem,
-              schema.error,
+              id,
+              schema?.error ??
+                new PersistenceError(
+                  PersistenceErrorCode.DecryptionFailed,
+                  decryptionFailed(where, reasonOf(error)),
+                  context,
+                ),
             );
             continue;
           }
