@@ -134,7 +134,7 @@ export class DriverReplica {
           { operation: 'init', path: this.location, cause: failure },
         );
       } else {
-        this.host.fail(failure, operation, this.attempts === 0);
+        this.host.fail(failure, operation, this.attempts === 0 || !retry); // once per outage
       }
       if (retry) {
         const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);
