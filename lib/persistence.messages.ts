@@ -368,7 +368,8 @@ const describeGroup = (group: LoadProblemSummary): string => {
 
 /** One log line for one kind of problem of a load (instead of one line per item). */
 export const loadProblem = (group: LoadProblemSummary, location: string): string =>
-  `Load of ${location}: ${describeGroup(group)}. Fix: ${LOAD_PROBLEM_FIX[group.kind] ?? 'see the first error'}.` +
+  `Load of ${location}: ${describeGroup(group)}. Fix: ` +
+  `${(LOAD_PROBLEM_FIX[group.kind] ?? 'see the first error').replace('<path>', location)}.` +
   (group.first ? ` First: ${group.first}` : '') +
   (group.kind === 'quarantined' || group.kind === 'newer-schema'
     ? ''
