@@ -33,7 +33,6 @@ export {
   MsgpackSerializer,
 } from './serializers';
 export { PersistenceStore } from './store/persistence.store';
-export type { UnloadedItem, UnloadedKind } from './store/committed.index';
 export { PersistenceFileSystem } from './storage/file-system.interface';
 export type {
   DirEntry,

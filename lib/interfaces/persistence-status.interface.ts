@@ -1,5 +1,5 @@
 import { DiskSpace } from '../storage/file-system.interface';
-import type { UnloadedKind } from '../store/committed.index';
+import type { UnloadedKind } from './unloaded-item.interface';
 import { PersistenceErrorRecord } from './persistence-event.interface';
 
 /** What `PersistenceStore.getStatus()` reports: the facts a health check needs, measured now. */

@@ -1,6 +1,9 @@
 import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
+import type { UnloadedItem, UnloadedKind } from '../interfaces/unloaded-item.interface';
 import { decodeStem } from '../storage/file-name.codec';
+
+export type { UnloadedItem, UnloadedKind };
 
 /**
  * What the store knows is committed for one item: which file holds it, the object the adapter last
@@ -42,23 +45,6 @@ export interface CommittedEntry {
 }
 
 /**
- * Why an item's stored copy was not loaded, by kind: `'not-loaded'` (`loadOnBoot: false`, left alone
- * on purpose), `'wrong-key'` (not decryptable with the configured keys), `'unreadable'` (the file
- * system refused it), `'corrupt'` (not a valid item, left in place), `'newer-schema'` (written by a
- * newer schema version), `'migration-failed'`, `'missing-package'` (an optional package to read it
- * is not installed), `'restore-failed'` (the adapter's `restore()` threw).
- */
-export type UnloadedKind =
-  | 'not-loaded'
-  | 'wrong-key'
-  | 'unreadable'
-  | 'corrupt'
-  | 'newer-schema'
-  | 'migration-failed'
-  | 'missing-package'
-  | 'restore-failed';
-
-/**
  * True for the kinds that need someone to act: they fail the start (`onUnreadable: 'fail'`) and keep
  * the health check down until resolved. Not `'not-loaded'` (the application chose it) nor
  * `'newer-schema'` (a rollback deploy: the items wait, untouched, for the newer version).
@@ -86,16 +72,6 @@ const oneShot = (
 
 export const hashBytes = (data: Uint8Array): string =>
   oneShot ? oneShot('sha1', data, 'base64') : createHash('sha1').update(data).digest('base64');
-
-/** An item whose stored copy this store did not load (`listUnloaded()`). */
-export interface UnloadedItem {
-  adapter: string;
-  id: string;
-  path: string;
-  reason: string;
-  /** The kind of problem (`'wrong-key'`, `'corrupt'`, …; see {@link UnloadedKind}). */
-  kind: UnloadedKind;
-}
 
 /** Every entry of `index` marked unloaded, with where its stored copy is (`where`). */
 export function unloadedItems(

@@ -1,0 +1,26 @@
+/**
+ * Why an item's stored copy was not loaded, by kind: `'not-loaded'` (`loadOnBoot: false`, left alone
+ * on purpose), `'wrong-key'` (not decryptable with the configured keys), `'unreadable'` (the file
+ * system refused it), `'corrupt'` (not a valid item, left in place), `'newer-schema'` (written by a
+ * newer schema version), `'migration-failed'`, `'missing-package'` (an optional package to read it
+ * is not installed), `'restore-failed'` (the adapter's `restore()` threw).
+ */
+export type UnloadedKind =
+  | 'not-loaded'
+  | 'wrong-key'
+  | 'unreadable'
+  | 'corrupt'
+  | 'newer-schema'
+  | 'migration-failed'
+  | 'missing-package'
+  | 'restore-failed';
+
+/** An item whose stored copy this store did not load (`listUnloaded()`). */
+export interface UnloadedItem {
+  adapter: string;
+  id: string;
+  path: string;
+  reason: string;
+  /** The kind of problem (`'wrong-key'`, `'corrupt'`, …; see {@link UnloadedKind}). */
+  kind: UnloadedKind;
+}
