@@ -24,6 +24,8 @@ import { BackendStatus, StoreBackend, StoreContext } from './store.backend';
  */
 export class DriverBackend implements StoreBackend {
   private readonly replica: DriverReplica;
+  /** Why the last `loadAll()` failed as a whole, until a load succeeds (for the health check). */
+  private loadFailure?: string;
 
   constructor(
     private readonly ctx: StoreContext,
@@ -94,9 +96,17 @@ export class DriverBackend implements StoreBackend {
   }
 
   load(operation: PersistenceOperation): Promise<LoadMetadata> {
-    return this.replica.load(operation).catch((error: unknown) => {
-      throw this.ctx.errors.fail(wrapIo(operation, 'load', this.location, error), operation);
-    });
+    return this.replica.load(operation).then(
+      (meta) => {
+        this.loadFailure = undefined;
+        return meta;
+      },
+      (error: unknown) => {
+        const failure = wrapIo(operation, 'load', this.location, error);
+        this.loadFailure = failure.message;
+        throw this.ctx.errors.fail(failure, operation);
+      },
+    );
   }
 
   clear(): Promise<void> {
@@ -198,6 +208,7 @@ export class DriverBackend implements StoreBackend {
       ...(checkWritable && !this.replica.loaded
         ? { notWritableReason: messages.storageNotLoaded(this.location) }
         : {}),
+      ...(this.loadFailure === undefined ? {} : { loadFailure: this.loadFailure }),
       journal: { bytes: 0, pendingItems: 0 },
       disk: null,
       storage: 'driver',
