@@ -395,6 +395,8 @@ export const unreadableAtStart = (
 export const unresolvedItems = (count: number, kinds: string): string =>
   `${count} stored item(s) could not be loaded and are unresolved (${kinds}); see listUnloaded()`;
 
+export const lastLoadFailed = (message: string): string => `the last load failed: ${message}`;
+
 export const lastSaveIncomplete = (message: string): string =>
   `the last save was incomplete: ${message}`;
 

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { lastSaveIncomplete, unresolvedItems } from '../persistence.messages';
+import { lastLoadFailed, lastSaveIncomplete, unresolvedItems } from '../persistence.messages';
 import { PersistenceStore } from '../store/persistence.store';
 import { PersistenceHealthOptions } from './persistence-health-options.interface';
 
@@ -63,7 +63,7 @@ export class PersistenceHealthIndicator {
       problems.push(unresolvedItems(status.unresolved.items, kinds));
     }
     if (status.loadFailure !== null) {
-      problems.push(`the last load failed: ${status.loadFailure}`);
+      problems.push(lastLoadFailed(status.loadFailure));
     }
     if (status.storage === 'driver') {
       // No folder: the storage's own space is the driver's to watch (the server's monitoring).
