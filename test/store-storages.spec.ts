@@ -297,7 +297,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
       const message = (refused as Error).message;
       expect(message).toContain('did not start: 51 stored item(s) could not be used');
       expect(message).toMatch(
-        /51 item\(s\) could not be decrypted .*\(sessions: 1, conversations: 50; e\.g\. "/,
+        /51 item\(s\) could not be decrypted .*\(conversations: 50, sessions: 1; e\.g\. "c-0", "c-1", "c-10", …\)/,
       );
       expect(message).toContain('encryption.keys');
       expect(message).toContain("onUnreadable: 'start'");

@@ -11,13 +11,29 @@ export type LoadProblemKind = UnloadedKind | 'quarantined';
 /** How many example ids a summary names. */
 const EXAMPLES = 3;
 
+/**
+ * The order of the summary's lines, most urgent first. Files are read in parallel, so the order
+ * they are met in says nothing: lines, collections and example ids are sorted.
+ */
+const KIND_ORDER: readonly LoadProblemKind[] = [
+  'wrong-key',
+  'unreadable',
+  'corrupt',
+  'missing-package',
+  'migration-failed',
+  'restore-failed',
+  'newer-schema',
+  'quarantined',
+  'not-loaded',
+];
+
 /** The items of one kind of problem. */
 export interface LoadProblemGroup {
   kind: LoadProblemKind;
   count: number;
-  /** Items per collection, in the order met. */
+  /** Items per collection, by collection name. */
   collections: Map<string, number>;
-  /** The first few ids. */
+  /** The first few ids, in sort order. */
   examples: string[];
   /** The message of the first item's error, when there was one. */
   first?: string;
@@ -52,7 +68,12 @@ export class LoadProblems {
     }
     group.count++;
     group.collections.set(collection, (group.collections.get(collection) ?? 0) + 1);
-    if (group.examples.length < EXAMPLES) group.examples.push(id);
+    const examples = group.examples;
+    if (examples.length < EXAMPLES || id < examples[examples.length - 1]) {
+      examples.push(id);
+      examples.sort();
+      if (examples.length > EXAMPLES) examples.pop();
+    }
   }
 
   /** Items counted, of every kind. */
@@ -62,9 +83,14 @@ export class LoadProblems {
     return count;
   }
 
-  /** The groups, in the order their kinds were first met. */
+  /** The groups, most urgent kind first, each with its collections by name. */
   list(): LoadProblemGroup[] {
-    return [...this.groups.values()];
+    return [...this.groups.values()]
+      .sort((a, b) => KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind))
+      .map((group) => ({
+        ...group,
+        collections: new Map([...group.collections].sort(([a], [b]) => (a < b ? -1 : 1))),
+      }));
   }
 
   /**
@@ -72,7 +98,7 @@ export class LoadProblems {
    * moved to quarantine or written by a newer schema version.
    */
   log(logger: PersistenceLogger, location: string): void {
-    for (const group of this.groups.values()) {
+    for (const group of this.list()) {
       const line = loadProblem(group, location);
       if (group.kind !== 'quarantined' && needsAction(group.kind)) logger.error(line);
       else logger.warn(line);
