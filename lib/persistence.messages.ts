@@ -469,3 +469,94 @@ export const s3SharedObjectGone = (location: string, file: string, key: string):
   `The backup into ${location} was not completed: ${key}, which holds "${file}" unchanged since the ` +
   'previous backup, was deleted while the backup ran (a clean-up of another replica, a lifecycle ' +
   'rule or a person). Nothing of this backup is listed; the next backup uploads that file again.';
+
+/** One kind of load problem, as the summaries below describe it. */
+export interface LoadProblemSummary {
+  kind: string;
+  count: number;
+  collections: ReadonlyMap<string, number>;
+  examples: readonly string[];
+  first?: string;
+}
+
+const LOAD_PROBLEM_WHAT: Record<string, string> = {
+  'wrong-key': 'could not be decrypted with the configured keys, a wrong or missing key',
+  unreadable: 'could not be read (the file system refused them)',
+  corrupt: 'are not valid items (corrupt), left in place',
+  'newer-schema': 'were written by a newer schema version of the application',
+  'migration-failed': 'failed their schema migration',
+  'missing-package': 'need a package that is not installed',
+  'restore-failed': "were refused by their adapter's restore()",
+  quarantined: 'are not valid items (corrupt) and were moved to .quarantine/',
+  'not-loaded': 'were not loaded (loadOnBoot: false)',
+};
+
+const LOAD_PROBLEM_FIX: Record<string, string> = {
+  'wrong-key':
+    'add the key they were written with to encryption.keys (keep encryption.current for new files)',
+  unreadable: 'let this process read the files (permissions, disk), then call loadAll()',
+  corrupt:
+    'set them aside with discardUnloaded(adapter, id), or repair or remove them in the storage',
+  'newer-schema':
+    'they are kept as they are, never overwritten; the newer version loads them again',
+  'migration-failed': "fix the adapter's migrations and deploy again",
+  'missing-package': 'install the package the first error names',
+  'restore-failed': "fix the adapter's restore(), then call loadAll()",
+  quarantined: 'see "nestjs-persistence quarantine list <path>"',
+  'not-loaded': 'call loadAll()',
+};
+
+const describeGroup = (group: LoadProblemSummary): string => {
+  const per = [...group.collections].map(([c, n]) => `${c}: ${n}`).join(', ');
+  const more = group.count > group.examples.length ? ', …' : '';
+  return (
+    `${group.count} item(s) ${LOAD_PROBLEM_WHAT[group.kind] ?? group.kind} (${per}; e.g. ` +
+    `${group.examples.map((id) => JSON.stringify(id)).join(', ')}${more})`
+  );
+};
+
+/** One log line for one kind of problem of a load (instead of one line per item). */
+export const loadProblem = (group: LoadProblemSummary, location: string): string =>
+  `Load of ${location}: ${describeGroup(group)}. Fix: ` +
+  `${(LOAD_PROBLEM_FIX[group.kind] ?? 'see the first error').replace('<path>', location)}.` +
+  (group.first ? ` First: ${group.first}` : '') +
+  (group.kind === 'quarantined' || group.kind === 'newer-schema'
+    ? ''
+    : ' They stay in place, listed by listUnloaded(); no save overwrites or removes them.');
+
+export const unreadableAtStart = (
+  location: string,
+  count: number,
+  groups: readonly LoadProblemSummary[],
+  canDiscard: boolean,
+): string =>
+  `The store ${location} did not start: ${count} stored item(s) could not be used. ` +
+  groups
+    .map((g) => `${describeGroup(g)}: ${LOAD_PROBLEM_FIX[g.kind] ?? 'see the error'}.`)
+    .join(' ') +
+  (groups[0]?.first ? ` First: ${groups[0].first}` : '') +
+  ' Nothing was changed. To start anyway with what could be read, set onUnreadable: ' +
+  "'start': the health check then reports down until each item is resolved (listUnloaded() lists " +
+  (canDiscard
+    ? 'them; discardUnloaded(adapter, id) sets one aside; a loadAll() that reads them loads them).'
+    : 'them; a loadAll() that reads them loads them; repair or remove a value in the storage).');
+
+export const unresolvedItems = (count: number, kinds: string): string =>
+  `${count} stored item(s) could not be loaded and are unresolved (${kinds}); see listUnloaded()`;
+
+export const lastLoadFailed = (message: string): string => `the last load failed: ${message}`;
+
+export const lastSaveIncomplete = (message: string): string =>
+  `the last save was incomplete: ${message}`;
+
+export const storageRetrying = (location: string, delay: number): string =>
+  `The storage ${location} did not answer; trying again in ${delay} ms, then with a longer wait ` +
+  'each time (up to 30 s). The attempts are not logged again until it answers.';
+
+export const storageAnsweredAgain = (location: string, attempts: number): string =>
+  `The storage ${location} answered again after ${attempts} failed attempt(s).`;
+
+export const loadFailedAtStart = (location: string, reason: string): string =>
+  `The store ${location} did not start: its load failed (${reason}). Nothing was changed. Fix ` +
+  "the cause and start again, or set onUnreadable: 'start' to start without the saved state (the " +
+  'health check then reports down until a load succeeds).';

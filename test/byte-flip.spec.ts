@@ -140,7 +140,10 @@ describe('a flipped byte is reported alike by verify, the start and restore', ()
   /** The start of the application on `dir`: its error events, its log and its unloaded items. */
   const start = async (dir: string) => {
     const logger = new RecordingLogger();
-    const app = await createApp(options(dir), { providers: [ErrorLog], logger });
+    const app = await createApp(options(dir, { onUnreadable: 'start' }), {
+      providers: [ErrorLog],
+      logger,
+    });
     apps.push(app);
     return {
       errors: app.get(ErrorLog).errors,

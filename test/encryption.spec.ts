@@ -99,13 +99,13 @@ describe('encryption at rest', () => {
     ]);
   });
 
-  it('a wrong key gives a clear error, quarantines nothing, and no save removes the file', async () => {
+  it('with onUnreadable: start, a wrong key gives a clear error, quarantines nothing, and no save removes the file', async () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 'secret' });
     await saveToFiles(first);
     const bytes = await readFile(join(dir, 'sessions', 'secret.json.enc'));
 
-    const wrong = await open({ encryption: { key: KEY_B_HEX } });
+    const wrong = await open({ encryption: { key: KEY_B_HEX }, onUnreadable: 'start' });
     expect(wrong.get(SessionManager).list()).toEqual([]);
     await wrong.get(PersistenceStore).loadAll();
     expect(errors.at(-1)).toMatchObject({
@@ -122,8 +122,123 @@ describe('encryption at rest', () => {
     expect(await readFile(join(dir, 'sessions', 'secret.json.enc'))).toEqual(bytes);
     await expect(readdir(join(dir, QUARANTINE_DIR))).rejects.toThrow(/ENOENT/);
 
-    const right = await open({ encryption: { key: KEY_A } });
+    // "other" was written with the wrong key: the right one cannot read it.
+    const right = await open({ encryption: { key: KEY_A }, onUnreadable: 'start' });
     expect(right.get(SessionManager).get('secret')).toBeDefined();
+  });
+
+  /** Every file under the store folder (relative path → bytes), dot-files and folders included. */
+  const snapshotFolder = async (): Promise<Map<string, string>> => {
+    const files = new Map<string, string>();
+    const walk = async (sub: string): Promise<void> => {
+      for (const entry of await readdir(join(dir, sub), { withFileTypes: true })) {
+        const path = join(sub, entry.name);
+        if (entry.isDirectory()) {
+          files.set(`${path}/`, '');
+          await walk(path);
+        } else {
+          files.set(path, (await readFile(join(dir, path))).toString('base64'));
+        }
+      }
+    };
+    await walk('');
+    return files;
+  };
+
+  it('a wrong key fails app.init() with one summary line (not one per file) and changes nothing: no quarantine, the lock released', async () => {
+    const first = await open({ encryption: { key: KEY_A } });
+    for (let i = 0; i < 50; i++) first.get(MemoryManager).createConversation({ id: `c-${i}` });
+    await saveToFiles(first);
+    await first.close();
+    apps.splice(0);
+    // A corrupt file too: it would be moved to .quarantine by a start that goes ahead.
+    await writeFile(join(dir, 'sessions', 'broken.json.enc'), 'not an item file');
+    const before = await snapshotFolder();
+
+    const refused = await createApp({ path: dir, encryption: { key: KEY_B_HEX } }, { logger }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toMatchObject({
+      code: PersistenceErrorCode.UnreadableItems,
+      message: expect.stringMatching(
+        /50 stored item\(s\) could not be used\. 50 item\(s\) could not be decrypted with the configured keys, a wrong or missing key \(conversations: 50; e\.g\. "c-\d+", "c-\d+", "c-\d+", …\): add the key they were written with to encryption\.keys/,
+      ),
+    });
+    expect(logger.lines.filter((line) => /^(error|warn)/.test(line))).toEqual([
+      `error ${(refused as Error).message}`,
+    ]);
+    expect(await snapshotFolder()).toEqual(before); // no .quarantine, no .lock, not a byte changed
+
+    const right = await open({ encryption: { key: KEY_A } });
+    expect(right.get(MemoryManager).listConversations()).toHaveLength(50);
+    expect((await readdir(join(dir, QUARANTINE_DIR, 'sessions')))[0]).toContain('broken.json.enc');
+  });
+
+  it("with onUnreadable: 'start', one line per kind of problem; health stays down after a save until discardUnloaded()", async () => {
+    const first = await open({ encryption: { key: KEY_A } });
+    for (let i = 0; i < 5; i++) first.get(SessionManager).create({ id: `s-${i}` });
+    await saveToFiles(first);
+    await writeFile(join(dir, 'sessions', 'broken.json.enc'), 'not an item file');
+    logger.lines.length = 0;
+
+    const app = await open({ encryption: { key: KEY_B_HEX }, onUnreadable: 'start' });
+    const store = app.get(PersistenceStore);
+    const lines = logger.lines.filter((line) => /^(error|warn)/.test(line));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^error .*5 item\(s\) could not be decrypted .*\(sessions: 5; e\.g\./);
+    expect(lines[1]).toMatch(
+      /^warn .*1 item\(s\) are not valid items \(corrupt\) and were moved to \.quarantine/,
+    );
+    logger.lines.length = 0;
+    await store.loadAll(); // a later load: the same, one line per kind, and one event per item
+    expect(
+      errors.filter((e) => e.error.code === PersistenceErrorCode.DecryptionFailed),
+    ).toHaveLength(5);
+    expect(logger.lines.filter((line) => /^(error|warn)/.test(line))).toEqual([
+      expect.stringMatching(/^error .*5 item\(s\) could not be decrypted/),
+    ]);
+    expect(store.listUnloaded().map((u) => u.kind)).toEqual(Array(5).fill('wrong-key'));
+
+    await saveToFiles(app);
+    expect((await store.getStatus()).unresolved).toEqual({ items: 5, kinds: { 'wrong-key': 5 } });
+    for (const { adapter, id } of store.listUnloaded()) await store.discardUnloaded(adapter, id);
+    expect((await store.getStatus()).unresolved).toEqual({ items: 0, kinds: {} });
+  });
+
+  it('a read-only store counts saves still in the journal that its key cannot read as unloaded (wrong key), not as corrupt', async () => {
+    const writer = await open({ encryption: { key: KEY_A } });
+    writer.get(SessionManager).create({ id: 'in-journal' }); // committed, not checkpointed
+    await writer.get(PersistenceStore).saveAll();
+    const reader = { path: dir, readOnly: true, encryption: { key: KEY_B_HEX } };
+    await expect(createApp(reader, { logger })).rejects.toMatchObject({
+      code: PersistenceErrorCode.UnreadableItems,
+      message: expect.stringContaining('1 item(s) could not be decrypted'),
+    });
+    const started = await createApp({ ...reader, onUnreadable: 'start' }, { logger });
+    try {
+      expect(started.get(PersistenceStore).listUnloaded()).toMatchObject([
+        { adapter: 'sessions', id: 'in-journal', kind: 'wrong-key' },
+      ]);
+    } finally {
+      await started.close();
+    }
+  });
+
+  it('the logger option receives every line of the library; logger: false silences them (events still arrive)', async () => {
+    const first = await open({ encryption: { key: KEY_A } });
+    first.get(SessionManager).create({ id: 's' });
+    await saveToFiles(first);
+    const own = new RecordingLogger();
+    await open({ encryption: { key: KEY_B_HEX }, onUnreadable: 'start', logger: own });
+    expect(own.lines).toEqual([expect.stringMatching(/^error .*could not be decrypted/)]);
+    logger.lines.length = 0;
+    errors = [];
+    await open({ encryption: { key: KEY_B_HEX }, onUnreadable: 'start', logger: false });
+    expect(logger.lines.filter((line) => line.includes(dir))).toEqual([]);
+    expect(errors.map((e) => e.error.code)).toEqual([]); // onError() was attached after the boot
+    const silent = apps[0].get(PersistenceStore);
+    expect(silent.getLastError()?.code).toBe(PersistenceErrorCode.DecryptionFailed);
   });
 
   it('a tampered byte is detected and the file kept', async () => {
@@ -198,7 +313,10 @@ describe('encryption at rest', () => {
     const first = await open({ encryption: { keys: { old: KEY_A }, current: 'old' } });
     first.get(SessionManager).create({ id: 's' });
     await saveToFiles(first);
-    const next = await open({ encryption: { keys: { new: KEY_C_B64 }, current: 'new' } });
+    const next = await open({
+      encryption: { keys: { new: KEY_C_B64 }, current: 'new' },
+      onUnreadable: 'start',
+    });
     await next.get(PersistenceStore).loadAll();
     expect(errors.at(-1)?.error.message).toContain(
       'encrypted with key "old", which is not in encryption.keys',
@@ -209,7 +327,7 @@ describe('encryption at rest', () => {
     const first = await open({ encryption: { key: KEY_A } });
     first.get(SessionManager).create({ id: 's' });
     await saveToFiles(first);
-    const plain = await open({});
+    const plain = await open({ onUnreadable: 'start' });
     await plain.get(PersistenceStore).loadAll();
     await saveToFiles(plain);
     expect(errors.at(-1)?.error.message).toContain('no encryption option is set');

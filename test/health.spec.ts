@@ -1,6 +1,7 @@
 import { Controller, Get, Inject, INestApplication, Module } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
+import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -42,6 +43,8 @@ interface PersistenceDetails {
   lastError: { code: string; message: string; operation: string; at: string } | null;
   journal: { bytes: number; pendingItems: number };
   disk: { freeBytes: number; totalBytes: number; minFreeBytes: number } | null;
+  unresolved: { items: number; kinds: Record<string, number> };
+  lastSaveIncomplete: string | null;
   problems?: string[];
 }
 
@@ -193,6 +196,61 @@ describe('PersistenceHealthIndicator over HTTP', () => {
       }
     },
   );
+
+  it("with onUnreadable: 'start' and a wrong key: down, even after a save, until the unreadable items are discarded", async () => {
+    const key = randomBytes(32);
+    app = await startApp({ path: dir, encryption: { key } }, { minFreeBytes: 1 });
+    app.get(SessionManager).create({ id: 's-1' });
+    app.get(SessionManager).create({ id: 's-2' });
+    await app.get(PersistenceStore).saveAll();
+    await app.close();
+    app = await startApp(
+      { path: dir, encryption: { key: randomBytes(32) }, onUnreadable: 'start' },
+      { minFreeBytes: 1 },
+    );
+    const store = app.get(PersistenceStore);
+    await store.saveAll(); // a save does not make unreadable items go away
+
+    const down = await getHealth(app);
+    expect(down.status).toBe(503);
+    expect(down.persistence.unresolved).toEqual({ items: 2, kinds: { 'wrong-key': 2 } });
+    expect(down.persistence.problems).toEqual([
+      '2 stored item(s) could not be loaded and are unresolved (wrong-key: 2); see listUnloaded()',
+    ]);
+
+    await store.discardUnloaded('sessions', 's-1');
+    expect((await getHealth(app)).status).toBe(503);
+    await store.discardUnloaded('sessions', 's-2');
+    const up = await getHealth(app);
+    expect(up.status).toBe(200);
+    expect(up.persistence.unresolved).toEqual({ items: 0, kinds: {} });
+  });
+
+  it('is down after an incomplete save (SAVE_INCOMPLETE) until a save writes everything', async () => {
+    const values = new Map<string, unknown>([['a', { n: 1 }]]);
+    const things = {
+      name: 'things',
+      snapshot: () => new Map(values),
+      restore: () => undefined,
+    };
+    app = await startApp({ path: dir, adapters: [things] }, { minFreeBytes: 1 });
+    const store = app.get(PersistenceStore);
+    values.set('a', { n: 1n }); // a BigInt: not JSON, refused
+    await expect(store.saveAll()).rejects.toMatchObject({ code: 'PERSISTENCE_SAVE_INCOMPLETE' });
+    const down = await getHealth(app);
+    expect(down.status).toBe(503);
+    expect(down.persistence.lastSaveIncomplete).toContain(
+      'Save finished with 1 of 1 items not written',
+    );
+    expect(down.persistence.problems).toEqual([
+      expect.stringContaining('the last save was incomplete: Save finished with 1 of 1'),
+    ]);
+    values.set('a', { n: 2 });
+    await store.saveAll();
+    const up = await getHealth(app);
+    expect(up.status).toBe(200);
+    expect(up.persistence.lastSaveIncomplete).toBeNull();
+  });
 
   it('is down on a read-only store', async () => {
     app = await startApp({ path: dir, readOnly: true }, { minFreeBytes: 1 });

@@ -225,4 +225,33 @@ describe('replicas on one InMemoryStorage', () => {
       await three.close();
     }
   });
+
+  it('a loadAll() that fails as a whole (storage stopped) keeps the status down, even after a save, until a load succeeds', async () => {
+    const storage = new InMemoryStorage();
+    const app = await createApp(
+      {
+        path: dir,
+        storage: new InMemoryStorageDriver({ storage }),
+        builtInAdapters: false,
+        adapters: [CartAdapter],
+      },
+      { imports: [CartModule] },
+    );
+    try {
+      const store = app.get(PersistenceStore);
+      app.get(CartService).set('c1', { items: ['tea'], total: 3 });
+      await store.saveAll();
+      storage.stop();
+      await expect(store.loadAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.StorageUnavailable,
+      });
+      storage.start();
+      await store.saveAll();
+      expect((await store.getStatus()).loadFailure).toContain('the in-memory storage is stopped');
+      await store.loadAll();
+      expect((await store.getStatus()).loadFailure).toBeNull();
+    } finally {
+      await app.close();
+    }
+  });
 });

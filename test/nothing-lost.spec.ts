@@ -169,7 +169,7 @@ describe('nothing accepted is ever lost', () => {
       await closeAll();
       const file = join(dir, 'sessions', 'secret.json.enc');
       const before = await readFile(file);
-      app = await open({ encryption: wrong });
+      app = await open({ encryption: wrong, onUnreadable: 'start' });
       expect(app.get(SessionManager).get('secret')).toBeUndefined();
       const errors = errorsOf(app);
       app.get(SessionManager).create({ id: 'secret', metadata: { v: 'recreated' } });
@@ -189,7 +189,7 @@ describe('nothing accepted is ever lost', () => {
       app.get(SessionManager).create({ id: 's', metadata: { v: 1 } });
       await closeAll();
       const before = await readFile(join(dir, 'sessions', 's.json.enc'));
-      app = await open({ encryption: { key: randomBytes(32) } });
+      app = await open({ encryption: { key: randomBytes(32) }, onUnreadable: 'start' });
       const store = app.get(PersistenceStore);
       const moved = await store.discardUnloaded('sessions', 's');
       expect(moved).toHaveLength(1);
@@ -209,7 +209,11 @@ describe('nothing accepted is ever lost', () => {
       await closeAll();
       const file = join(dir, 'sessions', 's.json.enc');
       const before = await readFile(file);
-      app = await open({ encryption: { key: randomBytes(32) }, saveOnShutdown: false });
+      app = await open({
+        encryption: { key: randomBytes(32) },
+        saveOnShutdown: false,
+        onUnreadable: 'start',
+      });
       const store = app.get(PersistenceStore);
       const errors = errorsOf(app);
       await store.clear();
@@ -240,7 +244,7 @@ describe('nothing accepted is ever lost', () => {
       app.get(SessionManager).create({ id: 'kept', metadata: { v: 'other key' } });
       app.get(SessionManager).create({ id: 'in-backup', metadata: { v: 'other key' } });
       await closeAll();
-      app = await open({ encryption: mine });
+      app = await open({ encryption: mine, onUnreadable: 'start' });
       app.get(SessionManager).create({ id: 'readable', metadata: { v: 'mine' } });
       await closeAll();
       const kept = await readFile(join(dir, 'sessions', 'kept.json.enc'));

@@ -63,6 +63,16 @@ describe('PersistenceModule', () => {
         /option "loadOnBoot" is invalid.*true or false/,
       ],
       ['ioConcurrency', { ioConcurrency: 0 }, /option "ioConcurrency" is invalid/],
+      [
+        'onUnreadable',
+        { onUnreadable: 'ignore' as never },
+        /option "onUnreadable" is invalid.*'fail'.*'start'/,
+      ],
+      [
+        'logger',
+        { logger: { log: () => undefined } as never },
+        /option "logger" is invalid.*LoggerService.*or false/,
+      ],
       ['adapters', { adapters: {} as never }, /option "adapters" is invalid/],
       [
         'format.extension',

@@ -407,7 +407,12 @@ describe('formats in the store', () => {
       const fixture = require('./fixtures/app.factory') as typeof import('./fixtures/app.factory');
       const lib = require('../lib') as typeof import('../lib');
       /* eslint-enable @typescript-eslint/no-require-imports */
-      const app = await fixture.createApp({ path: dir, saveOnShutdown: false, format: 'json' });
+      const app = await fixture.createApp({
+        path: dir,
+        saveOnShutdown: false,
+        format: 'json',
+        onUnreadable: 'start',
+      });
       try {
         const store = app.get(lib.PersistenceStore);
         const last = store.getLastError();

@@ -13,7 +13,7 @@ import type {
   StoredRecord,
 } from '../lib/interfaces/storage-driver.interface';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
-import { createApp } from './fixtures/app.factory';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
@@ -91,9 +91,12 @@ describe('boot on a storage driver that does not answer (fake timers)', () => {
     await removeDir(dir);
   });
 
-  async function open(driver: MemoryDriver): Promise<{ app: INestApplication; errors: string[] }> {
+  async function open(
+    driver: MemoryDriver,
+    logger?: RecordingLogger,
+  ): Promise<{ app: INestApplication; errors: string[] }> {
     const app = await createApp(
-      { path: dir, storage: driver, builtInAdapters: false, adapters: [CartAdapter] },
+      { path: dir, storage: driver, builtInAdapters: false, adapters: [CartAdapter], logger },
       { imports: [CartModule] },
     );
     apps.push(app);
@@ -145,6 +148,23 @@ describe('boot on a storage driver that does not answer (fake timers)', () => {
     await store.clear(); // queued after the load: now it removes what was loaded
     expect(app.get(CartService).get('c1')).toEqual({ items: ['x'], total: 1 }); // memory is kept
     expect(driver.items.has('carts/c1')).toBe(false);
+  });
+
+  it('an outage is logged once (not once per attempt), each attempt still reaches onError(), and the recovery is one line', async () => {
+    const driver = new MemoryDriver(5);
+    const logger = new RecordingLogger(); // the logger option: every line of the library
+    const { app, errors } = await open(driver, logger);
+    for (const delay of [500, 1000, 2000, 4000, 8000]) await jest.advanceTimersByTimeAsync(delay);
+    expect(driver.opens).toBe(6);
+    expect(errors).toEqual(Array(5).fill(PersistenceErrorCode.StorageUnavailable));
+    expect(logger.lines).toEqual([
+      'error memory://test is down',
+      expect.stringMatching(
+        /^warn The storage memory:\/\/test did not answer; trying again in 500 ms/,
+      ),
+      'log The storage memory://test answered again after 5 failed attempt(s).',
+    ]);
+    expect((await app.get(PersistenceStore).getStatus()).writable).toBe(true);
   });
 
   it('stops retrying at shutdown', async () => {

@@ -401,8 +401,13 @@ describe('PersistenceStore on the Redis driver', () => {
       await client.hset(`${keyPrefix}item:carts:c1`, { data: 'not json', rev: '1', by: 'x' });
       await client.sadd(`${keyPrefix}index:carts`, 'c1');
       await client.set(`${keyPrefix}revision`, '1');
+      // By default the start is refused: a driver cannot set the value aside for the app.
+      await expect(open(keyPrefix)).rejects.toMatchObject({
+        code: PersistenceErrorCode.UnreadableItems,
+        message: expect.stringContaining('1 item(s) are not valid items (corrupt), left in place'),
+      });
       const errors: PersistenceErrorEvent[] = [];
-      const app = await open(keyPrefix);
+      const app = await open(keyPrefix, { onUnreadable: 'start' });
       app.get(PersistenceStore).onError((event) => errors.push(event));
       const boot = app.get(PersistenceStore).getLastError();
       expect(boot?.code).toBe(PersistenceErrorCode.CorruptFile);

@@ -2,11 +2,13 @@ import { INestApplication } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { HealthIndicatorService } from '@nestjs/terminus';
 import Redis from 'ioredis';
 import {
   BuiltInFormat,
   MemoryManager,
   PersistenceAdapter,
+  PersistenceError,
   PersistenceErrorCode,
   PersistenceModuleOptions,
   PersistenceStore,
@@ -14,9 +16,10 @@ import {
   SessionManager,
 } from 'nestjs-persistence';
 import { PostgresStorageDriver } from 'nestjs-persistence/postgres';
+import { PersistenceHealthIndicator } from 'nestjs-persistence/health';
 import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { InMemoryStorage, InMemoryStorageDriver } from 'nestjs-persistence/testing';
-import { createApp } from './fixtures/app.factory';
+import { createApp, RecordingLogger } from './fixtures/app.factory';
 import { EventLog } from './fixtures/event-log';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { dropTables, POSTGRES_URL, postgresProblem, uniqueTable } from './fixtures/postgres';
@@ -152,6 +155,18 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
       .listUnloaded()
       .map((item) => `${item.adapter}/${item.id}`)
       .sort();
+  /** The health indicator's verdict (any free space will do). */
+  const health = async (
+    app: INestApplication,
+  ): Promise<{ status: string; problems?: string[] }> => {
+    const indicator = new PersistenceHealthIndicator(
+      app.get(PersistenceStore),
+      new HealthIndicatorService(),
+    );
+    const result = await indicator.isHealthy('persistence', { minFreeBytes: 0 });
+    const details = result.persistence as { status: string; problems?: string[] };
+    return details;
+  };
   const state = (app: INestApplication): unknown => ({
     ...(dumpState(app) as object),
     carts: [...app.get(CartService).entries()].sort(([a], [b]) => a.localeCompare(b)),
@@ -225,7 +240,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
 
     test('an item encrypted with another key survives clear() and a save of its id; its key reads it', async () => {
       const right = { encryption: { key: randomBytes(32) } };
-      const wrong = { encryption: { key: randomBytes(32) } };
+      const wrong = { encryption: { key: randomBytes(32) }, onUnreadable: 'start' as const }; // starts anyway
       let app = await open(right);
       app.get(CartService).set('secret', { items: ['original'], total: 1 });
       app = await restart(app, { ...wrong, saveOnShutdown: false }); // memory is kept by clear()
@@ -311,7 +326,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
 
   test('restore() replaces the state but never deletes an item this store could not read', async () => {
     const right = { encryption: { key: randomBytes(32) } };
-    const wrong = { encryption: { key: randomBytes(32) } };
+    const wrong = { encryption: { key: randomBytes(32) }, onUnreadable: 'start' as const }; // starts anyway
     let app = await open(right);
     app.get(CartService).set('a', { items: ['a, right key'], total: 1 });
     app.get(CartService).set('b', { items: ['b, right key'], total: 2 });
@@ -355,8 +370,9 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
     }
     await removeDir(join(backup, '..'));
 
-    // The owner of the right key finds `b` where it was, and `a` too (on files: in quarantine).
-    app = await restart(app, { ...right, saveOnShutdown: false });
+    // The owner of the right key finds `b` where it was, and `a` too (on files: in quarantine);
+    // the backup's items of the other key are unreadable to it, so it starts anyway.
+    app = await restart(app, { ...right, saveOnShutdown: false, onUnreadable: 'start' });
     expect(app.get(CartService).get('b')).toEqual({ items: ['b, right key'], total: 2 });
     if (storage.restoreOverUnreadable === 'set aside') {
       const quarantined = await readdir(join(dir, '.quarantine', 'carts'));
@@ -405,11 +421,162 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
       PersistenceErrorCode.SerializeFailed,
       'bad',
     ]);
+    // Down until a save writes everything, not just until the next save.
+    const incomplete = await health(app);
+    expect(incomplete.status).toBe('down');
+    expect(incomplete.problems).toContainEqual(
+      expect.stringContaining('the last save was incomplete: Save finished with 1 of'),
+    );
+    await expect(app.get(PersistenceStore).saveAll()).rejects.toMatchObject({
+      code: PersistenceErrorCode.SaveIncomplete,
+    });
+    expect((await health(app)).status).toBe('down');
+    values.set('bad', { n: 3 });
+    await app.get(PersistenceStore).saveAll();
+    expect(await app.get(PersistenceStore).getStatus()).toMatchObject({ lastSaveIncomplete: null });
+    expect((await health(app)).status).toBe('up');
+    values.set('bad', { n: new Map([['x', 1]]) });
     apps.splice(apps.indexOf(app), 1);
     await app.close().catch(() => undefined);
     values.clear();
     app = await open({ adapters: [CartAdapter, adapter], saveOnShutdown: false });
-    expect(Object.fromEntries(values)).toEqual({ good: { n: 2 }, bad: { n: 1 } });
+    expect(Object.fromEntries(values)).toEqual({ good: { n: 2 }, bad: { n: 3 } });
+  });
+
+  describe('items the boot load cannot use (onUnreadable)', () => {
+    const openLogged = async (
+      options: PersistenceModuleOptions,
+      logger?: RecordingLogger,
+    ): Promise<INestApplication> => {
+      const app = await createApp(
+        { ...place(), adapters: [CartAdapter], ...options },
+        { imports: [CartModule], providers: [EventLog], logger },
+      );
+      apps.push(app);
+      return app;
+    };
+    const close = async (app: INestApplication): Promise<void> => {
+      apps.splice(apps.indexOf(app), 1);
+      await app.close();
+    };
+    /** A custom adapter of schema `version`, whose migration to 2 throws while `broken.now`. */
+    const things = (
+      values: Map<string, unknown>,
+      version?: number,
+      broken = { now: false },
+    ): PersistenceAdapter => ({
+      name: 'things',
+      ...(version === undefined
+        ? {}
+        : {
+            version,
+            migrations: {
+              2: (data: unknown) => {
+                if (broken.now) throw new Error('the migration is not deployed yet');
+                return data;
+              },
+            },
+          }),
+      snapshot: () => new Map(values),
+      restore: (items) => {
+        values.clear();
+        for (const [id, value] of items) values.set(id, value);
+      },
+    });
+
+    test('a wrong key: app.init() rejects with one summary (count per collection, the fix) in one log line; the right key loads everything', async () => {
+      const first = await openLogged({ encryption: { key: KEY } });
+      for (let i = 0; i < 50; i++) first.get(MemoryManager).createConversation({ id: `c-${i}` });
+      first.get(SessionManager).create({ id: 's-1' });
+      await first.get(PersistenceStore).saveAll();
+      await close(first);
+
+      const logger = new RecordingLogger();
+      const refused = await openLogged({ encryption: { key: 'c'.repeat(64) } }, logger).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(PersistenceError);
+      expect(refused).toMatchObject({ code: PersistenceErrorCode.UnreadableItems });
+      const message = (refused as Error).message;
+      expect(message).toContain('did not start: 51 stored item(s) could not be used');
+      expect(message).toMatch(
+        /51 item\(s\) could not be decrypted .*\(conversations: 50, sessions: 1; e\.g\. "c-0", "c-1", "c-10", …\)/,
+      );
+      expect(message).toContain('encryption.keys');
+      expect(message).toContain("onUnreadable: 'start'");
+      expect(logger.lines.filter((line) => /^(error|warn)/.test(line))).toEqual([
+        `error ${message}`,
+      ]);
+
+      const right = await openLogged({ encryption: { key: KEY } });
+      expect(right.get(MemoryManager).listConversations()).toHaveLength(50);
+      expect(right.get(SessionManager).get('s-1')).toBeDefined();
+    });
+
+    test("onUnreadable 'start': boots with what could be read, down while the items are unresolved (even after a save), up once a loadAll() reads them", async () => {
+      const values = new Map<string, unknown>();
+      const first = await openLogged({ adapters: [CartAdapter, things(values)] });
+      values.set('t-1', { n: 1 });
+      values.set('t-2', { n: 2 });
+      await first.get(PersistenceStore).saveAll();
+      await close(first);
+
+      const broken = { now: true };
+      const adapters = [CartAdapter, things(values, 2, broken)];
+      await expect(openLogged({ adapters })).rejects.toMatchObject({
+        code: PersistenceErrorCode.UnreadableItems,
+        message: expect.stringMatching(/2 item\(s\) failed their schema migration \(things: 2;/),
+      });
+      const logger = new RecordingLogger();
+      const app = await openLogged({ adapters, onUnreadable: 'start' }, logger);
+      const store = app.get(PersistenceStore);
+      expect(values.size).toBe(0);
+      // One line for the kind, with the count and the ids; not one per item.
+      const lines = logger.lines.filter((line) => /^(error|warn)/.test(line));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/2 item\(s\) failed their schema migration \(things: 2; e\.g\. "t-/);
+      await store.saveAll();
+      expect((await store.getStatus()).unresolved).toEqual({
+        items: 2,
+        kinds: { 'migration-failed': 2 },
+      });
+      const down = await health(app);
+      expect(down.status).toBe('down');
+      expect(down.problems).toContainEqual(
+        expect.stringContaining('2 stored item(s) could not be loaded and are unresolved'),
+      );
+
+      broken.now = false; // the fixed migration
+      await store.loadAll();
+      expect(Object.fromEntries(values)).toEqual({ 't-1': { n: 1 }, 't-2': { n: 2 } });
+      expect((await store.getStatus()).unresolved).toEqual({ items: 0, kinds: {} });
+      await store.saveAll();
+      expect((await health(app)).status).toBe('up');
+    });
+
+    test('items of a newer schema version (a rollback) neither fail the start nor the health check, until a save cannot write one', async () => {
+      const values = new Map<string, unknown>();
+      const newer = await openLogged({ adapters: [CartAdapter, things(values, 2)] });
+      values.set('t-1', { n: 1 });
+      await newer.get(PersistenceStore).saveAll();
+      await close(newer);
+
+      const app = await openLogged({ adapters: [CartAdapter, things(values)] });
+      const store = app.get(PersistenceStore);
+      expect(values.size).toBe(0);
+      expect(store.listUnloaded()).toMatchObject([
+        { adapter: 'things', id: 't-1', kind: 'newer-schema' },
+      ]);
+      await store.saveAll();
+      expect((await health(app)).status).toBe('up');
+
+      values.set('t-1', { n: 'rolled back' }); // its stored copy is never overwritten
+      await expect(store.saveAll()).rejects.toMatchObject({
+        code: PersistenceErrorCode.SaveIncomplete,
+      });
+      expect((await health(app)).status).toBe('down');
+    });
   });
 
   describe.each<[BuiltInFormat, boolean]>([

@@ -118,4 +118,11 @@ export enum PersistenceErrorCode {
    * (`discardUnloaded()` on Redis). The message says what to do instead.
    */
   NotSupportedByStorage = 'PERSISTENCE_NOT_SUPPORTED_BY_STORAGE',
+  /**
+   * `app.init()` with `onUnreadable: 'fail'` (the default): the boot load left items it could not
+   * use (not decryptable, not readable, corrupt in place, a failed migration, a missing package, a
+   * failed `restore()`). The message counts them per collection and kind and says how to fix it;
+   * nothing was changed and the folder was released.
+   */
+  UnreadableItems = 'PERSISTENCE_UNREADABLE_ITEMS',
 }

@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import type { EventEmitter2 } from '@nestjs/event-emitter';
 import { Observable, Subject } from 'rxjs';
 import {
@@ -11,9 +10,9 @@ import {
   PersistenceErrorEvent,
   SaveMetadata,
 } from '../interfaces/persistence-metadata.interface';
-import { PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
 import { reasonOf } from '../persistence.messages';
 import { PersistenceEvents } from './persistence-events.enum';
+import { PersistenceLogger } from './persistence.logger';
 
 type Listener<T> = (payload: T) => unknown;
 
@@ -30,7 +29,6 @@ const EVENT_TYPES = {
  * auto-save loop. Also remembers the last error and the last successful save, for health checks.
  */
 export class PersistenceNotifier {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   private readonly listeners = {
     [PersistenceEvents.Saved]: new Set<Listener<SaveMetadata>>(),
     [PersistenceEvents.Loaded]: new Set<Listener<LoadMetadata>>(),
@@ -52,7 +50,10 @@ export class PersistenceNotifier {
   /** True when an error was reported after the last successful save (or before any). */
   errorSinceSave = false;
 
-  constructor(private readonly emitter: EventEmitter2 | undefined) {}
+  constructor(
+    private readonly emitter: EventEmitter2 | undefined,
+    private readonly logger: PersistenceLogger = new PersistenceLogger(),
+  ) {}
 
   /** Sends the events still held, then completes `events$` (the store has closed). */
   complete(): void {
@@ -102,8 +103,12 @@ export class PersistenceNotifier {
     this.deliver(PersistenceEvents.Conflict, event);
   }
 
-  error(event: PersistenceErrorEvent): void {
-    this.logger.error(event.error.message);
+  /**
+   * Reports an error to every listener. `log: false` for a problem that is counted into a summary
+   * line instead (an item a load could not use: one line per kind of problem, not one per item).
+   */
+  error(event: PersistenceErrorEvent, log = true): void {
+    if (log) this.logger.error(event.error.message);
     this.lastError = {
       code: event.error.code,
       message: event.error.message,

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
+import { lastLoadFailed, lastSaveIncomplete, unresolvedItems } from '../persistence.messages';
 import { PersistenceStore } from '../store/persistence.store';
 import { PersistenceHealthOptions } from './persistence-health-options.interface';
 
@@ -7,8 +8,10 @@ const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
 
 /**
  * A `@nestjs/terminus` health indicator for the store. Up when the store can save now (open, not
- * read-only, its folder writable), no error came after the last successful save, the disk has
- * `minFreeBytes` free, and (with `maxAge`) the last save is recent enough. Either way it reports the
+ * read-only, its folder writable), no error came after the last successful save, the last save was
+ * complete, no stored item waits unloaded for someone to act (`getStatus().unresolved`), the last
+ * load did not fail, the disk has `minFreeBytes` free, and (with `maxAge`) the last save is recent
+ * enough. Either way it reports the
  * last save and its age, the last error, the journal not yet checkpointed and the free space.
  *
  * Import it from `nestjs-persistence/health`; provide it in a module that can inject
@@ -50,7 +53,21 @@ export class PersistenceHealthIndicator {
         `the last error (${status.lastError.code} during ${status.lastError.operation}) came after the last successful save`,
       );
     }
-    if (status.disk === null) {
+    if (status.lastSaveIncomplete !== null) {
+      problems.push(lastSaveIncomplete(status.lastSaveIncomplete));
+    }
+    if (status.unresolved.items > 0) {
+      const kinds = Object.entries(status.unresolved.kinds)
+        .map(([kind, n]) => `${kind}: ${n}`)
+        .join(', ');
+      problems.push(unresolvedItems(status.unresolved.items, kinds));
+    }
+    if (status.loadFailure !== null) {
+      problems.push(lastLoadFailed(status.loadFailure));
+    }
+    if (status.storage === 'driver') {
+      // No folder: the storage's own space is the driver's to watch (the server's monitoring).
+    } else if (status.disk === null) {
       problems.push('the free space of the store folder could not be measured');
     } else if (status.disk.available < minFreeBytes) {
       problems.push(
@@ -76,6 +93,8 @@ export class PersistenceHealthIndicator {
         operation: status.lastError.operation,
         at: status.lastError.timestamp.toISOString(),
       },
+      unresolved: status.unresolved,
+      lastSaveIncomplete: status.lastSaveIncomplete,
       journal: status.journal,
       disk: status.disk && {
         freeBytes: status.disk.available,

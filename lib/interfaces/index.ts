@@ -3,6 +3,7 @@ export * from './persistence-adapter.interface';
 export * from './persistence-event.interface';
 export * from './persistence-metadata.interface';
 export type { PersistenceStatus } from './persistence-status.interface';
+export type { UnloadedItem, UnloadedKind } from './unloaded-item.interface';
 export type {
   BackupContents,
   BackupEntry,

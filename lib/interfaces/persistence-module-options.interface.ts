@@ -1,3 +1,4 @@
+import type { LoggerService } from '@nestjs/common';
 import { BackupTarget } from './backup-target.interface';
 import { PersistenceAdapterRef } from './persistence-adapter.interface';
 import { BuiltInFormat, Serializer } from './serializer.interface';
@@ -157,6 +158,28 @@ export interface PersistenceModuleOptions {
    */
   loadOnBoot?: boolean;
   /**
+   * What the start does when the boot load (`loadOnBoot`) leaves items it could not use: files not
+   * decryptable with `encryption`'s keys (a wrong or missing key), not readable (permissions, I/O),
+   * corrupt and left in place, whose migration failed, that need a missing package, or that the
+   * adapter's `restore()` refused. Nothing of them is ever overwritten or removed by a save.
+   *   - `'fail'`: `app.init()` rejects with one `PERSISTENCE_UNREADABLE_ITEMS` error that counts them
+   *     per collection and kind of problem and says how to fix it; the folder is released and no
+   *     file is changed (corrupt files are not moved to `.quarantine/` either).
+   *   - `'start'`: the application starts with what could be read; the health indicator reports
+   *     down until each such item is resolved (`discardUnloaded()`, or a `loadAll()` that reads it).
+   * Items written by a newer schema version (a rollback deploy) never fail the start nor the health
+   * check: they stay as they are, listed by `listUnloaded()`, for the newer version to load.
+   * @default 'fail'
+   */
+  onUnreadable?: 'fail' | 'start';
+  /**
+   * Where the library's log lines go: a Nest `LoggerService` (each line with the context
+   * `'Persistence'`), or `false` for none. Errors still reach `onError()`, `@OnEvent` and `events$`.
+   * A load logs one line per kind of problem (with the count and a few ids), not one per item.
+   * @default Nest's `Logger` (context 'Persistence'), so the application's logger
+   */
+  logger?: LoggerService | false;
+  /**
    * Save once more when the application shuts down (`app.close()`, or SIGTERM/SIGINT with
    * `app.enableShutdownHooks()`), after any save in flight has finished.
    * @default true
@@ -273,6 +296,8 @@ export interface ResolvedPersistenceOptions {
   compressAbove: number;
   autoSave: Required<AutoSaveOptions> | false;
   loadOnBoot: boolean;
+  onUnreadable: 'fail' | 'start';
+  logger: LoggerService | false | undefined;
   saveOnShutdown: boolean;
   builtInAdapters: boolean;
   adapters: PersistenceAdapterRef[];

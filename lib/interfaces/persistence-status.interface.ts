@@ -1,4 +1,5 @@
 import { DiskSpace } from '../storage/file-system.interface';
+import type { UnloadedKind } from './unloaded-item.interface';
 import { PersistenceErrorRecord } from './persistence-event.interface';
 
 /** What `PersistenceStore.getStatus()` reports: the facts a health check needs, measured now. */
@@ -20,6 +21,20 @@ export interface PersistenceStatus {
   lastError: PersistenceErrorRecord | null;
   /** True when an error was reported after the last successful save (or with no save yet). */
   errorSinceLastSave: boolean;
+  /**
+   * The message of the last save when it was incomplete (`PERSISTENCE_SAVE_INCOMPLETE`: some items
+   * could not be written), until a save writes everything; `null` otherwise.
+   */
+  lastSaveIncomplete: string | null;
+  /**
+   * Stored items that could not be loaded and wait for someone to act (see `listUnloaded()`): not
+   * decryptable, not readable, corrupt in place, a failed migration, a missing package, a failed
+   * `restore()`. Not those left alone on purpose (`loadOnBoot: false`) nor those of a newer schema
+   * version. Counted per kind; resolved by `discardUnloaded()` or a `loadAll()` that reads them.
+   */
+  unresolved: { items: number; kinds: Partial<Record<UnloadedKind, number>> };
+  /** Why the last load failed as a whole (nothing was loaded), until a load succeeds; `null` otherwise. */
+  loadFailure: string | null;
   /** Committed saves not yet written into the item files by a checkpoint. */
   journal: {
     /** Size of the journal: the active file and the sealed segments not yet checkpointed. */
@@ -27,6 +42,11 @@ export interface PersistenceStatus {
     /** Item writes and removals waiting in them. */
     pendingItems: number;
   };
-  /** Space of the file system holding the store; `null` when it could not be measured. */
+  /** Where the items are: the folder `path`, or a `storage` driver (no folder, no disk to measure). */
+  storage: 'file-system' | 'driver';
+  /**
+   * Space of the file system holding the store; `null` when it could not be measured, and always
+   * with a `storage` driver.
+   */
   disk: DiskSpace | null;
 }

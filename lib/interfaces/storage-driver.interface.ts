@@ -167,6 +167,13 @@ export interface Lease {
  *  - Calls come from the store's operation queue, one at a time; `watch` listeners are called from
  *    the driver's own connection.
  */
+/** Where a driver writes its log lines: the store's `logger` option (see `StorageDriver.useLogger`). */
+export interface DriverLogger {
+  log(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
 export interface StorageDriver {
   /** The version of this contract the driver implements: `1`. */
   readonly driverVersion: 1;
@@ -201,6 +208,11 @@ export interface StorageDriver {
    * cannot subscribe in time.
    */
   watchReady?(): Promise<void>;
+  /**
+   * Optional: the store hands the driver its logger (the `logger` option) before `open()`, so the
+   * driver's log lines go where the application's persistence lines go (or nowhere, `logger: false`).
+   */
+  useLogger?(logger: DriverLogger): void;
   /**
    * Takes the lease `name` for `ttlMs` if no replica holds it; resolves undefined when one does. For
    * work done once per cluster (scheduled backups, compaction).

@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import type { SchedulerRegistry } from '@nestjs/schedule';
 import { merge, type Observable, type Subscription } from 'rxjs';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
@@ -8,8 +7,8 @@ import { ResolvedPersistenceOptions } from '../interfaces/persistence-module-opt
 import {
   PERSISTENCE_AUTO_SAVE_DEBOUNCE,
   PERSISTENCE_AUTO_SAVE_INTERVAL,
-  PERSISTENCE_LOGGER_CONTEXT,
 } from '../persistence.constants';
+import { PersistenceLogger } from '../events/persistence.logger';
 
 /**
  * The auto-save interval, kept in the application's `SchedulerRegistry` under
@@ -22,7 +21,6 @@ import {
  * already waiting, so saves never overlap. After failures the delay doubles, up to the interval.
  */
 export class AutoSaveScheduler {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   private failures = 0;
   private skip = 0;
   private intervalMs: number | undefined;
@@ -36,6 +34,7 @@ export class AutoSaveScheduler {
     private readonly maxBackoffTicks: number,
     /** A save shared with any already waiting in the queue (the debounced save). */
     private readonly saveSoon: () => Promise<unknown> = save,
+    private readonly logger: PersistenceLogger = new PersistenceLogger(),
   ) {}
 
   get enabled(): boolean {
@@ -141,6 +140,8 @@ export interface AutoSaveRuns {
   save(): Promise<unknown>;
   /** A save shared with one already waiting (the debounce). */
   saveSoon(): Promise<unknown>;
+  /** The store's logger. */
+  logger: PersistenceLogger;
 }
 
 /**
@@ -164,6 +165,7 @@ export function createAutoSave(
     () => runs.save().catch(incompleteIsDone),
     options === false ? 8 : options.maxBackoffTicks,
     () => runs.saveSoon().catch(incompleteIsDone),
+    runs.logger,
   );
 }
 

@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import { PersistenceLogger } from '../events/persistence.logger';
 import type { SchedulerRegistry } from '@nestjs/schedule';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
@@ -6,7 +6,7 @@ import { PersistenceError } from '../errors/persistence.error';
 import { BackupEntry, BackupTarget, StoredBackup } from '../interfaces/backup-target.interface';
 import { BackupInfo, BackupMetadata } from '../interfaces/persistence-metadata.interface';
 import { ResolvedBackupOptions } from '../interfaces/persistence-module-options.interface';
-import { BACKUP_MANIFEST_VERSION, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import { BACKUP_MANIFEST_VERSION } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { backupIdTime, isBackupId, newBackupId } from '../storage/backup-id.util';
 import { BackupFile, checkBackupContents } from '../storage/backup.storage';
@@ -35,6 +35,8 @@ export interface BackupHost {
   verifier(): BackupVerifier;
   /** Reports an error as `persistence.error` and returns it. */
   report(error: PersistenceError): PersistenceError;
+  /** The store's logger. */
+  logger: PersistenceLogger;
 }
 
 /**
@@ -43,7 +45,6 @@ export interface BackupHost {
  * reading a backup back for `restore(id)`. The store runs `backupNow()` in its operation queue.
  */
 export class BackupOrchestrator {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   readonly target?: BackupTarget;
   private scheduler?: BackupScheduler;
 
@@ -75,7 +76,7 @@ export class BackupOrchestrator {
     const cron = this.options?.cron;
     if (cron === undefined) return;
     if (readOnly) {
-      this.logger.warn(messages.scheduledBackupReadOnly());
+      this.host.logger.warn(messages.scheduledBackupReadOnly());
       return;
     }
     if (!registry) {
@@ -85,7 +86,7 @@ export class BackupOrchestrator {
         { operation: 'init' },
       );
     }
-    this.scheduler = new BackupScheduler(registry, cron, run);
+    this.scheduler = new BackupScheduler(registry, cron, run, this.host.logger);
     this.scheduler.start();
   }
 
@@ -166,7 +167,7 @@ export class BackupOrchestrator {
       },
     );
     if (manifest.unverified.length > 0) {
-      this.logger.warn(messages.backupUnverified(this.locate(id), manifest.unverified.length));
+      this.host.logger.warn(messages.backupUnverified(this.locate(id), manifest.unverified.length));
     }
     await this.applyRetention({ id, manifest }, own);
     const size = manifest.files.reduce((sum, f) => sum + f.size, 0);
@@ -234,7 +235,7 @@ export class BackupOrchestrator {
       }
       try {
         await this.target!.remove(old.id);
-        this.logger.log(messages.backupVerifiedRetention(this.locate(old.id), keep));
+        this.host.logger.log(messages.backupVerifiedRetention(this.locate(old.id), keep));
       } catch (error) {
         this.host.report(
           new PersistenceError(

@@ -1,7 +1,7 @@
-import { Logger } from '@nestjs/common';
 import type { SchedulerRegistry } from '@nestjs/schedule';
 import { CronJob } from 'cron';
-import { PERSISTENCE_BACKUP_CRON, PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
+import { PersistenceLogger } from '../events/persistence.logger';
+import { PERSISTENCE_BACKUP_CRON } from '../persistence.constants';
 
 /**
  * The scheduled backup: a `CronJob` kept in the store's `SchedulerRegistry` under
@@ -9,7 +9,6 @@ import { PERSISTENCE_BACKUP_CRON, PERSISTENCE_LOGGER_CONTEXT } from '../persiste
  * is skipped; `run` reports its own failures, so a tick never throws.
  */
 export class BackupScheduler {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
   private job?: CronJob;
   private running = false;
 
@@ -17,6 +16,7 @@ export class BackupScheduler {
     private readonly registry: SchedulerRegistry,
     private readonly cron: string,
     private readonly run: () => Promise<unknown>,
+    private readonly logger: PersistenceLogger,
   ) {}
 
   start(): void {

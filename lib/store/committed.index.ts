@@ -1,7 +1,10 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
+import type { UnloadedItem, UnloadedKind } from '../interfaces/unloaded-item.interface';
 import { decodeStem } from '../storage/file-name.codec';
+
+export type { UnloadedItem, UnloadedKind };
 
 /**
  * What the store knows is committed for one item: which file holds it, the object the adapter last
@@ -46,6 +49,8 @@ export interface CommittedEntry {
    * is replaced whenever its file is rewritten, so while it stands, other bytes are damage.
    */
   backedUp?: string;
+  /** What kind of problem `unloaded` is (set with it). */
+  unloadedKind?: UnloadedKind;
   /**
    * With a storage driver: the revision the item was loaded or last written with, the
    * `expectedRevision` of its next commit.
@@ -56,6 +61,14 @@ export interface CommittedEntry {
 /** The `unloaded` reason of the files a store started with `loadOnBoot: false` has not read. */
 export const NOT_LOADED_YET =
   'the store started with loadOnBoot: false and loadAll() was not called';
+
+/**
+ * True for the kinds that need someone to act: they fail the start (`onUnreadable: 'fail'`) and keep
+ * the health check down until resolved. Not `'not-loaded'` (the application chose it) nor
+ * `'newer-schema'` (a rollback deploy: the items wait, untouched, for the newer version).
+ */
+export const needsAction = (kind: UnloadedKind | undefined): boolean =>
+  kind !== 'not-loaded' && kind !== 'newer-schema';
 
 /** Committed entries by collection, then by file stem. */
 export type CommittedIndex = Map<string, Map<string, CommittedEntry>>;
@@ -78,21 +91,6 @@ const oneShot = (
 export const hashBytes = (data: Uint8Array): string =>
   oneShot ? oneShot('sha1', data, 'base64') : createHash('sha1').update(data).digest('base64');
 
-/** An item whose stored copy this store did not load (`listUnloaded()`). */
-export interface UnloadedItem {
-  adapter: string;
-  id: string;
-  path: string;
-  /** Why it was not loaded, in words. */
-  reason: string;
-  /**
-   * Why it was not loaded, as the code its load reported (`PERSISTENCE_MIGRATION_FAILED`,
-   * `PERSISTENCE_ITEM_FROM_NEWER_VERSION`, `PERSISTENCE_DECRYPTION_FAILED`, …); absent when it was
-   * simply not loaded yet (`loadOnBoot: false`).
-   */
-  code?: PersistenceErrorCode;
-}
-
 /** Every entry of `index` marked unloaded, with where its stored copy is (`where`). */
 export function unloadedItems(
   index: CommittedIndex,
@@ -108,6 +106,7 @@ export function unloadedItems(
         path: where(adapter, stem, entry),
         reason: entry.unloaded,
         ...(entry.unloadedCode === undefined ? {} : { code: entry.unloadedCode }),
+        kind: entry.unloadedKind ?? 'corrupt',
       });
     }
   }

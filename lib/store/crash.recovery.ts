@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import { PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import * as messages from '../persistence.messages';
@@ -25,7 +25,7 @@ export interface RecoveryScope {
   checkpointer: JournalCheckpointer;
   collections: string[];
   errors: ErrorReporter;
-  logger: Logger;
+  logger: PersistenceLogger;
 }
 
 /**
@@ -102,7 +102,7 @@ export async function readJournalOnly(
   fs: PersistenceFileSystem,
   journalPath: string,
   errors: ErrorReporter,
-  logger: Logger,
+  logger: PersistenceLogger,
 ): Promise<JournalOp[][]> {
   const records: JournalOp[][] = [];
   for (const segment of await readAllSegments(fs, journalPath)) {

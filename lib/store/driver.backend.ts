@@ -25,11 +25,14 @@ import { BackendStatus, StoreBackend, StoreContext } from './store.backend';
  */
 export class DriverBackend implements StoreBackend {
   private readonly replica: DriverReplica;
+  /** Why the last `loadAll()` failed as a whole, until a load succeeds (for the health check). */
+  private loadFailure?: string;
 
   constructor(
     private readonly ctx: StoreContext,
     private readonly driver: StorageDriver,
   ) {
+    driver.useLogger?.(ctx.logger);
     this.replica = new DriverReplica({
       driver,
       conflicts: ctx.options.conflicts,
@@ -38,9 +41,12 @@ export class DriverBackend implements StoreBackend {
       inSync: ctx.inSync,
       queue: ctx.queue,
       notifier: ctx.notifier,
+      logger: ctx.logger,
       codec: () => ctx.codec(),
       caller: () => ctx.caller(),
-      fail: (error, operation) => ctx.errors.fail(error, operation),
+      fail: (error, operation, log = true) =>
+        log ? ctx.errors.fail(error, operation) : ctx.errors.quiet(error, operation),
+      refuseUnreadable: ctx.options.onUnreadable === 'fail',
     });
   }
 
@@ -92,9 +98,17 @@ export class DriverBackend implements StoreBackend {
   }
 
   load(operation: PersistenceOperation): Promise<LoadMetadata> {
-    return this.replica.load(operation).catch((error: unknown) => {
-      throw this.ctx.errors.fail(wrapIo(operation, 'load', this.location, error), operation);
-    });
+    return this.replica.load(operation).then(
+      (meta) => {
+        this.loadFailure = undefined;
+        return meta;
+      },
+      (error: unknown) => {
+        const failure = wrapIo(operation, 'load', this.location, error);
+        this.loadFailure = failure.message;
+        throw this.ctx.errors.fail(failure, operation);
+      },
+    );
   }
 
   clear(): Promise<void> {
@@ -212,8 +226,10 @@ export class DriverBackend implements StoreBackend {
     return Promise.resolve({
       path: this.location,
       ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      ...(this.loadFailure === undefined ? {} : { loadFailure: this.loadFailure }),
       journal: { bytes: 0, pendingItems: 0 },
       disk: null,
+      storage: 'driver',
     });
   }
 

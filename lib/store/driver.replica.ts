@@ -1,6 +1,6 @@
-import { Logger } from '@nestjs/common';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
+import { PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
@@ -26,9 +26,10 @@ import { CommittedEntry, CommittedIndex, forgetRemoved, inSyncAfterLoad } from '
 import { DriverCommitSink } from './driver.sink';
 import { OperationQueue } from './operation.queue';
 import { reviveStored } from './schema.migrator';
+import { LoadProblems } from './load.problems';
 import { RecordDecoder, RemoteMerger } from './remote.merger';
 import { decodeStoredRecord } from './stored-record.decoder';
-import { restoreLoaded } from './snapshot.reader';
+import { noteFailedRestore, restoreLoaded } from './snapshot.reader';
 
 /** Longest stretch of decoding between two yields to the event loop, in ms (as on files). */
 const LOAD_SLICE_MS = 5;
@@ -46,9 +47,13 @@ export interface DriverReplicaHost {
   inSync: Map<string, number>;
   queue: OperationQueue;
   notifier: PersistenceNotifier;
+  logger: PersistenceLogger;
   codec(): ItemFileCodec;
   caller(): AdapterCaller;
-  fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
+  /** Reports an error; `log: false` for an item's problem, which a load's summary counts. */
+  fail(error: PersistenceError, operation: PersistenceOperation, log?: boolean): PersistenceError;
+  /** `onUnreadable: 'fail'`: the boot load's unusable items (or its failure) refuse the start. */
+  refuseUnreadable: boolean;
 }
 
 /**
@@ -72,7 +77,7 @@ export class DriverReplica {
   private pending?: Map<string, Set<string>> | 'resync';
   private readonly merger: RemoteMerger;
   private readonly decodeRecord: RecordDecoder;
-  private readonly logger = new Logger('Persistence');
+  private started = false;
 
   constructor(private readonly host: DriverReplicaHost) {
     this.sink = new DriverCommitSink(
@@ -81,17 +86,18 @@ export class DriverReplica {
       host.conflicts,
       () => host.codec().serializer.extension,
     );
-    this.decodeRecord = (adapter, codec, record, operation) =>
+    this.decodeRecord = (adapter, codec, record, operation, problems) =>
       decodeStoredRecord(
         {
           location: host.driver.location,
           caller: () => host.caller(),
-          fail: (error, operation) => host.fail(error, operation),
+          fail: (error, operation, log) => host.fail(error, operation, log),
         },
         adapter,
         codec,
         record,
         operation,
+        problems,
       );
     this.merger = new RemoteMerger(host, this.decodeRecord);
   }
@@ -103,41 +109,67 @@ export class DriverReplica {
   /**
    * Opens the storage and (with `load`) loads everything. When the storage does not answer, the
    * error is reported and opening is tried again with a backoff (0.5 s doubling to 30 s) until it
-   * answers or the store closes. Rejects only when the driver's package is not installed
-   * (`PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING`): `app.init()` then fails, as for `format: 'msgpack'`.
+   * answers or the store closes; one outage logs one line (each attempt still reaches the
+   * listeners). Rejects when the driver's package is not installed
+   * (`PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING`: no retry can open it, as for `format: 'msgpack'`),
+   * and at the boot (the first call) with `refuseUnreadable`: the load left items nobody can use
+   * yet, or failed for another reason than an unreachable storage.
    */
   async start(load: boolean): Promise<void> {
     this.bootLoad = load;
+    const boot = !this.started;
+    this.started = true;
+    let refusal: PersistenceError | undefined;
     try {
       await this.host.driver.open();
       this.opened = true;
       this.unwatch ??= this.host.driver.watch((event) => this.onWatch(event));
       await this.host.driver.watchReady?.();
-      if (load && this.attempts === 0) await this.load('load');
-      else if (load) {
+      if (load && this.attempts === 0) {
+        const problems = new LoadProblems();
+        await this.load('load', problems, boot);
+        if (boot) {
+          refusal = this.host.refuseUnreadable ? problems.refusal(this.location, false) : undefined;
+          if (!refusal) problems.log(this.host.logger, this.location);
+        }
+      } else if (load) {
         // The application has run meanwhile: keep what it changed, merge the stored state in.
         await this.applyRemote('resync', true);
         this.loaded = true;
       }
+      if (this.attempts > 0) {
+        this.host.logger.log(messages.storageAnsweredAgain(this.location, this.attempts));
+      }
       this.attempts = 0;
     } catch (error) {
-      const failure = this.wrap(error, this.opened ? 'load' : 'init');
+      const operation = this.opened ? 'load' : 'init';
+      const failure = this.wrap(error, operation);
       // A package that is not installed stays missing: no retry can open the store, so the start fails.
       if (failure.code === PersistenceErrorCode.OptionalDependencyMissing) throw failure;
-      this.host.fail(failure, this.opened ? 'load' : 'init');
-      if (failure.code === PersistenceErrorCode.StorageUnavailable && !this.closed) {
-        const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);
-        this.attempts++;
-        this.logger.warn(
-          `The storage ${this.location} did not answer; trying again in ${delay} ms.`,
+      const retry = failure.code === PersistenceErrorCode.StorageUnavailable && !this.closed;
+      if (boot && !retry && this.host.refuseUnreadable) {
+        refusal = new PersistenceError(
+          PersistenceErrorCode.UnreadableItems,
+          messages.loadFailedAtStart(this.location, failure.message),
+          { operation: 'init', path: this.location, cause: failure },
         );
+      } else {
+        this.host.fail(failure, operation, this.attempts === 0 || !retry); // once per outage
+      }
+      if (retry) {
+        const delay = Math.min(DRIVER_RETRY_FIRST_MS * 2 ** this.attempts, DRIVER_RETRY_MAX_MS);
+        if (this.attempts === 0)
+          this.host.logger.warn(messages.storageRetrying(this.location, delay));
+        this.attempts++;
         this.retry = setTimeout(() => {
           this.retry = undefined;
           this.host.queue.run(() => this.start(load)).catch(() => undefined);
         }, delay);
       }
+      if (refusal) throw this.host.fail(refusal, 'init');
       return;
     }
+    if (refusal) throw this.host.fail(refusal, 'init');
     // What other replicas committed while it loaded: in memory before the application goes on.
     await this.applyHeard().catch((error: unknown) => {
       this.host.fail(this.wrap(error, 'load'), 'load');
@@ -165,13 +197,22 @@ export class DriverReplica {
     });
   }
 
-  /** Replaces every adapter's state with the stored one (`loadAll()`, boot). */
-  async load(operation: PersistenceOperation): Promise<LoadMetadata> {
+  /**
+   * Replaces every adapter's state with the stored one (`loadAll()`, boot). What could not be used
+   * goes into `problems`, logged here one line per kind unless `deferLog` (the boot decides first).
+   */
+  async load(
+    operation: PersistenceOperation,
+    problems = new LoadProblems(),
+    deferLog = false,
+  ): Promise<LoadMetadata> {
     const started = performance.now();
     const codec = this.host.codec();
     const adapters = this.host.adapters;
     const meta = this.metadata();
-    const { records, problems } = await this.host.driver.loadAll(adapters.map((a) => a.name));
+    const { records, problems: stored } = await this.host.driver.loadAll(
+      adapters.map((a) => a.name),
+    );
     const byCollection = groupRecords(records);
     const states: Array<[PersistenceAdapter, Map<string, unknown>, Map<string, CommittedEntry>]> =
       [];
@@ -183,7 +224,7 @@ export class DriverReplica {
         const wait = slicer.yieldIfDue();
         if (wait) await wait;
         meta.size += record.data.length;
-        const decoded = await this.decodeRecord(adapter, codec, record, operation);
+        const decoded = await this.decodeRecord(adapter, codec, record, operation, problems);
         if ('unloaded' in decoded) {
           meta.skipped++;
           committed.set(record.id, decoded.unloaded);
@@ -195,9 +236,9 @@ export class DriverReplica {
       states.push([adapter, values, committed]);
     }
     const bad: CommittedIndex = new Map();
-    for (const problem of problems) {
+    for (const problem of stored) {
       meta.skipped++;
-      this.problem(problem, operation, bad);
+      this.problem(problem, operation, bad, problems);
     }
     this.host.index.clear();
     this.host.inSync.clear();
@@ -211,7 +252,11 @@ export class DriverReplica {
         meta,
         operation,
       );
-      if (failed) this.host.fail(failed, operation);
+      if (failed) {
+        noteFailedRestore(problems, adapter.name, committed, failed, (error, log) =>
+          this.host.fail(error, operation, log),
+        );
+      }
       this.host.index.set(adapter.name, committed);
     }
     // As on files: adapters that report their changes are in step with what was just restored.
@@ -219,6 +264,7 @@ export class DriverReplica {
       this.host.inSync.set(name, unloaded);
     }
     this.loaded = true;
+    if (!deferLog) problems.log(this.host.logger, this.location);
     meta.durationMs = performance.now() - started;
     this.host.notifier.loaded(meta);
     return meta;
@@ -484,9 +530,10 @@ export class DriverReplica {
       }
     }
     const byCollection = groupRecords(records);
+    const summary = new LoadProblems();
     for (const problem of problems) {
       meta.skipped++;
-      this.problem(problem, 'load', this.host.index);
+      this.problem(problem, 'load', this.host.index, summary);
       if (problem.id !== undefined) wanted.get(problem.collection)?.delete(problem.id);
     }
     for (const adapter of adapters) {
@@ -497,10 +544,11 @@ export class DriverReplica {
       const remote = new Map<string, StoredRecord | undefined>();
       for (const stem of ids) remote.set(stem, found.get(stem));
       for (const record of found.values()) meta.size += record.data.length;
-      const applied = await this.merger.merge(adapter, remote, 'load');
+      const applied = await this.merger.merge(adapter, remote, 'load', summary);
       meta.items += applied;
       meta.adapters[adapter.name] = applied;
     }
+    summary.log(this.host.logger, this.location);
     meta.durationMs = performance.now() - started;
     if (always || meta.items > 0 || meta.skipped > 0) this.host.notifier.loaded(meta);
   }
@@ -539,9 +587,17 @@ export class DriverReplica {
     problem: StoredProblem,
     operation: PersistenceOperation,
     index: CommittedIndex,
+    problems?: LoadProblems,
   ): void {
-    this.host.fail(problem.error, operation);
+    const counted = problems !== undefined && problem.id !== undefined;
+    this.host.fail(problem.error, operation, !counted);
     if (problem.id === undefined) return;
+    problems?.add(
+      'corrupt',
+      problem.collection,
+      decodeStem(problem.id) ?? problem.id,
+      problem.error,
+    );
     let committed = index.get(problem.collection);
     if (!committed) index.set(problem.collection, (committed = new Map<string, CommittedEntry>()));
     const entry = committed.get(problem.id);
@@ -550,6 +606,7 @@ export class DriverReplica {
       entry.unloaded = why;
       entry.unreadable = true;
       entry.unloadedCode = problem.error.code;
+      entry.unloadedKind = 'corrupt';
     } else
       committed.set(problem.id, {
         fileName: problem.id + this.host.codec().extension,
@@ -558,6 +615,7 @@ export class DriverReplica {
         unloaded: why,
         unreadable: true,
         unloadedCode: problem.error.code,
+        unloadedKind: 'corrupt',
       });
     this.host.inSync.delete(problem.collection);
   }

@@ -25,15 +25,34 @@ export function wrapIo(
 export class ErrorReporter {
   constructor(private readonly notifier: PersistenceNotifier) {}
 
-  /** Reports an error to listeners and returns it, for `throw this.fail(...)`. */
+  /** Reports an error to listeners (and the log) and returns it, for `throw this.fail(...)`. */
   fail(error: PersistenceError, operation?: PersistenceOperation): PersistenceError {
-    this.notifier.error({
-      error,
-      operation: operation ?? error.operation ?? 'save',
-      adapter: error.adapter,
-      itemId: error.itemId,
-      path: error.path,
-    });
+    return this.report(error, operation, true);
+  }
+
+  /**
+   * Reports an error to listeners without a log line of its own: an item a load could not use, which
+   * the load's summary counts (one line per kind of problem, see `LoadProblems`).
+   */
+  quiet(error: PersistenceError, operation?: PersistenceOperation): PersistenceError {
+    return this.report(error, operation, false);
+  }
+
+  private report(
+    error: PersistenceError,
+    operation: PersistenceOperation | undefined,
+    log: boolean,
+  ): PersistenceError {
+    this.notifier.error(
+      {
+        error,
+        operation: operation ?? error.operation ?? 'save',
+        adapter: error.adapter,
+        itemId: error.itemId,
+        path: error.path,
+      },
+      log,
+    );
     return error;
   }
 

@@ -48,6 +48,8 @@ export class FileSystemBackend implements StoreBackend {
   /** Recovery could not write the journal into the item files: the boot load reads it instead. */
   private replayDeferred = false;
   private folderRemoved = false;
+  /** Why the last load failed as a whole, until a load succeeds (for the health check). */
+  private loadFailure?: string;
 
   /** The file system for everything but the lock: no write passes once the lock is lost. */
   private readonly fs: PersistenceFileSystem;
@@ -117,13 +119,43 @@ export class FileSystemBackend implements StoreBackend {
 
   async start(load: boolean): Promise<void> {
     if (load) {
-      // A failed load never stops the application: it starts with what could be read.
       const overlay = this.bootOverlay;
       this.bootOverlay = [];
-      await this.ctx.queue.run(() => this.runLoad('load', overlay)).catch(() => undefined);
+      await this.ctx.queue.run(() => this.bootLoad(overlay));
     } else {
       await this.indexFiles();
     }
+  }
+
+  /**
+   * The boot load, under `onUnreadable`. With `'fail'`, a load that left items nobody can use yet
+   * (or failed as a whole) rejects with one reported error, before any corrupt file is moved to
+   * quarantine: the refused start changes nothing. With `'start'` the application starts with what
+   * could be read (the health check says what is missing).
+   */
+  private async bootLoad(overlay: readonly JournalOp[][]): Promise<void> {
+    const { ctx } = this;
+    const fail = ctx.options.onUnreadable === 'fail';
+    let reader: SnapshotReader;
+    try {
+      ({ reader } = await this.runLoad('load', overlay, fail ? 'refuse' : 'start'));
+    } catch (error) {
+      if (!fail) return; // reported; the application starts with what could be read
+      throw ctx.errors.fail(
+        new PersistenceError(
+          PersistenceErrorCode.UnreadableItems,
+          messages.loadFailedAtStart(this.location, messages.reasonOf(error)),
+          { operation: 'init', path: this.location, cause: error },
+        ),
+        'init',
+      );
+    }
+    const refusal = fail ? reader.problems.refusal(this.location, true) : undefined;
+    if (refusal) throw ctx.errors.fail(refusal, 'init');
+    for (const collection of await reader.quarantineDeferred(ctx.index)) {
+      ctx.inSync.delete(collection);
+    }
+    reader.problems.log(ctx.logger, this.location);
   }
 
   async save(operation: PersistenceOperation): Promise<SaveResult> {
@@ -159,7 +191,7 @@ export class FileSystemBackend implements StoreBackend {
     const overlay = this.ctx.options.readOnly
       ? await readJournalOnly(this.fs, this.journal.path, this.ctx.errors, this.ctx.logger)
       : [];
-    return this.runLoad(operation, overlay);
+    return (await this.runLoad(operation, overlay)).meta;
   }
 
   /**
@@ -289,7 +321,7 @@ export class FileSystemBackend implements StoreBackend {
       );
       if (setAside.length > 0) ctx.logger.warn(messages.restoreSetAside(setAside));
     });
-    return this.runLoad('restore', []);
+    return (await this.runLoad('restore', [])).meta;
   }
 
   readonly discardUnloaded = async (adapter: string, id: string): Promise<string[]> => {
@@ -338,8 +370,10 @@ export class FileSystemBackend implements StoreBackend {
     return {
       path,
       ...(notWritableReason === undefined ? {} : { notWritableReason }),
+      ...(this.loadFailure === undefined ? {} : { loadFailure: this.loadFailure }),
       journal: this.checkpointer.backlog,
       disk,
+      storage: 'file-system',
     };
   }
 
@@ -456,6 +490,7 @@ export class FileSystemBackend implements StoreBackend {
             ref: undefined,
             hash: '',
             unloaded: NOT_LOADED_YET,
+            unloadedKind: 'not-loaded' as const,
           },
         ]),
       );
@@ -463,17 +498,24 @@ export class FileSystemBackend implements StoreBackend {
     }
   }
 
+  /**
+   * A load; `boot` for the boot load, whose problems the caller logs once it has decided on the start
+   * (`'refuse'`: a failure of the whole load is not logged either, the refusal says it).
+   */
   private async runLoad(
     operation: PersistenceOperation,
     overlay: readonly JournalOp[][],
-  ): Promise<LoadMetadata> {
+    boot?: 'refuse' | 'start',
+  ): Promise<{ meta: LoadMetadata; reader: SnapshotReader }> {
     const { ctx } = this;
     const reader = new SnapshotReader(
       this.storage,
       ctx.options.ioConcurrency,
-      (error) => ctx.errors.fail(error, operation),
+      (error, log) =>
+        log ? ctx.errors.fail(error, operation) : ctx.errors.quiet(error, operation),
       ctx.caller(),
       ctx.options.readOnly,
+      boot !== undefined,
     );
     try {
       let records = overlay;
@@ -494,10 +536,14 @@ export class FileSystemBackend implements StoreBackend {
       for (const [name, unloaded] of inSyncAfterLoad(ctx.adapters, ctx.index, ctx.codec().keyId)) {
         ctx.inSync.set(name, unloaded);
       }
+      this.loadFailure = undefined;
+      if (boot === undefined) reader.problems.log(ctx.logger, this.location);
       ctx.notifier.loaded(meta);
-      return meta;
+      return { meta, reader };
     } catch (error) {
-      throw ctx.errors.failed(operation, 'load', this.location, error);
+      const failure = wrapIo(operation, 'load', this.location, error);
+      this.loadFailure = failure.message;
+      throw boot === 'refuse' ? failure : ctx.errors.fail(failure, operation);
     }
   }
 }

@@ -1,3 +1,4 @@
+import type { PersistenceModuleOptions } from '../interfaces/persistence-module-options.interface';
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import { unknownOption } from '../persistence.messages';
@@ -8,7 +9,7 @@ import { unknownOption } from '../persistence.messages';
  * default instead of what the application asked for. Objects whose keys are the user's own
  * (`encryption.keys`, a serializer, a driver, a backup target, adapters) are not looked into.
  */
-const KNOWN: Readonly<Record<string, readonly string[] | null>> = {
+const KNOWN_OPTIONS = {
   path: null,
   format: null,
   compressAbove: null,
@@ -29,7 +30,10 @@ const KNOWN: Readonly<Record<string, readonly string[] | null>> = {
   storage: null,
   conflicts: null,
   lock: ['leaseMs', 'renewMs'],
-};
+  onUnreadable: null,
+  logger: null,
+} satisfies Record<keyof PersistenceModuleOptions, readonly string[] | null>; // none left out
+const KNOWN: Readonly<Record<string, readonly string[] | null>> = KNOWN_OPTIONS;
 
 /** Accepted, never suggested: internal options (tests simulate other hosts with `lock.host`). */
 const INTERNAL = new Set(['lock.host']);

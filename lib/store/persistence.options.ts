@@ -11,6 +11,7 @@ import {
 import { DEFAULT_BACKUPS_KEPT } from '../persistence.constants';
 import { invalidOption, optionsMissing, pathUndefined } from '../persistence.messages';
 import { ItemCipher } from '../encryption/item.cipher';
+import { isLoggerOption } from '../events/persistence.logger';
 import { DIR_MODE, FILE_MODE, TEMP_SUFFIX } from '../storage/on-disk.names';
 import { DEFAULT_COMPRESS_ABOVE } from '../serializers/auto.serializer';
 import { ConflictPolicy, StorageDriver } from '../interfaces/storage-driver.interface';
@@ -27,6 +28,7 @@ export const DEFAULT_OPTIONS = {
   compressAbove: DEFAULT_COMPRESS_ABOVE,
   autoSave: { interval: 300_000, maxBackoffTicks: 8, debounce: false as number | false },
   loadOnBoot: true,
+  onUnreadable: 'fail' as 'fail' | 'start',
   saveOnShutdown: true,
   builtInAdapters: true,
   ioConcurrency: 16,
@@ -126,6 +128,21 @@ export function resolveOptions(
       fail(flag, given[flag], 'Use true or false.');
     }
   }
+  const onUnreadable = given.onUnreadable ?? DEFAULT_OPTIONS.onUnreadable;
+  if (onUnreadable !== 'fail' && onUnreadable !== 'start') {
+    fail(
+      'onUnreadable',
+      onUnreadable,
+      "Use 'fail' (app.init() rejects while items cannot be used) or 'start' (start with what could be read).",
+    );
+  }
+  if (!isLoggerOption(given.logger)) {
+    fail(
+      'logger',
+      given.logger,
+      'Give a Nest LoggerService (an object with log, warn and error), or false for no log lines.',
+    );
+  }
   const adapters = given.adapters ?? [];
   if (!Array.isArray(adapters)) {
     fail('adapters', adapters, 'Use an array of adapter classes or instances.');
@@ -177,6 +194,8 @@ export function resolveOptions(
     compressAbove,
     autoSave,
     loadOnBoot: given.loadOnBoot ?? DEFAULT_OPTIONS.loadOnBoot,
+    onUnreadable,
+    logger: given.logger,
     saveOnShutdown: given.saveOnShutdown ?? DEFAULT_OPTIONS.saveOnShutdown,
     builtInAdapters: given.builtInAdapters ?? DEFAULT_OPTIONS.builtInAdapters,
     adapters,

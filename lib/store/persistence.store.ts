@@ -2,7 +2,6 @@ import {
   BeforeApplicationShutdown,
   Inject,
   Injectable,
-  Logger,
   OnApplicationBootstrap,
   OnModuleInit,
   Optional,
@@ -18,6 +17,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { holdBootEvents } from '../events/boot-events.util';
 import { PersistenceEvents } from '../events/persistence-events.enum';
+import { isLoggerOption, PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import {
@@ -36,10 +36,7 @@ import {
 import { PersistenceModuleOptions } from '../interfaces/persistence-module-options.interface';
 import { PersistenceStatus } from '../interfaces/persistence-status.interface';
 import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
-import {
-  PERSISTENCE_LOGGER_CONTEXT,
-  PERSISTENCE_SCHEDULER_REGISTRY,
-} from '../persistence.constants';
+import { PERSISTENCE_SCHEDULER_REGISTRY } from '../persistence.constants';
 import * as messages from '../persistence.messages';
 import { PERSISTENCE_MODULE_OPTIONS } from '../persistence.module-definition';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
@@ -73,7 +70,7 @@ import { composeStatus, StoreSession, StoreShared } from './store.session';
 export class PersistenceStore
   implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown
 {
-  private readonly logger = new Logger(PERSISTENCE_LOGGER_CONTEXT);
+  private readonly logger = new PersistenceLogger();
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
   private readonly errors: ErrorReporter;
@@ -85,6 +82,8 @@ export class PersistenceStore
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
   private lastSaveTime: Date | null = null;
+  /** The last save's SAVE_INCOMPLETE, until a complete save (for the health check). */
+  private lastSaveIncomplete: PersistenceError | null = null;
   private state: 'created' | 'ready' | 'closing' | 'closed' = 'created';
   private shutdown?: Promise<void>;
   private releaseBootEvents?: () => void;
@@ -108,7 +107,11 @@ export class PersistenceStore
     @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
     private readonly schedulerRegistry?: SchedulerRegistry,
   ) {
-    this.notifier = new PersistenceNotifier(eventEmitter);
+    // The options are known here already (a forRootAsync factory has run): even this constructor's
+    // line goes to the `logger` option. resolveOptions() refuses a bad one at init.
+    const logger: unknown = (rawOptions as PersistenceModuleOptions | undefined)?.logger;
+    if (isLoggerOption(logger)) this.logger.use(logger);
+    this.notifier = new PersistenceNotifier(eventEmitter, this.logger);
     this.errors = new ErrorReporter(this.notifier);
     this.shared = {
       fs: this.fs,
@@ -161,7 +164,16 @@ export class PersistenceStore
     await session.backend.open();
     this.state = 'ready';
     this.startedAt = new Date();
-    await session.backend.start(options.loadOnBoot);
+    try {
+      await session.backend.start(options.loadOnBoot);
+    } catch (error) {
+      // onUnreadable: 'fail' refused the start (reported once): let go of the folder or the
+      // storage, so the next start (with the fix) is not held up by this one.
+      this.state = 'closed';
+      await session.backend.release().catch(() => undefined);
+      this.notifier.complete();
+      throw error;
+    }
     if (options.autoSave !== false && !options.readOnly) {
       this.enableAutoSave(options.autoSave.interval);
     }
@@ -312,6 +324,7 @@ export class PersistenceStore
       save: () => this.queue.run(() => this.runSave('auto-save')),
       saveSoon: () =>
         this.state === 'ready' ? this.requestSave('auto-save') : Promise.resolve(undefined),
+      logger: this.logger,
     });
     this.autoSave.start(intervalMs);
     startAutoSaveDebounce(this.autoSave, this.open.options.autoSave, this.adapterList);
@@ -390,8 +403,12 @@ export class PersistenceStore
    */
   async getStatus(): Promise<PersistenceStatus> {
     const state = this.state === 'created' ? 'starting' : this.state;
-    const facts = { startedAt: this.startedAt, lastSaveTime: this.lastSaveTime };
-    return composeStatus(state, this.session, facts, this.notifier);
+    const facts = {
+      startedAt: this.startedAt,
+      lastSaveTime: this.lastSaveTime,
+      lastSaveIncomplete: this.lastSaveIncomplete?.message ?? null,
+    };
+    return composeStatus(state, this.session, facts, this.notifier, this.shared.index);
   }
 
   /** What exists once the store is open; throws before `onModuleInit` has begun. */
@@ -424,6 +441,7 @@ export class PersistenceStore
   private async runSave(operation: PersistenceOperation): Promise<SaveMetadata> {
     const result = await this.open.backend.save(operation);
     this.lastSaveTime = result.meta.timestamp;
+    this.lastSaveIncomplete = result.incomplete ?? null;
     this.notifier.saved(result.meta);
     if (result.incomplete) {
       // What could not be saved was reported one by one (once for each change); everything else is

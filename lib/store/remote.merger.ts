@@ -7,6 +7,8 @@ import * as messages from '../persistence.messages';
 import { ItemFileCodec } from '../serializers/item-file.codec';
 import { decodeStem, encodeId } from '../storage/file-name.codec';
 import { AdapterCaller } from './adapter.caller';
+import { LoadProblems } from './load.problems';
+import { noteFailedRestore } from './snapshot.reader';
 import { CommittedEntry, CommittedIndex, hashBytes } from './committed.index';
 import { schemaVersionOf } from './schema.migrator';
 
@@ -23,6 +25,7 @@ export type RecordDecoder = (
   codec: ItemFileCodec,
   record: StoredRecord,
   operation: PersistenceOperation,
+  problems?: LoadProblems,
 ) => Promise<DecodedRecord | { unloaded: CommittedEntry }>;
 
 /** What the merger needs from the store. */
@@ -32,7 +35,8 @@ export interface RemoteMergerHost {
   inSync: Map<string, number>;
   codec(): ItemFileCodec;
   caller(): AdapterCaller;
-  fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
+  /** Reports an error; `log: false` for an item's problem, which a load's summary counts. */
+  fail(error: PersistenceError, operation: PersistenceOperation, log?: boolean): PersistenceError;
 }
 
 /** One remote version, decoded before anything of the adapter is looked at. */
@@ -78,6 +82,7 @@ export class RemoteMerger {
     adapter: PersistenceAdapter,
     remote: ReadonlyMap<string, StoredRecord | undefined>,
     operation: PersistenceOperation,
+    problems?: LoadProblems,
   ): Promise<number> {
     const { index, inSync } = this.host;
     const caller = this.host.caller();
@@ -94,7 +99,7 @@ export class RemoteMerger {
         incoming.set(stem, { kind: 'removed' });
         continue;
       }
-      const decoded = await this.decode(adapter, codec, record, operation);
+      const decoded = await this.decode(adapter, codec, record, operation, problems);
       incoming.set(
         stem,
         'unloaded' in decoded
@@ -191,15 +196,23 @@ export class RemoteMerger {
     } catch (error) {
       const why = `adapter "${adapter.name}" failed to restore it`;
       const failure = adapterError(adapter, error, operation);
+      const failed = new Map<string, CommittedEntry>();
       for (const stem of applied) {
         const entry = committed.get(stem);
-        if (entry && entry.unloaded === undefined) {
-          entry.unloaded = why;
-          entry.unloadedCode = failure.code;
-        }
+        if (!entry || entry.unloaded !== undefined) continue;
+        entry.unloaded = why;
+        entry.unloadedCode = failure.code;
+        entry.unloadedKind = 'restore-failed';
+        failed.set(stem, entry);
       }
       inSync.delete(adapter.name);
-      this.host.fail(failure, operation);
+      if (problems) {
+        noteFailedRestore(problems, adapter.name, failed, failure, (e, log) =>
+          this.host.fail(e, operation, log),
+        );
+      } else {
+        this.host.fail(failure, operation);
+      }
       return 0;
     }
     return applied.length;

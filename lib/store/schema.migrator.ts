@@ -175,7 +175,7 @@ export function schemaFailure(
   adapter: string,
   path: string,
   cause: unknown,
-): { error: PersistenceError; why: string } | undefined {
+): { error: PersistenceError; why: string; kind: 'migration-failed' | 'newer-schema' } | undefined {
   const context = { operation: 'load' as const, adapter, path, cause };
   if (cause instanceof MigrationError) {
     return {
@@ -185,6 +185,7 @@ export function schemaFailure(
         { ...context, itemId: cause.id },
       ),
       why: `its migration from schema version ${cause.from} to ${cause.to} failed: ${cause.reason}`,
+      kind: 'migration-failed',
     };
   }
   if (cause instanceof NewerSchemaError) {
@@ -195,6 +196,7 @@ export function schemaFailure(
         { ...context, itemId: cause.id },
       ),
       why: `it was written by a newer version of the application (schema ${cause.stored}, this code knows ${cause.known})`,
+      kind: 'newer-schema',
     };
   }
   return undefined;

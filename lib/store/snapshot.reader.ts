@@ -2,15 +2,28 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError, PersistenceOperation } from '../errors/persistence.error';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
 import { LoadMetadata } from '../interfaces/persistence-metadata.interface';
-import { adapterFailed, corruptFile, ioFailed, reasonOf } from '../persistence.messages';
+import {
+  adapterFailed,
+  corruptFile,
+  decryptionFailed,
+  ioFailed,
+  reasonOf,
+} from '../persistence.messages';
 import { decodeStem } from '../storage/file-name.codec';
 import { FileSystemStorage, ItemFile, parseItemFileName } from '../storage/file-system.storage';
-import { ItemFileCodec } from '../serializers/item-file.codec';
+import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { JournalOp } from '../storage/journal';
 import { TimeSlicer } from '../storage/event-loop.util';
 import { mapLimit } from '../storage/map-limit.util';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, CommittedIndex, hashBytes, UNHASHED } from './committed.index';
+import {
+  CommittedEntry,
+  CommittedIndex,
+  hashBytes,
+  UNHASHED,
+  UnloadedKind,
+} from './committed.index';
+import { LoadProblems } from './load.problems';
 import { reviveStored, schemaFailure } from './schema.migrator';
 import { itemFileFinding, itemFileMessage, unloadedReason } from './store.findings';
 
@@ -21,6 +34,21 @@ interface LoadedItem {
   id: string;
   value: unknown;
   entry: CommittedEntry;
+}
+
+/** A corrupt file whose move to `.quarantine/` waits for the start to be accepted. */
+interface DeferredQuarantine {
+  collection: string;
+  file: ItemFile;
+  cause: unknown;
+}
+
+/** Why a file that did not load stays in place unloaded. */
+interface LeftInPlace {
+  why: string;
+  kind: UnloadedKind;
+  /** The code its load reported (`listUnloaded()`'s `code`). */
+  code?: PersistenceErrorCode;
 }
 
 /** A collection as read: the items that loaded, and the files left in place unloaded, by stem. */
@@ -43,6 +71,11 @@ interface ReadCollection {
  * in-memory state as it was.
  */
 export class SnapshotReader {
+  /** What this load could not use, by kind (one log line per kind, see `LoadProblems`). */
+  readonly problems = new LoadProblems();
+  /** Corrupt files kept in place until {@link quarantineDeferred} (with `deferQuarantine`). */
+  private readonly deferred: DeferredQuarantine[] = [];
+
   constructor(
     private readonly storage: FileSystemStorage,
     /*
@@ -51,9 +84,16 @@ export class SnapshotReader {
      * (bench/load-breakdown.ts).
      */
     private readonly readConcurrency: number,
-    private readonly report: (error: PersistenceError) => void,
+    /** Reports an error; `log: false` for an item's problem, which `problems` summarises. */
+    private readonly report: (error: PersistenceError, log: boolean) => void,
     private readonly caller: AdapterCaller,
     private readonly readOnly = false,
+    /**
+     * The boot load: corrupt files are not moved to `.quarantine/` yet, so that a start that is
+     * refused (`onUnreadable: 'fail'`) changes nothing; {@link quarantineDeferred} moves them once
+     * it is accepted.
+     */
+    private readonly deferQuarantine = false,
   ) {}
 
   async load(
@@ -116,7 +156,7 @@ export class SnapshotReader {
     index.clear();
     for (const [adapter, values, committed] of prepared) {
       const failed = await restoreLoaded(this.caller, adapter, values, committed, meta, 'load');
-      if (failed) this.report(failed);
+      if (failed) noteFailedRestore(this.problems, adapter.name, committed, failed, this.report);
       index.set(adapter.name, committed);
     }
     meta.durationMs = performance.now() - started;
@@ -170,7 +210,8 @@ export class SnapshotReader {
           ref: undefined,
           hash: '',
           unloaded: left.why,
-          unloadedCode: left.code,
+          unloadedKind: left.kind,
+          ...(left.code === undefined ? {} : { unloadedCode: left.code }),
         });
       }
       return undefined;
@@ -198,6 +239,7 @@ export class SnapshotReader {
       if (loaded) {
         loaded.entry.unloaded = entry.unloaded;
         loaded.entry.unloadedCode = entry.unloadedCode;
+        loaded.entry.unloadedKind = entry.unloadedKind;
         unloaded.delete(stem);
       }
     }
@@ -218,22 +260,46 @@ export class SnapshotReader {
           const item = await this.decode(adapter, codec, file, op.data);
           items.set(parsed.stem, item);
         } catch (error) {
-          const schema = schemaFailure(
-            collection,
-            `journal entry ${collection}/${op.fileName}`,
-            error,
-          );
-          if (schema) {
-            // Not loadable by this code, and not to be replaced by an older file's value either.
+          const where = `journal entry ${collection}/${op.fileName}`;
+          const id = decodeStem(parsed.stem) ?? parsed.stem;
+          const schema = schemaFailure(collection, where, error);
+          const locked = error instanceof ItemDecodeError && error.kind === 'locked';
+          if (schema || locked) {
+            // Not loadable by this code (or key), and not to be replaced by an older file's value.
+            const left: LeftInPlace = schema
+              ? { why: schema.why, kind: schema.kind, code: schema.error.code }
+              : {
+                  why: 'it could not be decrypted with the configured keys',
+                  kind: 'wrong-key',
+                  code: PersistenceErrorCode.DecryptionFailed,
+                };
             items.delete(parsed.stem);
             unloaded.set(parsed.stem, {
               fileName: op.fileName,
               ref: undefined,
               hash: '',
-              unloaded: schema.why,
-              unloadedCode: schema.error.code,
+              unloaded: left.why,
+              unloadedKind: left.kind,
+              ...(left.code === undefined ? {} : { unloadedCode: left.code }),
             });
-            this.report(schema.error);
+            const context = {
+              operation: 'load' as const,
+              adapter: collection,
+              itemId: id,
+              path: where,
+              cause: error,
+            };
+            this.note(
+              left.kind,
+              collection,
+              id,
+              schema?.error ??
+                new PersistenceError(
+                  PersistenceErrorCode.DecryptionFailed,
+                  decryptionFailed(where, reasonOf(error)),
+                  context,
+                ),
+            );
             continue;
           }
           this.report(
@@ -242,6 +308,7 @@ export class SnapshotReader {
               corruptFile(`journal entry ${collection}/${op.fileName}`, reasonOf(error)),
               { operation: 'load', adapter: collection, path: op.fileName, cause: error },
             ),
+            true,
           );
         }
       }
@@ -295,28 +362,66 @@ export class SnapshotReader {
     collection: string,
     file: ItemFile,
     cause: unknown,
-  ): Promise<{ why: string; code: PersistenceErrorCode } | undefined> {
+  ): Promise<LeftInPlace | undefined> {
+    const itemId = decodeStem(file.stem) ?? file.stem;
     const context = {
       operation: 'load' as const,
       adapter: collection,
-      itemId: decodeStem(file.stem) ?? file.stem,
+      itemId,
       path: file.path,
       cause,
     };
+    const finding = itemFileFinding(file.path, cause); // the judgement `verify` shares
+    if (finding.code === PersistenceErrorCode.OptionalDependencyMissing) {
+      // The file is fine; a package to read it is missing: left in place, pinned, unloaded.
+      this.storage.pin(file.path);
+      const error = new PersistenceError(finding.code, finding.problem, context);
+      this.note('missing-package', collection, itemId, error);
+      return { why: finding.problem, kind: 'missing-package', code: finding.code };
+    }
     const schema = schemaFailure(collection, file.path, cause);
     if (schema) {
       // The file is fine; this code cannot use it (yet): left in place, pinned, unloaded.
       this.storage.pin(file.path);
-      this.report(schema.error);
-      return { why: schema.why, code: schema.error.code };
+      this.note(schema.kind, collection, itemId, schema.error);
+      return { why: schema.why, kind: schema.kind, code: schema.error.code };
     }
     // The judgement `verify` shares (store.findings.ts): same code, same words.
-    const finding = itemFileFinding(file.path, cause);
     if (!finding.invalid) {
       this.storage.pin(file.path);
-      this.report(new PersistenceError(finding.code, itemFileMessage(finding), context));
-      return { why: unloadedReason(finding), code: finding.code };
+      const kind: UnloadedKind =
+        finding.code === PersistenceErrorCode.DecryptionFailed ? 'wrong-key' : 'unreadable';
+      this.note(
+        kind,
+        collection,
+        itemId,
+        new PersistenceError(finding.code, itemFileMessage(finding), context),
+      );
+      return { why: unloadedReason(finding), kind, code: finding.code };
     }
+    if (this.deferQuarantine && !this.readOnly) {
+      // Left where it is (pinned: no save may remove it) until the start is accepted.
+      this.storage.pin(file.path);
+      this.deferred.push({ collection, file, cause });
+      return undefined;
+    }
+    return this.quarantine(collection, file, cause);
+  }
+
+  /** Moves a corrupt file to `.quarantine/` (or leaves it, pinned, when it cannot); reports it. */
+  private async quarantine(
+    collection: string,
+    file: ItemFile,
+    cause: unknown,
+  ): Promise<LeftInPlace | undefined> {
+    const itemId = decodeStem(file.stem) ?? file.stem;
+    const context = {
+      operation: 'load' as const,
+      adapter: collection,
+      itemId,
+      path: file.path,
+      cause,
+    };
     let movedTo: string | undefined;
     if (!this.readOnly) {
       try {
@@ -326,10 +431,61 @@ export class SnapshotReader {
       }
     }
     if (!movedTo) this.storage.pin(file.path); // left where it is: no save may remove it
-    this.report(new PersistenceError(finding.code, itemFileMessage(finding, movedTo), context));
+    const finding = itemFileFinding(file.path, cause);
+    const error = new PersistenceError(finding.code, itemFileMessage(finding, movedTo), context);
+    this.note(movedTo ? 'quarantined' : 'corrupt', collection, itemId, error);
     return movedTo
       ? undefined
-      : { why: `it is not a valid item file: ${finding.problem}`, code: finding.code };
+      : {
+          why: `it is not a valid item file: ${finding.problem}`,
+          kind: 'corrupt',
+          code: finding.code,
+        };
+  }
+
+  /**
+   * After a boot load read with `deferQuarantine`, once the start is accepted: moves the corrupt
+   * files to `.quarantine/`. One that cannot be moved stays in place, recorded in `index` as
+   * unloaded; returns the collections whose entries changed.
+   */
+  async quarantineDeferred(index: CommittedIndex): Promise<Set<string>> {
+    const changed = new Set<string>();
+    for (const { collection, file, cause } of this.deferred.splice(0)) {
+      this.storage.unpin(file.path);
+      const left = await this.quarantine(collection, file, cause);
+      if (!left) continue;
+      let entries = index.get(collection);
+      if (!entries) index.set(collection, (entries = new Map<string, CommittedEntry>()));
+      const loaded = entries.get(file.stem);
+      if (loaded) {
+        // Its item loaded from a file in another format: keep both, as `collect` does.
+        loaded.unloaded ??= left.why;
+        loaded.unloadedKind ??= left.kind;
+        loaded.unloadedCode ??= left.code;
+      } else {
+        entries.set(file.stem, {
+          fileName: file.fileName,
+          ref: undefined,
+          hash: '',
+          unloaded: left.why,
+          unloadedKind: left.kind,
+          ...(left.code === undefined ? {} : { unloadedCode: left.code }),
+        });
+      }
+      changed.add(collection);
+    }
+    return changed;
+  }
+
+  /** An item's problem: reported to the listeners (no log line) and counted into `problems`. */
+  private note(
+    kind: UnloadedKind | 'quarantined',
+    collection: string,
+    id: string,
+    error: PersistenceError,
+  ): void {
+    this.report(error, false);
+    this.problems.add(kind, collection, id, error);
   }
 }
 
@@ -367,7 +523,28 @@ export async function restoreLoaded(
       if (entry.unloaded !== undefined) continue;
       entry.unloaded = why;
       entry.unloadedCode = failure.code;
+      entry.unloadedKind = 'restore-failed';
     }
     return failure;
   }
+}
+
+/**
+ * An adapter whose `restore()` failed in a load: its error reported (no log line of its own) and
+ * each of its items counted into `problems` as `'restore-failed'`.
+ */
+export function noteFailedRestore(
+  problems: LoadProblems,
+  adapter: string,
+  committed: ReadonlyMap<string, CommittedEntry>,
+  error: PersistenceError,
+  report: (error: PersistenceError, log: boolean) => void,
+): void {
+  let first: PersistenceError | undefined = error;
+  for (const [stem, entry] of committed) {
+    if (entry.unloadedKind !== 'restore-failed') continue;
+    problems.add('restore-failed', adapter, decodeStem(stem) ?? stem, first);
+    first = undefined;
+  }
+  report(error, first !== undefined); // no item to count it with: a line of its own
 }

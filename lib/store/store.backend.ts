@@ -1,5 +1,5 @@
-import { Logger } from '@nestjs/common';
 import { PersistenceOperation } from '../errors/persistence.error';
+import { PersistenceLogger } from '../events/persistence.logger';
 import { PersistenceNotifier } from '../events/persistence.notifier';
 import { BackupEntry } from '../interfaces/backup-target.interface';
 import { PersistenceAdapter } from '../interfaces/persistence-adapter.interface';
@@ -32,7 +32,8 @@ export interface StoreContext {
   readonly queue: OperationQueue;
   readonly notifier: PersistenceNotifier;
   readonly errors: ErrorReporter;
-  readonly logger: Logger;
+  /** Every log line of the store goes through it (the `logger` option). */
+  readonly logger: PersistenceLogger;
   /** How this store appears in the registry of folders held by this process. */
   readonly registration: OpenStore;
   /** The codec of the next save (changes with `setSerializer()`). */
@@ -41,9 +42,11 @@ export interface StoreContext {
 }
 
 /** Status facts that depend on where the state is kept. */
-export type BackendStatus = Pick<PersistenceStatus, 'path' | 'journal' | 'disk'> & {
+export type BackendStatus = Pick<PersistenceStatus, 'path' | 'journal' | 'disk' | 'storage'> & {
   /** Why the store cannot save now (the store checks `state` and `readOnly` first). */
   notWritableReason?: string;
+  /** Why the last load failed as a whole (nothing was loaded), until a load succeeds. */
+  loadFailure?: string;
 };
 
 /**
@@ -58,7 +61,10 @@ export interface StoreBackend {
   readonly location: string;
   /** Before the store is ready: create, lock and recover what the backend needs. */
   open(): Promise<void>;
-  /** Once the store is ready: the boot load (with `load`), or learn what exists without loading. */
+  /**
+   * Once the store is ready: the boot load (with `load`), or learn what exists without loading.
+   * Rejects (the error reported) only when `onUnreadable: 'fail'` refuses the start.
+   */
   start(load: boolean): Promise<void>;
   /** Commits one save: snapshots → changed items → one commit. Reports and rejects on failure. */
   save(operation: PersistenceOperation): Promise<SaveResult>;

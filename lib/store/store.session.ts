@@ -9,6 +9,8 @@ import { BuiltInFormat, Serializer } from '../interfaces/serializer.interface';
 import { createItemFileCodec, ItemFileCodec } from '../serializers/item-file.codec';
 import { BackupOrchestrator } from './backup.orchestrator';
 import { BackupVerifier } from './backup.verifier';
+import { CommittedIndex } from './committed.index';
+import { LoadProblems } from './load.problems';
 import { DriverBackend } from './driver.backend';
 import { FileSystemBackend } from './file-system.backend';
 import { StoreBackend, StoreContext } from './store.backend';
@@ -79,13 +81,17 @@ export class StoreSession {
       verifier: () =>
         new BackupVerifier({ ...shared, codec: () => this.codec }, options.storage === undefined),
       report: (error) => shared.errors.fail(error),
+      logger: shared.logger,
     });
     this.backups.startSchedule(registry, options.readOnly, () => backend.scheduledBackup(run));
   }
 }
 
 /** The store-wide facts of `getStatus()`, measured by the store itself. */
-export type StoreFacts = Pick<PersistenceStatus, 'startedAt' | 'lastSaveTime'>;
+export type StoreFacts = Pick<
+  PersistenceStatus,
+  'startedAt' | 'lastSaveTime' | 'lastSaveIncomplete'
+>;
 
 /** `getStatus()`: the store's state and facts, with the backend's (none before the store opens). */
 export async function composeStatus(
@@ -93,6 +99,7 @@ export async function composeStatus(
   session: StoreSession | undefined,
   facts: StoreFacts,
   notifier: PersistenceNotifier,
+  index: CommittedIndex,
 ): Promise<PersistenceStatus> {
   const readOnly = session?.options.readOnly ?? false;
   let reason: string | undefined;
@@ -109,7 +116,22 @@ export async function composeStatus(
     ...facts,
     lastError: notifier.lastError ?? null,
     errorSinceLastSave: notifier.errorSinceSave,
+    unresolved: unresolvedOf(index),
+    loadFailure: backend?.loadFailure ?? null,
     journal: backend?.journal ?? { bytes: 0, pendingItems: 0 },
+    storage: backend?.storage ?? (session?.options.storage ? 'driver' : 'file-system'),
     disk: backend?.disk ?? null,
   };
+}
+
+/** The unresolved unloaded items of `index`, counted per kind. */
+function unresolvedOf(index: CommittedIndex): PersistenceStatus['unresolved'] {
+  const kinds: PersistenceStatus['unresolved']['kinds'] = {};
+  let items = 0;
+  for (const group of LoadProblems.unresolved(index).list()) {
+    if (group.kind === 'quarantined') continue;
+    kinds[group.kind] = group.count;
+    items += group.count;
+  }
+  return { items, kinds };
 }

@@ -6,7 +6,8 @@ import * as messages from '../persistence.messages';
 import { ItemDecodeError, ItemFileCodec } from '../serializers/item-file.codec';
 import { decodeStem } from '../storage/file-name.codec';
 import { AdapterCaller } from './adapter.caller';
-import { CommittedEntry, hashBytes } from './committed.index';
+import { CommittedEntry, hashBytes, UnloadedKind } from './committed.index';
+import { LoadProblems } from './load.problems';
 import { DecodedRecord } from './remote.merger';
 import { reviveStored, schemaFailure } from './schema.migrator';
 
@@ -15,7 +16,8 @@ export interface RecordDecoderHost {
   /** The driver's location, for messages. */
   location: string;
   caller(): AdapterCaller;
-  fail(error: PersistenceError, operation: PersistenceOperation): PersistenceError;
+  /** Reports an error; `log: false` for an item's problem, which a load's summary counts. */
+  fail(error: PersistenceError, operation: PersistenceOperation, log?: boolean): PersistenceError;
 }
 
 /**
@@ -28,6 +30,7 @@ export async function decodeStoredRecord(
   codec: ItemFileCodec,
   record: StoredRecord,
   operation: PersistenceOperation,
+  problems?: LoadProblems,
 ): Promise<DecodedRecord | { unloaded: CommittedEntry }> {
   const fileName = record.id + codec.extension;
   const key = `${adapter.name}/${record.id}`;
@@ -61,35 +64,31 @@ export async function decodeStoredRecord(
     };
     const schema = schemaFailure(adapter.name, where, cause);
     let why: string;
-    let code: PersistenceErrorCode;
+    let kind: UnloadedKind;
+    let error: PersistenceError;
     if (schema) {
-      host.fail(schema.error, operation);
-      why = schema.why;
-      code = schema.error.code;
+      ({ error, why, kind } = schema);
     } else if (cause instanceof ItemDecodeError && cause.kind === 'locked') {
-      host.fail(
-        new PersistenceError(
-          PersistenceErrorCode.DecryptionFailed,
-          messages.decryptionFailed(where, cause.message),
-          context,
-        ),
-        operation,
+      error = new PersistenceError(
+        PersistenceErrorCode.DecryptionFailed,
+        messages.decryptionFailed(where, cause.message),
+        context,
       );
       why = 'it could not be decrypted with the configured keys';
-      code = PersistenceErrorCode.DecryptionFailed;
+      kind = 'wrong-key';
     } else {
       const reason = messages.reasonOf(cause);
-      host.fail(
-        new PersistenceError(
-          PersistenceErrorCode.CorruptFile,
-          messages.storedItemUnreadable(host.location, key, reason),
-          context,
-        ),
-        operation,
+      error = new PersistenceError(
+        PersistenceErrorCode.CorruptFile,
+        messages.storedItemUnreadable(host.location, key, reason),
+        context,
       );
       why = `it is not a valid item: ${reason}`;
-      code = PersistenceErrorCode.CorruptFile;
+      kind = 'corrupt';
     }
+    // Within a load the summary logs it (one line per kind); the listeners hear of each item.
+    host.fail(error, operation, problems === undefined);
+    problems?.add(kind, adapter.name, context.itemId, error);
     return {
       unloaded: {
         fileName,
@@ -97,7 +96,8 @@ export async function decodeStoredRecord(
         hash: '',
         unloaded: why,
         unreadable: true,
-        unloadedCode: code,
+        unloadedCode: error.code,
+        unloadedKind: kind,
         revision: record.revision,
       },
     };

@@ -12,6 +12,7 @@ import type {
   DriverWatchEvent,
   Lease,
   LoadResult,
+  DriverLogger,
   StorageDriver,
   StoredProblem,
   StoredRecord,
@@ -147,7 +148,7 @@ export class RedisStorageDriver implements StorageDriver {
   private readonly connectTimeoutMs: number;
   private readonly readChunkSize: number;
   private readonly optimisticReads: number;
-  private readonly logger = new Logger(DRIVER);
+  private logger: DriverLogger = new Logger(DRIVER);
   private client?: RedisConnection;
   private subscriber?: RedisConnection;
   /** Settles once the subscription of {@link watch} is active. */
@@ -227,6 +228,11 @@ export class RedisStorageDriver implements StorageDriver {
    * Connects. Rejects with `PERSISTENCE_STORAGE_UNAVAILABLE` (retryable) when the server does not
    * answer, with `PERSISTENCE_OPTIONAL_DEPENDENCY_MISSING` when ioredis is not installed.
    */
+  /** Logs through the store's `logger` option from now on (the store calls it before `open()`). */
+  useLogger(logger: DriverLogger): void {
+    this.logger = logger;
+  }
+
   async open(): Promise<void> {
     if (this.state === 'open') return;
     if (this.state === 'closed') throw this.notOpen();
