@@ -57,6 +57,9 @@ describe('backups into backups.directory', () => {
       path: dir,
       saveOnShutdown: false,
       backups: { directory: backups, ...backupOptions },
+      // The fake clock jumps an hour while real I/O runs: a lease shorter than that would see a
+      // renewal that spans the jump as unconfirmed (as after a blocked event loop) and refuse writes.
+      lock: { leaseMs: 48 * 3_600_000, renewMs: 3_600_000 },
       ...options,
     });
     apps.push(app);

@@ -191,7 +191,10 @@ describe('backups are verified as they are written', () => {
     await saveToFiles(writer.app);
     for (const each of apps.splice(0)) await each.close();
     // Another key: every file of the first key is left in place, unloaded.
-    const { app, store } = await open({ encryption: { keys: { new: keyB }, current: 'new' } });
+    const { app, store } = await open({
+      encryption: { keys: { new: keyB }, current: 'new' },
+      onUnreadable: 'start', // the files of the old key stay unloaded
+    });
     app.get(CartService).set('c1', { items: ['pear'], total: 2 });
     await saveToFiles(app);
     const locked = (await readdir(join(dir, 'sessions'))).map((f) => `sessions/${f}`);
