@@ -1,7 +1,12 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import type { DriverChange } from '../interfaces/storage-driver.interface';
-import { duplicateChange, invalidDriverOption } from '../persistence.messages';
+import {
+  duplicateChange,
+  invalidDriverOption,
+  storageRefused,
+  storageUnavailable,
+} from '../persistence.messages';
 
 /* What every StorageDriver checks the same way: its options and a commit's changes. */
 
@@ -64,4 +69,49 @@ export function checkDriverChanges(driver: string, changes: readonly DriverChang
     }
     seen.add(key);
   }
+}
+
+/**
+ * Resolves when `ready` does; rejects with `timedOut()` once `ms` have passed first (the timer is
+ * cleared either way). For the drivers' `watchReady()`: a subscription that never becomes active.
+ */
+export async function readyWithin<T>(
+  ready: Promise<T>,
+  ms: number,
+  timedOut: () => Error,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), ms);
+  });
+  try {
+    return await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A driver's failure as the store's typed error: `retryable` (the storage did not answer: try again
+ * later) or refused (it answered no). `operation` is the driver call, for the message.
+ */
+export function storageError(
+  retryable: boolean,
+  location: string,
+  operation: string,
+  reason: string,
+  cause: unknown,
+): PersistenceError {
+  const operationName = operation === 'open' ? 'init' : operation === 'commit' ? 'save' : 'load';
+  return retryable
+    ? new PersistenceError(
+        PersistenceErrorCode.StorageUnavailable,
+        storageUnavailable(location, operation, reason),
+        { operation: operationName, path: location, cause },
+      )
+    : new PersistenceError(
+        PersistenceErrorCode.StorageRefused,
+        storageRefused(location, operation, reason),
+        { operation: operationName, path: location, cause },
+      );
 }

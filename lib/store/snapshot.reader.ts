@@ -363,14 +363,7 @@ export class SnapshotReader {
     file: ItemFile,
     cause: unknown,
   ): Promise<LeftInPlace | undefined> {
-    const itemId = decodeStem(file.stem) ?? file.stem;
-    const context = {
-      operation: 'load' as const,
-      adapter: collection,
-      itemId,
-      path: file.path,
-      cause,
-    };
+    const { itemId, context } = loadContext(collection, file, cause);
     const finding = itemFileFinding(file.path, cause); // the judgement `verify` shares
     if (finding.code === PersistenceErrorCode.OptionalDependencyMissing) {
       // The file is fine; a package to read it is missing: left in place, pinned, unloaded.
@@ -414,14 +407,7 @@ export class SnapshotReader {
     file: ItemFile,
     cause: unknown,
   ): Promise<LeftInPlace | undefined> {
-    const itemId = decodeStem(file.stem) ?? file.stem;
-    const context = {
-      operation: 'load' as const,
-      adapter: collection,
-      itemId,
-      path: file.path,
-      cause,
-    };
+    const { itemId, context } = loadContext(collection, file, cause);
     let movedTo: string | undefined;
     if (!this.readOnly) {
       try {
@@ -487,6 +473,15 @@ export class SnapshotReader {
     this.report(error, false);
     this.problems.add(kind, collection, id, error);
   }
+}
+
+/** The id of an item file and the error context of a problem loading it. */
+function loadContext(collection: string, file: ItemFile, cause: unknown) {
+  const itemId = decodeStem(file.stem) ?? file.stem;
+  return {
+    itemId,
+    context: { operation: 'load' as const, adapter: collection, itemId, path: file.path, cause },
+  };
 }
 
 /**

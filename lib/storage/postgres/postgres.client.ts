@@ -1,11 +1,8 @@
+import { storageError } from '../driver-changes.util';
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
-import {
-  driverDependencyMissing,
-  storageRefused,
-  storageUnavailable,
-} from '../../persistence.messages';
+import { driverDependencyMissing } from '../../persistence.messages';
 
 /* Loading pg lazily, running a transaction on one pooled connection, and error mapping. */
 
@@ -67,19 +64,13 @@ export function toPersistenceError(
   if (error instanceof PersistenceError) return error;
   const message = error instanceof Error ? error.message : String(error);
   const state = sqlState(error);
-  const operationName = operation === 'open' ? 'init' : operation === 'commit' ? 'save' : 'load';
   const reason = state === undefined ? message : `${message} [SQLSTATE ${state}]`;
-  if (state === undefined || TRANSIENT_STATE.test(state)) {
-    return new PersistenceError(
-      PersistenceErrorCode.StorageUnavailable,
-      storageUnavailable(location, operation, reason),
-      { operation: operationName, path: location, cause: error },
-    );
-  }
-  return new PersistenceError(
-    PersistenceErrorCode.StorageRefused,
-    storageRefused(location, operation, reason),
-    { operation: operationName, path: location, cause: error },
+  return storageError(
+    state === undefined || TRANSIENT_STATE.test(state),
+    location,
+    operation,
+    reason,
+    error,
   );
 }
 

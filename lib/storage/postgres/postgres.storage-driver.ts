@@ -15,7 +15,7 @@ import type {
   StoredProblem,
 } from '../../interfaces/storage-driver.interface';
 import { driverNotOpen } from '../../persistence.messages';
-import { checkDriverChanges } from '../driver-changes.util';
+import { checkDriverChanges, readyWithin } from '../driver-changes.util';
 import { inTransaction, loadPgModule, toPersistenceError } from './postgres.client';
 import { checkPostgresKeys, commitInTransaction } from './postgres.commit';
 import { acquireLeaseRow, releaseLeaseRow, renewLeaseRow } from './postgres.leases';
@@ -213,25 +213,13 @@ export class PostgresStorageDriver implements StorageDriver {
    */
   async watchReady(): Promise<void> {
     if (this.listener === undefined) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            toPersistenceError(
-              new Error(`not listening within ${this.connectTimeoutMs} ms`),
-              this.location,
-              'watch',
-            ),
-          ),
-        this.connectTimeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.listener.ready, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await readyWithin(this.listener.ready, this.connectTimeoutMs, () =>
+      toPersistenceError(
+        new Error(`not listening within ${this.connectTimeoutMs} ms`),
+        this.location,
+        'watch',
+      ),
+    );
   }
 
   async acquireLease(name: string, ttlMs: number): Promise<Lease | undefined> {

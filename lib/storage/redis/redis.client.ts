@@ -1,11 +1,8 @@
+import { storageError } from '../driver-changes.util';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { PersistenceErrorCode } from '../../errors/persistence-error-code.enum';
 import { PersistenceError } from '../../errors/persistence.error';
-import {
-  driverDependencyMissing,
-  storageRefused,
-  storageUnavailable,
-} from '../../persistence.messages';
+import { driverDependencyMissing } from '../../persistence.messages';
 import type { RedisScript } from './redis.scripts';
 
 /* Loading ioredis lazily, the client options that make commands fail fast, and error mapping. */
@@ -78,18 +75,12 @@ export function toPersistenceError(
   if (error instanceof PersistenceError) return error;
   const message = error instanceof Error ? error.message : String(error);
   const isReply = error instanceof Error && error.name === 'ReplyError';
-  const operationName = operation === 'open' ? 'init' : operation === 'commit' ? 'save' : 'load';
-  if (!isReply || TRANSIENT_REPLY.test(message)) {
-    return new PersistenceError(
-      PersistenceErrorCode.StorageUnavailable,
-      storageUnavailable(location, operation, message),
-      { operation: operationName, path: location, cause: error },
-    );
-  }
-  return new PersistenceError(
-    PersistenceErrorCode.StorageRefused,
-    storageRefused(location, operation, message),
-    { operation: operationName, path: location, cause: error },
+  return storageError(
+    !isReply || TRANSIENT_REPLY.test(message),
+    location,
+    operation,
+    message,
+    error,
   );
 }
 

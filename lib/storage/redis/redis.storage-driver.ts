@@ -19,7 +19,7 @@ import type {
   WatchedChange,
 } from '../../interfaces/storage-driver.interface';
 import { badStoredData, driverNotOpen } from '../../persistence.messages';
-import { checkDriverChanges, invalidDriverArgument } from '../driver-changes.util';
+import { checkDriverChanges, invalidDriverArgument, readyWithin } from '../driver-changes.util';
 import {
   clientOptions,
   isCluster,
@@ -399,25 +399,13 @@ export class RedisStorageDriver implements StorageDriver {
    */
   async watchReady(): Promise<void> {
     if (this.subscribed === undefined) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            toPersistenceError(
-              new Error(`not subscribed within ${this.connectTimeoutMs} ms`),
-              this.location,
-              'watch',
-            ),
-          ),
-        this.connectTimeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.subscribed, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await readyWithin(this.subscribed, this.connectTimeoutMs, () =>
+      toPersistenceError(
+        new Error(`not subscribed within ${this.connectTimeoutMs} ms`),
+        this.location,
+        'watch',
+      ),
+    );
   }
 
   async acquireLease(name: string, ttlMs: number): Promise<Lease | undefined> {
