@@ -102,10 +102,9 @@ export class PersistenceStore
     sessionAdapter: SessionAdapter,
     memoryAdapter: MemoryAdapter,
     focusAdapter: FocusAdapter,
+    // Always provided: the application's registry, or the module's own.
+    @Inject(PERSISTENCE_SCHEDULER_REGISTRY) private readonly schedulerRegistry: SchedulerRegistry,
     @Optional() eventEmitter?: EventEmitter2,
-    @Optional()
-    @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
-    private readonly schedulerRegistry?: SchedulerRegistry,
   ) {
     // The options are known here already (a forRootAsync factory has run): even this constructor's
     // line goes to the `logger` option. resolveOptions() refuses a bad one at init.
@@ -158,7 +157,6 @@ export class PersistenceStore
     const session = new StoreSession(options, this.shared);
     this.session = session;
     this.adapterList.push(...resolveStoreAdapters(this.moduleRef, options));
-    if (options.autoSave !== false && !options.readOnly) this.scheduler('init');
     // Before recovery: what it reports (a damaged journal) must reach @OnEvent listeners too.
     this.releaseBootEvents = holdBootEvents(this.moduleRef, this.notifier);
     await session.backend.open();
@@ -319,7 +317,7 @@ export class PersistenceStore
   enableAutoSave(intervalMs: number): void {
     this.assertWritable('enable auto-save');
     assertInterval('interval', intervalMs);
-    this.autoSave ??= createAutoSave(this.scheduler(), this.open.options.autoSave, {
+    this.autoSave ??= createAutoSave(this.schedulerRegistry, this.open.options.autoSave, {
       isBusy: () => this.queue.busy,
       save: () => this.queue.run(() => this.runSave('auto-save')),
       saveSoon: () =>
@@ -418,13 +416,6 @@ export class PersistenceStore
       PersistenceErrorCode.StoreClosed,
       messages.notInitialised('use the store'),
     );
-  }
-
-  /** The `SchedulerRegistry` auto-save runs in; throws `SCHEDULER_MISSING` without one. */
-  private scheduler(operation?: PersistenceOperation): SchedulerRegistry {
-    if (this.schedulerRegistry) return this.schedulerRegistry;
-    const code = PersistenceErrorCode.SchedulerMissing;
-    throw new PersistenceError(code, messages.schedulerMissing(), { operation });
   }
 
   /** A save after those queued, shared with a save already waiting to start. */

@@ -66,7 +66,7 @@ export class StoreSession {
   }
 
   /** Backups (`backups` option) of the backend's committed state, and their schedule. */
-  startBackups(registry: SchedulerRegistry | undefined, run: () => Promise<unknown>): void {
+  startBackups(registry: SchedulerRegistry, run: () => Promise<unknown>): void {
     const { options, backend, shared } = this;
     this.backups = new BackupOrchestrator(options.backups, {
       fs: shared.fs,
