@@ -1,4 +1,4 @@
-import { INestApplication, Injectable, Module } from '@nestjs/common';
+import { Injectable, Module } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as api from 'nestjs-persistence';
@@ -38,7 +38,6 @@ describe('public API', () => {
         'PERSISTENCE_BACKUP_CRON',
         'PERSISTENCE_MODULE_OPTIONS',
         'PersistedState',
-        'PersistenceAdapter',
         'PersistenceError',
         'PersistenceErrorCode',
         'PersistenceEvents',
