@@ -216,11 +216,7 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       expectRefused(() => sessions.create({ status: null as never }), invalid, 'status', /is null/);
       expectRefused(() => sessions.update('s', { status: {} as never }), invalid, 'status');
       expectRefused(() => memory.create({ title: null as never }), invalid, 'title');
-      expectRefused(
-        () => memory.create({ sessionId: 5 as never }),
-        invalid,
-        'sessionId',
-      );
+      expectRefused(() => memory.create({ sessionId: 5 as never }), invalid, 'sessionId');
       expectRefused(() => focus.create({ name: null as never }), invalid, 'name', /is null/);
       const message = (m: object) => () => memory.addMessage('c', m as never);
       expectRefused(
@@ -317,11 +313,7 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       invalid,
       'context',
     );
-    expectRefused(
-      () => memory.create({ id: 'c2', title: null as never }),
-      invalid,
-      'title',
-    );
+    expectRefused(() => memory.create({ id: 'c2', title: null as never }), invalid, 'title');
     expectRefused(() => sessions.update('sess', { status: 42 as never }), invalid, 'status');
     expectRefused(
       () => sessions.update('sess', { metadata: [1, 2] as never }),
