@@ -103,7 +103,7 @@ export class Workload {
       });
     }
     for (let i = 0; i < t.conversations; i++) {
-      this.memory.createConversation({ id: `conversation-${i}`, sessionId: `session-${i}` });
+      this.memory.create({ id: `conversation-${i}`, sessionId: `session-${i}` });
       for (let m = 0; m < t.messages; m++) {
         this.memory.addMessage(`conversation-${i}`, {
           id: `m-${m}`,
@@ -113,7 +113,7 @@ export class Workload {
       }
     }
     for (let i = 0; i < t.chains; i++) {
-      this.focus.createChain({ id: `chain-${i}` });
+      this.focus.create({ id: `chain-${i}` });
       for (let f = 0; f < t.chainItems; f++) {
         this.focus.pushFocus(`chain-${i}`, {
           id: `f-${f}`,
@@ -177,9 +177,9 @@ export class Workload {
       case 'sessions':
         return this.sessions.get(id);
       case 'conversations':
-        return this.memory.getConversation(id);
+        return this.memory.get(id);
       case 'focus':
-        return this.focus.getChain(id);
+        return this.focus.get(id);
     }
   }
 
@@ -210,11 +210,11 @@ export function itemsOf(app: INestApplicationContext): Item[] {
       .map((s): Item => ['sessions', s.id, s]),
     ...app
       .get(MemoryManager)
-      .listConversations()
+      .list()
       .map((c): Item => ['conversations', c.id, c]),
     ...app
       .get(FocusManager)
-      .listChains()
+      .list()
       .map((c): Item => ['focus', c.id, c]),
   ];
 }

@@ -7,10 +7,6 @@ export const unknownOption = (option: string, closest: string, known: readonly s
   `PersistenceModule option "${option}" is not an option of this version, so it would be ignored. ` +
   `Did you mean "${closest}"? Known here: ${known.join(', ')}.`;
 
-export const schedulerMissing = (): string =>
-  'Auto-save needs @nestjs/schedule: import ScheduleModule.forRoot() in your AppModule, ' +
-  'or pass autoSave: false to PersistenceModule.forRoot().';
-
 export const eventEmitterMissing = (): string =>
   'EventEmitterModule is not imported: persistence events go to store.events$ and the onSave/onLoad/' +
   'onError callbacks only. Import EventEmitterModule.forRoot() to receive them with @OnEvent().';

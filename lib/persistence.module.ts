@@ -9,10 +9,7 @@ import { SessionAdapter } from './adapters/session/session.adapter';
 import { SessionManager } from './adapters/session/session.manager';
 import { PersistenceErrorCode } from './errors/persistence-error-code.enum';
 import { PersistenceError } from './errors/persistence.error';
-import {
-  PersistenceAdapter,
-  PersistenceAdapterClass,
-} from './interfaces/persistence-adapter.interface';
+import { PersistenceAdapterClass } from './interfaces/persistence-adapter.interface';
 import { PersistenceFeature, PersistenceFeatureModule } from './persistence-feature.module';
 import { PERSISTENCE_ADAPTERS, PERSISTENCE_SCHEDULER_REGISTRY } from './persistence.constants';
 import { invalidOption } from './persistence.messages';
@@ -71,7 +68,6 @@ import { PersistenceStore } from './store/persistence.store';
       useFactory: (store: PersistenceStore) => store.adapters,
       inject: [PersistenceStore],
     },
-    { provide: PersistenceAdapter, useExisting: PERSISTENCE_ADAPTERS },
   ],
   exports: [
     PersistenceStore,
@@ -81,7 +77,6 @@ import { PersistenceStore } from './store/persistence.store';
     SessionAdapter,
     MemoryAdapter,
     FocusAdapter,
-    PersistenceAdapter,
     PERSISTENCE_ADAPTERS,
   ],
 })

@@ -281,7 +281,7 @@ describe('backup and restore', () => {
       backupState = dumpState(app);
       await store.backup(join(root, 'bk'));
       app.get(SessionManager).create({ id: 'newer' });
-      app.get(MemoryManager).deleteConversation('conv-1');
+      app.get(MemoryManager).delete('conv-1');
       await saveToFiles(app);
       newerState = dumpState(app);
     });

@@ -75,9 +75,9 @@ function seed(app: INestApplication, carts: Map<string, { items: string[] }>): v
   const focus = app.get(FocusManager);
   for (let i = 0; i < 3; i++) {
     sessions.create({ id: `s${i}`, metadata: { i } });
-    memory.createConversation({ id: `c${i}` });
+    memory.create({ id: `c${i}` });
     memory.addMessage(`c${i}`, { role: 'user', content: `hello ${i}` });
-    focus.createChain({ id: `f${i}` });
+    focus.create({ id: `f${i}` });
     focus.pushFocus(`f${i}`, { type: 'file', target: `file-${i}.ts` });
     carts.set(`cart${i}`, { items: [`item-${i}`] });
   }
@@ -91,12 +91,12 @@ function mutate(app: INestApplication, carts: Map<string, { items: string[] }>):
   sessions.create({ id: 's-new' });
   sessions.update('s0', { status: 'completed' });
   sessions.delete('s1');
-  memory.createConversation({ id: 'c-new' });
+  memory.create({ id: 'c-new' });
   memory.addMessage('c0', { role: 'assistant', content: 'a reply' });
-  memory.deleteConversation('c1');
-  focus.createChain({ id: 'f-new' });
+  memory.delete('c1');
+  focus.create({ id: 'f-new' });
   focus.pushFocus('f0', { type: 'symbol', target: 'main' });
-  focus.deleteChain('f1');
+  focus.delete('f1');
   carts.set('cart-new', { items: ['x'] });
   carts.set('cart0', { items: ['item-0', 'more'] });
   carts.delete('cart1');

@@ -147,7 +147,7 @@ describe('encryption at rest', () => {
 
   it('a wrong key fails app.init() with one summary line (not one per file) and changes nothing: no quarantine, the lock released', async () => {
     const first = await open({ encryption: { key: KEY_A } });
-    for (let i = 0; i < 50; i++) first.get(MemoryManager).createConversation({ id: `c-${i}` });
+    for (let i = 0; i < 50; i++) first.get(MemoryManager).create({ id: `c-${i}` });
     await saveToFiles(first);
     await first.close();
     apps.splice(0);
@@ -171,7 +171,7 @@ describe('encryption at rest', () => {
     expect(await snapshotFolder()).toEqual(before); // no .quarantine, no .lock, not a byte changed
 
     const right = await open({ encryption: { key: KEY_A } });
-    expect(right.get(MemoryManager).listConversations()).toHaveLength(50);
+    expect(right.get(MemoryManager).list()).toHaveLength(50);
     expect((await readdir(join(dir, QUARANTINE_DIR, 'sessions')))[0]).toContain('broken.json.enc');
   });
 
@@ -259,7 +259,7 @@ describe('encryption at rest', () => {
     const app = await open({ encryption: { key: KEY_A } });
     app.get(SessionManager).create({ id: 'alice', metadata: { role: 'user' } });
     app.get(SessionManager).create({ id: 'mallory', metadata: { role: 'user' } });
-    app.get(MemoryManager).createConversation({ id: 'mallory' });
+    app.get(MemoryManager).create({ id: 'mallory' });
     await saveToFiles(app);
     // An attacker with write access replaces mallory's files with alice's.
     await copyFile(
@@ -277,7 +277,7 @@ describe('encryption at rest', () => {
         .list()
         .map((s) => s.id),
     ).toEqual(['alice']);
-    expect(app.get(MemoryManager).listConversations()).toEqual([]);
+    expect(app.get(MemoryManager).list()).toEqual([]);
     expect(
       errors
         .filter((e) => e.error.code === PersistenceErrorCode.DecryptionFailed)

@@ -18,7 +18,7 @@ import { transpileForNode } from './fixtures/transpile';
 /*
  * The one-writer lock under a real race: 20 processes try to take the lock of the same folder at the
  * same moment, round after round, on a folder that is empty, or holds a lock left by a dead process,
- * an empty or garbage lock (an older version that crashed between creating and writing it), a stale
+ * an empty or garbage lock (damaged), a stale
  * lock whose take-over was claimed by contenders that died, or the same left by processes of other
  * hosts (never renewed: taken over after a lease; a stale lock of another host alone is in
  * test/lock-lease.spec.ts and test/single-writer.spec.ts). Half of the contenders simulate another

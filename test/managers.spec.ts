@@ -100,19 +100,19 @@ describe('built-in managers', () => {
     it('keeps messages in order with ids, roles, timestamps and metadata', async () => {
       const app = await open();
       const memory = app.get(MemoryManager);
-      const conversation = memory.createConversation({ title: 'Chat', sessionId: 's1' });
+      const conversation = memory.create({ title: 'Chat', sessionId: 's1' });
       expect(conversation.id).toMatch(UUID);
       const roles = ['system', 'user', 'assistant', 'tool'] as const;
       const messages = roles.map((role, i) =>
         memory.addMessage(conversation.id, { role, content: `m${i}`, metadata: { i } }),
       );
       expect(messages[0].id).toMatch(UUID);
-      const stored = memory.getConversation(conversation.id);
+      const stored = memory.get(conversation.id);
       expect(stored?.messages).toEqual(messages);
       expect(stored?.title).toBe('Chat');
-      expect(memory.listConversations()).toHaveLength(1);
-      expect(memory.deleteConversation(conversation.id)).toBe(true);
-      expect(memory.getConversation(conversation.id)).toBeUndefined();
+      expect(memory.list()).toHaveLength(1);
+      expect(memory.delete(conversation.id)).toBe(true);
+      expect(memory.get(conversation.id)).toBeUndefined();
     });
 
     it('refuses messages to unknown conversations and unknown roles', async () => {
@@ -120,7 +120,7 @@ describe('built-in managers', () => {
       expect(() => memory.addMessage('ghost', { role: 'user', content: 'x' })).toThrow(
         expect.objectContaining({ code: PersistenceErrorCode.NotFound }),
       );
-      memory.createConversation({ id: 'c' });
+      memory.create({ id: 'c' });
       expect(() => memory.addMessage('c', { role: 'robot' as never, content: 'x' })).toThrow(
         expect.objectContaining({
           code: PersistenceErrorCode.InvalidInput,
@@ -129,21 +129,21 @@ describe('built-in managers', () => {
             'Pass one of user, assistant, system, tool.',
         }),
       );
-      expect(memory.getConversation('c')?.messages).toEqual([]);
+      expect(memory.get('c')?.messages).toEqual([]);
     });
 
     it('round-trips a conversation of 200 messages exactly', async () => {
       const app = await open();
       const memory = app.get(MemoryManager);
-      memory.createConversation({ id: 'long' });
+      memory.create({ id: 'long' });
       for (let i = 0; i < 200; i++) {
         memory.addMessage('long', {
           role: i % 2 ? 'assistant' : 'user',
           content: `message ${i} "quoted" \n ünïcödé`,
         });
       }
-      const before = memory.getConversation('long');
-      const after = (await reopen(app)).get(MemoryManager).getConversation('long');
+      const before = memory.get('long');
+      const after = (await reopen(app)).get(MemoryManager).get('long');
       expect(after).toEqual(before);
       expect(after?.messages[199].timestamp).toBeInstanceOf(Date);
     });
@@ -152,17 +152,17 @@ describe('built-in managers', () => {
   describe('FocusManager', () => {
     it('pushes and pops focus entries as a stack', async () => {
       const focus = (await open()).get(FocusManager);
-      const chain = focus.createChain({ name: 'debugging' });
+      const chain = focus.create({ name: 'debugging' });
       expect(chain.id).toMatch(UUID);
       const a = focus.pushFocus(chain.id, { type: 'file', target: 'a.ts' });
       const b = focus.pushFocus(chain.id, { type: 'line', target: '42', context: { col: 7 } });
       expect(focus.currentFocus(chain.id)).toEqual(b);
       expect(focus.popFocus(chain.id)).toEqual(b);
-      expect(focus.getChain(chain.id)?.items).toEqual([a]);
+      expect(focus.get(chain.id)?.items).toEqual([a]);
       expect(focus.popFocus(chain.id)).toEqual(a);
       expect(focus.popFocus(chain.id)).toBeUndefined();
-      expect(focus.listChains()).toHaveLength(1);
-      expect(focus.deleteChain(chain.id)).toBe(true);
+      expect(focus.list()).toHaveLength(1);
+      expect(focus.delete(chain.id)).toBe(true);
       expect(() => focus.pushFocus(chain.id, { type: 'x', target: 'y' })).toThrow(
         expect.objectContaining({ code: PersistenceErrorCode.NotFound }),
       );
@@ -171,11 +171,11 @@ describe('built-in managers', () => {
     it('round-trips chains with their items', async () => {
       const app = await open();
       const focus = app.get(FocusManager);
-      focus.createChain({ id: 'c', metadata: { owner: 'me' } });
+      focus.create({ id: 'c', metadata: { owner: 'me' } });
       focus.pushFocus('c', { type: 'file', target: 'x.ts', context: { line: 1 } });
       focus.pushFocus('c', { type: 'symbol', target: 'main' });
-      const before = focus.getChain('c');
-      const after = (await reopen(app)).get(FocusManager).getChain('c');
+      const before = focus.get('c');
+      const after = (await reopen(app)).get(FocusManager).get('c');
       expect(after).toEqual(before);
       expect(after?.items[0].createdAt).toBeInstanceOf(Date);
     });

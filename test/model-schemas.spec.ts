@@ -148,8 +148,8 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       memory = app.get(MemoryManager);
       focus = app.get(FocusManager);
       sessions.create({ id: 's' });
-      memory.createConversation({ id: 'c' });
-      focus.createChain({ id: 'f' });
+      memory.create({ id: 'c' });
+      focus.create({ id: 'f' });
     });
 
     /** Every entry point that takes metadata or context: its root name and a call with it. */
@@ -157,9 +157,9 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       ['create', 'metadata', (v) => sessions.create({ id: `s${n++}`, metadata: v as never })],
       ['update', 'metadata', (v) => sessions.update('s', { metadata: v as never })],
       [
-        'createConversation',
+        'MemoryManager.create',
         'metadata',
-        (v) => memory.createConversation({ id: `c${n++}`, metadata: v as never }),
+        (v) => memory.create({ id: `c${n++}`, metadata: v as never }),
       ],
       [
         'addMessage',
@@ -167,9 +167,9 @@ describe('model schemas: what the managers accept comes back exactly', () => {
         (v) => memory.addMessage('c', { role: 'user', content: 'x', metadata: v as never }),
       ],
       [
-        'createChain',
+        'FocusManager.create',
         'metadata',
-        (v) => focus.createChain({ id: `f${n++}`, metadata: v as never }),
+        (v) => focus.create({ id: `f${n++}`, metadata: v as never }),
       ],
       [
         'pushFocus',
@@ -191,8 +191,8 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       // Nothing was stored or changed by the refused calls.
       expect(sessions.list().map((s) => s.id)).toEqual(['s']);
       expect(sessions.get('s')?.metadata).toStrictEqual({});
-      expect(memory.listConversations().map((c) => [c.id, c.messages.length])).toEqual([['c', 0]]);
-      expect(focus.listChains().map((c) => [c.id, c.items.length])).toEqual([['f', 0]]);
+      expect(memory.list().map((c) => [c.id, c.messages.length])).toEqual([['c', 0]]);
+      expect(focus.list().map((c) => [c.id, c.items.length])).toEqual([['f', 0]]);
     });
 
     it.each([
@@ -215,13 +215,9 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       expectRefused(() => sessions.create({ status: 7 as never }), invalid, 'status', notString);
       expectRefused(() => sessions.create({ status: null as never }), invalid, 'status', /is null/);
       expectRefused(() => sessions.update('s', { status: {} as never }), invalid, 'status');
-      expectRefused(() => memory.createConversation({ title: null as never }), invalid, 'title');
-      expectRefused(
-        () => memory.createConversation({ sessionId: 5 as never }),
-        invalid,
-        'sessionId',
-      );
-      expectRefused(() => focus.createChain({ name: null as never }), invalid, 'name', /is null/);
+      expectRefused(() => memory.create({ title: null as never }), invalid, 'title');
+      expectRefused(() => memory.create({ sessionId: 5 as never }), invalid, 'sessionId');
+      expectRefused(() => focus.create({ name: null as never }), invalid, 'name', /is null/);
       const message = (m: object) => () => memory.addMessage('c', m as never);
       expectRefused(
         message({ role: 'robot', content: 'x' }),
@@ -237,8 +233,8 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       expectRefused(entry({ target: 'x' }), invalid, 'type', /is missing/);
       expectRefused(entry({ type: 't', target: null }), invalid, 'target', /is null/);
       expectRefused(entry({ type: ['t'], target: 'x' }), invalid, 'type', /is an array/);
-      expect(memory.getConversation('c')?.messages).toEqual([]);
-      expect(focus.getChain('f')?.items).toEqual([]);
+      expect(memory.get('c')?.messages).toEqual([]);
+      expect(focus.get('f')?.items).toEqual([]);
     });
 
     it('a field the method does not take, and an argument that is not an object', () => {
@@ -262,14 +258,14 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       );
       expectRefused(() => sessions.create(null as never), invalid, 'its argument', /is null/);
       expectRefused(() => sessions.update('s', undefined as never), invalid, 'its argument');
-      expectRefused(() => memory.createConversation('c2' as never), invalid, 'its argument');
+      expectRefused(() => memory.create('c2' as never), invalid, 'its argument');
       expectRefused(
         () => memory.addMessage('c', undefined as never),
         invalid,
         'its argument',
         /Pass an object with role and content/,
       );
-      expectRefused(() => focus.createChain([] as never), invalid, 'its argument', /is an array/);
+      expectRefused(() => focus.create([] as never), invalid, 'its argument', /is an array/);
       expectRefused(() => focus.pushFocus('f', 'x' as never), invalid, 'its argument');
       // An unknown key whose value is undefined is absent, like an undefined optional field.
       expect(sessions.create({ id: 'u', extra: undefined } as never).id).toBe('u');
@@ -283,8 +279,8 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       const bareCycle = Object.create(null) as Record<string, unknown>;
       bareCycle.self = bareCycle; // not even String() can describe it
       expect(code(() => sessions.create({ id: bareCycle as never }))).toBe(invalidId);
-      expect(code(() => memory.createConversation({ id: null as never }))).toBe(invalidId);
-      expect(code(() => focus.createChain({ id: '\ud800' }))).toBe(invalidId);
+      expect(code(() => memory.create({ id: null as never }))).toBe(invalidId);
+      expect(code(() => focus.create({ id: '\ud800' }))).toBe(invalidId);
       expect(code(() => memory.addMessage('c', { id: '', role: 'user', content: 'x' }))).toBe(
         invalidId,
       );
@@ -307,9 +303,9 @@ describe('model schemas: what the managers accept comes back exactly', () => {
     const focus = app.get(FocusManager);
     const memory = app.get(MemoryManager);
     const sessions = app.get(SessionManager);
-    focus.createChain({ id: 'chain' });
+    focus.create({ id: 'chain' });
     focus.pushFocus('chain', { type: 't', target: 'kept' });
-    memory.createConversation({ id: 'conv', title: 'kept' });
+    memory.create({ id: 'conv', title: 'kept' });
     sessions.create({ id: 'sess', status: 'kept' });
     const invalid = PersistenceErrorCode.InvalidInput;
     expectRefused(
@@ -317,11 +313,7 @@ describe('model schemas: what the managers accept comes back exactly', () => {
       invalid,
       'context',
     );
-    expectRefused(
-      () => memory.createConversation({ id: 'c2', title: null as never }),
-      invalid,
-      'title',
-    );
+    expectRefused(() => memory.create({ id: 'c2', title: null as never }), invalid, 'title');
     expectRefused(() => sessions.update('sess', { status: 42 as never }), invalid, 'status');
     expectRefused(
       () => sessions.update('sess', { metadata: [1, 2] as never }),
@@ -338,7 +330,7 @@ describe('model schemas: what the managers accept comes back exactly', () => {
     expect(
       next
         .get(FocusManager)
-        .getChain('chain')
+        .get('chain')
         ?.items.map((f) => f.target),
     ).toEqual(['kept']);
     expect(errors).toEqual([]);
@@ -396,13 +388,13 @@ describe('model schemas: what the managers accept comes back exactly', () => {
         sessions.create({ id: 's1', status: '', metadata: inputs.session });
         sessions.create({ id: 's2', status: '\udfff' });
         sessions.update('s2', { metadata: inputs.update, status: undefined });
-        memory.createConversation({
+        memory.create({
           id: 'c1',
           title: 'a\ud800',
           sessionId: '',
           metadata: inputs.conversation,
         });
-        memory.createConversation({ id: 'c2', title: undefined, sessionId: undefined });
+        memory.create({ id: 'c2', title: undefined, sessionId: undefined });
         memory.addMessage('c1', {
           id: 'm1',
           role: 'tool',
@@ -410,7 +402,7 @@ describe('model schemas: what the managers accept comes back exactly', () => {
           metadata: inputs.message,
         });
         memory.addMessage('c1', { role: 'user', content: '', metadata: undefined });
-        focus.createChain({ id: 'f1', name: '', metadata: inputs.chain });
+        focus.create({ id: 'f1', name: '', metadata: inputs.chain });
         focus.pushFocus('f1', { id: 'e1', type: '', target: '\ud800x', context: inputs.context });
         focus.pushFocus('f1', { type: 't', target: 'x' });
 
@@ -431,15 +423,15 @@ describe('model schemas: what the managers accept comes back exactly', () => {
         expectExactly(after, before);
         // What the caller passed is what is stored and what comes back.
         const session = next.get(SessionManager).get('s1')!;
-        const conversation = next.get(MemoryManager).getConversation('c1')!;
-        const chain = next.get(FocusManager).getChain('f1')!;
+        const conversation = next.get(MemoryManager).get('c1')!;
+        const chain = next.get(FocusManager).get('f1')!;
         expectExactly(session.metadata, inputs.session);
         expectExactly(next.get(SessionManager).get('s2')?.metadata, inputs.update);
         expectExactly(conversation.metadata, inputs.conversation);
         expectExactly(conversation.messages[0].metadata, inputs.message);
         expectExactly(chain.metadata, inputs.chain);
         expectExactly(chain.items[0].context, inputs.context);
-        expect(next.get(MemoryManager).getConversation('c2')).not.toHaveProperty('title');
+        expect(next.get(MemoryManager).get('c2')).not.toHaveProperty('title');
         // An own "__proto__" key stays an own data key, and no prototype changed.
         const update = next.get(SessionManager).get('s2')!.metadata;
         expect(Object.getPrototypeOf(update)).toBe(Object.prototype);

@@ -332,8 +332,8 @@ describe('module wiring', () => {
     });
   });
 
-  describe('the deprecated adapters option', () => {
-    it('still takes a provider class from the module that provides it', async () => {
+  describe('the adapters option', () => {
+    it('takes a provider class from the module that provides it', async () => {
       const app = await open([
         PersistenceModule.forRoot({ path: dir, autoSave: false, adapters: [CartAdapter] }),
         CartModule,
@@ -352,7 +352,7 @@ describe('module wiring', () => {
       expect(names.filter((name) => name === 'notes')).toHaveLength(1);
     });
 
-    it('no longer creates a class that is not a provider: init fails and says to use forFeature', async () => {
+    it('does not create a class that is not a provider: init fails and says to use forFeature', async () => {
       @Injectable()
       class StandaloneAdapter {
         readonly name = 'standalone';

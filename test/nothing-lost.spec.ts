@@ -72,7 +72,7 @@ describe('nothing accepted is ever lost', () => {
       const limits = { maxFileBytes: 64 * 1024 };
       let app = await open({ limits });
       const memory = app.get(MemoryManager);
-      memory.createConversation({ id: 'c' });
+      memory.create({ id: 'c' });
       memory.addMessage('c', { role: 'user', content: 'small' });
       await app.get(PersistenceStore).saveAll();
       const errors = errorsOf(app);
@@ -89,7 +89,7 @@ describe('nothing accepted is ever lost', () => {
       expect(backup.files).toBe(1);
       await closeAll();
       app = await open({ limits });
-      const loaded = app.get(MemoryManager).getConversation('c');
+      const loaded = app.get(MemoryManager).get('c');
       expect(loaded?.messages.map((m) => m.content)).toEqual(['small']);
       expect(await readdir(join(dir))).not.toContain('.quarantine');
       await removeDir(backup.path);
@@ -99,7 +99,7 @@ describe('nothing accepted is ever lost', () => {
       const limits = { maxInflatedBytes: 64 * 1024 };
       let app = await open({ format: 'json-gzip', limits });
       const memory = app.get(MemoryManager);
-      memory.createConversation({ id: 'cjk' });
+      memory.create({ id: 'cjk' });
       await app.get(PersistenceStore).saveAll();
       const errors = errorsOf(app);
       // 30,000 CJK characters: 90 KB of UTF-8, a few hundred bytes gzipped.
@@ -110,7 +110,7 @@ describe('nothing accepted is ever lost', () => {
       expect(errors.map((e) => e.error.code)).toEqual([PersistenceErrorCode.ItemTooLarge]);
       await closeAll();
       app = await open({ format: 'json-gzip', limits });
-      expect(app.get(MemoryManager).getConversation('cjk')?.messages).toEqual([]);
+      expect(app.get(MemoryManager).get('cjk')?.messages).toEqual([]);
       expect(await readdir(dir)).not.toContain('.quarantine');
     });
   });

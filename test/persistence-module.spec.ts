@@ -6,6 +6,7 @@ import { Test } from '@nestjs/testing';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  PERSISTENCE_ADAPTERS,
   PersistenceAdapter,
   PersistenceErrorCode,
   PersistenceModule,
@@ -253,10 +254,10 @@ describe('PersistenceModule', () => {
       ).rejects.toThrow(/PersistenceStore/);
     });
 
-    it('the PersistenceAdapter token lists every persisted adapter', async () => {
+    it('the PERSISTENCE_ADAPTERS token lists every persisted adapter', async () => {
       const app = await createApp({ path: dir });
       apps.push(app);
-      const adapters = app.get<readonly PersistenceAdapter[]>(PersistenceAdapter);
+      const adapters = app.get<readonly PersistenceAdapter[]>(PERSISTENCE_ADAPTERS);
       expect(adapters.map((a) => a.name)).toEqual(['sessions', 'conversations', 'focus']);
     });
 

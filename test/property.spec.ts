@@ -282,7 +282,7 @@ async function run(app: INestApplication, custom: CustomState, ops: readonly Op[
         break;
       case 'conversation.create':
         call(
-          () => memory.createConversation(step.input as never),
+          () => memory.create(step.input as never),
           (r) => {
             expectField(r, 'title', given(step.input, 'title'), undefined);
             expectField(r, 'metadata', given(step.input, 'metadata'), {});
@@ -299,11 +299,11 @@ async function run(app: INestApplication, custom: CustomState, ops: readonly Op[
         );
         break;
       case 'conversation.delete':
-        call(() => memory.deleteConversation(step.id as never));
+        call(() => memory.delete(step.id as never));
         break;
       case 'focus.create':
         call(
-          () => focus.createChain(step.input as never),
+          () => focus.create(step.input as never),
           (r) => {
             expectField(r, 'name', given(step.input, 'name'), undefined);
             expectField(r, 'metadata', given(step.input, 'metadata'), {});
@@ -323,7 +323,7 @@ async function run(app: INestApplication, custom: CustomState, ops: readonly Op[
         call(() => focus.popFocus(step.id as never));
         break;
       case 'focus.delete':
-        call(() => focus.deleteChain(step.id as never));
+        call(() => focus.delete(step.id as never));
         break;
       case 'custom.set':
         custom.values.set(step.id, step.value);
@@ -395,8 +395,8 @@ describe('property: every accepted value comes back from a restart exactly', () 
         }
         const expected: Expected = {
           sessions: app.get(SessionManager).list(),
-          conversations: app.get(MemoryManager).listConversations(),
-          focus: app.get(FocusManager).listChains(),
+          conversations: app.get(MemoryManager).list(),
+          focus: app.get(FocusManager).list(),
           custom: new Map(custom.saved),
         };
         let restored: ReadonlyMap<string, unknown> = new Map();
@@ -412,8 +412,8 @@ describe('property: every accepted value comes back from a restart exactly', () 
             'in-process restart',
             {
               sessions: again.get(SessionManager).list(),
-              conversations: again.get(MemoryManager).listConversations(),
-              focus: again.get(FocusManager).listChains(),
+              conversations: again.get(MemoryManager).list(),
+              focus: again.get(FocusManager).list(),
               custom: new Map(restored),
             },
             expected,

@@ -316,7 +316,7 @@ describe('formats in the store', () => {
   it('auto compresses the items above compressAbove only', async () => {
     const first = await open({ format: 'auto', compressAbove: 1500 });
     seedState(first);
-    first.get(MemoryManager).createConversation({ id: 'long' });
+    first.get(MemoryManager).create({ id: 'long' });
     first.get(MemoryManager).addMessage('long', { role: 'user', content: 'words '.repeat(400) });
     await saveToFiles(first);
     const conversations = join(dir, 'conversations');
@@ -337,7 +337,7 @@ describe('formats in the store', () => {
       compressAbove: 100,
       limits: { maxInflatedBytes: 4096 },
     });
-    app.get(MemoryManager).createConversation({ id: 'big' });
+    app.get(MemoryManager).create({ id: 'big' });
     app.get(MemoryManager).addMessage('big', { role: 'user', content: 'a'.repeat(8000) });
     const errors: unknown[] = [];
     app.get(PersistenceStore).onError((event) => errors.push(event.error.code));

@@ -20,15 +20,15 @@ describe('smoke', () => {
     app = await createApp({ path: dir });
     app.get(SessionManager).create({ id: 's1', metadata: { user: 'ann' } });
     const memory = app.get(MemoryManager);
-    memory.createConversation({ id: 'c1' });
+    memory.create({ id: 'c1' });
     memory.addMessage('c1', { role: 'user', content: 'hi' });
-    app.get(FocusManager).createChain({ id: 'f1' });
+    app.get(FocusManager).create({ id: 'f1' });
     const meta = await app.get(PersistenceStore).saveAll();
     expect(meta.items).toBe(3);
     await app.close();
     expect((await readdir(join(dir, 'sessions'))).sort()).toEqual(['s1.json']);
     app = await createApp({ path: dir });
-    const conv = app.get(MemoryManager).getConversation('c1');
+    const conv = app.get(MemoryManager).get('c1');
     expect(conv?.messages[0].content).toBe('hi');
     expect(conv?.messages[0].timestamp).toBeInstanceOf(Date);
   });

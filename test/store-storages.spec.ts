@@ -184,7 +184,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
     const before = state(app);
     app = await restart(app);
     expect(state(app)).toEqual(before);
-    const conversation = app.get(MemoryManager).getConversation('conv-1');
+    const conversation = app.get(MemoryManager).get('conv-1');
     expect(conversation?.createdAt).toBeInstanceOf(Date);
     expect(app.get(EventLog).loaded.at(-1)).toMatchObject({
       items: 5,
@@ -199,7 +199,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
     await app.get(PersistenceStore).saveAll();
     app.get(SessionManager).update('sess-1', { status: 'completed' });
     app.get(SessionManager).delete('sess-2');
-    app.get(MemoryManager).deleteConversation('conv-1');
+    app.get(MemoryManager).delete('conv-1');
     const meta = await app.get(PersistenceStore).saveAll();
     expect(meta).toMatchObject({ changed: 1, deleted: 2 });
     expect(await app.get(PersistenceStore).saveAll()).toMatchObject({
@@ -222,7 +222,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
     expect(app.get(SessionManager).list()).toHaveLength(2);
     app = await restart(app, { saveOnShutdown: false });
     expect(app.get(SessionManager).list()).toHaveLength(0);
-    expect(app.get(MemoryManager).listConversations()).toHaveLength(0);
+    expect(app.get(MemoryManager).list()).toHaveLength(0);
   });
 
   describe('clear() removes what this store loaded; what it did not load stays protected', () => {
@@ -486,7 +486,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
 
     test('a wrong key: app.init() rejects with one summary (count per collection, the fix) in one log line; the right key loads everything', async () => {
       const first = await openLogged({ encryption: { key: KEY } });
-      for (let i = 0; i < 50; i++) first.get(MemoryManager).createConversation({ id: `c-${i}` });
+      for (let i = 0; i < 50; i++) first.get(MemoryManager).create({ id: `c-${i}` });
       first.get(SessionManager).create({ id: 's-1' });
       await first.get(PersistenceStore).saveAll();
       await close(first);
@@ -510,7 +510,7 @@ describe.each(STORAGES)('PersistenceStore on $name', (storage) => {
       ]);
 
       const right = await openLogged({ encryption: { key: KEY } });
-      expect(right.get(MemoryManager).listConversations()).toHaveLength(50);
+      expect(right.get(MemoryManager).list()).toHaveLength(50);
       expect(right.get(SessionManager).get('s-1')).toBeDefined();
     });
 

@@ -77,7 +77,7 @@ describe('PersistenceStore', () => {
 
       const second = await open();
       expect(dumpState(second)).toEqual(expected);
-      const conversation = second.get(MemoryManager).getConversation('conv-1');
+      const conversation = second.get(MemoryManager).get('conv-1');
       expect(conversation?.messages.map((m) => m.role)).toEqual([
         'system',
         'user',
@@ -108,7 +108,7 @@ describe('PersistenceStore', () => {
       const store = app.get(PersistenceStore);
       await store.saveAll();
       app.get(SessionManager).delete('sess-2');
-      app.get(MemoryManager).deleteConversation('conv-1');
+      app.get(MemoryManager).delete('conv-1');
       const meta = await store.saveAll();
       await store.checkpoint();
       expect(meta.deleted).toBe(2);

@@ -31,9 +31,9 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
       await folder.assertExists();
       const lock = await folder.lock();
       if (lock?.running) throw new CliError(storeHeld('back up', folder.root, lock));
-      const { StoreContext } = await import('./store.context');
+      const { StoreApp } = await import('./store.app');
       const { names } = await folder.collections();
-      const context = await StoreContext.open({
+      const app = await StoreApp.open({
         command: 'back up',
         folder,
         collections: names,
@@ -48,7 +48,7 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
           : undefined,
       });
       try {
-        const meta = await context.store.backup(destination);
+        const meta = await app.store.backup(destination);
         out(
           `Backed up ${plural(meta.files, 'file')} (${formatBytes(meta.size)}) of ${plural(names.length, 'collection')} to ${meta.path}` +
             (meta.id !== undefined && meta.newBytes !== undefined && meta.newBytes < meta.size
@@ -56,7 +56,7 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
               : '.'),
         );
       } finally {
-        await context.close();
+        await app.close();
       }
       done(ExitCode.Ok);
     });

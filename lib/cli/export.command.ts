@@ -36,9 +36,9 @@ export function registerExport(program: Command, done: (code: ExitCode) => void)
       }
       const lock = await folder.lock();
       if (lock?.running) err(readOnlyNote(lock));
-      const { StoreContext } = await import('./store.context');
+      const { StoreApp } = await import('./store.app');
       const { names } = await folder.collections();
-      const context = await StoreContext.open({
+      const app = await StoreApp.open({
         command: 'export',
         folder,
         collections: names,
@@ -48,25 +48,23 @@ export function registerExport(program: Command, done: (code: ExitCode) => void)
       let items = 0;
       let text: string;
       try {
-        await context.load();
-        const state = new Map([...context.adapters].map(([name, a]) => [name, a.state]));
+        await app.load();
+        const state = new Map([...app.adapters].map(([name, a]) => [name, a.state]));
         for (const collection of state.values()) items += collection.size;
-        const versions = new Map(
-          [...context.adapters].map(([name, a]) => [name, a.schemaVersions]),
-        );
+        const versions = new Map([...app.adapters].map(([name, a]) => [name, a.schemaVersions]));
         text = JSON.stringify(createExportDocument(folder.root, state, versions), null, 2) + '\n';
       } finally {
-        await context.close();
+        await app.close();
       }
       if (target) {
         await atomicWrite(folder.fs, target, Buffer.from(text, 'utf8'), { mode: FILE_MODE });
       } else {
         process.stdout.write(text);
       }
-      for (const problem of context.problems) err(`problem: ${problem.message}`);
+      for (const problem of app.problems) err(`problem: ${problem.message}`);
       const summary = `Exported ${plural(items, 'item')} from ${plural(names.length, 'collection')}${target ? ` to ${target}` : ''}.`;
-      if (context.problems.length > 0) {
-        err(`${summary} ${plural(context.problems.length, 'file')} could not be read (above).`);
+      if (app.problems.length > 0) {
+        err(`${summary} ${plural(app.problems.length, 'file')} could not be read (above).`);
         done(ExitCode.Failed);
       } else {
         if (target) out(summary);

@@ -81,8 +81,8 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
         }
         if (encrypted && !encryption) throw new CliError(encryptedNeedsKey(folder.root));
       }
-      const { StoreContext } = await import('./store.context');
-      const context = await StoreContext.open({
+      const { StoreApp } = await import('./store.app');
+      const app = await StoreApp.open({
         command: 'import',
         folder,
         collections: names,
@@ -94,21 +94,21 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
       try {
         // Load first: a save replaces or removes only what the store loaded (never a file it did
         // not read), so --replace is an explicit replacement of every loaded item.
-        await context.store.loadAll();
+        await app.store.loadAll();
         for (const name of names) {
           const entries = Object.entries(doc.collections[name]);
           items += entries.length;
           const versions = Object.entries(doc.schemaVersions?.[name] ?? {});
-          context.adapters.get(name)?.set(new Map(entries), new Map(versions));
+          app.adapters.get(name)?.set(new Map(entries), new Map(versions));
         }
-        await context.store.saveAll();
+        await app.store.saveAll();
       } catch (error) {
         if (isPersistenceError(error, PersistenceErrorCode.SaveIncomplete)) {
-          for (const problem of context.problems) err(`problem: ${problem.message}`);
+          for (const problem of app.problems) err(`problem: ${problem.message}`);
         }
         throw error;
       } finally {
-        await context.close();
+        await app.close();
       }
       out(
         `Imported ${plural(items, 'item')} into ${plural(names.length, 'collection')} of ${folder.root}.`,

@@ -53,7 +53,7 @@ export function registerMigrate(program: Command, done: (code: ExitCode) => void
       const moduleClass = loadModuleClass(options.module, options.export);
 
       const { NestFactory } = await import('@nestjs/core');
-      const { StderrLogger } = await import('./store.context');
+      const { StderrLogger } = await import('./store.app');
       const problems: PersistenceError[] = [];
       setCommandLineOverride({ command: 'migrate', path: folder.root });
       let app;

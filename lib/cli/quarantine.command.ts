@@ -46,12 +46,12 @@ async function withStore(
   await folder.assertExists();
   const lock = await folder.lock();
   if (lock?.running) throw new CliError(storeHeld(command, folder.root, lock));
-  const { StoreContext } = await import('./store.context');
-  const context = await StoreContext.open({ command, folder, collections, readOnly: false });
+  const { StoreApp } = await import('./store.app');
+  const app = await StoreApp.open({ command, folder, collections, readOnly: false });
   try {
     await work();
   } finally {
-    await context.close();
+    await app.close();
   }
 }
 

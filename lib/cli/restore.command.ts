@@ -45,8 +45,8 @@ export function registerRestore(program: Command, done: (code: ExitCode) => void
             collections.add(entry.name);
         }
       }
-      const { StoreContext } = await import('./store.context');
-      const context = await StoreContext.open({
+      const { StoreApp } = await import('./store.app');
+      const app = await StoreApp.open({
         command: 'restore',
         folder,
         collections: [...collections].sort(),
@@ -55,7 +55,7 @@ export function registerRestore(program: Command, done: (code: ExitCode) => void
         ...(target ? { backups: { target, keep: Number.MAX_SAFE_INTEGER } } : {}),
       });
       try {
-        const meta = await context.store.restore(source);
+        const meta = await app.store.restore(source);
         out(
           `Restored ${plural(meta.files, 'file')} from ${meta.source} into ${folder.root}; ${plural(meta.load.items, 'item')} read back.`,
         );
@@ -69,7 +69,7 @@ export function registerRestore(program: Command, done: (code: ExitCode) => void
         }
         throw error;
       } finally {
-        await context.close();
+        await app.close();
       }
       done(ExitCode.Ok);
     });

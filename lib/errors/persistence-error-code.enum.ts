@@ -4,11 +4,6 @@
 export enum PersistenceErrorCode {
   /** An option passed to `PersistenceModule.forRoot()` is invalid. */
   InvalidOptions = 'PERSISTENCE_INVALID_OPTIONS',
-  /**
-   * Auto-save has no `SchedulerRegistry`. Not thrown by `PersistenceModule`, which uses the
-   * application's registry or, without `ScheduleModule.forRoot()`, one of its own.
-   */
-  SchedulerMissing = 'PERSISTENCE_SCHEDULER_MISSING',
   /** An adapter is malformed, cannot be resolved, or its name clashes with another. */
   InvalidAdapter = 'PERSISTENCE_INVALID_ADAPTER',
   /** An item id cannot be stored (empty, too long, not a string). */

@@ -157,13 +157,6 @@ export type PersistenceMigrations = Readonly<
 >;
 
 /**
- * DI token of the list of every adapter the store persists (built-in and yours), filled when the
- * module initialises: `@Inject(PersistenceAdapter) adapters: readonly PersistenceAdapter[]`.
- * @deprecated Use `@InjectPersistenceAdapters()` (the `PERSISTENCE_ADAPTERS` token): the same list.
- */
-export const PersistenceAdapter = Symbol('PersistenceAdapter');
-
-/**
  * An adapter class named by `@PersistedState('name')`: it may leave out `name` (the decorator gives
  * it), or declare the same one.
  */

@@ -191,10 +191,10 @@ export interface PersistenceModuleOptions {
    */
   builtInAdapters?: boolean;
   /**
-   * Your own adapters, persisted beside the built-in ones. A class must be a provider of some module
-   * (it is taken from there); an object is used as it is.
-   * @deprecated Register adapters where they live: `PersistenceModule.forFeature([CartAdapter])` in
-   * the feature module, or `@PersistedState('carts')` on a provider of it.
+   * Adapters given as values, persisted beside the built-in ones and those registered with
+   * `forFeature()` or `@PersistedState()`: an object is used as it is (an adapter built at run
+   * time, which no module provides); a class must be a provider of some module and is taken from
+   * there, never created.
    * @default []
    */
   adapters?: PersistenceAdapterRef[];

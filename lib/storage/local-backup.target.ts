@@ -23,12 +23,6 @@ export interface LocalBackupTargetOptions {
   fileMode?: number;
   /** Permission bits of the folders created. @default 0o700 */
   dirMode?: number;
-  /**
-   * No longer used: each write and removal names its hidden folder after its own writer (host,
-   * process, random token), and a leftover is removed only once that writer is provably gone.
-   * @deprecated accepted and ignored.
-   */
-  owner?: string;
   /** Largest manifest read, in bytes. @default 67108864 (64 MiB) */
   maxManifestBytes?: number;
 }

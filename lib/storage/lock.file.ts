@@ -10,8 +10,6 @@ import { LOCK_FILE } from './on-disk.names';
 export const TEMP_PREFIX = `${LOCK_FILE}.new-`;
 /** Exclusive right to remove one exact stale file: `.lock.takeover-<hash of its name and bytes>`. */
 export const CLAIM_PREFIX = `${LOCK_FILE}.takeover-`;
-/** Left by versions before 0.2 when they crashed while moving a stale lock aside. */
-export const OLD_ASIDE_PREFIX = `${LOCK_FILE}.stale-`;
 
 /** True for the lock file and the lock's own temporary and claim files. */
 export function isLockFileName(name: string): boolean {

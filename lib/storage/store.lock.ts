@@ -13,7 +13,6 @@ import {
   hostTag,
   lockTempFileName,
   LockOwner,
-  OLD_ASIDE_PREFIX,
   readLockFile,
   TEMP_PREFIX,
 } from './lock.file';
@@ -71,12 +70,12 @@ const UNREADABLE: LockOwner = { pid: 0, host: 'unknown', token: 'unreadable', si
  *  2. the owner renews its record every `renewMs` ({@link LockLease}): a new record replaces its own
  *     under the claim on its current bytes (below), so a renewal and a take-over never interleave;
  *  3. a stale lock is one whose owner is gone: on this host, its pid is not running; from another
- *     host, its bytes stayed the same for a whole lease on the waiter's clock ({@link LockWatch}); or
- *     it cannot be parsed (left by an older version). It is identified by the hash of its bytes; a
- *     contender replaces it only while holding the claim `.lock.takeover-<hash>` (also created by
- *     `link()`, so only one holds it) and only if `.lock` still has those exact bytes, by
- *     `rename()`-ing its temporary file over it (one atomic step, so nobody slips in between); the
- *     others then find the new, live owner;
+ *     host, its bytes stayed the same for a whole lease on the waiter's clock ({@link LockWatch});
+ *     or it cannot be parsed (damaged: a record is only linked into place whole and fsynced). It is
+ *     identified by the hash of its bytes; a contender replaces it only while holding the claim
+ *     `.lock.takeover-<hash>` (also created by `link()`, so only one holds it) and only if `.lock`
+ *     still has those exact bytes, by `rename()`-ing its temporary file over it (one atomic step,
+ *     so nobody slips in between); the others then find the new, live owner;
  *  4. a claim whose holder died is itself a stale file, removed the same way (a claim on the claim).
  * The caller logs a take-over. Leftover temporary and claim files of dead processes are removed by
  * the next owner.
@@ -356,8 +355,6 @@ export class StoreLock {
           if (entryTag === tag && (Number(pid) === process.pid || !isRunning(Number(pid)))) {
             await this.fs.unlink(path).catch(() => undefined);
           }
-        } else if (entry.name.startsWith(OLD_ASIDE_PREFIX)) {
-          await this.fs.unlink(path).catch(() => undefined);
         }
       }
       await this.removeOrphanClaims();

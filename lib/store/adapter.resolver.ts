@@ -33,8 +33,8 @@ export interface AdapterCandidate {
 }
 
 /**
- * The deprecated `adapters` option: a class must be a provider of some module (it is taken from
- * there, with the dependencies of its module); an object is used as it is.
+ * The `adapters` option: a class must be a provider of some module (it is taken from there, with
+ * the dependencies of its module); an object is used as it is.
  */
 export function candidatesFromOption(
   moduleRef: ModuleRef,
@@ -121,7 +121,7 @@ function assertAdapter(candidate: AdapterCandidate): PersistenceAdapter {
   return adapter as PersistenceAdapter;
 }
 
-/** Every adapter the store persists: built-in, forFeature() and @PersistedState() ones, then the deprecated `adapters` option. */
+/** Every adapter the store persists: built-in, forFeature() and @PersistedState() ones, then the `adapters` option. */
 export function resolveStoreAdapters(
   moduleRef: ModuleRef,
   options: Pick<ResolvedPersistenceOptions, 'builtInAdapters' | 'adapters'>,

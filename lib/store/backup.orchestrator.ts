@@ -68,23 +68,12 @@ export class BackupOrchestrator {
    * Starts the schedule (`backups.cron`), if any: `run` is the store's `backup()`. Not on a read-only
    * store, which never writes.
    */
-  startSchedule(
-    registry: SchedulerRegistry | undefined,
-    readOnly: boolean,
-    run: () => Promise<unknown>,
-  ): void {
+  startSchedule(registry: SchedulerRegistry, readOnly: boolean, run: () => Promise<unknown>): void {
     const cron = this.options?.cron;
     if (cron === undefined) return;
     if (readOnly) {
       this.host.logger.warn(messages.scheduledBackupReadOnly());
       return;
-    }
-    if (!registry) {
-      throw new PersistenceError(
-        PersistenceErrorCode.SchedulerMissing,
-        messages.schedulerMissing(),
-        { operation: 'init' },
-      );
     }
     this.scheduler = new BackupScheduler(registry, cron, run, this.host.logger);
     this.scheduler.start();

@@ -16,7 +16,7 @@ import { BackupVerifier } from './backup.verifier';
 import { DriverReplica } from './driver.replica';
 import { wrapIo } from './error.reporter';
 import { SaveResult, SnapshotWriter } from './snapshot.writer';
-import { BackendStatus, StoreBackend, StoreContext } from './store.backend';
+import { BackendStatus, StoreBackend, BackendContext } from './store.backend';
 
 /**
  * The state in a `StorageDriver` (option `storage`): no folder, lock, journal or recovery. Saves
@@ -29,7 +29,7 @@ export class DriverBackend implements StoreBackend {
   private loadFailure?: string;
 
   constructor(
-    private readonly ctx: StoreContext,
+    private readonly ctx: BackendContext,
     private readonly driver: StorageDriver,
   ) {
     driver.useLogger?.(ctx.logger);

@@ -29,7 +29,7 @@ import { JournalCheckpointer } from './journal.checkpointer';
 import { openStores } from './open-stores.registry';
 import { SnapshotReader } from './snapshot.reader';
 import { SaveResult, SnapshotWriter } from './snapshot.writer';
-import { BackendStatus, StoreBackend, StoreContext } from './store.backend';
+import { BackendStatus, StoreBackend, BackendContext } from './store.backend';
 
 /**
  * The state in a folder of the file system: one writer per folder (the lock), crash recovery at
@@ -54,7 +54,7 @@ export class FileSystemBackend implements StoreBackend {
   /** The file system for everything but the lock: no write passes once the lock is lost. */
   private readonly fs: PersistenceFileSystem;
 
-  constructor(private readonly ctx: StoreContext) {
+  constructor(private readonly ctx: BackendContext) {
     const { options } = ctx;
     const fs = guardWrites(ctx.fs, () => this.lock?.writable());
     this.fs = fs;

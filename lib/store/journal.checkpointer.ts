@@ -14,8 +14,11 @@ import { ErrorReporter, wrapIo } from './error.reporter';
  */
 const BACKGROUND_CHECKPOINT_CONCURRENCY = 4;
 
-/** A sealed journal segment waiting for (or in) the background checkpoint. */
-export interface SealedSegment {
+/**
+ * A sealed journal segment read into memory (its operations and size), waiting for (or in) the
+ * background checkpoint.
+ */
+export interface PendingSegment {
   path: string;
   ops: JournalOp[];
   bytes: number;
@@ -30,7 +33,7 @@ export class JournalCheckpointer {
   /** Operations committed in the active journal, not yet checkpointed. */
   private pending: JournalOp[] = [];
   /** Sealed journal segments, oldest first, waiting for (or in) the background checkpoint. */
-  private sealed: SealedSegment[] = [];
+  private sealed: PendingSegment[] = [];
   /** Slows the background checkpoint while it runs alone; boosted when something waits for it. */
   private drainThrottle?: IoThrottle;
   /** Number of the next sealed segment. */
@@ -56,7 +59,7 @@ export class JournalCheckpointer {
   }
 
   /** A sealed segment found at start-up (recovery), numbered `n`. */
-  addSealed(segment: SealedSegment, n: number): void {
+  addSealed(segment: PendingSegment, n: number): void {
     this.sealed.push(segment);
     this.nextSegment = n + 1;
   }

@@ -1,5 +1,5 @@
 /** A store that holds a folder in this process. */
-export interface OpenStore {
+export interface StoreRegistration {
   /** True once the application that owns it has finished booting. */
   isBootstrapped(): boolean;
   /** Closes it without saving: its application never finished booting. */
@@ -12,14 +12,14 @@ export interface OpenStore {
  * new store on the same folder in the same process supersedes such a store instead of being locked
  * out by it. A store whose application booted keeps the folder.
  */
-const stores = new Map<string, OpenStore>();
+const stores = new Map<string, StoreRegistration>();
 
 export const openStores = {
-  get: (root: string): OpenStore | undefined => stores.get(root),
-  add: (root: string, store: OpenStore): void => {
+  get: (root: string): StoreRegistration | undefined => stores.get(root),
+  add: (root: string, store: StoreRegistration): void => {
     stores.set(root, store);
   },
-  delete: (root: string, store: OpenStore): void => {
+  delete: (root: string, store: StoreRegistration): void => {
     if (stores.get(root) === store) stores.delete(root);
   },
 };

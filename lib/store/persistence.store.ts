@@ -47,7 +47,7 @@ import { applyCommandLineOverride } from './command-line.override';
 import { UnloadedItem, unloadedItems } from './committed.index';
 import { ErrorReporter } from './error.reporter';
 import { FailureMemo } from './failure.memo';
-import { OpenStore } from './open-stores.registry';
+import { StoreRegistration } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
 import {
   assertInterval,
@@ -56,7 +56,7 @@ import {
   resolveOptions,
 } from './persistence.options';
 import { restoreBackup } from './restore.checker';
-import { composeStatus, StoreSession, StoreShared } from './store.session';
+import { composeStatus, OpenStore, StoreShared } from './open.store';
 
 /**
  * The public API: save, load, clear, back up and restore the state of every adapter, and watch it
@@ -74,11 +74,11 @@ export class PersistenceStore
   private readonly queue = new OperationQueue();
   private readonly notifier: PersistenceNotifier;
   private readonly errors: ErrorReporter;
-  /** What the store shares with its session and backend. */
+  /** What the store shares with its backend (through `OpenStore`), from its construction on. */
   private readonly shared: StoreShared;
   private readonly adapterList: PersistenceAdapter[] = [];
   private caller = new AdapterCaller(DEFAULT_OPTIONS.adapterTimeout);
-  private session?: StoreSession;
+  private opened?: OpenStore;
   private autoSave?: AutoSaveScheduler;
   private queuedSave?: Promise<SaveMetadata>;
   private lastSaveTime: Date | null = null;
@@ -89,7 +89,7 @@ export class PersistenceStore
   private releaseBootEvents?: () => void;
   private bootstrapped = false;
   /** How this store appears in the registry of folders held by this process. */
-  private readonly registration: OpenStore = {
+  private readonly registration: StoreRegistration = {
     isBootstrapped: () => this.bootstrapped,
     supersede: () => this.stop(true), // its application never booted: no save
   };
@@ -102,10 +102,9 @@ export class PersistenceStore
     sessionAdapter: SessionAdapter,
     memoryAdapter: MemoryAdapter,
     focusAdapter: FocusAdapter,
+    // Always provided: the application's registry, or the module's own.
+    @Inject(PERSISTENCE_SCHEDULER_REGISTRY) private readonly schedulerRegistry: SchedulerRegistry,
     @Optional() eventEmitter?: EventEmitter2,
-    @Optional()
-    @Inject(PERSISTENCE_SCHEDULER_REGISTRY)
-    private readonly schedulerRegistry?: SchedulerRegistry,
   ) {
     // The options are known here already (a forRootAsync factory has run): even this constructor's
     // line goes to the `logger` option. resolveOptions() refuses a bad one at init.
@@ -155,29 +154,28 @@ export class PersistenceStore
     const options = await applyCommandLineOverride(resolveOptions(this.rawOptions), this.fs);
     await checkBackupsFolder(this.fs, options);
     this.caller = new AdapterCaller(options.adapterTimeout);
-    const session = new StoreSession(options, this.shared);
-    this.session = session;
+    const opened = new OpenStore(options, this.shared);
+    this.opened = opened;
     this.adapterList.push(...resolveStoreAdapters(this.moduleRef, options));
-    if (options.autoSave !== false && !options.readOnly) this.scheduler('init');
     // Before recovery: what it reports (a damaged journal) must reach @OnEvent listeners too.
     this.releaseBootEvents = holdBootEvents(this.moduleRef, this.notifier);
-    await session.backend.open();
+    await opened.backend.open();
     this.state = 'ready';
     this.startedAt = new Date();
     try {
-      await session.backend.start(options.loadOnBoot);
+      await opened.backend.start(options.loadOnBoot);
     } catch (error) {
       // onUnreadable: 'fail' refused the start (reported once): let go of the folder or the
       // storage, so the next start (with the fix) is not held up by this one.
       this.state = 'closed';
-      await session.backend.release().catch(() => undefined);
+      await opened.backend.release().catch(() => undefined);
       this.notifier.complete();
       throw error;
     }
     if (options.autoSave !== false && !options.readOnly) {
       this.enableAutoSave(options.autoSave.interval);
     }
-    session.startBackups(this.schedulerRegistry, () => this.backup());
+    opened.startBackups(this.schedulerRegistry, () => this.backup());
   }
 
   /** Lets the boot load's events out once `@OnEvent` listeners are wired. */
@@ -319,7 +317,7 @@ export class PersistenceStore
   enableAutoSave(intervalMs: number): void {
     this.assertWritable('enable auto-save');
     assertInterval('interval', intervalMs);
-    this.autoSave ??= createAutoSave(this.scheduler(), this.open.options.autoSave, {
+    this.autoSave ??= createAutoSave(this.schedulerRegistry, this.open.options.autoSave, {
       isBusy: () => this.queue.busy,
       save: () => this.queue.run(() => this.runSave('auto-save')),
       saveSoon: () =>
@@ -408,23 +406,16 @@ export class PersistenceStore
       lastSaveTime: this.lastSaveTime,
       lastSaveIncomplete: this.lastSaveIncomplete?.message ?? null,
     };
-    return composeStatus(state, this.session, facts, this.notifier, this.shared.index);
+    return composeStatus(state, this.opened, facts, this.notifier, this.shared.index);
   }
 
   /** What exists once the store is open; throws before `onModuleInit` has begun. */
-  private get open(): StoreSession {
-    if (this.session) return this.session;
+  private get open(): OpenStore {
+    if (this.opened) return this.opened;
     throw new PersistenceError(
       PersistenceErrorCode.StoreClosed,
       messages.notInitialised('use the store'),
     );
-  }
-
-  /** The `SchedulerRegistry` auto-save runs in; throws `SCHEDULER_MISSING` without one. */
-  private scheduler(operation?: PersistenceOperation): SchedulerRegistry {
-    if (this.schedulerRegistry) return this.schedulerRegistry;
-    const code = PersistenceErrorCode.SchedulerMissing;
-    throw new PersistenceError(code, messages.schedulerMissing(), { operation });
   }
 
   /** A save after those queued, shared with a save already waiting to start. */

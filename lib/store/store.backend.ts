@@ -13,12 +13,12 @@ import { AdapterCaller } from './adapter.caller';
 import { CommittedIndex } from './committed.index';
 import { ErrorReporter } from './error.reporter';
 import { FailureMemo } from './failure.memo';
-import { OpenStore } from './open-stores.registry';
+import { StoreRegistration } from './open-stores.registry';
 import { OperationQueue } from './operation.queue';
 import { SaveResult, WriterChecks } from './snapshot.writer';
 
 /** What the store shares with its backend: created once, when the store opens. */
-export interface StoreContext {
+export interface BackendContext {
   readonly options: ResolvedPersistenceOptions;
   readonly fs: PersistenceFileSystem;
   /** Every adapter persisted, built-in first. */
@@ -35,7 +35,7 @@ export interface StoreContext {
   /** Every log line of the store goes through it (the `logger` option). */
   readonly logger: PersistenceLogger;
   /** How this store appears in the registry of folders held by this process. */
-  readonly registration: OpenStore;
+  readonly registration: StoreRegistration;
   /** The codec of the next save (changes with `setSerializer()`). */
   codec(): ItemFileCodec;
   caller(): AdapterCaller;

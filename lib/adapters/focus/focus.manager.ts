@@ -31,19 +31,11 @@ export class FocusManager {
    * (see {@link CreateFocusChainInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
    */
   create(init: CreateFocusChainInput = {}): FocusChain {
-    return this.createAs(init, 'FocusManager.create()');
-  }
-
-  /**
-   * Same as {@link FocusManager.create}.
-   * @deprecated Use `create()`. This alias will be removed in the next minor version.
-   */
-  createChain(init: CreateFocusChainInput = {}): FocusChain {
-    return this.createAs(init, 'FocusManager.createChain()');
-  }
-
-  private createAs(init: CreateFocusChainInput, caller: string): FocusChain {
-    const input = parseInput(FOCUS_CHAIN_SCHEMA, init, caller, ['id', 'name', 'metadata']);
+    const input = parseInput(FOCUS_CHAIN_SCHEMA, init, 'FocusManager.create()', [
+      'id',
+      'name',
+      'metadata',
+    ]);
     const id = input.id ?? randomUUID();
     if (this.chains.has(id)) {
       throw new PersistenceError(
@@ -128,30 +120,6 @@ export class FocusManager {
   /** Every chain, as a new array. */
   list(): FocusChain[] {
     return [...this.chains.values()];
-  }
-
-  /**
-   * Same as {@link FocusManager.get}.
-   * @deprecated Use `get()`. This alias will be removed in the next minor version.
-   */
-  getChain(id: string): FocusChain | undefined {
-    return this.get(id);
-  }
-
-  /**
-   * Same as {@link FocusManager.delete}.
-   * @deprecated Use `delete()`. This alias will be removed in the next minor version.
-   */
-  deleteChain(id: string): boolean {
-    return this.delete(id);
-  }
-
-  /**
-   * Same as {@link FocusManager.list}.
-   * @deprecated Use `list()`. This alias will be removed in the next minor version.
-   */
-  listChains(): FocusChain[] {
-    return this.list();
   }
 
   /** @internal Used by the adapter. */

@@ -36,19 +36,7 @@ export class MemoryManager {
    * exactly (see {@link CreateConversationInput}), `PERSISTENCE_INVALID_ID` for a bad or taken id.
    */
   create(init: CreateConversationInput = {}): Conversation {
-    return this.createAs(init, 'MemoryManager.create()');
-  }
-
-  /**
-   * Same as {@link MemoryManager.create}.
-   * @deprecated Use `create()`. This alias will be removed in the next minor version.
-   */
-  createConversation(init: CreateConversationInput = {}): Conversation {
-    return this.createAs(init, 'MemoryManager.createConversation()');
-  }
-
-  private createAs(init: CreateConversationInput, caller: string): Conversation {
-    const input = parseInput(CONVERSATION_SCHEMA, init, caller, [
+    const input = parseInput(CONVERSATION_SCHEMA, init, 'MemoryManager.create()', [
       'id',
       'title',
       'sessionId',
@@ -121,30 +109,6 @@ export class MemoryManager {
   /** Every conversation, as a new array. */
   list(): Conversation[] {
     return [...this.conversations.values()];
-  }
-
-  /**
-   * Same as {@link MemoryManager.get}.
-   * @deprecated Use `get()`. This alias will be removed in the next minor version.
-   */
-  getConversation(id: string): Conversation | undefined {
-    return this.get(id);
-  }
-
-  /**
-   * Same as {@link MemoryManager.delete}.
-   * @deprecated Use `delete()`. This alias will be removed in the next minor version.
-   */
-  deleteConversation(id: string): boolean {
-    return this.delete(id);
-  }
-
-  /**
-   * Same as {@link MemoryManager.list}.
-   * @deprecated Use `list()`. This alias will be removed in the next minor version.
-   */
-  listConversations(): Conversation[] {
-    return this.list();
   }
 
   /** @internal Used by the adapter. */

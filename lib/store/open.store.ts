@@ -13,7 +13,7 @@ import { CommittedIndex } from './committed.index';
 import { LoadProblems } from './load.problems';
 import { DriverBackend } from './driver.backend';
 import { FileSystemBackend } from './file-system.backend';
-import { StoreBackend, StoreContext } from './store.backend';
+import { StoreBackend, BackendContext } from './store.backend';
 
 /** What JSON cannot carry exactly in a custom adapter's value, as one sentence; undefined: none. */
 function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
@@ -22,7 +22,7 @@ function findProblem(value: unknown, allowToJSON: boolean): string | undefined {
 }
 
 /** What the store has from its construction on and shares with the backend. */
-export type StoreShared = Omit<StoreContext, 'options' | 'codec' | 'checks'> & {
+export type StoreShared = Omit<BackendContext, 'options' | 'codec' | 'checks'> & {
   /** The built-in adapters: their managers check every value when they accept it. */
   readonly trusted: ReadonlySet<PersistenceAdapter>;
 };
@@ -32,7 +32,7 @@ export type StoreShared = Omit<StoreContext, 'options' | 'codec' | 'checks'> & {
  * codec (and cipher), the backend chosen by the options (`storage` driver or the file system), and
  * the backup orchestrator.
  */
-export class StoreSession {
+export class OpenStore {
   readonly backend: StoreBackend;
   private readonly cipher?: ItemCipher;
   /** The codec of the next save; replaced by `setFormat()`. */
@@ -49,7 +49,7 @@ export class StoreSession {
       });
     }
     this.codec = createItemFileCodec(options.format, options, this.cipher);
-    const context: StoreContext = {
+    const context: BackendContext = {
       ...shared,
       options,
       checks: { trusted: shared.trusted, findProblem, inSync: shared.inSync },
@@ -66,7 +66,7 @@ export class StoreSession {
   }
 
   /** Backups (`backups` option) of the backend's committed state, and their schedule. */
-  startBackups(registry: SchedulerRegistry | undefined, run: () => Promise<unknown>): void {
+  startBackups(registry: SchedulerRegistry, run: () => Promise<unknown>): void {
     const { options, backend, shared } = this;
     this.backups = new BackupOrchestrator(options.backups, {
       fs: shared.fs,
@@ -96,16 +96,16 @@ export type StoreFacts = Pick<
 /** `getStatus()`: the store's state and facts, with the backend's (none before the store opens). */
 export async function composeStatus(
   state: PersistenceStatus['state'],
-  session: StoreSession | undefined,
+  opened: OpenStore | undefined,
   facts: StoreFacts,
   notifier: PersistenceNotifier,
   index: CommittedIndex,
 ): Promise<PersistenceStatus> {
-  const readOnly = session?.options.readOnly ?? false;
+  const readOnly = opened?.options.readOnly ?? false;
   let reason: string | undefined;
   if (state !== 'ready') reason = `the store is ${state}`;
   else if (readOnly) reason = 'the store was opened with readOnly: true';
-  const backend = await session?.backend.status(reason === undefined);
+  const backend = await opened?.backend.status(reason === undefined);
   const notWritableReason = reason ?? backend?.notWritableReason;
   return {
     path: backend?.path ?? '',
@@ -119,7 +119,7 @@ export async function composeStatus(
     unresolved: unresolvedOf(index),
     loadFailure: backend?.loadFailure ?? null,
     journal: backend?.journal ?? { bytes: 0, pendingItems: 0 },
-    storage: backend?.storage ?? (session?.options.storage ? 'driver' : 'file-system'),
+    storage: backend?.storage ?? (opened?.options.storage ? 'driver' : 'file-system'),
     disk: backend?.disk ?? null,
   };
 }

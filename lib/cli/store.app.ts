@@ -28,7 +28,7 @@ export class StderrLogger implements LoggerService {
   }
 }
 
-export interface StoreContextOptions {
+export interface StoreAppOptions {
   /** The command, for messages ("import", "restore", …). */
   command: string;
   folder: StoreFolder;
@@ -48,7 +48,7 @@ export interface StoreContextOptions {
  * through the real paths (journal, checkpoint, atomic writes, lock, recovery). Nothing is loaded at
  * start: call `load()`, so that every problem of the load is collected in `problems`.
  */
-export class StoreContext {
+export class StoreApp {
   /** Errors the store reported (unreadable files, …) since it was opened. */
   readonly problems: PersistenceError[] = [];
 
@@ -60,7 +60,7 @@ export class StoreContext {
     store.onError((event) => this.problems.push(event.error));
   }
 
-  static async open(options: StoreContextOptions): Promise<StoreContext> {
+  static async open(options: StoreAppOptions): Promise<StoreApp> {
     const adapters = new Map(options.collections.map((name) => [name, new GenericAdapter(name)]));
 
     @Module({
@@ -98,7 +98,7 @@ export class StoreContext {
       throw error;
     }
     const context = app;
-    return new StoreContext(() => context.close(), context.get(PersistenceStore), adapters);
+    return new StoreApp(() => context.close(), context.get(PersistenceStore), adapters);
   }
 
   /** Loads every collection through the store's read path; problems go to `problems`. */
