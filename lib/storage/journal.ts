@@ -10,38 +10,51 @@ import { readRegularFile } from './safe-read';
 /*
  * The write-ahead journal, `<path>/.journal`. A save appends one record and fsyncs the journal once:
  * that is the commit. When it grows past `checkpointBytes` it is sealed: renamed to `.journal.<n>`
- * (n = 1, 2, …; see {@link sealedSegmentPath}) and a new, empty `.journal` takes the next commits,
- * while the sealed segment is written into the item files in the background. Recovery replays the
- * sealed segments in ascending n, then the active one. Record layout (integers little-endian):
+ * (n = 1, 2, …; see {@link sealedSegmentPath}) and a new `.journal` takes the next commits, while
+ * the sealed segment is written into the item files in the background. Recovery replays the sealed
+ * segments in ascending n, then the active one. Layout (integers little-endian):
  *
- *   offset  size  field
- *   0       4     magic "NPJ" + version 0x02
+ * File header, at offset 0 of every journal file, fsynced before any record is written:
+ *   0       4     magic "NPJH"
+ *   4       4     format version (3)
+ *   8       8     salt: random, chosen anew whenever the file is created or emptied (its generation)
+ *   16      8     first 8 bytes of SHA-256(bytes 0..16)
+ *
+ * Record:
+ *   0       4     magic "NPJ" + 0x03
  *   4       4     payload length P
- *   8       8     first 8 bytes of SHA-256(payload)
- *   16      P     payload: the files' bytes, in order, then the header JSON (H bytes), then H (4)
+ *   8       8     first 8 bytes of SHA-256(salt, sequence, payload)
+ *   16      8     salt of the generation it was written in
+ *   24      4     sequence number in that generation (the first record is 1)
+ *   28      P     payload: the files' bytes, in order, then the header JSON (H bytes), then H (4)
  *
  * Header JSON: { "ops": [ { "c": collection, "f": file name, "n": byte length, or -1 for a removal } ] }
  *
- * The header is a trailer so that a save can stream each file's bytes into the journal as it
- * serializes them (see {@link Journal.begin}) and list them once it knows them all. Version 0x01
- * records (header length, header JSON, then the files' bytes) are still read.
+ * The header JSON is a trailer so that a save can stream each file's bytes into the journal as it
+ * serializes them (see {@link Journal.begin}) and list them once it knows them all.
  *
- * Reading (see {@link decodeRecords}) tells two kinds of bad bytes apart:
- *  - a torn tail: bad bytes with no valid record after them at the end of the active journal, as a
- *    crash during an append leaves (that save was never acknowledged); it is cut off. A sealed
- *    segment has none: bad bytes at its end are damage (see {@link decodeSegment});
- *  - damage in the middle: bad bytes followed by valid records. The records before and after it are
- *    all kept; only the damaged bytes are unreadable. The store copies such a journal aside and
- *    reports it (PERSISTENCE_JOURNAL_DAMAGED).
+ * Reading (see {@link decodeRecords}) follows one rule: replay the chain of the header's salt, records
+ * 1, 2, 3, … in file order. A record of another salt is bytes of an earlier generation (a truncate
+ * that did not reach the disk, stale blocks a file system exposes after a crash, a reused file): it
+ * is never replayed, wherever it sits. Where the chain breaks, the next record of the same salt with
+ * a higher sequence number, if there is one, resumes it: the bytes between (or the sequence numbers
+ * skipped) are damage, reported (PERSISTENCE_JOURNAL_DAMAGED), the records after replayed. With no
+ * such record, the rest is a torn tail, as a crash during an append leaves (that save was never
+ * acknowledged): it is cut off. A sealed segment has no torn tail (see {@link decodeSegment}).
  */
 
-/** "NPJ": the first three bytes of every record; the fourth is the record version. */
-const MAGIC_PREFIX = Buffer.from([0x4e, 0x50, 0x4a]);
-/** Version 0x01: the header before the files' bytes (read only). */
-const VERSION_HEADER_FIRST = 0x01;
-/** Version 0x02: the header as a trailer after the files' bytes (written). */
-const VERSION_TRAILER = 0x02;
-const RECORD_HEADER = 16;
+/** "NPJH": the first four bytes of every journal file. */
+const FILE_MAGIC = Buffer.from([0x4e, 0x50, 0x4a, 0x48]);
+/** The journal format this code writes and reads; earlier ones are refused (see `unsupportedVersion`). */
+export const JOURNAL_FORMAT_VERSION = 3;
+/** The record magic: "NPJ" then the record version. */
+const RECORD_MAGIC = Buffer.from([0x4e, 0x50, 0x4a, 0x03]);
+/** The first three bytes of a record of any format (formats 1 and 2 had no file header). */
+const RECORD_MAGIC_PREFIX = RECORD_MAGIC.subarray(0, 3);
+const SALT_BYTES = 8;
+/** Size of the file header. */
+export const JOURNAL_HEADER_BYTES = 24;
+const RECORD_HEADER = 28;
 
 /**
  * A journal file that committed ops point into. The journal owns it and re-points it when it seals
@@ -130,13 +143,56 @@ export async function readOpData(
   }
 }
 
-const checksum = (payload: Uint8Array): Buffer =>
-  createHash('sha256').update(payload).digest().subarray(0, 8);
+/** The first 8 bytes of SHA-256 over the pieces. */
+const checksum = (...pieces: Uint8Array[]): Buffer => {
+  const hash = createHash('sha256');
+  for (const piece of pieces) hash.update(piece);
+  return hash.digest().subarray(0, 8);
+};
 
-/** The trailer is made in pieces of about this many characters, with yields between them. */
-const TRAILER_PIECE_CHARS = 64 * 1024;
+/** A new generation's salt (see the file header). */
+export const newSalt = (): Buffer => randomBytes(SALT_BYTES);
+
+/** The salt and sequence number as the checksum covers them, before the payload. */
+function chainBytes(salt: Buffer, sequence: number): Buffer {
+  const bytes = Buffer.alloc(SALT_BYTES + 4);
+  salt.copy(bytes, 0, 0, SALT_BYTES);
+  bytes.writeUInt32LE(sequence, SALT_BYTES);
+  return bytes;
+}
+
+/** The file header of a journal file of generation `salt`. */
+export function encodeJournalHeader(salt: Buffer): Buffer {
+  const header = Buffer.alloc(JOURNAL_HEADER_BYTES);
+  FILE_MAGIC.copy(header, 0);
+  header.writeUInt32LE(JOURNAL_FORMAT_VERSION, 4);
+  salt.copy(header, 8, 0, SALT_BYTES);
+  checksum(header.subarray(0, 16)).copy(header, 16);
+  return header;
+}
+
+/** What the first bytes of a journal file say: its salt, or the format it is in when not ours. */
+type FileHeader = { salt: Buffer } | { unsupportedVersion: number } | undefined;
+
+function readJournalHeader(data: Buffer): FileHeader {
+  // Formats 1 and 2 had no file header: the file starts with a record, "NPJ" and its version.
+  if (data.length >= 4 && data.subarray(0, 3).equals(RECORD_MAGIC_PREFIX)) {
+    if (data[3] === 0x01 || data[3] === 0x02) return { unsupportedVersion: data[3] };
+  }
+  if (data.length < JOURNAL_HEADER_BYTES || !data.subarray(0, 4).equals(FILE_MAGIC))
+    return undefined;
+  if (!checksum(data.subarray(0, 16)).equals(data.subarray(16, JOURNAL_HEADER_BYTES))) {
+    return undefined;
+  }
+  const version = data.readUInt32LE(4);
+  if (version !== JOURNAL_FORMAT_VERSION) return { unsupportedVersion: version };
+  return { salt: Buffer.from(data.subarray(8, 16)) };
+}
+
 /** Longest run of trailer-making before the event loop gets a turn. */
 const TRAILER_SLICE_MS = 5;
+/** The trailer is made in pieces of about this many characters, with yields between them. */
+const TRAILER_PIECE_CHARS = 64 * 1024;
 
 /** Size of the staging buffer small pieces are gathered in before one write. */
 const STAGE_BYTES = 1024 * 1024;
@@ -160,33 +216,25 @@ function trailerOf(ops: readonly JournalOp[]): Buffer {
   return trailer;
 }
 
-/** The 16-byte record prefix: magic, payload length, first 8 bytes of the payload's SHA-256. */
-function recordPrefix(length: number, digest: Buffer, version = VERSION_TRAILER): Buffer {
+/** The record prefix: magic, payload length, checksum, salt, sequence number. */
+function recordPrefix(length: number, digest: Buffer, salt: Buffer, sequence: number): Buffer {
   const prefix = Buffer.alloc(RECORD_HEADER);
-  MAGIC_PREFIX.copy(prefix, 0);
-  prefix[3] = version;
+  RECORD_MAGIC.copy(prefix, 0);
   prefix.writeUInt32LE(length, 4);
   digest.copy(prefix, 8, 0, 8);
+  chainBytes(salt, sequence).copy(prefix, 16);
   return prefix;
 }
 
 /**
- * A whole record in one buffer (tests and tools; the journal itself streams it, see `begin`). The ops
- * must carry their `data`. `version` 0x01 writes the old layout, for tests of reading it.
+ * A whole record in one buffer (tests and tools; the journal itself streams it, see `begin`): record
+ * `sequence` of generation `salt`. The ops must carry their `data`.
  */
-export function encodeRecord(ops: readonly JournalOp[], version = VERSION_TRAILER): Buffer {
+export function encodeRecord(ops: readonly JournalOp[], salt: Buffer, sequence: number): Buffer {
   const files = ops.flatMap((op) => (op.data ? [op.data] : []));
-  let pieces: Buffer[];
-  if (version === VERSION_HEADER_FIRST) {
-    const header = headerOf(ops);
-    const headerLength = Buffer.alloc(4);
-    headerLength.writeUInt32LE(header.length);
-    pieces = [headerLength, header, ...files];
-  } else {
-    pieces = [...files, trailerOf(ops)];
-  }
-  const payload = Buffer.concat(pieces);
-  return Buffer.concat([recordPrefix(payload.length, checksum(payload), version), payload]);
+  const payload = Buffer.concat([...files, trailerOf(ops)]);
+  const digest = checksum(chainBytes(salt, sequence), payload);
+  return Buffer.concat([recordPrefix(payload.length, digest, salt, sequence), payload]);
 }
 
 /** A byte range of the journal that could not be read, between valid records. */
@@ -195,154 +243,137 @@ export interface DamagedRegion {
   length: number;
 }
 
-/** What a journal holds, read past any damage. */
+/** What a journal file holds, read past any damage. */
 export interface DecodedJournal {
-  /** Every valid record, in file order: those before a damaged region and those after it. */
+  /** The chain's records, in order: those before a damaged region and those after it. */
   records: JournalOp[][];
-  /** End of the last valid record; the bytes after it (if any) are a torn tail. */
+  /** End of the chain's last record (of the header when it has none); the bytes after are a torn tail. */
   validLength: number;
-  /** Unreadable ranges with valid records after them (damage in the middle), in file order. */
+  /**
+   * Unreadable ranges (or skipped sequence numbers: a region of length 0) with records of the chain
+   * after them, in file order.
+   */
   damaged: DamagedRegion[];
-}
-
-/**
- * Reads every valid record of a journal. A record is valid when its magic, a length that fits, its
- * checksum and its payload all check. At a record that is not valid, reading resumes at the next
- * record start, found in this order:
- *  1. the bad record's own frame: when its length leads exactly to a valid record, only the bad
- *     record is lost (its payload, checksum or magic was damaged);
- *  2. otherwise a scan for valid records after it. Bytes inside a payload could look like a record,
- *     so the scan prefers the first record whose chain of contiguous valid records runs to the end
- *     of the file or up to a torn tail (nothing valid after it). A valid record before that one is
- *     kept only when it is anchored: the bad record right after its chain has a frame leading to a
- *     valid record, as a save between two damaged records has.
- * When no valid record follows, the rest is a torn tail (`validLength` marks where it starts).
- */
-export function decodeRecords(data: Buffer): DecodedJournal {
-  const reader = new RecordReader(data);
-  const records: JournalOp[][] = [];
-  const damaged: DamagedRegion[] = [];
-  let offset = 0;
-  for (;;) {
-    for (let record = reader.at(offset); record; record = reader.at(offset)) {
-      records.push(record.ops);
-      offset = record.end;
-    }
-    if (offset >= data.length) break;
-    const next = reader.resync(offset);
-    if (next === undefined) break;
-    damaged.push({ offset, length: next - offset });
-    offset = next;
-  }
-  return { records, validLength: offset, damaged };
+  /** The file's generation; undefined when it has no usable header (empty, torn or damaged). */
+  salt?: Buffer;
+  /** The sequence number the next record of this generation gets. */
+  nextSequence: number;
+  /** Set when the file is in a journal format this code does not read (nothing else is then set). */
+  unsupportedVersion?: number;
 }
 
 interface DecodedRecord {
   ops: JournalOp[];
   end: number;
+  salt: Buffer;
+  sequence: number;
 }
 
-/** Decodes records at any offset of one journal, remembering what it already checked. */
-class RecordReader {
-  private readonly records = new Map<number, DecodedRecord | null>();
-  private readonly chainEnds = new Map<number, number>();
-
-  constructor(private readonly data: Buffer) {}
-
-  /** The valid record starting at `offset`, if there is one. */
-  at(offset: number): DecodedRecord | undefined {
-    let record = this.records.get(offset);
-    if (record === undefined) {
-      record = this.decode(offset) ?? null;
-      this.records.set(offset, record);
-    }
-    return record ?? undefined;
+/**
+ * Reads a journal file (its header, then its records) by the rule in this file's opening comment.
+ * The resync after a break needs no guess: it looks for the record magic with the header's salt and
+ * a sequence number past the last one replayed. A file whose header is unreadable keeps its records
+ * only when a first record (sequence 1) follows where the header ends: that record gives the salt,
+ * and the header counts as damage. Without one, a file no longer than a header is torn (its creation
+ * was interrupted, before any record could be committed); a longer one is damage as a whole.
+ */
+export function decodeRecords(data: Buffer): DecodedJournal {
+  const empty = { records: [], damaged: [], nextSequence: 1 };
+  if (data.length === 0) return { ...empty, validLength: 0 };
+  const header = readJournalHeader(data);
+  if (header && 'unsupportedVersion' in header) {
+    return { ...empty, validLength: data.length, unsupportedVersion: header.unsupportedVersion };
   }
-
-  /** Where reading resumes after the bad bytes at `offset`; undefined for a torn tail. */
-  resync(offset: number): number | undefined {
-    const framed = this.framedEnd(offset);
-    if (framed !== undefined) return framed;
-    const candidates: number[] = [];
+  const records: JournalOp[][] = [];
+  const damaged: DamagedRegion[] = [];
+  let salt = header?.salt;
+  if (!salt) {
+    const first = decodeRecordAt(data, JOURNAL_HEADER_BYTES);
+    if (first?.sequence !== 1) {
+      if (data.length <= JOURNAL_HEADER_BYTES) return { ...empty, validLength: 0 };
+      return { ...empty, validLength: data.length, damaged: [{ offset: 0, length: data.length }] };
+    }
+    salt = first.salt;
+    damaged.push({ offset: 0, length: JOURNAL_HEADER_BYTES });
+  }
+  let offset = JOURNAL_HEADER_BYTES;
+  let expected = 1;
+  for (;;) {
     for (
-      let found = this.data.indexOf(MAGIC_PREFIX, offset + 1);
-      found !== -1;
-      found = this.data.indexOf(MAGIC_PREFIX, found + 1)
+      let record = decodeRecordAt(data, offset, salt, expected, expected);
+      record;
+      record = decodeRecordAt(data, offset, salt, expected, expected)
     ) {
-      if (this.at(found)) candidates.push(found);
+      records.push(record.ops);
+      offset = record.end;
+      expected++;
     }
-    // The chain that runs to the end or to a torn tail. There is one whenever there are candidates:
-    // the last candidate's chain qualifies, as nothing valid starts after it.
-    const anchor = candidates.find((start) => {
-      const end = this.chainEnd(start);
-      return end === this.data.length || candidates.every((other) => other < end);
-    });
-    if (anchor === undefined) return undefined;
-    const island = candidates.find((start) => {
-      if (start >= anchor) return false;
-      const end = this.chainEnd(start);
-      if (end > anchor) return false;
-      const framed = this.framedEnd(end);
-      return framed !== undefined && framed <= anchor;
-    });
-    return island ?? anchor;
+    if (offset >= data.length) break;
+    const next = nextOfChain(data, offset, salt, expected);
+    if (!next) break;
+    damaged.push({ offset, length: next.offset - offset });
+    offset = next.offset;
+    expected = next.sequence;
   }
-
-  /** The end of the run of contiguous valid records starting at `offset` (a valid record). */
-  private chainEnd(offset: number): number {
-    const known = this.chainEnds.get(offset);
-    if (known !== undefined) return known;
-    const visited: number[] = [];
-    let position = offset;
-    for (let record = this.at(position); record; record = this.at(position)) {
-      visited.push(position);
-      position = record.end;
-      const after = this.chainEnds.get(position);
-      if (after !== undefined) {
-        position = after;
-        break;
-      }
-    }
-    for (const start of visited) this.chainEnds.set(start, position);
-    return position;
-  }
-
-  /** The end a bad record's own length gives, when a valid record starts exactly there. */
-  private framedEnd(offset: number): number | undefined {
-    if (offset + RECORD_HEADER > this.data.length) return undefined;
-    const end = offset + RECORD_HEADER + this.data.readUInt32LE(offset + 4);
-    return end < this.data.length && this.at(end) ? end : undefined;
-  }
-
-  private decode(offset: number): DecodedRecord | undefined {
-    const data = this.data;
-    if (offset + RECORD_HEADER > data.length) return undefined;
-    if (!data.subarray(offset, offset + 3).equals(MAGIC_PREFIX)) return undefined;
-    const version = data[offset + 3];
-    if (version !== VERSION_HEADER_FIRST && version !== VERSION_TRAILER) return undefined;
-    const end = offset + RECORD_HEADER + data.readUInt32LE(offset + 4);
-    if (end > data.length) return undefined;
-    const payload = data.subarray(offset + RECORD_HEADER, end);
-    if (!checksum(payload).equals(data.subarray(offset + 8, offset + 16))) return undefined;
-    const ops = parsePayload(payload, version);
-    return ops ? { ops, end } : undefined;
-  }
+  return { records, validLength: offset, damaged, salt, nextSequence: expected };
 }
 
-/** The operations of a payload, or undefined unless it is exactly a header and the files it lists. */
-function parsePayload(payload: Buffer, version: number): JournalOp[] | undefined {
+/** The first record at or after `from` of generation `salt` numbered `expected` or higher. */
+function nextOfChain(
+  data: Buffer,
+  from: number,
+  salt: Buffer,
+  expected: number,
+): { offset: number; sequence: number } | undefined {
+  for (
+    let found = data.indexOf(RECORD_MAGIC, from);
+    found !== -1;
+    found = data.indexOf(RECORD_MAGIC, found + 1)
+  ) {
+    const record = decodeRecordAt(data, found, salt, expected);
+    if (record) return { offset: found, sequence: record.sequence };
+  }
+  return undefined;
+}
+
+/**
+ * The valid record at `offset`: magic, a length that fits, its checksum, its payload; of generation
+ * `salt` (any, when not given) numbered from `lowest` to `highest` (any, when not given).
+ */
+function decodeRecordAt(
+  data: Buffer,
+  offset: number,
+  salt?: Buffer,
+  lowest = 1,
+  highest = Number.MAX_SAFE_INTEGER,
+): DecodedRecord | undefined {
+  if (offset + RECORD_HEADER > data.length) return undefined;
+  if (!data.subarray(offset, offset + 4).equals(RECORD_MAGIC)) return undefined;
+  const recordSalt = data.subarray(offset + 16, offset + 24);
+  if (salt && !recordSalt.equals(salt)) return undefined;
+  const sequence = data.readUInt32LE(offset + 24);
+  if (sequence < lowest || sequence > highest) return undefined;
+  const end = offset + RECORD_HEADER + data.readUInt32LE(offset + 4);
+  if (end > data.length) return undefined;
+  const payload = data.subarray(offset + RECORD_HEADER, end);
+  const digest = checksum(data.subarray(offset + 16, offset + RECORD_HEADER), payload);
+  if (!digest.equals(data.subarray(offset + 8, offset + 16))) return undefined;
+  const ops = parsePayload(payload);
+  return ops ? { ops, end, salt: Buffer.from(recordSalt), sequence } : undefined;
+}
+
+/** The operations of a payload, or undefined unless it is exactly the files and their header. */
+function parsePayload(payload: Buffer): JournalOp[] | undefined {
   try {
     if (payload.length < 4) return undefined;
-    const trailer = version === VERSION_TRAILER;
-    const headerLength = payload.readUInt32LE(trailer ? payload.length - 4 : 0);
+    const headerLength = payload.readUInt32LE(payload.length - 4);
     if (4 + headerLength > payload.length) return undefined;
-    const headerStart = trailer ? payload.length - 4 - headerLength : 4;
+    const headerStart = payload.length - 4 - headerLength;
     const header = JSON.parse(
       payload.subarray(headerStart, headerStart + headerLength).toString('utf8'),
     ) as { ops?: unknown };
     if (!Array.isArray(header.ops)) return undefined;
-    let position = trailer ? 0 : 4 + headerLength;
-    const filesEnd = trailer ? headerStart : payload.length;
+    let position = 0;
     const ops: JournalOp[] = [];
     for (const op of header.ops as Array<{ c?: unknown; f?: unknown; n?: unknown }>) {
       if (typeof op?.c !== 'string' || typeof op.f !== 'string') return undefined;
@@ -352,7 +383,7 @@ function parsePayload(payload: Buffer, version: number): JournalOp[] | undefined
         ops.push({ collection: op.c, fileName: op.f });
         continue;
       }
-      if (position + length > filesEnd) return undefined;
+      if (position + length > headerStart) return undefined;
       ops.push({
         collection: op.c,
         fileName: op.f,
@@ -360,7 +391,7 @@ function parsePayload(payload: Buffer, version: number): JournalOp[] | undefined
       });
       position += length;
     }
-    return position === filesEnd ? ops : undefined;
+    return position === headerStart ? ops : undefined;
   } catch {
     return undefined;
   }
@@ -409,7 +440,7 @@ export function decodeSegment(bytes: Buffer, sealed: boolean): DecodedSegment {
   const tail = bytes.length - decoded.validLength;
   if (!sealed || tail === 0) return { ...decoded, tornTailBytes: tail };
   return {
-    records: decoded.records,
+    ...decoded,
     validLength: bytes.length,
     damaged: [...decoded.damaged, { offset: decoded.validLength, length: tail }],
     tornTailBytes: 0,
@@ -432,7 +463,8 @@ export async function readSealedSegment(
   fileMode: number,
 ): Promise<JournalContents> {
   const bytes = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
-  const { records, damaged } = decodeSegment(bytes, true);
+  const { records, damaged, unsupportedVersion } = decodeSegment(bytes, true);
+  if (unsupportedVersion !== undefined) return { records, tornTailBytes: 0, unsupportedVersion };
   const damage =
     damaged.length > 0 ? damageOf(damaged, await copyAside(fs, path, bytes, fileMode)) : undefined;
   return { records, tornTailBytes: 0, damage };
@@ -515,6 +547,8 @@ export interface JournalContents {
   tornTailBytes: number;
   /** Set when valid records followed unreadable bytes. */
   damage?: JournalDamage;
+  /** Set when the file is in a journal format this code does not read: it was left untouched. */
+  unsupportedVersion?: number;
 }
 
 /** The journal file, kept open while the store is. */
@@ -527,6 +561,10 @@ export class Journal {
   private created = true;
   /** The journal opened for durable writes (O_DSYNC), beside `handle`, when the platform has it. */
   private synced?: PersistenceFile;
+  /** The active file's generation (its header's salt). */
+  private salt: Buffer = newSalt();
+  /** The sequence number of the next record. */
+  private sequence = 1;
 
   constructor(
     private readonly fs: PersistenceFileSystem,
@@ -545,7 +583,9 @@ export class Journal {
    * Opens (creating if needed) the journal and returns its valid records, those after a damaged
    * region included. When valid records follow unreadable bytes (damage, not a crash), the whole
    * journal is first copied aside, never over an existing file. A torn tail is then cut off, so the
-   * next append starts right after the last valid record.
+   * next append starts right after the last valid record. A new or empty journal (or one whose
+   * creation was torn) gets a header with a new salt, durable before any record. A journal in a
+   * format this code does not read is left as it is (`unsupportedVersion`): the caller refuses it.
    */
   async open(): Promise<JournalContents> {
     await this.closeHandles(); // opened again (never twice at once)
@@ -561,17 +601,31 @@ export class Journal {
       offset += read;
     }
     const bytes = data.subarray(0, offset);
-    const { records, validLength, damaged } = decodeSegment(bytes, false);
+    const decoded = decodeSegment(bytes, false);
+    const { records, validLength, damaged, salt, unsupportedVersion } = decoded;
+    if (unsupportedVersion !== undefined) {
+      await this.closeHandles();
+      return { records, tornTailBytes: 0, unsupportedVersion };
+    }
     const damage =
       damaged.length > 0
         ? damageOf(damaged, await copyAside(this.fs, this.path, bytes, this.fileMode))
         : undefined;
-    if (validLength !== size) {
-      await this.handle.truncate(validLength);
-      await this.handle.sync();
+    if (!salt) {
+      // Nothing of a generation in it (the damaged bytes, if any, are in the copy): a new one.
+      await this.startGeneration(this.handle);
+    } else {
+      this.salt = salt;
+      this.sequence = decoded.nextSequence;
+      this.length = Math.max(0, validLength - JOURNAL_HEADER_BYTES);
+      if (damage && !bytes.subarray(0, JOURNAL_HEADER_BYTES).equals(encodeJournalHeader(salt))) {
+        // The header was the damage; the chain after it gave its salt back (the copy keeps it).
+        await this.handle.write(encodeJournalHeader(salt), 0);
+      }
+      if (validLength !== size) await this.handle.truncate(validLength);
+      if (damage || validLength !== size) await this.handle.sync();
     }
-    this.length = validLength;
-    return { records, tornTailBytes: size - validLength, damage };
+    return { records, tornTailBytes: Math.max(0, size - validLength), damage };
   }
 
   /**
@@ -610,8 +664,12 @@ export class Journal {
         return this.synced;
       },
       this.file,
-      this.length,
-      (length) => (this.length += length),
+      JOURNAL_HEADER_BYTES + this.length,
+      { salt: this.salt, sequence: this.sequence },
+      (length) => {
+        this.length += length;
+        this.sequence++;
+      },
       beforeAcknowledge,
     );
   }
@@ -634,16 +692,29 @@ export class Journal {
     this.file.path = sealedPath;
     this.file = { path: this.path };
     this.length = 0;
+    // The new file's generation, chosen now: an append begun before the file exists uses it.
+    this.salt = newSalt();
+    this.sequence = 1;
     this.created = false;
     await this.reopened().catch(() => undefined);
     return true;
   }
 
-  /** Empties the journal once every record is checkpointed into the item files. */
+  /**
+   * Empties the journal once every record is checkpointed into the item files: a new generation
+   * (salt), so no byte of the old one is ever replayed, whatever of this truncate reaches the disk.
+   */
   async reset(): Promise<void> {
-    const handle = await this.reopened();
+    await this.startGeneration(await this.reopened());
+  }
+
+  /** Empties the file and writes a header with a new salt, durable before any record follows it. */
+  private async startGeneration(handle: PersistenceFile, salt = newSalt()): Promise<void> {
     await handle.truncate(0);
+    await handle.write(encodeJournalHeader(salt), 0);
     await handle.sync();
+    this.salt = salt;
+    this.sequence = 1;
     this.length = 0;
   }
 
@@ -678,6 +749,8 @@ export class Journal {
     const handle = await this.fs.open(this.path, 'append', this.fileMode);
     try {
       if (!this.created) {
+        // A new file after a rotation: no record was committed into it yet.
+        await this.startGeneration(handle, this.salt);
         await fsyncDirectory(this.fs, dirname(this.path));
         this.created = true;
       }
@@ -709,7 +782,7 @@ interface AppendState {
  */
 export class JournalAppend {
   private readonly ops: JournalOp[] = [];
-  private hash = createHash('sha256');
+  private hash: Hash;
   private handle?: PersistenceFile;
   private stages: [Buffer, Buffer] | undefined;
   private staged = 0;
@@ -730,9 +803,12 @@ export class JournalAppend {
     private readonly openSynced: () => Promise<PersistenceFile | undefined>,
     private readonly file: JournalFileRef,
     private readonly start: number,
+    private readonly chain: { salt: Buffer; sequence: number },
     private readonly committed: (length: number) => void,
     private readonly beforeAcknowledge?: () => Promise<void>,
-  ) {}
+  ) {
+    this.hash = this.newHash();
+  }
 
   /** Number of ops added. */
   get size(): number {
@@ -767,7 +843,7 @@ export class JournalAppend {
     const saved = this.saved ?? {
       ops: 0,
       written: 0,
-      hash: createHash('sha256'),
+      hash: this.newHash(),
       staged: 0,
       writes: 0,
     };
@@ -800,7 +876,8 @@ export class JournalAppend {
     try {
       await this.putTrailer();
       const handle = await this.writer();
-      const prefix = recordPrefix(this.written, this.hash.digest());
+      const { salt, sequence } = this.chain;
+      const prefix = recordPrefix(this.written, this.hash.digest(), salt, sequence);
       // Runs beside the write that makes the record durable; observed once that write settled.
       const alongside = (durable: Promise<void>): Promise<void> => {
         const checked = this.beforeAcknowledge?.();
@@ -879,6 +956,11 @@ export class JournalAppend {
     const tail = Buffer.allocUnsafe(4);
     tail.writeUInt32LE(length);
     await this.put(tail);
+  }
+
+  /** The checksum of a record covers its salt and sequence number, then its payload. */
+  private newHash(): Hash {
+    return createHash('sha256').update(chainBytes(this.chain.salt, this.chain.sequence));
   }
 
   private get payloadStart(): number {
