@@ -390,6 +390,24 @@ describe('a store whose journal is damaged (real folder, real Nest app)', () => 
     },
   );
 
+  it('a damaged file header: the first record gives its salt back, every save is replayed, reported, the header rewritten', async () => {
+    const { dir, bytes } = await damagedStore((b) => void (b[12] ^= 0xff)); // in the salt
+    const { app, errors } = await start(dir);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's3', 's4', 's5'], base: { v: 5 } });
+    const copies = await asideCopies(dir);
+    expect(copies).toHaveLength(1);
+    expect((await readFile(join(dir, copies[0]))).equals(bytes)).toBe(true);
+    expect(errors.map((e) => e.error.code)).toEqual([PersistenceErrorCode.JournalDamaged]);
+    expect(errors[0].error.message).toContain(`${JOURNAL_HEADER_BYTES} byte(s) in 1 place(s)`);
+    expect(errors[0].error.message).toContain('5 committed save(s)');
+    // The journal kept its records under a repaired header: the next save goes on its chain.
+    app.get(SessionManager).create({ id: 's6' });
+    await app.get(PersistenceStore).saveAll();
+    const decoded = decodeRecords(await readFile(join(dir, '.journal')));
+    expect(decoded).toMatchObject({ damaged: [] });
+    expect(decoded.records.length).toBeGreaterThan(0);
+  });
+
   it('several damaged records: every valid save between and after them is kept', async () => {
     const { dir, bytes } = await damagedStore((b) => {
       b[at[1].start + 30] ^= 0xff; // save 2: payload

@@ -122,6 +122,32 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     expect(await readBack(written)).toEqual(['{"id":"a"}', big, '{"id":"b"}']);
   });
 
+  it('each emptying (a checkpoint) and each new file starts a new generation: a new salt, records from 1', async () => {
+    const saltOf = async (): Promise<Buffer> => (await readFile(path())).subarray(8, 16);
+    const first = await saltOf();
+    await journal.append([op('a')]);
+    await journal.append([op('b')]);
+    expect(decodeRecords(await readFile(path()))).toMatchObject({ nextSequence: 3 });
+    await journal.reset();
+    const second = await saltOf();
+    expect(second.equals(first)).toBe(false);
+    expect((await readFile(path())).equals(encodeJournalHeader(second))).toBe(true);
+    await journal.append([op('c')]);
+    const decoded = decodeRecords(await readFile(path()));
+    expect(decoded.records.map(contents)).toEqual([contents([op('c')])]);
+    expect(decoded).toMatchObject({ nextSequence: 2 });
+    expect(decoded.salt).toEqual(second);
+    // Sealed: the segment keeps its salt; the new journal gets another.
+    await journal.rotate(`${path()}.1`);
+    await journal.append([op('d')]);
+    expect((await readFile(`${path()}.1`)).subarray(8, 16)).toEqual(second);
+    const third = await saltOf();
+    expect(third.equals(second)).toBe(false);
+    expect(decodeRecords(await readFile(path())).records.map(contents)).toEqual([
+      contents([op('d')]),
+    ]);
+  });
+
   it('writes the very bytes encodeRecord() gives, a trailer of thousands of ops (made in pieces) included', async () => {
     const make = (): JournalOp[] =>
       Array.from({ length: 5000 }, (_, i) =>
