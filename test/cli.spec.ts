@@ -337,6 +337,15 @@ describe('CLI (nestjs-persistence bin)', () => {
         ),
       });
     }
+    // inspect does not call it empty.
+    const inspected = await cli('inspect', store, '--json');
+    expect(JSON.parse(inspected.stdout).journal).toMatchObject({
+      records: 0,
+      unsupported: [{ file: '.journal', format: 2 }],
+    });
+    expect((await cli('inspect', store)).stdout).toContain(
+      '.journal is in journal format 2, which this version does not read',
+    );
     // Never dropped, cut or overwritten: the save it holds is still there for the version that reads it.
     expect((await readFile(join(store, '.journal'))).equals(old)).toBe(true);
     expect(await tree(store)).toEqual(before);
