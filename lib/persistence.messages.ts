@@ -218,6 +218,18 @@ export const journalDamageProblem = (damage: {
   `${damage.recovered} committed save(s) before and after the damage can be recovered, ` +
   'the changes of the save(s) in the damaged bytes are lost';
 
+/** A journal file in another journal format: the problem, as `verify` lists it and the start reports it. */
+export const journalFormatUnsupportedProblem = (version: number, supported: number): string =>
+  `it is in journal format ${version}, written by ${version < supported ? 'an earlier' : 'a later'} ` +
+  `version of nestjs-persistence; this version reads only format ${supported}, so its saves cannot be replayed`;
+
+/** `problem`: {@link journalFormatUnsupportedProblem}; the start fails, changing nothing. */
+export const journalFormatUnsupported = (path: string, problem: string): string =>
+  `The journal ${path}: ${problem}. The store did not start and left the file as it is. Start the ` +
+  'version that wrote it once and call checkpoint() or shut it down (that writes its saves into the ' +
+  'item files and empties the journal), then start this version; or move the file away to start ' +
+  'without the saves it holds.';
+
 /** `problem`: {@link journalDamageProblem}; `copyPath`: where the file was copied (none: read-only). */
 export const journalDamaged = (path: string, problem: string, copyPath?: string): string =>
   `The journal ${path} is damaged: ${problem}. ` +

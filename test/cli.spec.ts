@@ -11,6 +11,27 @@ import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
 import { buildCli, CliResult, runCli, unresolvedRequires } from './fixtures/cli';
 import { dumpState, saveToFiles, seedState } from './fixtures/state';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
+import { createHash } from 'node:crypto';
+import { decodeRecords, JOURNAL_HEADER_BYTES } from '../lib/storage/journal';
+
+/**
+ * A journal as the releases before format 3 wrote it: no file header, records "NPJ" 0x02 (files'
+ * bytes, header JSON, its length; prefix: magic, length, first 8 bytes of SHA-256(payload)).
+ */
+function formatTwoJournal(id: string, body: string): Buffer {
+  const file = Buffer.from(body);
+  const header = Buffer.from(
+    JSON.stringify({ ops: [{ c: 'sessions', f: `${id}.json`, n: file.length }] }),
+  );
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(header.length);
+  const payload = Buffer.concat([file, header, length]);
+  const prefix = Buffer.alloc(16);
+  Buffer.from([0x4e, 0x50, 0x4a, 0x02]).copy(prefix);
+  prefix.writeUInt32LE(payload.length, 4);
+  createHash('sha256').update(payload).digest().copy(prefix, 8, 0, 8);
+  return Buffer.concat([prefix, payload]);
+}
 
 /** Every file and folder under `root` with its bytes: for "the CLI wrote nothing" checks. */
 async function tree(root: string): Promise<Record<string, string>> {
@@ -242,8 +263,9 @@ describe('CLI (nestjs-persistence bin)', () => {
     await cp(source, store, { recursive: true, filter: (path) => !path.endsWith('.lock') });
     await closeApp(app);
     const journal = await readFile(join(store, '.journal'));
-    const second = 16 + journal.readUInt32LE(4); // where the second record starts
-    journal[second + 20] ^= 0xff;
+    // Where the second record starts: after the file header and the first record (28-byte prefix).
+    const second = JOURNAL_HEADER_BYTES + 28 + journal.readUInt32LE(JOURNAL_HEADER_BYTES + 4);
+    journal[second + 40] ^= 0xff; // in its payload
     await writeFile(join(store, '.journal'), journal);
 
     const before = await tree(store);
@@ -274,6 +296,59 @@ describe('CLI (nestjs-persistence bin)', () => {
         `error The journal ${join(store, '.journal')} is damaged: ${problems[0].problem}.`,
       ),
     );
+  });
+
+  it('a journal of the earlier format 2: verify lists it, the start fails in the same words, both leave it as it is', async () => {
+    const store = join(root, 'store');
+    const app = await openApp(store, { saveOnShutdown: false });
+    app.get(SessionManager).create({ id: 's1' });
+    await app.get(PersistenceStore).saveAll();
+    await closeApp(app);
+    // A save of the earlier release, still in its journal (not yet in the item files).
+    const session = {
+      id: 's2',
+      status: 'active',
+      createdAt: '2026-01-01T00:00:00.000Z',
+      updatedAt: '2026-01-01T00:00:00.000Z',
+      metadata: {},
+    };
+    const old = formatTwoJournal('s2', JSON.stringify({ id: 's2', v: 1, data: session }));
+    await writeFile(join(store, '.journal'), old);
+    const before = await tree(store);
+
+    const [text, json] = await Promise.all([cli('verify', store), cli('verify', store, '--json')]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain('(PERSISTENCE_JOURNAL_FORMAT_UNSUPPORTED)');
+    const { problems } = JSON.parse(json.stdout) as {
+      problems: Array<{ file: string; problem: string; code: string }>;
+    };
+    expect(problems).toEqual([
+      {
+        file: '.journal',
+        code: 'PERSISTENCE_JOURNAL_FORMAT_UNSUPPORTED',
+        problem: expect.stringContaining('journal format 2, written by an earlier version'),
+      },
+    ]);
+    for (const readOnly of [false, true]) {
+      await expect(openApp(store, { readOnly })).rejects.toMatchObject({
+        code: 'PERSISTENCE_JOURNAL_FORMAT_UNSUPPORTED',
+        message: expect.stringContaining(
+          `The journal ${join(store, '.journal')}: ${problems[0].problem}. The store did not start`,
+        ),
+      });
+    }
+    // inspect does not call it empty.
+    const inspected = await cli('inspect', store, '--json');
+    expect(JSON.parse(inspected.stdout).journal).toMatchObject({
+      records: 0,
+      unsupported: [{ file: '.journal', format: 2 }],
+    });
+    expect((await cli('inspect', store)).stdout).toContain(
+      '.journal is in journal format 2, which this version does not read',
+    );
+    // Never dropped, cut or overwritten: the save it holds is still there for the version that reads it.
+    expect((await readFile(join(store, '.journal'))).equals(old)).toBe(true);
+    expect(await tree(store)).toEqual(before);
   });
 
   it('a store reached through a symbolic link: every command works on it as the application does', async () => {
@@ -399,7 +474,7 @@ describe('CLI (nestjs-persistence bin)', () => {
     expect((await readdir(target)).sort()).toEqual(
       ['.journal', 'carts', 'conversations', 'focus', 'sessions'].sort(),
     );
-    expect((await readFile(join(target, '.journal'))).length).toBe(0); // checkpointed
+    expect(decodeRecords(await readFile(join(target, '.journal'))).records).toEqual([]); // checkpointed
     const app = await openApp(target);
     expect(dump(app)).toEqual(state);
     await closeApp(app);

@@ -20,7 +20,10 @@ import { prng } from './fixtures/prng';
  * it, in two models:
  *   - "synced": only what was fsynced survives;
  *   - "any": what was fsynced, plus any subset of the other operations in any order, writes possibly
- *     torn (several seeded draws per crash point, plus "all of them").
+ *     torn (several seeded draws per crash point, plus "all of them");
+ *   - "stale": "synced", and one seeded draw of "any", with every file as long as it ever was, the
+ *     bytes past its end holding what a truncate cut off there (a file system that drops unsynced
+ *     data can expose old blocks after a crash). The journal's earlier generations come back there.
  * A new application then opens the crashed disk; what it loads must be exactly the state before the
  * operation or exactly the state after it, for every adapter together.
  */
@@ -106,6 +109,7 @@ interface Tally {
   points: number;
   synced: number;
   any: number;
+  stale: number;
   passed: number;
 }
 
@@ -121,13 +125,18 @@ async function checkEveryCrashPoint(
   options: PersistenceModuleOptions = {},
   draws = DRAWS,
 ): Promise<Tally> {
-  const tally: Tally = { points: fs.recordedCalls.length, synced: 0, any: 0, passed: 0 };
+  const tally: Tally = { points: fs.recordedCalls.length, synced: 0, any: 0, stale: 0, passed: 0 };
   const random = prng(7);
   for (let k = 1; k <= tally.points; k++) {
     const images = [
       { model: 'synced' as const, image: fs.crashAfter(k, 'synced') },
       { model: 'any' as const, image: fs.crashAfter(k, 'any') },
-      ...Array.from({ length: draws }, () => ({
+      { model: 'stale' as const, image: fs.crashAfter(k, 'synced', undefined, true) },
+      ...(draws > 0
+        ? [{ model: 'stale' as const, image: fs.crashAfter(k, 'any', random, true) }]
+        : []),
+      // One draw fewer of plain "any" than asked, at least one when asked: the "stale" draw replaces it.
+      ...Array.from({ length: draws > 0 ? Math.max(1, draws - 2) : 0 }, () => ({
         model: 'any' as const,
         image: fs.crashAfter(k, 'any', random),
       })),
@@ -157,18 +166,32 @@ describe('crash points (simulated disk, every call, two models)', () => {
   afterAll(() => {
     const lines = Object.entries(report).map(
       ([name, t]) =>
-        `${name}: ${t.points} crash points, ${t.synced} "synced" + ${t.any} "any" images, ${t.passed} passed`,
+        `${name}: ${t.points} crash points, ${t.synced} "synced" + ${t.any} "any" + ${t.stale} "stale" images, ${t.passed} passed`,
     );
     console.log(`crash-point harness\n${lines.join('\n')}`);
   });
 
-  /** A store on a fresh simulated disk holding state A, saved and checkpointed; returns fingerprints. */
+  /**
+   * A store on a fresh simulated disk holding state A, saved and checkpointed; returns fingerprints.
+   * A is reached in several saves, so the emptied journal's blocks hold several earlier records.
+   */
   async function storeWithA(): Promise<{ fs: SimulatedFileSystem; a: string }> {
     const fs = new SimulatedFileSystem();
     const { app, carts } = await open(fs);
     seed(app, carts);
-    await app.get(PersistenceStore).saveAll();
-    await app.get(PersistenceStore).checkpoint();
+    const store = app.get(PersistenceStore);
+    const sessions = app.get(SessionManager);
+    const final = { ...carts.get('cart0')! };
+    for (const step of ['draft-1', 'draft-2']) {
+      // Earlier values of items A holds: replaying one of these saves over a later state changes it.
+      carts.set('cart0', { items: [step] });
+      sessions.update('s2', { metadata: { step } });
+      await store.saveAll();
+    }
+    carts.set('cart0', final);
+    sessions.update('s2', { metadata: { i: 2 } });
+    await store.saveAll();
+    await store.checkpoint();
     const a = fingerprint(app, carts);
     await app.close();
     return { fs: new SimulatedFileSystem(fs.snapshot()), a };

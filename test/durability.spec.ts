@@ -113,7 +113,7 @@ describeWithStrace('durability (strace of a real process)', () => {
     expect(writes).toHaveLength(1);
     const [record] = writes;
     expect(fdOf(record.args)).toBe(syncedFd);
-    expect(record.args).toMatch(/^\d+, "NPJ\\2/); // magic "NPJ" + record version 2
+    expect(record.args).toMatch(/^\d+, "NPJ\\3/); // magic "NPJ" + record version 3
     expect(Number(record.ret)).toBeGreaterThan(16);
     // Nothing else of the save touched the journal, and no sync was needed after that write.
     expect(save.filter((c) => isSync(c) && onJournal(c))).toEqual([]);

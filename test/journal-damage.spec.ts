@@ -9,7 +9,13 @@ import {
   PersistenceStore,
   SessionManager,
 } from 'nestjs-persistence';
-import { decodeRecords, encodeRecord, JournalOp } from '../lib/storage/journal';
+import {
+  decodeRecords,
+  encodeJournalHeader,
+  encodeRecord,
+  JOURNAL_HEADER_BYTES,
+  JournalOp,
+} from '../lib/storage/journal';
 import { createApp, RecordingLogger } from './fixtures/app.factory';
 import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
@@ -19,7 +25,11 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
  * every valid record before and after it is replayed, and PERSISTENCE_JOURNAL_DAMAGED is reported.
  */
 
-const encode = (ops: JournalOp[]): Promise<Buffer> => Promise.resolve(encodeRecord(ops));
+const SALT = Buffer.from('00112233aabbccdd', 'hex');
+/** A record of generation `salt` (SALT when not given), numbered `sequence`. */
+const encode = (ops: JournalOp[], sequence: number, salt = SALT): Buffer =>
+  encodeRecord(ops, salt, sequence);
+const RECORD_HEADER = 28;
 
 const item = (id: string, body = `{"id":"${id}"}`): JournalOp => ({
   collection: 'sessions',
@@ -27,11 +37,11 @@ const item = (id: string, body = `{"id":"${id}"}`): JournalOp => ({
   data: Buffer.from(body),
 });
 
-/** Each record's start and length, walking the lengths of an undamaged journal. */
+/** Each record's start and length, walking the lengths of an undamaged journal (after its header). */
 function frames(journal: Buffer): Array<{ start: number; length: number }> {
   const result: Array<{ start: number; length: number }> = [];
-  for (let start = 0; start < journal.length;) {
-    const length = 16 + journal.readUInt32LE(start + 4);
+  for (let start = JOURNAL_HEADER_BYTES; start < journal.length;) {
+    const length = RECORD_HEADER + journal.readUInt32LE(start + 4);
     result.push({ start, length });
     start += length;
   }
@@ -48,9 +58,9 @@ describe('decodeRecords: reading past damage', () => {
   let at: Array<{ start: number; length: number }>;
   const ids = ['r1', 'r2', 'r3', 'r4', 'r5'];
 
-  beforeAll(async () => {
-    records = await Promise.all(ids.map((id) => encode([item(id)])));
-    journal = Buffer.concat(records);
+  beforeAll(() => {
+    records = ids.map((id, i) => encode([item(id)], i + 1));
+    journal = Buffer.concat([encodeJournalHeader(SALT), ...records]);
     at = frames(journal);
   });
 
@@ -82,7 +92,7 @@ describe('decodeRecords: reading past damage', () => {
   it('damage in the first record: every later record is kept', () => {
     const decoded = decodeRecords(damaged((b) => (b[at[0].start + 20] ^= 0xff)));
     expect(idsOf(decoded.records)).toEqual([['r2'], ['r3'], ['r4'], ['r5']]);
-    expect(decoded.damaged).toEqual([{ offset: 0, length: at[0].length }]);
+    expect(decoded.damaged).toEqual([{ offset: at[0].start, length: at[0].length }]);
   });
 
   it('two damaged records apart: the valid record between them is kept', () => {
@@ -114,7 +124,11 @@ describe('decodeRecords: reading past damage', () => {
     for (const bytes of [
       damaged((b) => (b[at[4].start + 20] ^= 0xff)),
       journal.subarray(0, at[4].start + 10), // an append cut short
-      Buffer.concat([journal.subarray(0, at[4].start), Buffer.alloc(16), records[4].subarray(16)]),
+      Buffer.concat([
+        journal.subarray(0, at[4].start),
+        Buffer.alloc(RECORD_HEADER),
+        records[4].subarray(RECORD_HEADER),
+      ]),
     ]) {
       const decoded = decodeRecords(bytes);
       expect(idsOf(decoded.records)).toEqual([['r1'], ['r2'], ['r3'], ['r4']]);
@@ -130,14 +144,15 @@ describe('decodeRecords: reading past damage', () => {
     expect(decoded.validLength).toBe(at[4].start);
   });
 
-  it('is not fooled by a whole record stored inside a damaged payload', async () => {
-    // An item whose bytes hold a valid journal record, then more bytes (a custom binary serializer
-    // could write this).
-    const fake = await encode([item('planted')]);
+  it('is not fooled by a whole record stored inside a damaged payload', () => {
+    // An item whose bytes hold a valid journal record (of another journal: its own salt), then more
+    // bytes (a custom binary serializer could write this).
+    const fake = encode([item('planted')], 2, Buffer.from('feedfacefeedface', 'hex'));
     const blob = Buffer.concat([fake, Buffer.from('{"more":"bytes after the planted record"}')]);
-    const carrier = await encode([{ collection: 'blobs', fileName: 'blob.bin', data: blob }]);
-    const bytes = Buffer.concat([records[0], carrier, records[2]]);
-    const carrierStart = records[0].length;
+    const carrier = encode([{ collection: 'blobs', fileName: 'blob.bin', data: blob }], 2);
+    const r3 = encode([item('r3')], 3);
+    const bytes = Buffer.concat([encodeJournalHeader(SALT), records[0], carrier, r3]);
+    const carrierStart = JOURNAL_HEADER_BYTES + records[0].length;
     expect(idsOf(decodeRecords(bytes).records)).toEqual([['r1'], ['blob.bin'], ['r3']]);
 
     for (const change of [
@@ -151,6 +166,82 @@ describe('decodeRecords: reading past damage', () => {
       const decoded = decodeRecords(copy);
       expect(idsOf(decoded.records)).toEqual([['r1'], ['r3']]);
       expect(decoded.damaged).toEqual([{ offset: carrierStart, length: carrier.length }]);
+    }
+  });
+});
+
+describe('decodeRecords: only the chain of the current generation is replayed', () => {
+  const OLD = Buffer.from('99887766554433ff', 'hex');
+  const ids = (bytes: Buffer): string[][] => idsOf(decodeRecords(bytes).records);
+  const header = encodeJournalHeader(SALT);
+  const r1 = encode([item('r1')], 1);
+  const r2 = encode([item('r2')], 2);
+  const r3 = encode([item('r3')], 3);
+
+  it('records of an earlier generation after the chain (a truncate that did not reach the disk) are a torn tail: never replayed', () => {
+    // The journal emptied (new salt) and one save committed into it; the blocks past it still hold
+    // the earlier generation's records 2 and 3, whole and valid.
+    const old = [encode([item('o1')], 1, OLD), encode([item('o2')], 2, OLD)];
+    const older = encode([item('o3')], 3, OLD);
+    const oldFile = Buffer.concat([encodeJournalHeader(OLD), ...old, older]);
+    const bytes = Buffer.concat([header, r1, oldFile.subarray(header.length + r1.length)]);
+    expect(bytes.includes(older)).toBe(true); // the precondition: a whole old record is there
+    const decoded = decodeRecords(bytes);
+    expect(idsOf(decoded.records)).toEqual([['r1']]);
+    expect(decoded).toMatchObject({ damaged: [], nextSequence: 2 });
+    expect(decoded.validLength).toBe(header.length + r1.length);
+    // Right after the header, too (the emptied journal's first save not yet written).
+    expect(ids(Buffer.concat([header, old[0], old[1]]))).toEqual([]);
+  });
+
+  it('a record of another generation, wherever it sits, is never replayed; the chain after it is', () => {
+    const stale = encode([item('stale')], 2, OLD);
+    const decoded = decodeRecords(Buffer.concat([header, r1, stale, r2, r3]));
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r2'], ['r3']]);
+    expect(decoded.damaged).toEqual([{ offset: header.length + r1.length, length: stale.length }]);
+    // Even one numbered as the chain's next.
+    const next = encode([item('stale')], 2, OLD);
+    expect(ids(Buffer.concat([header, r1, next]))).toEqual([['r1']]);
+  });
+
+  it('a record already replayed, found again later, is not replayed twice', () => {
+    const decoded = decodeRecords(Buffer.concat([header, r1, r2, r1, r3]));
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r2'], ['r3']]);
+    expect(decoded.damaged).toHaveLength(1);
+  });
+
+  it('a gap in the sequence numbers is a lost record: reported as damage, the chain after it kept', () => {
+    const decoded = decodeRecords(Buffer.concat([header, r1, r3]));
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r3']]);
+    expect(decoded.damaged).toEqual([{ offset: header.length + r1.length, length: 0 }]);
+    expect(decoded.nextSequence).toBe(4);
+  });
+
+  it('a damaged header: the first record gives the salt back, the header is reported as damage', () => {
+    const bytes = Buffer.concat([header, r1, r2]);
+    bytes[10] ^= 0xff;
+    const decoded = decodeRecords(bytes);
+    expect(idsOf(decoded.records)).toEqual([['r1'], ['r2']]);
+    expect(decoded.damaged).toEqual([{ offset: 0, length: JOURNAL_HEADER_BYTES }]);
+    expect(decoded.salt).toEqual(SALT);
+  });
+
+  it('a torn header (its creation interrupted) is a torn tail; a damaged one with no first record is damage', () => {
+    expect(decodeRecords(header.subarray(0, 10))).toMatchObject({ records: [], validLength: 0 });
+    const bytes = Buffer.concat([header, r1, r2]);
+    bytes[10] ^= 0xff;
+    bytes[header.length + 40] ^= 0xff; // r1 too
+    expect(decodeRecords(bytes)).toMatchObject({
+      records: [],
+      validLength: bytes.length,
+      damaged: [{ offset: 0, length: bytes.length }],
+    });
+  });
+
+  it('a journal of format 1 or 2 (no header, records "NPJ" 0x01/0x02) is refused, not read', () => {
+    for (const version of [0x01, 0x02]) {
+      const bytes = Buffer.concat([Buffer.from([0x4e, 0x50, 0x4a, version]), Buffer.alloc(40)]);
+      expect(decodeRecords(bytes)).toMatchObject({ records: [], unsupportedVersion: version });
     }
   });
 });
@@ -253,6 +344,7 @@ describe('a store whose journal is damaged (real folder, real Nest app)', () => 
 
   it('the template holds five records in its journal (precondition)', () => {
     expect(at).toHaveLength(5);
+    expect(decodeRecords(journal).nextSequence).toBe(6);
     expect(at.at(-1)!.start + at.at(-1)!.length).toBe(journal.length);
   });
 
@@ -290,13 +382,31 @@ describe('a store whose journal is damaged (real folder, real Nest app)', () => 
       // left, loads the same state and reports nothing.
       await app.close();
       apps.length = 0;
-      expect((await stat(join(dir, '.journal'))).size).toBe(0);
+      expect((await stat(join(dir, '.journal'))).size).toBe(JOURNAL_HEADER_BYTES);
       const again = await start(dir);
       expect(loaded(again.app)).toEqual({ ids: ['base', 's1', 's2', 's4', 's5'], base: { v: 5 } });
       expect(again.errors).toEqual([]);
       expect(await asideCopies(dir)).toEqual(copies);
     },
   );
+
+  it('a damaged file header: the first record gives its salt back, every save is replayed, reported, the header rewritten', async () => {
+    const { dir, bytes } = await damagedStore((b) => void (b[12] ^= 0xff)); // in the salt
+    const { app, errors } = await start(dir);
+    expect(loaded(app)).toEqual({ ids: ['base', 's1', 's2', 's3', 's4', 's5'], base: { v: 5 } });
+    const copies = await asideCopies(dir);
+    expect(copies).toHaveLength(1);
+    expect((await readFile(join(dir, copies[0]))).equals(bytes)).toBe(true);
+    expect(errors.map((e) => e.error.code)).toEqual([PersistenceErrorCode.JournalDamaged]);
+    expect(errors[0].error.message).toContain(`${JOURNAL_HEADER_BYTES} byte(s) in 1 place(s)`);
+    expect(errors[0].error.message).toContain('5 committed save(s)');
+    // The journal kept its records under a repaired header: the next save goes on its chain.
+    app.get(SessionManager).create({ id: 's6' });
+    await app.get(PersistenceStore).saveAll();
+    const decoded = decodeRecords(await readFile(join(dir, '.journal')));
+    expect(decoded).toMatchObject({ damaged: [] });
+    expect(decoded.records.length).toBeGreaterThan(0);
+  });
 
   it('several damaged records: every valid save between and after them is kept', async () => {
     const { dir, bytes } = await damagedStore((b) => {

@@ -9,8 +9,10 @@ import {
 } from 'nestjs-persistence';
 import {
   decodeRecords,
+  encodeJournalHeader,
   encodeRecord,
   Journal,
+  JOURNAL_HEADER_BYTES,
   JournalOp,
   JournalSourceReader,
 } from '../lib/storage/journal';
@@ -21,9 +23,14 @@ import { makeTempDir, removeDir } from './fixtures/temp-dir';
 
 /*
  * A save streams its journal record (docs/on-disk-format.md, "The journal"): each item's bytes are
- * written as they are serialized, the op list follows them as a trailer (record version 0x02), and
+ * written as they are serialized, the op list follows them as a trailer (journal format 3), and
  * committed ops keep a reference into the journal instead of their bytes.
  */
+
+const SALT = Buffer.from('0123456789abcdef', 'hex');
+/** A journal file of generation SALT holding `records`. */
+const journalOf = (...records: Buffer[]): Buffer =>
+  Buffer.concat([encodeJournalHeader(SALT), ...records]);
 
 const op = (id: string, body = `{"id":"${id}"}`): JournalOp => ({
   collection: 'sessions',
@@ -37,13 +44,15 @@ const removal = (id: string): JournalOp => ({ collection: 'sessions', fileName: 
 const contents = (ops: JournalOp[]): Array<[string, string | null]> =>
   ops.map((o) => [o.fileName, o.data ? o.data.toString() : null]);
 
-describe('journal records: version 0x02 (trailer) written, 0x01 still read', () => {
+describe('journal format 3: a file header, records that carry their salt and sequence number', () => {
   const ops = [op('a'), removal('gone'), op('b', 'x'.repeat(3000))];
 
-  it('a 0x02 record starts with NPJ 0x02, ends with its op list, and reads back', () => {
-    const record = encodeRecord(ops);
-    expect([...record.subarray(0, 4)]).toEqual([0x4e, 0x50, 0x4a, 0x02]);
-    expect(record.subarray(16, 16 + 11).toString()).toBe('{"id":"a"}x');
+  it('a record starts with NPJ 0x03, carries the salt and its number, ends with its op list, and reads back', () => {
+    const record = encodeRecord(ops, SALT, 1);
+    expect([...record.subarray(0, 4)]).toEqual([0x4e, 0x50, 0x4a, 0x03]);
+    expect(record.subarray(16, 24)).toEqual(SALT);
+    expect(record.readUInt32LE(24)).toBe(1);
+    expect(record.subarray(28, 28 + 11).toString()).toBe('{"id":"a"}x');
     const headerLength = record.readUInt32LE(record.length - 4);
     expect(JSON.parse(record.subarray(-4 - headerLength, -4).toString())).toEqual({
       ops: [
@@ -52,29 +61,22 @@ describe('journal records: version 0x02 (trailer) written, 0x01 still read', () 
         { c: 'sessions', f: 'b.json', n: 3000 },
       ],
     });
-    const decoded = decodeRecords(record);
+    const file = journalOf(record);
+    expect([...file.subarray(0, 8)]).toEqual([0x4e, 0x50, 0x4a, 0x48, 3, 0, 0, 0]);
+    expect(file.subarray(8, 16)).toEqual(SALT);
+    const decoded = decodeRecords(file);
     expect(decoded.records.map(contents)).toEqual([contents(ops)]);
-    expect(decoded).toMatchObject({ validLength: record.length, damaged: [] });
+    expect(decoded).toMatchObject({ validLength: file.length, damaged: [], nextSequence: 2 });
+    expect(decoded.salt).toEqual(SALT);
   });
 
-  it('a 0x01 record (header first) still reads back, also between 0x02 records', () => {
-    const old = encodeRecord(ops, 0x01);
-    expect([...old.subarray(0, 4)]).toEqual([0x4e, 0x50, 0x4a, 0x01]);
-    expect(decodeRecords(old).records.map(contents)).toEqual([contents(ops)]);
-    const mixed = Buffer.concat([encodeRecord([op('c')]), old, encodeRecord([op('d')])]);
-    const decoded = decodeRecords(mixed);
-    expect(decoded.records.map(contents)).toEqual([
-      contents([op('c')]),
-      contents(ops),
-      contents([op('d')]),
-    ]);
-    expect(decoded.damaged).toEqual([]);
-  });
-
-  it('an unknown record version is not a record', () => {
-    const record = encodeRecord([op('a')]);
-    record[3] = 0x03;
-    expect(decodeRecords(record)).toMatchObject({ records: [], validLength: 0 });
+  it('a record of another record version is not a record', () => {
+    const record = encodeRecord([op('a')], SALT, 1);
+    record[3] = 0x02;
+    expect(decodeRecords(journalOf(record))).toMatchObject({
+      records: [],
+      validLength: JOURNAL_HEADER_BYTES,
+    });
   });
 });
 
@@ -111,7 +113,7 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     for (const o of ops) await session.add(o);
     const length = await session.commit();
     const bytes = await readFile(path());
-    expect(bytes.length).toBe(length);
+    expect(bytes.length).toBe(JOURNAL_HEADER_BYTES + length);
     expect(journal.size).toBe(length);
     expect(decodeRecords(bytes).records.map(contents)).toEqual([expected]);
     expect(ops.map((o) => o.data)).toEqual([undefined, undefined, undefined, undefined]);
@@ -120,12 +122,39 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     expect(await readBack(written)).toEqual(['{"id":"a"}', big, '{"id":"b"}']);
   });
 
+  it('each emptying (a checkpoint) and each new file starts a new generation: a new salt, records from 1', async () => {
+    const saltOf = async (): Promise<Buffer> => (await readFile(path())).subarray(8, 16);
+    const first = await saltOf();
+    await journal.append([op('a')]);
+    await journal.append([op('b')]);
+    expect(decodeRecords(await readFile(path()))).toMatchObject({ nextSequence: 3 });
+    await journal.reset();
+    const second = await saltOf();
+    expect(second.equals(first)).toBe(false);
+    expect((await readFile(path())).equals(encodeJournalHeader(second))).toBe(true);
+    await journal.append([op('c')]);
+    const decoded = decodeRecords(await readFile(path()));
+    expect(decoded.records.map(contents)).toEqual([contents([op('c')])]);
+    expect(decoded).toMatchObject({ nextSequence: 2 });
+    expect(decoded.salt).toEqual(second);
+    // Sealed: the segment keeps its salt; the new journal gets another.
+    await journal.rotate(`${path()}.1`);
+    await journal.append([op('d')]);
+    expect((await readFile(`${path()}.1`)).subarray(8, 16)).toEqual(second);
+    const third = await saltOf();
+    expect(third.equals(second)).toBe(false);
+    expect(decodeRecords(await readFile(path())).records.map(contents)).toEqual([
+      contents([op('d')]),
+    ]);
+  });
+
   it('writes the very bytes encodeRecord() gives, a trailer of thousands of ops (made in pieces) included', async () => {
     const make = (): JournalOp[] =>
       Array.from({ length: 5000 }, (_, i) =>
         i % 7 === 3 ? removal(`gone-é-${i}`) : op(`item-"${i}"`, `{"n":${i}}`),
       );
-    const expected = encodeRecord(make());
+    const salt = (await readFile(path())).subarray(8, 16); // the header written by open()
+    const expected = Buffer.concat([encodeJournalHeader(salt), encodeRecord(make(), salt, 1)]);
     await journal.append(make());
     expect((await readFile(path())).equals(expected)).toBe(true);
   });
@@ -204,7 +233,7 @@ describe('Journal.begin(): a record streamed piece by piece', () => {
     expect((await stat(path())).size).toBeGreaterThan(before.length + 2 * 1024 * 1024);
     await session.abort();
     expect(await readFile(path())).toEqual(before);
-    expect(journal.size).toBe(before.length);
+    expect(journal.size).toBe(before.length - JOURNAL_HEADER_BYTES);
     await expect(session.add(op('late'))).rejects.toThrow(/finished/);
   });
 

@@ -5,6 +5,10 @@ import { LockState } from './store.folder';
 const holder = (lock: LockState): string =>
   `process ${lock.pid} on ${lock.host}` + (lock.since ? ` (since ${lock.since})` : '');
 
+/** inspect's journal line for a journal file in a format this version does not read. */
+export const journalFormatLine = (file: string, version: number): string =>
+  `${file} is in journal format ${version}, which this version does not read: its saves are not counted here, and the application refuses to start (run verify)`;
+
 export const noStore = (path: string, problem: string): string =>
   `No store at ${path}: ${problem}. Give the folder of a store (the "path" option of PersistenceModule).`;
 

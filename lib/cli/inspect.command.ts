@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { relative } from 'node:path';
 import { isEncrypted, ItemCipher } from '../encryption/item.cipher';
 import { DetectedFormat } from '../interfaces/serializer.interface';
 import { detectFormat, isGzip } from '../serializers/detect-format';
@@ -6,7 +7,7 @@ import { isMsgpack, MsgpackSerializer } from '../serializers/msgpack.serializer'
 import { JsonGzipSerializer } from '../serializers/json-gzip.serializer';
 import { ExitCode } from './cli.error';
 import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
-import { lockLine } from './cli.messages';
+import { journalFormatLine, lockLine } from './cli.messages';
 import { formatBytes, formatCounts, out, plural, table } from './cli.output';
 import { startProgress } from './cli.progress';
 import { LockState, StoreFolder } from './store.folder';
@@ -38,7 +39,14 @@ export interface InspectReport {
   collections: CollectionReport[];
   /** Entries of the store folder that are neither collections nor the store's own files. */
   otherEntries: string[];
-  journal: { records: number; changes: number; bytes: number; tornBytes: number };
+  journal: {
+    records: number;
+    changes: number;
+    bytes: number;
+    tornBytes: number;
+    /** Journal files in a format this version does not read (not counted above), with it. */
+    unsupported?: Array<{ file: string; format: number }>;
+  };
   quarantine: {
     files: number;
     bytes: number;
@@ -91,6 +99,11 @@ export async function inspectStore(
     progress.stop();
   }
   const journal = await folder.journal();
+  const unsupported = journal.segments.flatMap((segment) =>
+    segment.unsupportedVersion === undefined
+      ? []
+      : [{ file: relative(folder.root, segment.path), format: segment.unsupportedVersion }],
+  );
   const quarantined = await folder.quarantined();
   return {
     path: folder.root,
@@ -102,6 +115,7 @@ export async function inspectStore(
       changes: journal.records.reduce((n, r) => n + r.length, 0),
       bytes: journal.bytes,
       tornBytes: journal.tornBytes,
+      ...(unsupported.length > 0 ? { unsupported } : {}),
     },
     quarantine: {
       files: quarantined.length,
@@ -158,10 +172,15 @@ export function formatInspect(report: InspectReport): string {
   lines.push(
     `Journal     ${
       journal.records === 0
-        ? 'empty (everything is checkpointed)'
+        ? journal.unsupported
+          ? 'not read'
+          : 'empty (everything is checkpointed)'
         : `${plural(journal.records, 'record')} (${plural(journal.changes, 'change')}, ${formatBytes(journal.bytes)}) not yet checkpointed`
     }${journal.tornBytes > 0 ? `; ${formatBytes(journal.tornBytes)} of torn tail after them` : ''}`,
   );
+  for (const { file, format } of journal.unsupported ?? []) {
+    lines.push(`            ${journalFormatLine(file, format)}`);
+  }
   if (report.collections.length === 0) {
     lines.push('Collections none');
   } else {

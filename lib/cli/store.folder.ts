@@ -10,7 +10,7 @@ import { ADAPTER_NAME } from '../store/adapter.resolver';
 import { errorCode, PersistenceFileSystem } from '../storage/file-system.interface';
 import { FileSystemStorage, ItemFile } from '../storage/file-system.storage';
 import { exists, folderStat, listDirectory } from '../storage/fs.util';
-import { JournalOp, readAllSegments, ReadSegment } from '../storage/journal';
+import { JOURNAL_HEADER_BYTES, JournalOp, readAllSegments, ReadSegment } from '../storage/journal';
 import { NodeFileSystem } from '../storage/node-file-system';
 import { isAlive, LockOwner, StoreLock } from '../storage/store.lock';
 import { CliError } from './cli.error';
@@ -149,7 +149,11 @@ export class StoreFolder {
     const segments = await readAllSegments(this.fs, join(this.root, JOURNAL_FILE));
     return {
       records: segments.flatMap((segment) => segment.records),
-      bytes: segments.reduce((sum, segment) => sum + segment.validLength, 0),
+      // A file header is not a record.
+      bytes: segments.reduce(
+        (sum, segment) => sum + Math.max(0, segment.validLength - JOURNAL_HEADER_BYTES),
+        0,
+      ),
       tornBytes: segments.reduce((sum, segment) => sum + segment.tornTailBytes, 0),
       segments,
     };

@@ -73,6 +73,13 @@ export enum PersistenceErrorCode {
    */
   JournalDamaged = 'PERSISTENCE_JOURNAL_DAMAGED',
   /**
+   * A journal file is in a journal format this version does not read (written by an earlier or a
+   * later version of the package). The start fails and leaves the file as it is: its saves are not
+   * in the item files yet. Start the version that wrote it once (its checkpoint empties the
+   * journal), or move the file away to start without its saves.
+   */
+  JournalFormatUnsupported = 'PERSISTENCE_JOURNAL_FORMAT_UNSUPPORTED',
+  /**
    * A stored item's migration (`migrations` of its adapter) threw, or its result was rejected by
    * `revive()`. The file is left in place as it is, unloaded (never overwritten or removed by a save):
    * fix the migration and load again.

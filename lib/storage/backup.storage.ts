@@ -8,6 +8,7 @@ import { FileSystemStorage, parseItemFileName } from './file-system.storage';
 import { ensureDirectory, fsyncDirectory, removeTree } from './fs.util';
 import { forEachLimit } from './map-limit.util';
 import { readRegularFile, UnsafeFileError } from './safe-read';
+import { JOURNAL_HEADER_BYTES } from './journal';
 import { JOURNAL_FILE, LOCK_FILE, QUARANTINE_DIR, sealedSegmentNumber } from './on-disk.names';
 
 /** One file of a backup, relative to its root (`<collection>/<file name>`). */
@@ -252,7 +253,8 @@ export async function readBackup(
       entry.type === 'file' &&
       (entry.name === JOURNAL_FILE || sealedSegmentNumber(JOURNAL_FILE, entry.name) !== undefined)
     ) {
-      if ((await fs.lstat(join(source, entry.name))).size > 0) {
+      // Checkpointed, a journal holds its header only: no record, nothing else.
+      if ((await fs.lstat(join(source, entry.name))).size > JOURNAL_HEADER_BYTES) {
         throw new BackupProblem(
           `it holds a journal with saves not yet written into the item files; call checkpoint() (or stop the application) before copying a store folder, or use backup()`,
         );

@@ -6,75 +6,43 @@ import { fsyncDirectory } from './fs.util';
 import { DAMAGED_COPY_INFIX, sealedSegmentNumber } from './on-disk.names';
 import { TimeSlicer } from './event-loop.util';
 import { readRegularFile } from './safe-read';
+import {
+  chainBytes,
+  DamagedRegion,
+  decodeSegment,
+  DecodedSegment,
+  encodeJournalHeader,
+  JOURNAL_HEADER_BYTES,
+  JournalFileRef,
+  JournalOp,
+  newSalt,
+  opLength,
+  RECORD_HEADER,
+  recordPrefix,
+} from './journal.codec';
+
+export {
+  decodeRecords,
+  decodeSegment,
+  encodeJournalHeader,
+  encodeRecord,
+  JOURNAL_FORMAT_VERSION,
+  JOURNAL_HEADER_BYTES,
+  writesFile,
+} from './journal.codec';
+export type {
+  DamagedRegion,
+  DecodedJournal,
+  DecodedSegment,
+  JournalFileRef,
+  JournalOp,
+  JournalSource,
+} from './journal.codec';
 
 /*
- * The write-ahead journal, `<path>/.journal`. A save appends one record and fsyncs the journal once:
- * that is the commit. When it grows past `checkpointBytes` it is sealed: renamed to `.journal.<n>`
- * (n = 1, 2, …; see {@link sealedSegmentPath}) and a new, empty `.journal` takes the next commits,
- * while the sealed segment is written into the item files in the background. Recovery replays the
- * sealed segments in ascending n, then the active one. Record layout (integers little-endian):
- *
- *   offset  size  field
- *   0       4     magic "NPJ" + version 0x02
- *   4       4     payload length P
- *   8       8     first 8 bytes of SHA-256(payload)
- *   16      P     payload: the files' bytes, in order, then the header JSON (H bytes), then H (4)
- *
- * Header JSON: { "ops": [ { "c": collection, "f": file name, "n": byte length, or -1 for a removal } ] }
- *
- * The header is a trailer so that a save can stream each file's bytes into the journal as it
- * serializes them (see {@link Journal.begin}) and list them once it knows them all. Version 0x01
- * records (header length, header JSON, then the files' bytes) are still read.
- *
- * Reading (see {@link decodeRecords}) tells two kinds of bad bytes apart:
- *  - a torn tail: bad bytes with no valid record after them at the end of the active journal, as a
- *    crash during an append leaves (that save was never acknowledged); it is cut off. A sealed
- *    segment has none: bad bytes at its end are damage (see {@link decodeSegment});
- *  - damage in the middle: bad bytes followed by valid records. The records before and after it are
- *    all kept; only the damaged bytes are unreadable. The store copies such a journal aside and
- *    reports it (PERSISTENCE_JOURNAL_DAMAGED).
+ * The journal's files and how they are written: `<path>/.journal` and its sealed segments (the
+ * format, and the one rule by which every reader reads it, are in `journal.codec.ts`).
  */
-
-/** "NPJ": the first three bytes of every record; the fourth is the record version. */
-const MAGIC_PREFIX = Buffer.from([0x4e, 0x50, 0x4a]);
-/** Version 0x01: the header before the files' bytes (read only). */
-const VERSION_HEADER_FIRST = 0x01;
-/** Version 0x02: the header as a trailer after the files' bytes (written). */
-const VERSION_TRAILER = 0x02;
-const RECORD_HEADER = 16;
-
-/**
- * A journal file that committed ops point into. The journal owns it and re-points it when it seals
- * the file (`rotate`), so ops of a sealed segment still find their bytes.
- */
-export interface JournalFileRef {
-  path: string;
-}
-
-/** Where a committed op's bytes are: `length` bytes at `offset` of a journal file. */
-export interface JournalSource {
-  file: JournalFileRef;
-  offset: number;
-  length: number;
-}
-
-/**
- * One change: a file's new bytes, or its removal (neither `data` nor `source`). A save's ops hold
- * their bytes only until they are in the journal; committed, they keep a `source` into it instead
- * (see {@link readOpData}). Ops read back from the journal (recovery) carry their `data`.
- */
-export interface JournalOp {
-  collection: string;
-  fileName: string;
-  data?: Buffer;
-  source?: JournalSource;
-}
-
-/** True when the op writes a file (false: a removal). */
-export const writesFile = (op: JournalOp): boolean => op.data !== undefined || !!op.source;
-
-/** The byte length of what the op writes (-1 for a removal). */
-const opLength = (op: JournalOp): number => op.data?.length ?? op.source?.length ?? -1;
 
 /**
  * Reads committed ops' bytes back from the journal files they point into: `read(op)` gives an op's
@@ -130,241 +98,13 @@ export async function readOpData(
   }
 }
 
-const checksum = (payload: Uint8Array): Buffer =>
-  createHash('sha256').update(payload).digest().subarray(0, 8);
-
-/** The trailer is made in pieces of about this many characters, with yields between them. */
-const TRAILER_PIECE_CHARS = 64 * 1024;
 /** Longest run of trailer-making before the event loop gets a turn. */
 const TRAILER_SLICE_MS = 5;
+/** The trailer is made in pieces of about this many characters, with yields between them. */
+const TRAILER_PIECE_CHARS = 64 * 1024;
 
 /** Size of the staging buffer small pieces are gathered in before one write. */
 const STAGE_BYTES = 1024 * 1024;
-
-/** The header JSON of a record: every op with its byte length (-1 for a removal). */
-function headerOf(ops: readonly JournalOp[]): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      ops: ops.map((op) => ({ c: op.collection, f: op.fileName, n: opLength(op) })),
-    }),
-    'utf8',
-  );
-}
-
-/** The record's trailer: header JSON then its length. */
-function trailerOf(ops: readonly JournalOp[]): Buffer {
-  const header = headerOf(ops);
-  const trailer = Buffer.allocUnsafe(header.length + 4);
-  header.copy(trailer, 0);
-  trailer.writeUInt32LE(header.length, header.length);
-  return trailer;
-}
-
-/** The 16-byte record prefix: magic, payload length, first 8 bytes of the payload's SHA-256. */
-function recordPrefix(length: number, digest: Buffer, version = VERSION_TRAILER): Buffer {
-  const prefix = Buffer.alloc(RECORD_HEADER);
-  MAGIC_PREFIX.copy(prefix, 0);
-  prefix[3] = version;
-  prefix.writeUInt32LE(length, 4);
-  digest.copy(prefix, 8, 0, 8);
-  return prefix;
-}
-
-/**
- * A whole record in one buffer (tests and tools; the journal itself streams it, see `begin`). The ops
- * must carry their `data`. `version` 0x01 writes the old layout, for tests of reading it.
- */
-export function encodeRecord(ops: readonly JournalOp[], version = VERSION_TRAILER): Buffer {
-  const files = ops.flatMap((op) => (op.data ? [op.data] : []));
-  let pieces: Buffer[];
-  if (version === VERSION_HEADER_FIRST) {
-    const header = headerOf(ops);
-    const headerLength = Buffer.alloc(4);
-    headerLength.writeUInt32LE(header.length);
-    pieces = [headerLength, header, ...files];
-  } else {
-    pieces = [...files, trailerOf(ops)];
-  }
-  const payload = Buffer.concat(pieces);
-  return Buffer.concat([recordPrefix(payload.length, checksum(payload), version), payload]);
-}
-
-/** A byte range of the journal that could not be read, between valid records. */
-export interface DamagedRegion {
-  offset: number;
-  length: number;
-}
-
-/** What a journal holds, read past any damage. */
-export interface DecodedJournal {
-  /** Every valid record, in file order: those before a damaged region and those after it. */
-  records: JournalOp[][];
-  /** End of the last valid record; the bytes after it (if any) are a torn tail. */
-  validLength: number;
-  /** Unreadable ranges with valid records after them (damage in the middle), in file order. */
-  damaged: DamagedRegion[];
-}
-
-/**
- * Reads every valid record of a journal. A record is valid when its magic, a length that fits, its
- * checksum and its payload all check. At a record that is not valid, reading resumes at the next
- * record start, found in this order:
- *  1. the bad record's own frame: when its length leads exactly to a valid record, only the bad
- *     record is lost (its payload, checksum or magic was damaged);
- *  2. otherwise a scan for valid records after it. Bytes inside a payload could look like a record,
- *     so the scan prefers the first record whose chain of contiguous valid records runs to the end
- *     of the file or up to a torn tail (nothing valid after it). A valid record before that one is
- *     kept only when it is anchored: the bad record right after its chain has a frame leading to a
- *     valid record, as a save between two damaged records has.
- * When no valid record follows, the rest is a torn tail (`validLength` marks where it starts).
- */
-export function decodeRecords(data: Buffer): DecodedJournal {
-  const reader = new RecordReader(data);
-  const records: JournalOp[][] = [];
-  const damaged: DamagedRegion[] = [];
-  let offset = 0;
-  for (;;) {
-    for (let record = reader.at(offset); record; record = reader.at(offset)) {
-      records.push(record.ops);
-      offset = record.end;
-    }
-    if (offset >= data.length) break;
-    const next = reader.resync(offset);
-    if (next === undefined) break;
-    damaged.push({ offset, length: next - offset });
-    offset = next;
-  }
-  return { records, validLength: offset, damaged };
-}
-
-interface DecodedRecord {
-  ops: JournalOp[];
-  end: number;
-}
-
-/** Decodes records at any offset of one journal, remembering what it already checked. */
-class RecordReader {
-  private readonly records = new Map<number, DecodedRecord | null>();
-  private readonly chainEnds = new Map<number, number>();
-
-  constructor(private readonly data: Buffer) {}
-
-  /** The valid record starting at `offset`, if there is one. */
-  at(offset: number): DecodedRecord | undefined {
-    let record = this.records.get(offset);
-    if (record === undefined) {
-      record = this.decode(offset) ?? null;
-      this.records.set(offset, record);
-    }
-    return record ?? undefined;
-  }
-
-  /** Where reading resumes after the bad bytes at `offset`; undefined for a torn tail. */
-  resync(offset: number): number | undefined {
-    const framed = this.framedEnd(offset);
-    if (framed !== undefined) return framed;
-    const candidates: number[] = [];
-    for (
-      let found = this.data.indexOf(MAGIC_PREFIX, offset + 1);
-      found !== -1;
-      found = this.data.indexOf(MAGIC_PREFIX, found + 1)
-    ) {
-      if (this.at(found)) candidates.push(found);
-    }
-    // The chain that runs to the end or to a torn tail. There is one whenever there are candidates:
-    // the last candidate's chain qualifies, as nothing valid starts after it.
-    const anchor = candidates.find((start) => {
-      const end = this.chainEnd(start);
-      return end === this.data.length || candidates.every((other) => other < end);
-    });
-    if (anchor === undefined) return undefined;
-    const island = candidates.find((start) => {
-      if (start >= anchor) return false;
-      const end = this.chainEnd(start);
-      if (end > anchor) return false;
-      const framed = this.framedEnd(end);
-      return framed !== undefined && framed <= anchor;
-    });
-    return island ?? anchor;
-  }
-
-  /** The end of the run of contiguous valid records starting at `offset` (a valid record). */
-  private chainEnd(offset: number): number {
-    const known = this.chainEnds.get(offset);
-    if (known !== undefined) return known;
-    const visited: number[] = [];
-    let position = offset;
-    for (let record = this.at(position); record; record = this.at(position)) {
-      visited.push(position);
-      position = record.end;
-      const after = this.chainEnds.get(position);
-      if (after !== undefined) {
-        position = after;
-        break;
-      }
-    }
-    for (const start of visited) this.chainEnds.set(start, position);
-    return position;
-  }
-
-  /** The end a bad record's own length gives, when a valid record starts exactly there. */
-  private framedEnd(offset: number): number | undefined {
-    if (offset + RECORD_HEADER > this.data.length) return undefined;
-    const end = offset + RECORD_HEADER + this.data.readUInt32LE(offset + 4);
-    return end < this.data.length && this.at(end) ? end : undefined;
-  }
-
-  private decode(offset: number): DecodedRecord | undefined {
-    const data = this.data;
-    if (offset + RECORD_HEADER > data.length) return undefined;
-    if (!data.subarray(offset, offset + 3).equals(MAGIC_PREFIX)) return undefined;
-    const version = data[offset + 3];
-    if (version !== VERSION_HEADER_FIRST && version !== VERSION_TRAILER) return undefined;
-    const end = offset + RECORD_HEADER + data.readUInt32LE(offset + 4);
-    if (end > data.length) return undefined;
-    const payload = data.subarray(offset + RECORD_HEADER, end);
-    if (!checksum(payload).equals(data.subarray(offset + 8, offset + 16))) return undefined;
-    const ops = parsePayload(payload, version);
-    return ops ? { ops, end } : undefined;
-  }
-}
-
-/** The operations of a payload, or undefined unless it is exactly a header and the files it lists. */
-function parsePayload(payload: Buffer, version: number): JournalOp[] | undefined {
-  try {
-    if (payload.length < 4) return undefined;
-    const trailer = version === VERSION_TRAILER;
-    const headerLength = payload.readUInt32LE(trailer ? payload.length - 4 : 0);
-    if (4 + headerLength > payload.length) return undefined;
-    const headerStart = trailer ? payload.length - 4 - headerLength : 4;
-    const header = JSON.parse(
-      payload.subarray(headerStart, headerStart + headerLength).toString('utf8'),
-    ) as { ops?: unknown };
-    if (!Array.isArray(header.ops)) return undefined;
-    let position = trailer ? 0 : 4 + headerLength;
-    const filesEnd = trailer ? headerStart : payload.length;
-    const ops: JournalOp[] = [];
-    for (const op of header.ops as Array<{ c?: unknown; f?: unknown; n?: unknown }>) {
-      if (typeof op?.c !== 'string' || typeof op.f !== 'string') return undefined;
-      if (!Number.isSafeInteger(op.n) || (op.n as number) < -1) return undefined;
-      const length = op.n as number;
-      if (length < 0) {
-        ops.push({ collection: op.c, fileName: op.f });
-        continue;
-      }
-      if (position + length > filesEnd) return undefined;
-      ops.push({
-        collection: op.c,
-        fileName: op.f,
-        data: Buffer.from(payload.subarray(position, position + length)),
-      });
-      position += length;
-    }
-    return position === filesEnd ? ops : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** A sealed segment on disk. */
 export interface SealedSegment {
@@ -392,30 +132,6 @@ export async function listSealedSegments(
   return found.sort((a, b) => a.n - b.n);
 }
 
-/** One journal file as read: its records, its damage and its torn tail. */
-export interface DecodedSegment extends DecodedJournal {
-  /** Bytes after the last valid record with nothing valid after them (0 for a sealed segment). */
-  tornTailBytes: number;
-}
-
-/**
- * Judges one journal file, for the start and for `verify` alike. In the active journal, bad bytes
- * with no valid record after them are a torn tail (a crash during an append). A sealed segment was
- * complete when it was sealed (it is renamed only after its last commit) and is never written again,
- * so bad bytes at its end are damage too: committed saves were lost there.
- */
-export function decodeSegment(bytes: Buffer, sealed: boolean): DecodedSegment {
-  const decoded = decodeRecords(bytes);
-  const tail = bytes.length - decoded.validLength;
-  if (!sealed || tail === 0) return { ...decoded, tornTailBytes: tail };
-  return {
-    records: decoded.records,
-    validLength: bytes.length,
-    damaged: [...decoded.damaged, { offset: decoded.validLength, length: tail }],
-    tornTailBytes: 0,
-  };
-}
-
 const damageOf = (damaged: readonly DamagedRegion[], copyPath: string): JournalDamage => ({
   copyPath,
   regions: [...damaged],
@@ -432,7 +148,8 @@ export async function readSealedSegment(
   fileMode: number,
 ): Promise<JournalContents> {
   const bytes = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
-  const { records, damaged } = decodeSegment(bytes, true);
+  const { records, damaged, unsupportedVersion } = decodeSegment(bytes, true);
+  if (unsupportedVersion !== undefined) return { records, tornTailBytes: 0, unsupportedVersion };
   const damage =
     damaged.length > 0 ? damageOf(damaged, await copyAside(fs, path, bytes, fileMode)) : undefined;
   return { records, tornTailBytes: 0, damage };
@@ -515,6 +232,8 @@ export interface JournalContents {
   tornTailBytes: number;
   /** Set when valid records followed unreadable bytes. */
   damage?: JournalDamage;
+  /** Set when the file is in a journal format this code does not read: it was left untouched. */
+  unsupportedVersion?: number;
 }
 
 /** The journal file, kept open while the store is. */
@@ -527,6 +246,10 @@ export class Journal {
   private created = true;
   /** The journal opened for durable writes (O_DSYNC), beside `handle`, when the platform has it. */
   private synced?: PersistenceFile;
+  /** The active file's generation (its header's salt). */
+  private salt: Buffer = newSalt();
+  /** The sequence number of the next record. */
+  private sequence = 1;
 
   constructor(
     private readonly fs: PersistenceFileSystem,
@@ -545,7 +268,9 @@ export class Journal {
    * Opens (creating if needed) the journal and returns its valid records, those after a damaged
    * region included. When valid records follow unreadable bytes (damage, not a crash), the whole
    * journal is first copied aside, never over an existing file. A torn tail is then cut off, so the
-   * next append starts right after the last valid record.
+   * next append starts right after the last valid record. A new or empty journal (or one whose
+   * creation was torn) gets a header with a new salt, durable before any record. A journal in a
+   * format this code does not read is left as it is (`unsupportedVersion`): the caller refuses it.
    */
   async open(): Promise<JournalContents> {
     await this.closeHandles(); // opened again (never twice at once)
@@ -561,17 +286,31 @@ export class Journal {
       offset += read;
     }
     const bytes = data.subarray(0, offset);
-    const { records, validLength, damaged } = decodeSegment(bytes, false);
+    const decoded = decodeSegment(bytes, false);
+    const { records, validLength, damaged, salt, unsupportedVersion } = decoded;
+    if (unsupportedVersion !== undefined) {
+      await this.closeHandles();
+      return { records, tornTailBytes: 0, unsupportedVersion };
+    }
     const damage =
       damaged.length > 0
         ? damageOf(damaged, await copyAside(this.fs, this.path, bytes, this.fileMode))
         : undefined;
-    if (validLength !== size) {
-      await this.handle.truncate(validLength);
-      await this.handle.sync();
+    if (!salt) {
+      // Nothing of a generation in it (the damaged bytes, if any, are in the copy): a new one.
+      await this.startGeneration(this.handle);
+    } else {
+      this.salt = salt;
+      this.sequence = decoded.nextSequence;
+      this.length = Math.max(0, validLength - JOURNAL_HEADER_BYTES);
+      if (damage && !bytes.subarray(0, JOURNAL_HEADER_BYTES).equals(encodeJournalHeader(salt))) {
+        // The header was the damage; the chain after it gave its salt back (the copy keeps it).
+        await this.handle.write(encodeJournalHeader(salt), 0);
+      }
+      if (validLength !== size) await this.handle.truncate(validLength);
+      if (damage || validLength !== size) await this.handle.sync();
     }
-    this.length = validLength;
-    return { records, tornTailBytes: size - validLength, damage };
+    return { records, tornTailBytes: Math.max(0, size - validLength), damage };
   }
 
   /**
@@ -610,8 +349,12 @@ export class Journal {
         return this.synced;
       },
       this.file,
-      this.length,
-      (length) => (this.length += length),
+      JOURNAL_HEADER_BYTES + this.length,
+      { salt: this.salt, sequence: this.sequence },
+      (length) => {
+        this.length += length;
+        this.sequence++;
+      },
       beforeAcknowledge,
     );
   }
@@ -634,16 +377,29 @@ export class Journal {
     this.file.path = sealedPath;
     this.file = { path: this.path };
     this.length = 0;
+    // The new file's generation, chosen now: an append begun before the file exists uses it.
+    this.salt = newSalt();
+    this.sequence = 1;
     this.created = false;
     await this.reopened().catch(() => undefined);
     return true;
   }
 
-  /** Empties the journal once every record is checkpointed into the item files. */
+  /**
+   * Empties the journal once every record is checkpointed into the item files: a new generation
+   * (salt), so no byte of the old one is ever replayed, whatever of this truncate reaches the disk.
+   */
   async reset(): Promise<void> {
-    const handle = await this.reopened();
+    await this.startGeneration(await this.reopened());
+  }
+
+  /** Empties the file and writes a header with a new salt, durable before any record follows it. */
+  private async startGeneration(handle: PersistenceFile, salt = newSalt()): Promise<void> {
     await handle.truncate(0);
+    await handle.write(encodeJournalHeader(salt), 0);
     await handle.sync();
+    this.salt = salt;
+    this.sequence = 1;
     this.length = 0;
   }
 
@@ -678,6 +434,8 @@ export class Journal {
     const handle = await this.fs.open(this.path, 'append', this.fileMode);
     try {
       if (!this.created) {
+        // A new file after a rotation: no record was committed into it yet.
+        await this.startGeneration(handle, this.salt);
         await fsyncDirectory(this.fs, dirname(this.path));
         this.created = true;
       }
@@ -709,7 +467,7 @@ interface AppendState {
  */
 export class JournalAppend {
   private readonly ops: JournalOp[] = [];
-  private hash = createHash('sha256');
+  private hash: Hash;
   private handle?: PersistenceFile;
   private stages: [Buffer, Buffer] | undefined;
   private staged = 0;
@@ -730,9 +488,12 @@ export class JournalAppend {
     private readonly openSynced: () => Promise<PersistenceFile | undefined>,
     private readonly file: JournalFileRef,
     private readonly start: number,
+    private readonly chain: { salt: Buffer; sequence: number },
     private readonly committed: (length: number) => void,
     private readonly beforeAcknowledge?: () => Promise<void>,
-  ) {}
+  ) {
+    this.hash = this.newHash();
+  }
 
   /** Number of ops added. */
   get size(): number {
@@ -767,7 +528,7 @@ export class JournalAppend {
     const saved = this.saved ?? {
       ops: 0,
       written: 0,
-      hash: createHash('sha256'),
+      hash: this.newHash(),
       staged: 0,
       writes: 0,
     };
@@ -800,7 +561,8 @@ export class JournalAppend {
     try {
       await this.putTrailer();
       const handle = await this.writer();
-      const prefix = recordPrefix(this.written, this.hash.digest());
+      const { salt, sequence } = this.chain;
+      const prefix = recordPrefix(this.written, this.hash.digest(), salt, sequence);
       // Runs beside the write that makes the record durable; observed once that write settled.
       const alongside = (durable: Promise<void>): Promise<void> => {
         const checked = this.beforeAcknowledge?.();
@@ -879,6 +641,11 @@ export class JournalAppend {
     const tail = Buffer.allocUnsafe(4);
     tail.writeUInt32LE(length);
     await this.put(tail);
+  }
+
+  /** The checksum of a record covers its salt and sequence number, then its payload. */
+  private newHash(): Hash {
+    return createHash('sha256').update(chainBytes(this.chain.salt, this.chain.sequence));
   }
 
   private get payloadStart(): number {

@@ -47,9 +47,15 @@ export async function recoverAtStart(scope: RecoveryScope): Promise<boolean> {
     const contents = await readSealedSegment(fs, segment.path, scope.fileMode);
     const findings = journalFindings(
       segment.path,
-      { damaged: contents.damage?.regions ?? [], records: contents.records, tornTailBytes: 0 },
+      {
+        damaged: contents.damage?.regions ?? [],
+        records: contents.records,
+        tornTailBytes: 0,
+        unsupportedVersion: contents.unsupportedVersion,
+      },
       true,
     );
+    refuseUnsupported(findings, 'init');
     report(scope, segment.path, findings, contents.damage?.copyPath);
     const { size } = await fs.lstat(segment.path);
     checkpointer.addSealed(
@@ -59,13 +65,14 @@ export async function recoverAtStart(scope: RecoveryScope): Promise<boolean> {
     sealed++;
     saves += contents.records.length;
   }
-  const { records, tornTailBytes, damage } = await journal.open();
-  await fsyncDirectory(fs, root); // the journal file itself, when just created
+  const { records, tornTailBytes, damage, unsupportedVersion } = await journal.open();
   const findings = journalFindings(
     journal.path,
-    { damaged: damage?.regions ?? [], records, tornTailBytes },
+    { damaged: damage?.regions ?? [], records, tornTailBytes, unsupportedVersion },
     false,
   );
+  refuseUnsupported(findings, 'init');
+  await fsyncDirectory(fs, root); // the journal file itself, when just created
   report(scope, journal.path, findings, damage?.copyPath);
   const removed = await scope.storage.prepare(scope.collections);
   saves += records.length;
@@ -107,6 +114,7 @@ export async function readJournalOnly(
   const records: JournalOp[][] = [];
   for (const segment of await readAllSegments(fs, journalPath)) {
     const findings = journalFindings(segment.path, segment, segment.sealed);
+    refuseUnsupported(findings, 'load');
     for (const finding of findings) {
       // A torn tail is left as it is (nothing is written): the writable start cuts it.
       if (finding.code === undefined) {
@@ -122,6 +130,23 @@ export async function readJournalOnly(
     records.push(...segment.records);
   }
   return records;
+}
+
+/**
+ * Fails the start on a journal file in a format this code does not read, leaving it as it is: its
+ * saves are not in the item files, so starting without them would lose them.
+ */
+function refuseUnsupported(
+  findings: readonly StoreFinding[],
+  operation: PersistenceOperation,
+): void {
+  const refused = findings.find((f) => f.code === PersistenceErrorCode.JournalFormatUnsupported);
+  if (!refused) return;
+  throw new PersistenceError(
+    PersistenceErrorCode.JournalFormatUnsupported,
+    messages.journalFormatUnsupported(refused.path, refused.problem),
+    { operation, path: refused.path },
+  );
 }
 
 /** Reports what {@link journalFindings} found in one journal file at the start. */

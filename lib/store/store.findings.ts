@@ -2,7 +2,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
 import * as messages from '../persistence.messages';
 import { ItemDecodeError } from '../serializers/item-file.codec';
-import { DecodedSegment } from '../storage/journal';
+import { DecodedSegment, JOURNAL_FORMAT_VERSION } from '../storage/journal';
 import { UnsafeFileError } from '../storage/safe-read';
 
 /*
@@ -45,12 +45,27 @@ export function segmentDamage(
   };
 }
 
-/** What is wrong with one journal file: its damage (`JOURNAL_DAMAGED`), its torn tail (a warning). */
+/**
+ * What is wrong with one journal file: a format this code does not read (`JOURNAL_FORMAT_UNSUPPORTED`,
+ * the start fails), its damage (`JOURNAL_DAMAGED`), its torn tail (a warning).
+ */
 export function journalFindings(
   path: string,
-  segment: Pick<DecodedSegment, 'damaged' | 'records' | 'tornTailBytes'>,
+  segment: Pick<DecodedSegment, 'damaged' | 'records' | 'tornTailBytes' | 'unsupportedVersion'>,
   sealed: boolean,
 ): StoreFinding[] {
+  if (segment.unsupportedVersion !== undefined) {
+    return [
+      {
+        code: PersistenceErrorCode.JournalFormatUnsupported,
+        path,
+        problem: messages.journalFormatUnsupportedProblem(
+          segment.unsupportedVersion,
+          JOURNAL_FORMAT_VERSION,
+        ),
+      },
+    ];
+  }
   const found: StoreFinding[] = [];
   const damage = segmentDamage(segment, sealed);
   if (damage) {
