@@ -88,7 +88,7 @@ export async function recoverAtStart(scope: RecoveryScope): Promise<boolean> {
       // E.g. a full disk: the commits stay in the journal (the load reads them from there) and the
       // next checkpoint writes them. Starting matters more than tidying up.
       deferred = true;
-      scope.errors.fail(
+      scope.errors.report(
         new PersistenceError(
           PersistenceErrorCode.IoFailed,
           messages.replayDeferred(saves, root, messages.reasonOf(error)),
@@ -178,7 +178,7 @@ function reportDamage(
   copyPath?: string,
 ): void {
   for (const finding of findings) {
-    errors.fail(
+    errors.report(
       new PersistenceError(
         PersistenceErrorCode.JournalDamaged,
         messages.journalDamaged(path, finding.problem, copyPath),

@@ -45,7 +45,7 @@ export class DriverBackend implements StoreBackend {
       codec: () => ctx.codec(),
       caller: () => ctx.caller(),
       fail: (error, operation, log = true) =>
-        log ? ctx.errors.fail(error, operation) : ctx.errors.quiet(error, operation),
+        log ? ctx.errors.report(error, operation) : ctx.errors.quiet(error, operation),
       refuseUnreadable: ctx.options.onUnreadable === 'fail',
     });
   }
@@ -81,7 +81,7 @@ export class DriverBackend implements StoreBackend {
       replica.sink,
       ctx.index,
       replica.location,
-      (error) => ctx.errors.fail(error, operation),
+      (error) => ctx.errors.report(error, operation),
       ctx.caller(),
       ctx.failures,
       ctx.checks,
@@ -106,7 +106,7 @@ export class DriverBackend implements StoreBackend {
       (error: unknown) => {
         const failure = wrapIo(operation, 'load', this.location, error);
         this.loadFailure = failure.message;
-        throw this.ctx.errors.fail(failure, operation);
+        throw this.ctx.errors.report(failure, operation);
       },
     );
   }
@@ -123,7 +123,7 @@ export class DriverBackend implements StoreBackend {
     if (
       !(await ctx.errors.io('backup', 'inspect', target, () => isFreeDestination(ctx.fs, target)))
     ) {
-      throw ctx.errors.fail(
+      throw ctx.errors.report(
         new PersistenceError(
           PersistenceErrorCode.InvalidBackupDestination,
           messages.backupDestinationNotEmpty(target),
@@ -180,7 +180,7 @@ export class DriverBackend implements StoreBackend {
     try {
       lease = await driver.acquireLease(BACKUP_LEASE, BACKUP_LEASE_TTL_MS);
     } catch (error) {
-      throw this.ctx.errors.fail(
+      throw this.ctx.errors.report(
         wrapIo('backup', 'take the backup lease of', driver.location, error),
       );
     }

@@ -20,14 +20,14 @@ export function wrapIo(
 
 /**
  * Error reporting for the store and its backends: every failure becomes a `persistence.error` event
- * (callbacks, `@OnEvent`, `events$`) and is returned, for `throw errors.fail(...)`.
+ * (callbacks, `@OnEvent`, `events$`) and is returned, for `throw errors.report(...)`.
  */
 export class ErrorReporter {
   constructor(private readonly notifier: PersistenceNotifier) {}
 
-  /** Reports an error to listeners (and the log) and returns it, for `throw this.fail(...)`. */
-  fail(error: PersistenceError, operation?: PersistenceOperation): PersistenceError {
-    return this.report(error, operation, true);
+  /** Reports an error to listeners (and the log) and returns it, for `throw this.report(...)`. */
+  report(error: PersistenceError, operation?: PersistenceOperation): PersistenceError {
+    return this.emit(error, operation, true);
   }
 
   /**
@@ -35,10 +35,10 @@ export class ErrorReporter {
    * the load's summary counts (one line per kind of problem, see `LoadProblems`).
    */
   quiet(error: PersistenceError, operation?: PersistenceOperation): PersistenceError {
-    return this.report(error, operation, false);
+    return this.emit(error, operation, false);
   }
 
-  private report(
+  private emit(
     error: PersistenceError,
     operation: PersistenceOperation | undefined,
     log: boolean,
@@ -66,13 +66,13 @@ export class ErrorReporter {
     try {
       return await work();
     } catch (error) {
-      throw this.fail(wrapIo(operation, action, path, error), operation);
+      throw this.report(wrapIo(operation, action, path, error), operation);
     }
   }
 
   /** An operation the storage driver cannot do (`NOT_SUPPORTED_BY_STORAGE`), reported. */
   notSupported(operation: string, location: string): PersistenceError {
-    return this.fail(
+    return this.report(
       new PersistenceError(
         PersistenceErrorCode.NotSupportedByStorage,
         messages.notSupportedByStorage(operation, location),
@@ -88,6 +88,6 @@ export class ErrorReporter {
     path: string,
     error: unknown,
   ): PersistenceError {
-    return this.fail(wrapIo(operation, action, path, error), operation);
+    return this.report(wrapIo(operation, action, path, error), operation);
   }
 }

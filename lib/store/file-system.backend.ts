@@ -141,7 +141,7 @@ export class FileSystemBackend implements StoreBackend {
       ({ reader } = await this.runLoad('load', overlay, fail ? 'refuse' : 'start'));
     } catch (error) {
       if (!fail) return; // reported; the application starts with what could be read
-      throw ctx.errors.fail(
+      throw ctx.errors.report(
         new PersistenceError(
           PersistenceErrorCode.UnreadableItems,
           messages.loadFailedAtStart(this.location, messages.reasonOf(error)),
@@ -151,7 +151,7 @@ export class FileSystemBackend implements StoreBackend {
       );
     }
     const refusal = fail ? reader.problems.refusal(this.location, true) : undefined;
-    if (refusal) throw ctx.errors.fail(refusal, 'init');
+    if (refusal) throw ctx.errors.report(refusal, 'init');
     for (const collection of await reader.quarantineDeferred(ctx.index)) {
       ctx.inSync.delete(collection);
     }
@@ -169,7 +169,7 @@ export class FileSystemBackend implements StoreBackend {
       sink,
       ctx.index,
       this.location,
-      (error) => ctx.errors.fail(error, operation),
+      (error) => ctx.errors.report(error, operation),
       ctx.caller(),
       ctx.failures,
       ctx.checks,
@@ -245,7 +245,7 @@ export class FileSystemBackend implements StoreBackend {
       problem = messages.backupDestinationNotEmpty(target);
     }
     if (problem) {
-      throw errors.fail(
+      throw errors.report(
         new PersistenceError(PersistenceErrorCode.InvalidBackupDestination, problem, {
           operation: 'backup',
           path: target,
@@ -409,7 +409,7 @@ export class FileSystemBackend implements StoreBackend {
       this.ctx.options.lock,
       (lost) => {
         this.ctx.logger.error(lost.message);
-        this.ctx.errors.fail(lost, 'save');
+        this.ctx.errors.report(lost, 'save');
       },
     );
     try {
@@ -512,7 +512,7 @@ export class FileSystemBackend implements StoreBackend {
       this.storage,
       ctx.options.ioConcurrency,
       (error, log) =>
-        log ? ctx.errors.fail(error, operation) : ctx.errors.quiet(error, operation),
+        log ? ctx.errors.report(error, operation) : ctx.errors.quiet(error, operation),
       ctx.caller(),
       ctx.options.readOnly,
       boot !== undefined,
@@ -527,7 +527,7 @@ export class FileSystemBackend implements StoreBackend {
           await this.checkpointer.applyJournal();
         } catch (error) {
           // The item files are behind the journal: load them with its commits on top.
-          ctx.errors.fail(wrapIo(operation, 'checkpoint', this.location, error), operation);
+          ctx.errors.report(wrapIo(operation, 'checkpoint', this.location, error), operation);
           records = [...overlay, ...(await this.checkpointer.uncheckpointed())];
         }
       }
@@ -543,7 +543,7 @@ export class FileSystemBackend implements StoreBackend {
     } catch (error) {
       const failure = wrapIo(operation, 'load', this.location, error);
       this.loadFailure = failure.message;
-      throw boot === 'refuse' ? failure : ctx.errors.fail(failure, operation);
+      throw boot === 'refuse' ? failure : ctx.errors.report(failure, operation);
     }
   }
 }

@@ -150,7 +150,7 @@ export class JournalCheckpointer {
     try {
       await this.journal.rotate(path);
     } catch (error) {
-      this.errors.fail(
+      this.errors.report(
         wrapIo('checkpoint', 'seal the journal', this.journal.path, error),
         'checkpoint',
       );
@@ -161,7 +161,7 @@ export class JournalCheckpointer {
     this.pending = [];
     if (!this.draining) {
       this.drainSealed().catch((error: unknown) => {
-        this.errors.fail(wrapIo('checkpoint', 'checkpoint', this.root, error), 'checkpoint');
+        this.errors.report(wrapIo('checkpoint', 'checkpoint', this.root, error), 'checkpoint');
       });
     }
   }

@@ -80,7 +80,7 @@ export class OpenStore {
       // On a storage driver other replicas commit too: only the decoding checks apply there.
       verifier: () =>
         new BackupVerifier({ ...shared, codec: () => this.codec }, options.storage === undefined),
-      report: (error) => shared.errors.fail(error),
+      report: (error) => shared.errors.report(error),
       logger: shared.logger,
     });
     this.backups.startSchedule(registry, options.readOnly, () => backend.scheduledBackup(run));

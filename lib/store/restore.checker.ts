@@ -40,7 +40,7 @@ export async function readRestoreSource(
   const backupId = backups?.backupIdOf(source);
   const from = backupId === undefined ? resolve(source) : backups!.locate(backupId);
   const invalid = (problem: string, cause?: unknown): PersistenceError =>
-    scope.errors.fail(
+    scope.errors.report(
       new PersistenceError(
         PersistenceErrorCode.InvalidBackup,
         messages.backupSourceInvalid(from, problem),
