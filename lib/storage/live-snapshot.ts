@@ -1,7 +1,7 @@
 import { BackupEntry } from '../interfaces/backup-target.interface';
 import { errorCode, PersistenceFileSystem } from './file-system.interface';
 import { FileSystemStorage } from './file-system.storage';
-import { decodeSegment, listSealedSegments } from './journal';
+import { decodeSegment, JournalOp, listSealedSegments } from './journal';
 import { readRegularFile } from './safe-read';
 import { createHash } from 'node:crypto';
 
@@ -11,12 +11,19 @@ import { createHash } from 'node:crypto';
  */
 const DEFAULT_ATTEMPTS = 50;
 
-/** The journal as one instant saw it: every segment's complete records, oldest first. */
-interface JournalRead {
-  /** The complete records' bytes of every segment, concatenated in replay order. */
+/** One journal file as read: its complete records' bytes and the records. */
+interface SegmentRead {
+  /** The sealed segment's number; `undefined` for the active journal. */
+  n?: number;
+  /** Bytes up to the end of its last complete record (a torn tail, an append in flight, is not a commit yet). */
   bytes: Buffer;
-  /** Every segment's records, in replay order. */
-  records: ReturnType<typeof decodeSegment>['records'];
+  records: JournalOp[][];
+}
+
+/** The journal as one instant saw it: its sealed segments in order, then the active journal. */
+interface JournalRead {
+  sealed: SegmentRead[];
+  active: SegmentRead;
 }
 
 /** The item files of the collections as read: `<collection>/<file name>` → bytes. */
@@ -26,21 +33,26 @@ type FileRead = Map<string, Buffer>;
 export class SnapshotMoved extends Error {}
 
 /**
- * The committed state of a store folder that another process writes (a live application),
- * read without writing anything and without its lock. The rule it relies on is the one crash
- * recovery relies on: at every instant, the item files with the journal's complete records replayed
- * over them (sealed segments in order, then the active journal) are the state after the last of
- * those records. One attempt reads the journal (J0), every item file, the journal again (J1) and
- * every item file again; it holds when
- *  - each journal read saw the same sealed segments at its start and end (no segment sealed or
- *    removed while it read);
- *  - J0's records are a prefix of J1's: nothing was checkpointed away meanwhile (a sealed segment is
- *    removed, and the active journal emptied, only after its records are in the item files, and
- *    before anything newer is applied);
- *  - the second read of the item files found the same names with the same bytes (item files are
- *    only ever replaced whole, so this also catches a restore, which leaves no journal record).
- * The result is then the files of the first read with J1 replayed over them: the state after J1's
- * last record. An attempt that fails is retried; after `attempts` the last reason is thrown.
+ * The committed state of a store folder that another process writes (a live application), read
+ * without writing anything and without its lock. It relies on the rule crash recovery relies on: at
+ * every instant, the item files with the journal's complete records replayed over them (sealed
+ * segments in order, then the active journal) are the state after the last of those records; and on
+ * how the writer changes the folder: item files are only ever replaced whole, by the checkpoint of
+ * journal records (or by a restore, which first empties the journal); a sealed segment is never
+ * changed, and removed only once its records are in the item files and before anything newer is
+ * applied; the active journal only grows, until it is sealed (renamed to the next segment) or
+ * emptied by a full checkpoint.
+ *
+ * One attempt reads the journal (J0), every item file, and the journal again (J1); each journal read
+ * sees the same sealed segments at its start and its end. The records of J0 followed by those of J1
+ * that J0 did not have must be contiguous: J0's active journal is found again, its bytes first,
+ * as J1's active journal or as the segment it was sealed into (else a checkpoint emptied or removed
+ * it meanwhile, and records may be missing). Every record a checkpoint applied to a file during the
+ * reads is then among them, and the item files with those records replayed are the state after J1's
+ * last record. When J0's active journal was empty, an emptying (a full checkpoint, or the one a restore
+ * starts with) cannot be seen in the journal: the item files are then read a second time and must be
+ * the same bytes. An
+ * attempt that fails is retried; after `attempts` the last reason is thrown.
  */
 export async function readLiveSnapshot(
   storage: FileSystemStorage,
@@ -72,23 +84,20 @@ async function readOnce(
   const before = await readJournal(storage.fs, journalPath);
   const files = await readFiles(storage, collections, extraExtension);
   const after = await readJournal(storage.fs, journalPath);
-  if (
-    after.bytes.length < before.bytes.length ||
-    !after.bytes.subarray(0, before.bytes.length).equals(before.bytes)
-  ) {
-    throw new SnapshotMoved('the journal was checkpointed while the item files were read');
-  }
-  const again = await readFiles(storage, collections, extraExtension);
-  if (again.size !== files.size) {
-    throw new SnapshotMoved('item files were added or removed while they were read');
-  }
-  for (const [path, data] of files) {
-    if (!again.get(path)?.equals(data)) {
-      throw new SnapshotMoved(`${path} was rewritten while the item files were read`);
+  const { records, checkFiles } = replayed(before, after);
+  if (checkFiles) {
+    const again = await readFiles(storage, collections, extraExtension);
+    if (again.size !== files.size) {
+      throw new SnapshotMoved('item files were added or removed while they were read');
+    }
+    for (const [path, data] of files) {
+      if (!again.get(path)?.equals(data)) {
+        throw new SnapshotMoved(`${path} was rewritten while the item files were read`);
+      }
     }
   }
   const wanted = new Set(collections);
-  for (const record of after.records) {
+  for (const record of records) {
     for (const op of record) {
       if (!wanted.has(op.collection)) continue;
       const path = `${op.collection}/${op.fileName}`;
@@ -105,7 +114,56 @@ async function readOnce(
     }));
 }
 
-/** Every item file of `collections`, read as the store reads them. */
+/**
+ * The records to replay over the item files read between `before` and `after`: J0's, then J1's
+ * newer ones (see {@link readLiveSnapshot}). `checkFiles`: the journal cannot tell whether it was
+ * emptied meanwhile, so the item files must be read again.
+ */
+function replayed(
+  before: JournalRead,
+  after: JournalRead,
+): { records: JournalOp[][]; checkFiles: boolean } {
+  const last = before.sealed.length > 0 ? before.sealed[before.sealed.length - 1].n! : 0;
+  const known = new Map(before.sealed.map((segment) => [segment.n!, segment]));
+  const records = [...before.sealed, before.active].flatMap((segment) => segment.records);
+  const active = before.active.bytes;
+  let continued = false;
+  for (const segment of [...after.sealed, after.active]) {
+    if (segment.n !== undefined && segment.n <= last) {
+      // Still there from J0: never changed since (else the writer started again meanwhile).
+      if (!known.get(segment.n)?.bytes.equals(segment.bytes)) {
+        throw new SnapshotMoved(
+          `the journal segment ${segment.n} changed while the store was read`,
+        );
+      }
+      continue;
+    }
+    if (!continued) {
+      // The first file newer than J0's sealed ones must be J0's active journal, grown or sealed.
+      // Without sealed segments in J0 the next number is unknown: an empty J0 active journal is then
+      // taken for it, and the item files are read again (`checkFiles`).
+      const sealedNext = segment.n === last + 1 || (last === 0 && active.length === 0);
+      if (!(sealedNext || segment.n === undefined) || !startsWith(segment.bytes, active)) {
+        throw new SnapshotMoved('the journal was checkpointed while the item files were read');
+      }
+      continued = true;
+      records.push(...decodeSegment(segment.bytes.subarray(active.length), false).records);
+      continue;
+    }
+    records.push(...segment.records);
+  }
+  // An empty active journal may have taken records and been emptied by a full checkpoint since,
+  // leaving no trace in the journal (and a restore empties it first).
+  return { records, checkFiles: active.length === 0 };
+}
+
+const startsWith = (bytes: Buffer, prefix: Buffer): boolean =>
+  bytes.length >= prefix.length && bytes.subarray(0, prefix.length).equals(prefix);
+
+/**
+ * Every item file of `collections`, read as the store reads them: each one's bytes (or its absence)
+ * as they were at some instant between the start and the end of the read.
+ */
 async function readFiles(
   storage: FileSystemStorage,
   collections: readonly string[],
@@ -118,8 +176,8 @@ async function readFiles(
       try {
         data = await storage.read(file.path);
       } catch (error) {
-        // Replaced (or removed) by the writer between the listing and the read.
-        if (errorCode(error) === 'ENOENT') throw new SnapshotMoved(`${file.path} went away`);
+        // Removed by the writer since the listing: absent is what this read saw of it.
+        if (errorCode(error) === 'ENOENT') continue;
         throw error;
       }
       files.set(`${collection}/${file.fileName}`, data);
@@ -130,29 +188,26 @@ async function readFiles(
 
 /** The journal's segments, read with the same sealed segments at the start and at the end. */
 async function readJournal(fs: PersistenceFileSystem, journalPath: string): Promise<JournalRead> {
-  const sealed = await listSealedSegments(fs, journalPath);
-  const pieces: Buffer[] = [];
-  const records: JournalRead['records'] = [];
-  for (const { path, isSealed } of [
-    ...sealed.map((s) => ({ path: s.path, isSealed: true })),
-    { path: journalPath, isSealed: false },
-  ]) {
+  const listed = await listSealedSegments(fs, journalPath);
+  const sealed: SegmentRead[] = [];
+  let active: SegmentRead = { bytes: Buffer.alloc(0), records: [] };
+  for (const { path, n } of [...listed, { path: journalPath, n: undefined }]) {
     let bytes: Buffer;
     try {
       bytes = await readRegularFile(fs, path, Number.MAX_SAFE_INTEGER);
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw error;
-      if (isSealed) throw new SnapshotMoved(`${path} was checkpointed while the journal was read`);
-      continue; // no active journal: sealed right now, or never written (seen at the re-listing)
+      if (n !== undefined) throw new SnapshotMoved(`${path} was checkpointed while it was read`);
+      continue; // no active journal: sealed right now (seen at the listing below), or never written
     }
-    const decoded = decodeSegment(bytes, isSealed);
-    // A torn tail (an append in flight) is not a commit yet.
-    pieces.push(bytes.subarray(0, decoded.validLength));
-    records.push(...decoded.records);
+    const decoded = decodeSegment(bytes, n !== undefined);
+    const read = { n, bytes: bytes.subarray(0, decoded.validLength), records: decoded.records };
+    if (n === undefined) active = read;
+    else sealed.push(read);
   }
   const again = await listSealedSegments(fs, journalPath);
-  if (again.length !== sealed.length || again.some((s, i) => s.path !== sealed[i].path)) {
+  if (again.length !== listed.length || again.some((s, i) => s.n !== listed[i].n)) {
     throw new SnapshotMoved('the journal was sealed or checkpointed while it was read');
   }
-  return { bytes: Buffer.concat(pieces), records };
+  return { sealed, active };
 }
