@@ -124,3 +124,12 @@ export const notOnDriver = (command: string, why: string): string =>
 
 export const liveBackupNote = (lock: LockState): string =>
   `note: the store is in use by ${holder(lock)}; backing up a consistent snapshot of its committed state, read-only (no lock taken, nothing written into the store).`;
+
+export const storePathMissing = (): string =>
+  'Give the store folder (the "path" option of PersistenceModule), or --storage <url> for a storage driver.';
+
+export const importFileMissing = (): string =>
+  'Give the document to import: a file written by "export".';
+
+export const restoreSourceMissing = (): string =>
+  'Give the backup to restore: a folder written by "backup", or s3://bucket/prefix/<id>.';

@@ -10,6 +10,8 @@ import {
   driverStoreArguments,
   driverUrlUnknown,
   driverOptionWithoutStorage,
+  notOnDriver,
+  storePathMissing,
 } from './cli.messages';
 
 /** The flags of the commands that work on a storage driver's store instead of a folder. */
@@ -97,6 +99,12 @@ export function storeArguments(
   return [undefined, ...args, ...new Array<undefined>(given.length - 1 - args.length)];
 }
 
+/** The store folder argument, required without `--storage`. */
+export function requirePath(path: string | undefined): string {
+  if (path === undefined) throw new CliError(storePathMissing(), ExitCode.Usage);
+  return path;
+}
+
 /**
  * The storage driver `--storage` names, its package loaded only here (ioredis for redis://, pg
  * for postgres://), so that the CLI runs without either. `undefined` without `--storage`.
@@ -139,4 +147,13 @@ async function requirePackage(name: string, scheme: Scheme): Promise<void> {
     }
     throw error;
   }
+}
+
+/**
+ * A `--storage` that `command` refuses, with why: the command works on what only a store folder has.
+ */
+export function refuseStorage(command: Command, name: string, why: string): Command {
+  return command.option('--storage <url>', `not supported: ${why}`, (): never => {
+    throw new CliError(notOnDriver(name, why), ExitCode.Usage);
+  });
 }
