@@ -125,7 +125,7 @@ describe('CLI (nestjs-persistence bin)', () => {
     expect(help.stdout).toContain('backups');
     expect(noPath).toMatchObject({
       code: 2,
-      stderr: expect.stringContaining("missing required argument 'path'"),
+      stderr: expect.stringContaining('Give the store folder'),
     });
     expect(unknown).toMatchObject({
       code: 2,

@@ -80,6 +80,8 @@ export function registerRestore(program: Command, done: (code: ExitCode) => void
         ...(target ? { backups: { target, keep: Number.MAX_SAFE_INTEGER } } : {}),
       });
       try {
+        // A driver's store writes only once it knows what the other replicas wrote.
+        if (storage) await context.load();
         const meta = await context.store.restore(source);
         out(
           `Restored ${plural(meta.files, 'file')} from ${meta.source} into ${storage?.location ?? folder!.root}; ${plural(meta.load.items, 'item')} read back.`,
