@@ -7,6 +7,7 @@ import { PostgresStorageDriver } from 'nestjs-persistence/postgres';
 import { RedisStorageDriver } from 'nestjs-persistence/redis';
 import { createApp } from './fixtures/app.factory';
 import { CartAdapter, CartModule, CartService } from './fixtures/cart.adapter';
+import { childCommand } from './fixtures/child-process';
 import { buildCli, CliResult, runCli } from './fixtures/cli';
 import { dropTables, POSTGRES_URL, postgresProblem, uniqueTable } from './fixtures/postgres';
 import { itOrSkip } from './fixtures/preconditions';
@@ -155,7 +156,7 @@ describe('CLI --storage (Redis, PostgreSQL)', () => {
   it('a missing driver package, a driver without --collections, and commands that need a folder: clear refusals', async () => {
     const blocked = (pkg: string, args: string[]) =>
       runCli(main, args, {
-        NODE_OPTIONS: `--require ${join(__dirname, 'fixtures', 'block-module.cjs')}`,
+        NODE_OPTIONS: `--require ${childCommand('test/fixtures/block-module.ts').at(-1)}`,
         NESTJS_PERSISTENCE_TEST_BLOCK: pkg,
       });
     const redis = await blocked('ioredis', [
