@@ -16,7 +16,7 @@ import { FileSystemStorage } from '../storage/file-system.storage';
 import { encodeId } from '../storage/file-name.codec';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { Journal, JournalOp } from '../storage/journal';
-import { readLiveSnapshot } from '../storage/live-snapshot';
+import { readLiveSnapshot, SnapshotMoved } from '../storage/live-snapshot';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isReallySameOrInside } from '../storage/path.util';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
@@ -286,7 +286,15 @@ export class FileSystemBackend implements StoreBackend {
     const { storage, journal, location, ctx } = this;
     return (async function* () {
       const entries = await ctx.errors.io('backup', 'read a consistent snapshot of', location, () =>
-        readLiveSnapshot(storage, journal.path, collections, extension),
+        readLiveSnapshot(storage, journal.path, collections, extension).catch((error: unknown) => {
+          if (!(error instanceof SnapshotMoved)) throw error;
+          // Reported once, by io().
+          throw new PersistenceError(
+            PersistenceErrorCode.IoFailed,
+            messages.liveSnapshotMoving(location, error.message),
+            { operation: 'backup', path: location },
+          );
+        }),
       );
       yield* entries;
     })();
