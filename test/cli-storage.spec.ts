@@ -133,7 +133,24 @@ describe('CLI --storage (Redis, PostgreSQL)', () => {
       const keyPrefix = uniquePrefix('cli');
       prefixes.push(keyPrefix);
       const app = await seed(new RedisStorageDriver({ url: REDIS_URL, keyPrefix }));
-      await roundTrip(['--storage', REDIS_URL, '--key-prefix', keyPrefix], app);
+      const storage = ['--storage', REDIS_URL, '--key-prefix', keyPrefix];
+      // Differential backups of a driver's store into a backups folder, as the backups option does.
+      const backups = join(root, 'backups');
+      for (let i = 0; i < 2; i++) {
+        const into = await cli(
+          'backup',
+          ...storage,
+          '--collections',
+          COLLECTIONS,
+          '--into',
+          backups,
+        );
+        expect(into.stderr).toBe('');
+        expect(into.code).toBe(0);
+      }
+      const listed = JSON.parse((await cli('backups', 'list', backups, '--json')).stdout);
+      expect(listed.map((b: { files: number }) => b.files)).toEqual([4, 4]);
+      await roundTrip(storage, app);
       // Without its key prefix a Redis store is not named: a usage error.
       const noPrefix = await cli('inspect', '--storage', REDIS_URL, '--collections', 'carts');
       expect(noPrefix.code).toBe(2);
