@@ -7,6 +7,7 @@ import { isS3Url, s3Target, S3CliOptions, withS3Options } from './cli.s3';
 import type { StoreContext, StoreContextOptions } from './store.context';
 import {
   driverCollections,
+  requirePath,
   StorageCliOptions,
   storageDriver,
   storeArguments,
@@ -59,8 +60,7 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
           backups,
         });
       } else {
-        if (path === undefined) throw new CliError(backupWhere(), ExitCode.Usage);
-        const folder = new StoreFolder(path);
+        const folder = new StoreFolder(requirePath(path));
         await folder.assertExists();
         names = (await folder.collections()).names;
         context = await openFolder(StoreContext, folder, names, backups);

@@ -140,9 +140,10 @@ function replayed(
     }
     if (!continued) {
       // The first file newer than J0's sealed ones must be J0's active journal, grown or sealed.
-      // Without sealed segments in J0 the next number is unknown: an empty J0 active journal is then
-      // taken for it, and the item files are read again (`checkFiles`).
-      const sealedNext = segment.n === last + 1 || (last === 0 && active.length === 0);
+      // Without sealed segments in J0 the next number is unknown: the first newer segment is then
+      // J0's active journal sealed if it starts with its bytes (and, when those were none, the item
+      // files are read again: `checkFiles`).
+      const sealedNext = segment.n === last + 1 || last === 0;
       if (!(sealedNext || segment.n === undefined) || !startsWith(segment.bytes, active)) {
         throw new SnapshotMoved('the journal was checkpointed while the item files were read');
       }
