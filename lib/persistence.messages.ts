@@ -568,3 +568,7 @@ export const loadFailedAtStart = (location: string, reason: string): string =>
   `The store ${location} did not start: its load failed (${reason}). Nothing was changed. Fix ` +
   "the cause and start again, or set onUnreadable: 'start' to start without the saved state (the " +
   'health check then reports down until a load succeeds).';
+
+export const liveSnapshotMoving = (path: string, reason: string): string =>
+  `Cannot back up ${path} read-only: the process that writes it checkpointed during every attempt at a consistent read (the last: ${reason}). ` +
+  'Nothing was written; try again when it saves less often, or back up from that process (PersistenceStore.backup()).';

@@ -1,18 +1,27 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
 import { CliError, ExitCode } from './cli.error';
-import { backupWhere, storeHeld } from './cli.messages';
-import { formatBytes, out, plural } from './cli.output';
+import { backupWhere, liveBackupNote } from './cli.messages';
+import { err, formatBytes, out, plural } from './cli.output';
 import { isS3Url, s3Target, S3CliOptions, withS3Options } from './cli.s3';
+import type { StoreApp, StoreAppOptions } from './store.app';
+import {
+  driverCollections,
+  requirePath,
+  StorageCliOptions,
+  storageDriver,
+  storeArguments,
+  withStorageOptions,
+} from './cli.storage';
 import { StoreFolder } from './store.folder';
 
 export function registerBackup(program: Command, done: (code: ExitCode) => void): void {
-  withS3Options(program.command('backup'))
-    .summary('Write a complete, checked backup of the store')
+  const command = withS3Options(program.command('backup'))
+    .summary('Write a complete, checked backup of the store (also while an application runs)')
     .description(
-      "Write a complete, checked copy of the store (with its manifest) to a new or empty folder, through the store's backup(). Needs the store to itself: refused while an application holds it (call PersistenceStore.backup() there instead).",
+      "Write a complete, checked copy of the store (with its manifest) to a new or empty folder, through the store's backup(). While an application holds the store, the copy is a consistent snapshot of its committed state (the state after one whole save), read without the lock and without writing into the store (docs/cli.md). With --storage, the driver's store, read in one consistent state.",
     )
-    .argument('<path>', 'the store folder')
+    .argument('[path]', 'the store folder (left out with --storage)')
     .argument('[destination]', 'a new or empty folder outside the store')
     .option(
       '--into <directory>',
@@ -22,33 +31,42 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
       '--keep <count>',
       'with --into: backups of this store kept there (oldest removed)',
       parseKeep,
-    )
-    .action(async (path: string, destination: string | undefined, options: BackupOptions) => {
+    );
+  withStorageOptions(command, true).action(
+    async (first: string | undefined, second: string | undefined, options: BackupOptions) => {
+      const [path, destination] = storeArguments('backup', options, [first, second]);
       if ((destination === undefined) === (options.into === undefined)) {
         throw new CliError(backupWhere(), ExitCode.Usage);
       }
-      const folder = new StoreFolder(path);
-      await folder.assertExists();
-      const lock = await folder.lock();
-      if (lock?.running) throw new CliError(storeHeld('back up', folder.root, lock));
+      const backups = options.into
+        ? {
+            ...(isS3Url(options.into)
+              ? { target: await s3Target(options.into, options) }
+              : { directory: resolve(options.into) }),
+            keep: options.keep ?? Number.MAX_SAFE_INTEGER,
+          }
+        : undefined;
       const { StoreApp } = await import('./store.app');
-      const { names } = await folder.collections();
-      const app = await StoreApp.open({
-        command: 'back up',
-        folder,
-        collections: names,
-        readOnly: false,
-        backups: options.into
-          ? {
-              ...(isS3Url(options.into)
-                ? { target: await s3Target(options.into, options) }
-                : { directory: resolve(options.into) }),
-              keep: options.keep ?? Number.MAX_SAFE_INTEGER,
-            }
-          : undefined,
-      });
+      let context: StoreApp;
+      let names: string[];
+      const storage = await storageDriver(options);
+      if (storage) {
+        names = driverCollections(options);
+        context = await StoreApp.open({
+          command: 'back up',
+          storage,
+          collections: names,
+          readOnly: true,
+          backups,
+        });
+      } else {
+        const folder = new StoreFolder(requirePath(path));
+        await folder.assertExists();
+        names = (await folder.collections()).names;
+        context = await openFolder(StoreApp, folder, names, backups);
+      }
       try {
-        const meta = await app.store.backup(destination);
+        const meta = await context.store.backup(destination);
         out(
           `Backed up ${plural(meta.files, 'file')} (${formatBytes(meta.size)}) of ${plural(names.length, 'collection')} to ${meta.path}` +
             (meta.id !== undefined && meta.newBytes !== undefined && meta.newBytes < meta.size
@@ -56,13 +74,40 @@ export function registerBackup(program: Command, done: (code: ExitCode) => void)
               : '.'),
         );
       } finally {
-        await app.close();
+        await context.close();
       }
       done(ExitCode.Ok);
-    });
+    },
+  );
 }
 
-interface BackupOptions extends S3CliOptions {
+/**
+ * The store folder, for a backup: locked and checkpointed when no application holds it; read-only
+ * (a consistent snapshot, see `readLiveSnapshot`) while one does, or when one takes it meanwhile.
+ */
+async function openFolder(
+  Context: typeof StoreApp,
+  folder: StoreFolder,
+  collections: string[],
+  backups: StoreAppOptions['backups'],
+): Promise<StoreApp> {
+  const open = (readOnly: boolean): Promise<StoreApp> =>
+    Context.open({ command: 'back up', folder, collections, readOnly, backups });
+  const lock = await folder.lock();
+  if (!lock?.running) {
+    try {
+      return await open(false);
+    } catch (error) {
+      const now = await folder.lock();
+      if (!(error instanceof CliError) || !now?.running) throw error;
+    }
+  }
+  const holder = await folder.lock();
+  if (holder) err(liveBackupNote(holder));
+  return open(true);
+}
+
+interface BackupOptions extends S3CliOptions, StorageCliOptions {
   into?: string;
   keep?: number;
 }

@@ -99,3 +99,41 @@ export const s3BackupUrl = (url: string): string =>
 export const exportInsideStore = (target: string, store: string): string =>
   `--out ${target} is inside the store folder ${store} (once symbolic links are followed); ` +
   'write the export elsewhere. Nothing was written.';
+
+export const driverPackageMissing = (name: string, scheme: 'redis' | 'postgres'): string =>
+  `A ${scheme === 'redis' ? 'redis:// or rediss://' : 'postgres:// or postgresql://'} --storage needs the ${name} package: npm install ${name}. Nothing was changed.`;
+
+export const driverKeyPrefixMissing = (): string =>
+  "A redis:// --storage needs --key-prefix: the keyPrefix the application's RedisStorageDriver uses.";
+
+export const driverUrlUnknown = (url: string): string =>
+  `Unknown --storage "${url.replace(/\/\/[^@/]*@/, '//')}": give redis://…, rediss://… (with --key-prefix), postgres://… or postgresql://… (with --table).`;
+
+export const driverOptionWithoutStorage = (flag: 'keyPrefix' | 'table' | 'collections'): string =>
+  `--${flag === 'keyPrefix' ? 'key-prefix' : flag} ${flag === 'table' ? 'goes with a postgres:// --storage' : flag === 'keyPrefix' ? 'goes with a redis:// --storage' : 'goes with --storage'}; a store folder needs none.`;
+
+export const driverStoreArguments = (command: string): string =>
+  `With --storage, ${command} takes no store folder: leave the <path> argument out.`;
+
+export const driverCollectionsMissing = (): string =>
+  "With --storage, give --collections a,b,…: the application's adapter names (a storage driver does not list its collections).";
+
+export const driverCollectionsInvalid = (bad: readonly string[]): string =>
+  bad.length === 0
+    ? '--collections names no collection: give the adapter names, comma-separated.'
+    : `--collections: ${bad.map((n) => `"${n}"`).join(', ')} ${bad.length === 1 ? 'is not an adapter name' : 'are not adapter names'} (a lowercase letter, then lowercase letters, digits, - or _).`;
+
+export const notOnDriver = (command: string, why: string): string =>
+  `${command} works on a store folder only, not with --storage: ${why}`;
+
+export const liveBackupNote = (lock: LockState): string =>
+  `note: the store is in use by ${holder(lock)}; backing up a consistent snapshot of its committed state, read-only (no lock taken, nothing written into the store).`;
+
+export const storePathMissing = (): string =>
+  'Give the store folder (the "path" option of PersistenceModule), or --storage <url> for a storage driver.';
+
+export const importFileMissing = (): string =>
+  'Give the document to import: a file written by "export".';
+
+export const restoreSourceMissing = (): string =>
+  'Give the backup to restore: a folder written by "backup", or s3://bucket/prefix/<id>.';

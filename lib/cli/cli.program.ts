@@ -29,9 +29,10 @@ function packageVersion(): string {
 export function createProgram(done: (code: ExitCode) => void): Command {
   const program = new Command('nestjs-persistence')
     .description(
-      'Inspect, verify, export, import, back up and restore a nestjs-persistence store folder. ' +
-        'Reading commands work while an application holds the store (read-only); writing commands ' +
-        'need the store to themselves.',
+      'Inspect, verify, export, import, back up and restore a nestjs-persistence store folder, or ' +
+        "a storage driver's store (--storage redis://… or postgres://…). Reading commands and backup " +
+        'work while an application holds the folder (read-only); the other writing commands need it ' +
+        'to themselves.',
     )
     .addHelpText(
       'after',

@@ -8,12 +8,26 @@ import { ENCRYPTED_SUFFIX } from '../storage/on-disk.names';
 import { readRegularFile } from '../storage/safe-read';
 import { CliError, ExitCode } from './cli.error';
 import { collectKey, encryptionFrom } from './cli.keys';
-import { badFormat, collectionsNotEmpty, encryptedNeedsKey, storeHeld } from './cli.messages';
+import {
+  badFormat,
+  collectionsNotEmpty,
+  encryptedNeedsKey,
+  importFileMissing,
+  storeHeld,
+} from './cli.messages';
 import { err, out, plural } from './cli.output';
 import { parseExportDocument } from './export.document';
+import {
+  requirePath,
+  StorageCliOptions,
+  storageDriver,
+  storeArguments,
+  withStorageOptions,
+} from './cli.storage';
+import { NodeFileSystem } from '../storage/node-file-system';
 import { StoreFolder } from './store.folder';
 
-interface ImportOptions {
+interface ImportOptions extends StorageCliOptions {
   replace?: boolean;
   format: string;
   key?: string[];
@@ -28,14 +42,14 @@ export function parseFormat(format: string): BuiltInFormat {
 }
 
 export function registerImport(program: Command, done: (code: ExitCode) => void): void {
-  program
+  const command = program
     .command('import')
     .summary('Write an export document into a store (through its save path)')
     .description(
       "Write an export document into a store through the store's own save path (one journaled, atomic commit, then a checkpoint). Refuses a store held by a running application, and collections that already hold items unless --replace.",
     )
-    .argument('<path>', 'the store folder (created when missing)')
-    .argument('<file>', 'a document written by "export"')
+    .argument('[path]', 'the store folder (created when missing; left out with --storage)')
+    .argument('[file]', 'a document written by "export"')
     .option(
       '--replace',
       'replace the items of the collections named in the document (their other items are deleted); other collections are kept',
@@ -49,26 +63,29 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
       '--key <key>',
       'encrypt with this key: KEY or ID:KEY (repeatable; the first is used)',
       collectKey,
-    )
-    .action(async (path: string, file: string, options: ImportOptions) => {
+    );
+  withStorageOptions(command, false).action(
+    async (first: string | undefined, second: string | undefined, options: ImportOptions) => {
+      const [path, file] = storeArguments('import', options, [first, second]);
+      if (file === undefined) throw new CliError(importFileMissing(), ExitCode.Usage);
       const format = parseFormat(options.format);
       const encryption = encryptionFrom(options.key);
-      const folder = new StoreFolder(path);
+      const storage = await storageDriver(options);
+      const folder = storage ? undefined : new StoreFolder(requirePath(path));
+      const fs = new NodeFileSystem();
       const source = resolve(file);
       const text = (
-        await readRegularFile(folder.fs, source, Number.MAX_SAFE_INTEGER).catch(
-          (error: unknown) => {
-            throw new CliError(
-              `Cannot read ${source}: ${error instanceof Error ? error.message : String(error)}.`,
-            );
-          },
-        )
+        await readRegularFile(fs, source, Number.MAX_SAFE_INTEGER).catch((error: unknown) => {
+          throw new CliError(
+            `Cannot read ${source}: ${error instanceof Error ? error.message : String(error)}.`,
+          );
+        })
       ).toString('utf8');
       const doc = parseExportDocument(text, source);
       const names = Object.keys(doc.collections).sort();
-      const lock = await folder.lock();
-      if (lock?.running) throw new CliError(storeHeld('import', folder.root, lock));
-      if (await folder.exists()) {
+      const lock = await folder?.lock();
+      if (folder && lock?.running) throw new CliError(storeHeld('import', folder.root, lock));
+      if (folder && (await folder.exists())) {
         const nonEmpty: string[] = [];
         let encrypted = false;
         for (const name of (await folder.collections()).names) {
@@ -85,6 +102,7 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
       const app = await StoreApp.open({
         command: 'import',
         folder,
+        storage,
         collections: names,
         readOnly: false,
         encryption,
@@ -95,6 +113,15 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
         // Load first: a save replaces or removes only what the store loaded (never a file it did
         // not read), so --replace is an explicit replacement of every loaded item.
         await app.store.loadAll();
+        if (storage && !options.replace) {
+          // A driver's store is checked here, through the load: the same refusal as for a folder.
+          const nonEmpty = names.filter(
+            (name) => (app.adapters.get(name)?.state.size ?? 0) > 0,
+          );
+          if (nonEmpty.length > 0) {
+            throw new CliError(collectionsNotEmpty(storage.location, nonEmpty));
+          }
+        }
         for (const name of names) {
           const entries = Object.entries(doc.collections[name]);
           items += entries.length;
@@ -111,8 +138,9 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
         await app.close();
       }
       out(
-        `Imported ${plural(items, 'item')} into ${plural(names.length, 'collection')} of ${folder.root}.`,
+        `Imported ${plural(items, 'item')} into ${plural(names.length, 'collection')} of ${storage?.location ?? folder!.root}.`,
       );
       done(ExitCode.Ok);
-    });
+    },
+  );
 }

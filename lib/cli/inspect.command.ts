@@ -10,6 +10,14 @@ import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
 import { journalFormatLine, lockLine } from './cli.messages';
 import { formatBytes, formatCounts, out, plural, table } from './cli.output';
 import { startProgress } from './cli.progress';
+import {
+  driverCollections,
+  requirePath,
+  StorageCliOptions,
+  storageDriver,
+  storeArguments,
+  withStorageOptions,
+} from './cli.storage';
 import { LockState, StoreFolder } from './store.folder';
 
 /** One collection folder. */
@@ -217,21 +225,39 @@ export function formatInspect(report: InspectReport): string {
 }
 
 export function registerInspect(program: Command, done: (code: ExitCode) => void): void {
-  program
+  const command = program
     .command('inspect')
     .summary(
       'Show collections, items, formats, sizes, versions, journal backlog, quarantine, lock holder',
     )
     .description(
-      'Show collections, item counts, formats, sizes, envelope and schema versions, the journal backlog, quarantined files and the lock holder. Reads only; works while an application runs.',
+      "Show collections, item counts, formats, sizes, envelope and schema versions, the journal backlog, quarantined files and the lock holder. Reads only; works while an application runs. With --storage: the driver's collections (--collections) and their item counts, loaded through the store.",
     )
-    .argument('<path>', 'the store folder')
+    .argument('[path]', 'the store folder (left out with --storage)')
     .option('--json', 'print one JSON document (machine output)')
-    .option('--key <key>', 'key to read encrypted files: KEY or ID:KEY (repeatable)', collectKey)
-    .action(async (path: string, options: { json?: boolean; key?: string[] }) => {
+    .option('--key <key>', 'key to read encrypted files: KEY or ID:KEY (repeatable)', collectKey);
+  withStorageOptions(command, true).action(
+    async (given: string | undefined, options: InspectOptions) => {
+      const [path] = storeArguments('inspect', options, [given]);
+      const storage = await storageDriver(options);
+      if (storage) {
+        const { driverReport, printDriverReport } = await import('./driver.report');
+        const names = driverCollections(options);
+        const report = await driverReport(storage, names, encryptionFrom(options.key));
+        if (options.json) out(JSON.stringify(report, null, 2));
+        else printDriverReport(report);
+        done(ExitCode.Ok);
+        return;
+      }
       const cipher = cipherFrom(encryptionFrom(options.key));
-      const report = await inspectStore(new StoreFolder(path), cipher);
+      const report = await inspectStore(new StoreFolder(requirePath(path)), cipher);
       out(options.json ? JSON.stringify(report, null, 2) : formatInspect(report));
       done(ExitCode.Ok);
-    });
+    },
+  );
+}
+
+interface InspectOptions extends StorageCliOptions {
+  json?: boolean;
+  key?: string[];
 }

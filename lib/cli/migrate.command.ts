@@ -15,6 +15,7 @@ import {
 } from './cli.messages';
 import { err, formatCounts, out, plural, table } from './cli.output';
 import { CollectionReport, inspectStore } from './inspect.command';
+import { refuseStorage } from './cli.storage';
 import { StoreFolder } from './store.folder';
 
 interface MigrateOptions {
@@ -29,8 +30,11 @@ interface MigrateOptions {
  * so every file of the store is in its adapter's current schema version.
  */
 export function registerMigrate(program: Command, done: (code: ExitCode) => void): void {
-  program
-    .command('migrate')
+  refuseStorage(
+    program.command('migrate'),
+    'migrate',
+    'it boots your module, whose PersistenceModule options name the storage; on a storage driver every replica migrates the items it loads, and the next saves write them (docs/migrations.md).',
+  )
     .summary("Rewrite every item in its adapter's current schema version")
     .description(
       "Boot the application's module (a compiled CommonJS file, e.g. dist/app.module.js) with its store on <path>, load every item through the adapters' migrations, save the migrated items and checkpoint, so every file is in the current schema version. The application's own auto-save, scheduled backups and save at shutdown are off meanwhile. Needs the store to itself.",

@@ -18,6 +18,7 @@ import {
   storeHeld,
 } from './cli.messages';
 import { formatBytes, out, plural, table } from './cli.output';
+import { refuseStorage } from './cli.storage';
 import { QuarantinedFile, StoreFolder } from './store.folder';
 
 /** The quarantined file named `<collection>/<name>`, or `<name>` when only one has that name. */
@@ -149,6 +150,9 @@ async function discard(path: string, spec: string, yes: boolean): Promise<void> 
   });
 }
 
+const DRIVER_QUARANTINE =
+  'a storage driver keeps the copies of unreadable items inside the storage (Redis: <prefix>quarantine keys; PostgreSQL: the <table>_quarantine table), never as files; see docs/storage-drivers.md.';
+
 export function registerQuarantine(program: Command, done: (code: ExitCode) => void): void {
   const quarantine = program
     .command('quarantine')
@@ -156,8 +160,7 @@ export function registerQuarantine(program: Command, done: (code: ExitCode) => v
     .description(
       'List, restore or discard the files the store set aside as unreadable (<path>/.quarantine/<collection>/).',
     );
-  quarantine
-    .command('list')
+  refuseStorage(quarantine.command('list'), 'quarantine list', DRIVER_QUARANTINE)
     .description('List the quarantined files. Reads only; works while an application runs.')
     .argument('<path>', 'the store folder')
     .option('--json', 'print one JSON document (machine output)')
@@ -165,8 +168,7 @@ export function registerQuarantine(program: Command, done: (code: ExitCode) => v
       await list(path, options.json ?? false);
       done(ExitCode.Ok);
     });
-  quarantine
-    .command('restore')
+  refuseStorage(quarantine.command('restore'), 'quarantine restore', DRIVER_QUARANTINE)
     .description(
       'Move a quarantined file back into its collection, only if it now parses and no file of that item exists (never overwrites). Refused while an application holds the store.',
     )
@@ -177,8 +179,7 @@ export function registerQuarantine(program: Command, done: (code: ExitCode) => v
       await restore(path, file, options.key);
       done(ExitCode.Ok);
     });
-  quarantine
-    .command('discard')
+  refuseStorage(quarantine.command('discard'), 'quarantine discard', DRIVER_QUARANTINE)
     .description(
       'Delete a quarantined file for good (needs --yes). Refused while an application holds the store.',
     )

@@ -5,6 +5,7 @@ import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { isPersistenceError, PersistenceError } from '../errors/persistence.error';
 import type { BackupTarget } from '../interfaces/backup-target.interface';
 import { EncryptionOptions } from '../interfaces/persistence-module-options.interface';
+import type { StorageDriver } from '../interfaces/storage-driver.interface';
 import { BuiltInFormat } from '../interfaces/serializer.interface';
 import { PERSISTENCE_LOGGER_CONTEXT } from '../persistence.constants';
 import { PersistenceModule } from '../persistence.module';
@@ -31,7 +32,10 @@ export class StderrLogger implements LoggerService {
 export interface StoreAppOptions {
   /** The command, for messages ("import", "restore", …). */
   command: string;
-  folder: StoreFolder;
+  /** The store folder; or `storage`: */
+  folder?: StoreFolder;
+  /** A storage driver's store (`--storage`), opened through the store as the application opens it. */
+  storage?: StorageDriver;
   /** One generic adapter per collection. */
   collections: readonly string[];
   /** Open without writing: no lock, no recovery. Otherwise the store is locked for this process. */
@@ -67,7 +71,7 @@ export class StoreApp {
       imports: [
         EventEmitterModule.forRoot(),
         PersistenceModule.forRoot({
-          path: options.folder.root,
+          ...(options.storage ? { storage: options.storage } : { path: options.folder?.root }),
           readOnly: options.readOnly,
           format: options.format ?? 'json',
           encryption: options.encryption,
@@ -89,11 +93,10 @@ export class StoreApp {
         abortOnError: false,
       });
     } catch (error) {
-      if (isPersistenceError(error, PersistenceErrorCode.StoreLocked)) {
-        const lock = await options.folder.lock();
-        throw new CliError(
-          lock ? storeHeld(options.command, options.folder.root, lock) : error.message,
-        );
+      const { folder } = options;
+      if (folder && isPersistenceError(error, PersistenceErrorCode.StoreLocked)) {
+        const lock = await folder.lock();
+        throw new CliError(lock ? storeHeld(options.command, folder.root, lock) : error.message);
       }
       throw error;
     }

@@ -15,6 +15,14 @@ import { cipherFrom, collectKey, encryptionFrom } from './cli.keys';
 import { lockedFile } from './cli.messages';
 import { out, plural } from './cli.output';
 import { startProgress } from './cli.progress';
+import {
+  driverCollections,
+  requirePath,
+  StorageCliOptions,
+  storageDriver,
+  storeArguments,
+  withStorageOptions,
+} from './cli.storage';
 import { StoreFolder } from './store.folder';
 
 /** One thing wrong: the file (relative to the store folder) and what is wrong with it. */
@@ -169,19 +177,37 @@ export function formatVerify(report: VerifyReport): string {
 }
 
 export function registerVerify(program: Command, done: (code: ExitCode) => void): void {
-  program
+  const command = program
     .command('verify')
     .summary('Check a store (or a backup) as the application would; exit 1 listing what is wrong')
     .description(
-      "Judge the store folder with the application's own start-up checks: every item file parses (any format; encrypted ones with --key) and its id matches its file name; every journal file (sealed segments and the active journal) is read as the start reads it, so damage (PERSISTENCE_JOURNAL_DAMAGED) and a torn tail are listed in the words the application uses. A backup folder (one holding persistence-backup.json) is checked as restore() checks it (manifest, checksums, every file). Exits 1 listing each problem with its error code. Reads only.",
+      "Judge the store folder with the application's own start-up checks: every item file parses (any format; encrypted ones with --key) and its id matches its file name; every journal file (sealed segments and the active journal) is read as the start reads it, so damage (PERSISTENCE_JOURNAL_DAMAGED) and a torn tail are listed in the words the application uses. A backup folder (one holding persistence-backup.json) is checked as restore() checks it (manifest, checksums, every file). With --storage: every item of --collections loaded through the store, listing what the load could not use. Exits 1 listing each problem with its error code. Reads only.",
     )
-    .argument('<path>', 'the store folder, or a backup folder')
+    .argument('[path]', 'the store folder, or a backup folder (left out with --storage)')
     .option('--json', 'print one JSON document (machine output)')
-    .option('--key <key>', 'key to read encrypted files: KEY or ID:KEY (repeatable)', collectKey)
-    .action(async (path: string, options: { json?: boolean; key?: string[] }) => {
+    .option('--key <key>', 'key to read encrypted files: KEY or ID:KEY (repeatable)', collectKey);
+  withStorageOptions(command, true).action(
+    async (given: string | undefined, options: VerifyOptions) => {
+      const [path] = storeArguments('verify', options, [given]);
+      const storage = await storageDriver(options);
+      if (storage) {
+        const { driverReport, printDriverReport } = await import('./driver.report');
+        const names = driverCollections(options);
+        const report = await driverReport(storage, names, encryptionFrom(options.key));
+        if (options.json) out(JSON.stringify(report, null, 2));
+        else printDriverReport(report);
+        done(report.problems.length === 0 ? ExitCode.Ok : ExitCode.Failed);
+        return;
+      }
       const cipher = cipherFrom(encryptionFrom(options.key));
-      const report = await verifyStore(new StoreFolder(path), cipher);
+      const report = await verifyStore(new StoreFolder(requirePath(path)), cipher);
       out(options.json ? JSON.stringify(report, null, 2) : formatVerify(report));
       done(report.problems.length === 0 ? ExitCode.Ok : ExitCode.Failed);
-    });
+    },
+  );
+}
+
+interface VerifyOptions extends StorageCliOptions {
+  json?: boolean;
+  key?: string[];
 }

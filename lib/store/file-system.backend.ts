@@ -16,6 +16,7 @@ import { FileSystemStorage } from '../storage/file-system.storage';
 import { encodeId } from '../storage/file-name.codec';
 import { exists, fsyncDirectory } from '../storage/fs.util';
 import { Journal, JournalOp } from '../storage/journal';
+import { readLiveSnapshot, SnapshotMoved } from '../storage/live-snapshot';
 import { JOURNAL_FILE } from '../storage/on-disk.names';
 import { isReallySameOrInside } from '../storage/path.util';
 import { PersistenceFileSystem } from '../storage/file-system.interface';
@@ -254,7 +255,8 @@ export class FileSystemBackend implements StoreBackend {
     }
     await this.beforeBackup();
     const collections = this.ctx.adapters.map((a) => a.name);
-    const verifier = new BackupVerifier(this.ctx, true);
+    // Read-only: another process writes, so only the decoding checks apply, not this store's hashes.
+    const verifier = new BackupVerifier(this.ctx, !this.ctx.options.readOnly);
     const written = await errors.io('backup', 'write the backup', target, () =>
       writeBackup(
         this.storage,
@@ -273,11 +275,33 @@ export class FileSystemBackend implements StoreBackend {
     };
   }
 
+  /**
+   * The committed state's item files. Read-only (another process may be writing): a consistent
+   * snapshot of the item files and the journal's records, read without checkpointing
+   * ({@link readLiveSnapshot}); otherwise the item files, which `beforeBackup()` brought up to date.
+   */
   backupEntries(collections: readonly string[]): AsyncIterable<BackupEntry> {
-    return storeEntries(this.storage, collections, this.ctx.codec().serializer.extension);
+    const extension = this.ctx.codec().serializer.extension;
+    if (!this.ctx.options.readOnly) return storeEntries(this.storage, collections, extension);
+    const { storage, journal, location, ctx } = this;
+    return (async function* () {
+      const entries = await ctx.errors.io('backup', 'read a consistent snapshot of', location, () =>
+        readLiveSnapshot(storage, journal.path, collections, extension).catch((error: unknown) => {
+          if (!(error instanceof SnapshotMoved)) throw error;
+          // Reported once, by io().
+          throw new PersistenceError(
+            PersistenceErrorCode.IoFailed,
+            messages.liveSnapshotMoving(location, error.message),
+            { operation: 'backup', path: location },
+          );
+        }),
+      );
+      yield* entries;
+    })();
   }
 
   beforeBackup(): Promise<void> {
+    if (this.ctx.options.readOnly) return Promise.resolve(); // the writer checkpoints, not this one
     return this.ctx.errors.io('backup', 'checkpoint', this.location, () =>
       this.checkpointer.applyJournal(),
     );

@@ -77,9 +77,13 @@ export class OpenStore {
       collections: () => shared.adapters.map((a) => a.name),
       extension: () => this.codec.serializer.extension,
       checkpoint: () => backend.beforeBackup(),
-      // On a storage driver other replicas commit too: only the decoding checks apply there.
+      // On a storage driver other replicas commit too, and a read-only store reads what another
+      // process writes: only the decoding checks apply there.
       verifier: () =>
-        new BackupVerifier({ ...shared, codec: () => this.codec }, options.storage === undefined),
+        new BackupVerifier(
+          { ...shared, codec: () => this.codec },
+          options.storage === undefined && !options.readOnly,
+        ),
       report: (error) => shared.errors.report(error),
       logger: shared.logger,
     });

@@ -244,10 +244,13 @@ export class PersistenceStore
    * those) to `destination`, which must be outside the store and missing or empty. The copy appears
    * whole or not at all. Without `destination`: a new backup into `backups.directory` (or
    * `backups.target`), sharing unchanged files with the previous one, then retention (`backups.keep`).
+   * On a store opened with `readOnly: true` (another process writes the folder) the copy is a
+   * consistent snapshot of that process's committed state, read without checkpointing or writing
+   * into the store.
    */
   backup(destination?: string): Promise<BackupMetadata> {
     return (
-      this.refuse('back up', true) ??
+      this.refuse('back up', false) ??
       this.enqueue(() =>
         destination === undefined
           ? this.open.backups!.backupNow()
