@@ -115,9 +115,7 @@ export function registerImport(program: Command, done: (code: ExitCode) => void)
         await app.store.loadAll();
         if (storage && !options.replace) {
           // A driver's store is checked here, through the load: the same refusal as for a folder.
-          const nonEmpty = names.filter(
-            (name) => (app.adapters.get(name)?.state.size ?? 0) > 0,
-          );
+          const nonEmpty = names.filter((name) => (app.adapters.get(name)?.state.size ?? 0) > 0);
           if (nonEmpty.length > 0) {
             throw new CliError(collectionsNotEmpty(storage.location, nonEmpty));
           }
