@@ -59,3 +59,19 @@ export function printDriverReport(report: DriverReport): void {
     ].join('\n'),
   );
 }
+
+/**
+ * `inspect`/`verify` on a driver's store: the report of `collections`, printed (or as JSON); the
+ * report, for the command's exit code.
+ */
+export async function runDriverReport(
+  storage: StorageDriver,
+  collections: readonly string[],
+  encryption: EncryptionOptions | undefined,
+  json: boolean | undefined,
+): Promise<DriverReport> {
+  const report = await driverReport(storage, collections, encryption);
+  if (json) out(JSON.stringify(report, null, 2));
+  else printDriverReport(report);
+  return report;
+}

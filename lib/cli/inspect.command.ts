@@ -241,11 +241,10 @@ export function registerInspect(program: Command, done: (code: ExitCode) => void
       const [path] = storeArguments('inspect', options, [given]);
       const storage = await storageDriver(options);
       if (storage) {
-        const { driverReport, printDriverReport } = await import('./driver.report');
-        const names = driverCollections(options);
-        const report = await driverReport(storage, names, encryptionFrom(options.key));
-        if (options.json) out(JSON.stringify(report, null, 2));
-        else printDriverReport(report);
+        const { runDriverReport } = await import('./driver.report');
+        const collections = driverCollections(options);
+        const encryption = encryptionFrom(options.key);
+        await runDriverReport(storage, collections, encryption, options.json);
         done(ExitCode.Ok);
         return;
       }

@@ -191,11 +191,10 @@ export function registerVerify(program: Command, done: (code: ExitCode) => void)
       const [path] = storeArguments('verify', options, [given]);
       const storage = await storageDriver(options);
       if (storage) {
-        const { driverReport, printDriverReport } = await import('./driver.report');
-        const names = driverCollections(options);
-        const report = await driverReport(storage, names, encryptionFrom(options.key));
-        if (options.json) out(JSON.stringify(report, null, 2));
-        else printDriverReport(report);
+        const { runDriverReport } = await import('./driver.report');
+        const collections = driverCollections(options);
+        const encryption = encryptionFrom(options.key);
+        const report = await runDriverReport(storage, collections, encryption, options.json);
         done(report.problems.length === 0 ? ExitCode.Ok : ExitCode.Failed);
         return;
       }

@@ -1,6 +1,10 @@
 import { PersistenceErrorCode } from '../errors/persistence-error-code.enum';
 import { PersistenceError } from '../errors/persistence.error';
-import type { DriverChange } from '../interfaces/storage-driver.interface';
+import type {
+  CommitOptions,
+  ConflictPolicy,
+  DriverChange,
+} from '../interfaces/storage-driver.interface';
 import {
   duplicateChange,
   invalidDriverOption,
@@ -24,8 +28,25 @@ export function invalidDriverArgument(
   );
 }
 
+/**
+ * Refuses a commit whose options or changes are malformed (or that names one item twice), before
+ * anything is sent. Returns the conflict policy.
+ */
+export function checkDriverCommit(
+  driver: string,
+  changes: readonly DriverChange[],
+  options: CommitOptions,
+): ConflictPolicy {
+  const policy = (options as CommitOptions | undefined)?.conflicts;
+  if (policy !== 'last-write-wins' && policy !== 'reject') {
+    throw invalidDriverArgument(driver, 'conflicts', policy, "Give 'last-write-wins' or 'reject'.");
+  }
+  checkDriverChanges(driver, changes);
+  return policy;
+}
+
 /** Refuses a commit whose changes are malformed or name one item twice, before anything is sent. */
-export function checkDriverChanges(driver: string, changes: readonly DriverChange[]): void {
+function checkDriverChanges(driver: string, changes: readonly DriverChange[]): void {
   const seen = new Set<string>();
   for (const change of changes) {
     const { collection, id, data, expectedRevision } = change;

@@ -14,7 +14,7 @@ import type {
   StoredRecord,
 } from '../../interfaces/storage-driver.interface';
 import { driverNotOpen, storageUnavailable } from '../../persistence.messages';
-import { checkDriverChanges, invalidDriverArgument } from '../driver-changes.util';
+import { checkDriverCommit, invalidDriverArgument } from '../driver-changes.util';
 
 const DRIVER = 'InMemoryStorageDriver';
 
@@ -282,16 +282,7 @@ export class InMemoryStorageDriver implements StorageDriver {
 
   commit(changes: readonly DriverChange[], options: CommitOptions): Promise<CommitResult> {
     return this.call('commit', () => {
-      const policy = options?.conflicts;
-      if (policy !== 'last-write-wins' && policy !== 'reject') {
-        throw invalidDriverArgument(
-          DRIVER,
-          'conflicts',
-          policy,
-          "Give 'last-write-wins' or 'reject'.",
-        );
-      }
-      checkDriverChanges(DRIVER, changes);
+      checkDriverCommit(DRIVER, changes, options);
       const { notice, ...result } = this.storage.commit(this.replicaId, changes, options);
       if (notice) this.storage.publish(this, notice);
       return result;

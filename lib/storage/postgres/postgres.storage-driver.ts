@@ -15,7 +15,7 @@ import type {
   StoredProblem,
 } from '../../interfaces/storage-driver.interface';
 import { driverNotOpen } from '../../persistence.messages';
-import { checkDriverChanges, readyWithin } from '../driver-changes.util';
+import { checkDriverCommit, readyWithin } from '../driver-changes.util';
 import { inTransaction, loadPgModule, toPersistenceError } from './postgres.client';
 import { checkPostgresKeys, commitInTransaction } from './postgres.commit';
 import { acquireLeaseRow, releaseLeaseRow, renewLeaseRow } from './postgres.leases';
@@ -144,11 +144,7 @@ export class PostgresStorageDriver implements StorageDriver {
 
   async commit(changes: readonly DriverChange[], options: CommitOptions): Promise<CommitResult> {
     const pool = this.openPool();
-    const policy = options?.conflicts;
-    if (policy !== 'last-write-wins' && policy !== 'reject') {
-      throw invalid('conflicts', policy, "Give 'last-write-wins' or 'reject'.");
-    }
-    checkDriverChanges(DRIVER, changes);
+    const policy = checkDriverCommit(DRIVER, changes, options);
     checkPostgresKeys(changes);
     if (changes.length === 0) return { applied: [], conflicts: [], blocked: [] };
     let outcome: Awaited<ReturnType<typeof commitInTransaction>>;

@@ -19,7 +19,7 @@ import type {
   WatchedChange,
 } from '../../interfaces/storage-driver.interface';
 import { badStoredData, driverNotOpen } from '../../persistence.messages';
-import { checkDriverChanges, invalidDriverArgument, readyWithin } from '../driver-changes.util';
+import { checkDriverCommit, invalidDriverArgument, readyWithin } from '../driver-changes.util';
 import {
   clientOptions,
   isCluster,
@@ -312,11 +312,7 @@ export class RedisStorageDriver implements StorageDriver {
 
   async commit(changes: readonly DriverChange[], options: CommitOptions): Promise<CommitResult> {
     const client = this.openClient();
-    const policy = options?.conflicts;
-    if (policy !== 'last-write-wins' && policy !== 'reject') {
-      throw invalid('conflicts', policy, "Give 'last-write-wins' or 'reject'.");
-    }
-    checkDriverChanges(DRIVER, changes);
+    const policy = checkDriverCommit(DRIVER, changes, options);
     if (changes.length === 0) return { applied: [], conflicts: [], blocked: [] };
     const keys: string[] = [this.keys.revision];
     const args: Array<string | Buffer | number> = [
