@@ -45,6 +45,26 @@ export function checkDriverCommit(
   return policy;
 }
 
+/** Refuses a lease's name or time to live before anything is sent (`acquireLease()` of every driver). */
+export function checkLeaseArguments(driver: string, name: unknown, ttlMs: unknown): void {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw invalidDriverArgument(
+      driver,
+      'lease name',
+      name,
+      "Give a non-empty string, e.g. 'backup'.",
+    );
+  }
+  if (!Number.isSafeInteger(ttlMs) || (ttlMs as number) <= 0) {
+    throw invalidDriverArgument(
+      driver,
+      'lease ttlMs',
+      ttlMs,
+      'Give a positive integer (milliseconds).',
+    );
+  }
+}
+
 /** Refuses a commit whose changes are malformed or name one item twice, before anything is sent. */
 function checkDriverChanges(driver: string, changes: readonly DriverChange[]): void {
   const seen = new Set<string>();

@@ -14,7 +14,11 @@ import type {
   StoredRecord,
 } from '../../interfaces/storage-driver.interface';
 import { driverNotOpen, storageUnavailable } from '../../persistence.messages';
-import { checkDriverCommit, invalidDriverArgument } from '../driver-changes.util';
+import {
+  checkDriverCommit,
+  checkLeaseArguments,
+  invalidDriverArgument,
+} from '../driver-changes.util';
 
 const DRIVER = 'InMemoryStorageDriver';
 
@@ -299,22 +303,7 @@ export class InMemoryStorageDriver implements StorageDriver {
 
   acquireLease(name: string, ttlMs: number): Promise<Lease | undefined> {
     return this.call('acquireLease', () => {
-      if (typeof name !== 'string' || name.length === 0) {
-        throw invalidDriverArgument(
-          DRIVER,
-          'lease name',
-          name,
-          "Give a non-empty string, e.g. 'backup'.",
-        );
-      }
-      if (!Number.isInteger(ttlMs) || ttlMs <= 0) {
-        throw invalidDriverArgument(
-          DRIVER,
-          'lease ttlMs',
-          ttlMs,
-          'Give a positive integer (milliseconds).',
-        );
-      }
+      checkLeaseArguments(DRIVER, name, ttlMs);
       const nonce = `${this.replicaId}/${randomUUID()}`;
       const token = this.storage.acquireLease(name, ttlMs, nonce);
       if (token === undefined) return undefined;

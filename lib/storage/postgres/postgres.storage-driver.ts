@@ -15,18 +15,12 @@ import type {
   StoredProblem,
 } from '../../interfaces/storage-driver.interface';
 import { driverNotOpen } from '../../persistence.messages';
-import { checkDriverCommit, readyWithin } from '../driver-changes.util';
+import { checkDriverCommit, checkLeaseArguments, readyWithin } from '../driver-changes.util';
 import { inTransaction, loadPgModule, toPersistenceError } from './postgres.client';
 import { checkPostgresKeys, commitInTransaction } from './postgres.commit';
 import { acquireLeaseRow, releaseLeaseRow, renewLeaseRow } from './postgres.leases';
 import { PostgresListener } from './postgres.listener';
-import {
-  DRIVER,
-  invalid,
-  isPositiveInteger,
-  type PostgresStorageDriverOptions,
-  resolveOptions,
-} from './postgres.options';
+import { DRIVER, type PostgresStorageDriverOptions, resolveOptions } from './postgres.options';
 import { badRow, judgeRows, revisionProblem, type Row, type RowPlace } from './postgres.quarantine';
 import { migrate, PostgresTables } from './postgres.schema';
 
@@ -220,12 +214,7 @@ export class PostgresStorageDriver implements StorageDriver {
 
   async acquireLease(name: string, ttlMs: number): Promise<Lease | undefined> {
     const pool = this.openPool();
-    if (typeof name !== 'string' || name.length === 0) {
-      throw invalid('lease name', name, "Give a non-empty string, e.g. 'backup'.");
-    }
-    if (!isPositiveInteger(ttlMs)) {
-      throw invalid('lease ttlMs', ttlMs, 'Give a positive integer (milliseconds).');
-    }
+    checkLeaseArguments(DRIVER, name, ttlMs);
     const holder = `${this.replicaId}/${randomUUID()}`;
     let token: number | undefined;
     try {

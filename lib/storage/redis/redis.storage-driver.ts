@@ -19,7 +19,12 @@ import type {
   WatchedChange,
 } from '../../interfaces/storage-driver.interface';
 import { badStoredData, driverNotOpen } from '../../persistence.messages';
-import { checkDriverCommit, invalidDriverArgument, readyWithin } from '../driver-changes.util';
+import {
+  checkDriverCommit,
+  checkLeaseArguments,
+  invalidDriverArgument,
+  readyWithin,
+} from '../driver-changes.util';
 import {
   clientOptions,
   isCluster,
@@ -406,12 +411,7 @@ export class RedisStorageDriver implements StorageDriver {
 
   async acquireLease(name: string, ttlMs: number): Promise<Lease | undefined> {
     const client = this.openClient();
-    if (typeof name !== 'string' || name.length === 0) {
-      throw invalid('lease name', name, "Give a non-empty string, e.g. 'backup'.");
-    }
-    if (!Number.isInteger(ttlMs) || ttlMs <= 0) {
-      throw invalid('lease ttlMs', ttlMs, 'Give a positive integer (milliseconds).');
-    }
+    checkLeaseArguments(DRIVER, name, ttlMs);
     const leaseKey = this.keys.lease(name);
     const nonce = `${this.replicaId}/${randomUUID()}`;
     let token: unknown;
